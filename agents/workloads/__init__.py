@@ -1,0 +1,1 @@
+"""Workloads: the models a task measures, behind one interface (see `base.Workload`)."""

@@ -1,0 +1,1 @@
+"""Head side of moecluster: the CLI, sweeps, scheduling on Ray, the result store, aggregation."""
