@@ -1,0 +1,66 @@
+"""One interface for every workload the runner measures.
+
+A workload turns a `TaskSpec` into a ready model and its inputs, and accounts for it:
+parameters, items (inferences, later tokens) per batch, FLOPs per item and the fewest bytes
+a batch must move (for the roofline). The MLP pairs of the seed are one workload; the
+transformer LLM pairs (prefill and decode) plug in beside it without touching the runner.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from ..records import ParamCounts, TaskSpec
+
+
+@dataclass
+class Prepared:
+    """A model ready to run: `step()` runs one batch (no host sync of its own)."""
+
+    model: nn.Module
+    inputs: Tensor
+    items_per_batch: int
+    step: Callable[[], object]
+    params: ParamCounts
+    flops_per_item: float
+    bytes_per_batch: float
+    expert_tokens: tuple[int, ...] = ()
+    notes: list[str] = field(default_factory=list)
+
+
+class Workload(Protocol):
+    name: str
+
+    def validate(self, spec: TaskSpec) -> None:
+        """Raise ValueError naming the field if the spec cannot run."""
+
+    def params(self, spec: TaskSpec) -> ParamCounts: ...
+
+    def prepare(self, spec: TaskSpec, device: torch.device, dtype: torch.dtype) -> Prepared: ...
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r} ({', '.join(DTYPES)})") from None
+
+
+def registry() -> dict[str, Workload]:
+    from .mlp.workload import MlpWorkload
+
+    return {"mlp": MlpWorkload()}
+
+
+def get_workload(name: str) -> Workload:
+    workloads = registry()
+    try:
+        return workloads[name]
+    except KeyError:
+        raise ValueError(f"unknown workload {name!r} ({', '.join(workloads)})") from None

@@ -1,0 +1,176 @@
+"""The seed's models in torch: a dense MLP and an MoE of MLP experts with three implementations.
+
+All MoE implementations compute the same function from the same weights. Expert weights
+are stacked per layer in `nn.Linear` layout, `weight[l]: [E, out, in]`, `bias[l]: [E, out]`:
+`naive` and `sorted` apply one expert slice at a time, `grouped` multiplies every expert
+of a layer in one grouped GEMM (`torch._grouped_mm`), falling back to a per-expert loop
+where the device or dtype lacks it (the reason is kept in `grouped_fallback_reason`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .shapes import DenseShape, MoEShape
+
+IMPLS = ("naive", "sorted", "grouped")
+
+
+class DenseMLP(nn.Module):
+    """`Linear(in, h) ReLU [Linear(h, h) ReLU]*(L-1) Linear(h, out)`, as the seed's baseline."""
+
+    def __init__(self, shape: DenseShape) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i, (d_in, d_out) in enumerate(shape.layer_dims()):
+            layers.append(nn.Linear(d_in, d_out))
+            if i < shape.num_layers:
+                layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class MoEMLP(nn.Module):
+    """Router `Linear(in, E)` with bias, top-k on its logits, softmax over the k chosen gates."""
+
+    def __init__(self, shape: MoEShape, impl: str = "sorted") -> None:
+        super().__init__()
+        if impl not in IMPLS:
+            raise ValueError(f"unknown MoE implementation {impl!r} ({', '.join(IMPLS)})")
+        self.shape = shape
+        self.impl = impl
+        self.router = nn.Linear(shape.input_dim, shape.num_experts)
+        dims = shape.expert.layer_dims()
+        self.weight = nn.ParameterList(
+            nn.Parameter(torch.empty(shape.num_experts, d_out, d_in)) for d_in, d_out in dims)
+        self.bias = nn.ParameterList(nn.Parameter(torch.empty(shape.num_experts, d_out)) for _, d_out in dims)
+        for w, b in zip(self.weight, self.bias):  # nn.Linear's default init, per expert
+            bound = 1.0 / math.sqrt(w.shape[-1])
+            nn.init.uniform_(w, -bound, bound)
+            nn.init.uniform_(b, -bound, bound)
+        self.forced_experts: Tensor | None = None  # [B, k] expert ids replacing top-k (skewed load)
+        self.grouped_fallback_reason: str | None = None
+        self._grouped_probed = False
+
+    # -- routing ------------------------------------------------------------------------
+    def route(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(gates [B, k], expert ids [B, k]); gates are the softmax over the k chosen logits."""
+        logits = self.router(x)
+        if self.forced_experts is not None and self.forced_experts.shape[0] == x.shape[0]:
+            idx = self.forced_experts
+            chosen = logits.gather(1, idx)
+        else:
+            chosen, idx = torch.topk(logits, self.shape.top_k, dim=1)
+        return F.softmax(chosen, dim=1), idx
+
+    def expert_tokens(self, x: Tensor) -> list[int]:
+        """Tokens routed to each expert for input `x` (the realised load)."""
+        with torch.no_grad():
+            _, idx = self.route(x)
+            return torch.bincount(idx.flatten(), minlength=self.shape.num_experts).tolist()
+
+    # -- one expert, one slice at a time ----------------------------------------------------
+    def _expert(self, e: int, h: Tensor) -> Tensor:
+        last = len(self.weight) - 1
+        for l, (w, b) in enumerate(zip(self.weight, self.bias)):
+            h = F.linear(h, w[e], b[e])
+            if l < last:
+                h = F.relu(h)
+        return h
+
+    def forward(self, x: Tensor) -> Tensor:
+        gates, idx = self.route(x)
+        if self.impl == "naive":
+            return self._forward_naive(x, gates, idx)
+        if self.impl == "sorted":
+            return self._forward_sorted(x, gates, idx)
+        return self._forward_grouped(x, gates, idx)
+
+    def _forward_naive(self, x: Tensor, gates: Tensor, idx: Tensor) -> Tensor:
+        """The seed's original: repeat every token k times, loop over ALL experts with masks."""
+        k = self.shape.top_k
+        flat_idx = idx.flatten()
+        x_rep = x.repeat_interleave(k, dim=0)
+        out_flat = x.new_zeros(x.shape[0] * k, self.shape.output_dim)
+        for e in range(self.shape.num_experts):
+            mask = flat_idx == e
+            if mask.any():
+                out_flat[mask] = self._expert(e, x_rep[mask])
+        token = torch.arange(x.shape[0], device=x.device).repeat_interleave(k)
+        weighted = out_flat * gates.flatten().unsqueeze(1)
+        return x.new_zeros(x.shape[0], self.shape.output_dim).index_add_(0, token, weighted)
+
+    def _dispatch(self, x: Tensor, gates: Tensor, idx: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Token copies sorted by expert: (expert id, token index, gate, input) per copy."""
+        flat_idx, order = torch.sort(idx.flatten(), stable=True)
+        token = order // self.shape.top_k
+        return flat_idx, token, gates.flatten()[order], x[token]
+
+    def _combine(self, x: Tensor, token: Tensor, gate: Tensor, y: Tensor) -> Tensor:
+        out = x.new_zeros(x.shape[0], self.shape.output_dim)
+        return out.index_add_(0, token, y * gate.unsqueeze(1))
+
+    def _loop_sorted(self, xs: Tensor, counts: list[int]) -> Tensor:
+        outs, start = [], 0
+        for e, c in enumerate(counts):
+            if c:
+                outs.append(self._expert(e, xs[start:start + c]))
+                start += c
+        return torch.cat(outs)
+
+    def _forward_sorted(self, x: Tensor, gates: Tensor, idx: Tensor) -> Tensor:
+        """The seed's optimised one: sort by expert, run only experts that received tokens."""
+        flat_idx, token, gate, xs = self._dispatch(x, gates, idx)
+        counts = torch.bincount(flat_idx, minlength=self.shape.num_experts).tolist()
+        return self._combine(x, token, gate, self._loop_sorted(xs, counts))
+
+    # -- grouped GEMM ------------------------------------------------------------------------
+    def _probe_grouped(self, x: Tensor) -> None:
+        """Try `torch._grouped_mm` once on every layer shape; remember why it cannot run."""
+        self._grouped_probed = True
+        if not hasattr(torch, "_grouped_mm"):
+            self.grouped_fallback_reason = f"torch {torch.__version__} has no _grouped_mm"
+            return
+        E = self.shape.num_experts
+        offs = torch.arange(1, E + 1, device=x.device, dtype=torch.int32) * 8
+        try:
+            for w in self.weight:
+                a = torch.randn(8 * E, w.shape[-1], device=x.device, dtype=x.dtype)
+                torch._grouped_mm(a, w.transpose(-2, -1), offs=offs)
+        except (RuntimeError, NotImplementedError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self.grouped_fallback_reason = f"_grouped_mm unavailable for {x.dtype} on {x.device.type}: {first}"
+
+    def _forward_grouped(self, x: Tensor, gates: Tensor, idx: Tensor) -> Tensor:
+        """Every layer of all experts as one grouped GEMM; no host sync on this path."""
+        if not self._grouped_probed:
+            self._probe_grouped(x)
+        flat_idx, token, gate, h = self._dispatch(x, gates, idx)
+        if self.grouped_fallback_reason is not None:
+            counts = torch.bincount(flat_idx, minlength=self.shape.num_experts).tolist()
+            return self._combine(x, token, gate, self._loop_sorted(h, counts))
+        counts = torch.zeros(self.shape.num_experts, dtype=torch.int32, device=x.device)
+        counts.index_add_(0, flat_idx, torch.ones_like(flat_idx, dtype=torch.int32))
+        offs = torch.cumsum(counts, 0, dtype=torch.int32)
+        last = len(self.weight) - 1
+        for l, (w, b) in enumerate(zip(self.weight, self.bias)):
+            h = torch._grouped_mm(h, w.transpose(-2, -1), offs=offs) + b[flat_idx]
+            if l < last:
+                h = F.relu(h)
+        return self._combine(x, token, gate, h)
+
+
+def zipf_experts(num_tokens: int, num_experts: int, top_k: int, exponent: float,
+                 generator: torch.Generator) -> Tensor:
+    """[num_tokens, top_k] distinct expert ids drawn with P(expert r) ∝ 1 / (r+1)^exponent."""
+    probs = 1.0 / torch.arange(1, num_experts + 1, dtype=torch.float64) ** exponent
+    return torch.multinomial(probs.expand(num_tokens, -1), top_k, replacement=False, generator=generator)
+
+
+ModelFactory = Callable[[], nn.Module]

@@ -1,0 +1,193 @@
+"""`moecluster bench`: one dense/MoE pair on this machine, without Ray."""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from moecluster.agents.records import TaskResult, TaskSpec
+from moecluster.agents.workloads.mlp.models import IMPLS
+from moecluster.agents.workloads.mlp.shapes import (PRESETS, DenseShape, MoEShape, ShapeError, match_dense,
+                                                    preset as preset_shape)
+from moecluster.agents.workloads.base import DTYPES
+
+from .errors import InputError
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console that keeps wide tables readable when stdout is not a terminal."""
+    return Console(stderr=stderr, width=None if sys.stdout.isatty() else 150)
+
+
+def _moe_shape(preset: str, overrides: dict[str, int | None]) -> MoEShape:
+    base = preset_shape(preset)
+    fields = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return replace(base, **fields)
+    except ShapeError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pair_specs(moe: MoEShape, dense: DenseShape, *, preset: str | None, impl: str, match: str,
+               **common: Any) -> list[TaskSpec]:
+    """The MoE task and its dense twin, sharing a pair id (dense first, as the A of A B)."""
+    pair = f"{preset or 'custom'}-{impl}-{match}-{common['dtype']}-b{common['batch_size']}"
+    return [
+        TaskSpec(task_id=f"{pair}-dense", pair_id=pair, kind="dense", impl="dense", match=match,
+                 model=dense.as_model(), preset=preset, **common),
+        TaskSpec(task_id=f"{pair}-moe", pair_id=pair, kind="moe", impl=impl, model=moe.as_model(),
+                 preset=preset, **common),
+    ]
+
+
+def _shape_table(moe: MoEShape, match: str) -> Table:
+    p = moe.params()
+    t = Table(title="Shapes and parameters (nothing run)", title_justify="left")
+    for col in ("model", "shape", "total params", "active / token", "vs target", "width alignment"):
+        t.add_column(col, justify="right" if col != "model" else "left")
+    t.add_row("MoE", f"E={moe.num_experts} h={moe.expert_hidden_dim} L={moe.expert_num_layers} k={moe.top_k}",
+              f"{p.total:,}", f"{p.active_per_token:,}", "", f"router {p.router:,}")
+    for mode in ("total", "active", "seed"):
+        d = match_dense(moe, mode)  # type: ignore[arg-type]
+        dp = d.params().total
+        target = p.active_per_token if mode == "active" else p.total
+        mark = " (selected)" if mode == match else ""
+        t.add_row(f"dense/{mode}{mark}", f"w={d.hidden_dim} L={d.num_layers}", f"{dp:,}", f"{dp:,}",
+                  f"{(dp - target) / target:+.3%}", f"{d.alignment()}")
+    return t
+
+
+def _fmt(v: float | None, spec: str = ",.1f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def _result_table(results: list[TaskResult]) -> Table:
+    t = Table(title="moecluster bench", title_justify="left")
+    for col in ("model", "params", "inferences/s", "avg W", "idle W", "J", "inferences/J", "roofline", "energy"):
+        t.add_column(col, justify="left" if col in ("model", "energy") else "right")
+    for r in results:
+        if r.status != "ok":
+            t.add_row(r.spec.label(), "", f"[red]failed: {r.error}[/red]", "", "", "", "", "", "")
+            continue
+        joules = [w.energy_j for w in r.windows if w.energy_j is not None]
+        roof = f"{r.roofline.fraction:.1%} ({r.roofline.bound})" if r.roofline else "n/a"
+        energy = r.energy_source or f"unavailable: {r.energy_unavailable_reason}"
+        t.add_row(r.spec.label(), f"{r.params.total:,}" if r.params else "", _fmt(r.inferences_per_s),
+                  _fmt(r.avg_power_w), _fmt(r.idle_power_w), _fmt(sum(joules) / len(joules) if joules else None),
+                  _fmt(r.inferences_per_j, ",.2f"), roof, energy)
+    dense, moe = results[0], results[1]
+    if dense.status == moe.status == "ok":
+        def ratio(a: float | None, b: float | None) -> str:
+            return f"{a / b:.2f}x" if a is not None and b else "n/a"
+        t.add_section()
+        t.add_row("MoE / dense", "", ratio(moe.inferences_per_s, dense.inferences_per_s),
+                  ratio(moe.avg_power_w, dense.avg_power_w), "", "",
+                  ratio(moe.inferences_per_j, dense.inferences_per_j), "", "")
+    return t
+
+
+@click.command()
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="small", show_default=True,
+              help="The seed's MoE configuration; the shape options below override its fields.")
+@click.option("--num-experts", type=click.IntRange(min=1), help="Experts E.")
+@click.option("--expert-hidden-dim", type=click.IntRange(min=1), help="Hidden width of every expert.")
+@click.option("--expert-num-layers", type=click.IntRange(min=1), help="Hidden layers of every expert.")
+@click.option("--top-k", type=click.IntRange(min=1), help="Experts per token (<= E).")
+@click.option("--impl", type=click.Choice(IMPLS), default="grouped", show_default=True, help="MoE implementation.")
+@click.option("--match", type=click.Choice(["total", "active", "seed"]), default="total", show_default=True,
+              help="Dense twin sized by total or active parameters (aligned widths), or the seed's exact width.")
+@click.option("--dtype", type=click.Choice(sorted(DTYPES)), default="float32", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), default=None, help="Default: cuda if present, else cpu.")
+@click.option("--duration", "duration_s", type=click.FloatRange(min=0, min_open=True), default=30.0,
+              show_default=True, help="Seconds of each measurement window.")
+@click.option("--warmup", "warmup_s", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Seconds of warm-up before the first window (at least 3 batches).")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Windows per model, alternating dense and MoE.")
+@click.option("--load", type=click.Choice(["router", "zipf"]), default="router", show_default=True,
+              help="Expert load: the router's own top-k, or a Zipf-skewed assignment.")
+@click.option("--zipf-s", type=click.FloatRange(min=0), default=1.2, show_default=True, help="Zipf exponent.")
+@click.option("--train-epochs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Train both models on the seed's synthetic task first (the seed uses 15).")
+@click.option("--compile/--no-compile", "compile_", default=False, help="torch.compile the models.")
+@click.option("--cuda-graphs/--no-cuda-graphs", default=False, help="Replay a captured CUDA graph (dense, grouped).")
+@click.option("--meter", type=click.Choice(["auto", "nvml", "fake", "none"]), default="auto", show_default=True,
+              help="Energy source: NVML when present, a fake power model, or none.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Weights, inputs and load are drawn from it.")
+@click.option("--dry-run", is_flag=True, help="Print both models' shapes and parameter counts; run nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result records as JSON instead of a table.")
+def bench(preset: str, num_experts: int | None, expert_hidden_dim: int | None, expert_num_layers: int | None,
+          top_k: int | None, impl: str, match: str, dtype: str, batch_size: int, device: str | None,
+          duration_s: float, warmup_s: float, repeats: int, load: str, zipf_s: float, train_epochs: int,
+          compile_: bool, cuda_graphs: bool, meter: str, seed: int, dry_run: bool, as_json: bool) -> None:
+    """Measure one dense/MoE pair on this machine (no Ray): throughput, energy, roofline."""
+    moe = _moe_shape(preset, {"num_experts": num_experts, "expert_hidden_dim": expert_hidden_dim,
+                              "expert_num_layers": expert_num_layers, "top_k": top_k})
+    overridden = any(v is not None for v in (num_experts, expert_hidden_dim, expert_num_layers, top_k))
+    dense = match_dense(moe, match)  # type: ignore[arg-type]
+    if dry_run:
+        if as_json:
+            click.echo(json.dumps({"moe": {**moe.as_model(), "params": vars(moe.params())},
+                                   "dense": {**dense.as_model(), "match": match, "params": vars(dense.params())}},
+                                  indent=2))
+        else:
+            console().print(_shape_table(moe, match))
+        return
+    device = device or _default_device()
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda: no CUDA GPU visible to torch on this machine (use --device cpu)")
+    if cuda_graphs and impl not in ("grouped",):
+        raise InputError(f"--cuda-graphs needs --impl grouped (no host syncs), not {impl}")
+    specs = pair_specs(moe, dense, preset=None if overridden else preset, impl=impl, match=match, dtype=dtype,
+                       batch_size=batch_size, device=device, duration_s=duration_s, warmup_s=warmup_s, repeats=1,
+                       load=load, zipf_s=zipf_s, train_epochs=train_epochs, compile=compile_,
+                       cuda_graphs=cuda_graphs, meter=meter, seed=seed)
+    results = run_pair_alternating(specs, repeats)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        console().print(_result_table(results))
+    if any(r.status != "ok" for r in results):
+        sys.exit(1)
+
+
+def run_pair_alternating(specs: list[TaskSpec], repeats: int) -> list[TaskResult]:
+    """Run dense and MoE windows alternately (A B A B) so thermal drift cancels; merge repeats."""
+    from moecluster.agents.meters.peaks import PeakCache
+    from moecluster.agents.runner import run_task
+
+    peaks = PeakCache()
+    err = Console(stderr=True)
+    per_spec: list[list[TaskResult]] = [[] for _ in specs]
+    with err.status("") as status:
+        for r in range(repeats):
+            for i, spec in enumerate(specs):
+                status.update(f"repeat {r + 1}/{repeats}: {spec.label()} ({spec.duration_s:g} s window)")
+                per_spec[i].append(run_task(spec, peaks=peaks))
+    return [_merge(runs, repeats) for runs in per_spec]
+
+
+def _merge(runs: list[TaskResult], repeats: int) -> TaskResult:
+    failed = [r for r in runs if r.status != "ok"]
+    if failed:
+        return failed[0]
+    first = runs[0]
+    windows = tuple(w for r in runs for w in r.windows)
+    idle = [r.idle_power_w for r in runs if r.idle_power_w is not None]
+    return replace(first, spec=replace(first.spec, repeats=repeats), windows=windows,
+                   idle_power_w=sum(idle) / len(idle) if idle else None, finished_at=runs[-1].finished_at)
