@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from .shapes import DenseShape, MoEShape
 
 IMPLS = ("naive", "sorted", "grouped")
+PADDED_BMM_FROM_ROWS = 1024  # grouped: tokens per expert from which the batched GEMM wins (H100, bf16, xxl)
 
 
 class DenseMLP(nn.Module):
@@ -57,6 +58,7 @@ class MoEMLP(nn.Module):
         self.forced_experts: Tensor | None = None  # [B, k] expert ids replacing top-k (skewed load)
         self.grouped_fallback_reason: str | None = None
         self._grouped_probed = False
+        self._padded_last: tuple[Tensor, Tensor] | None = None
 
     # -- routing ------------------------------------------------------------------------
     def route(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -131,6 +133,25 @@ class MoEMLP(nn.Module):
         return self._combine(x, token, gate, self._loop_sorted(xs, counts))
 
     # -- grouped GEMM ------------------------------------------------------------------------
+    def _grouped_layers(self) -> list[tuple[Tensor, Tensor]]:
+        """Per layer (weight as [E, in, out] column-major view, bias [E, out]).
+
+        The fast grouped kernel needs every row stride to be a multiple of 16 bytes, so the
+        output layer (10 wide) gets a zero-padded copy, built once in the model's dtype;
+        its extra columns are cut off after the last GEMM.
+        """
+        layers = [(w.transpose(-2, -1), b) for w, b in zip(self.weight, self.bias)]
+        w, b = self.weight[-1], self.bias[-1]
+        out = w.shape[1]
+        pad = -out % max(1, 16 // w.element_size())
+        if pad:
+            if self._padded_last is None or self._padded_last[0].dtype != w.dtype \
+                    or self._padded_last[0].device != w.device:
+                self._padded_last = (F.pad(w.detach(), (0, 0, 0, pad)).contiguous(),
+                                     F.pad(b.detach(), (0, pad)).contiguous())
+            layers[-1] = (self._padded_last[0].transpose(-2, -1), self._padded_last[1])
+        return layers
+
     def _probe_grouped(self, x: Tensor) -> None:
         """Try `torch._grouped_mm` once on every layer shape; remember why it cannot run."""
         self._grouped_probed = True
@@ -140,30 +161,59 @@ class MoEMLP(nn.Module):
         E = self.shape.num_experts
         offs = torch.arange(1, E + 1, device=x.device, dtype=torch.int32) * 8
         try:
-            for w in self.weight:
-                a = torch.randn(8 * E, w.shape[-1], device=x.device, dtype=x.dtype)
-                torch._grouped_mm(a, w.transpose(-2, -1), offs=offs)
+            for w, _ in self._grouped_layers():
+                a = torch.randn(8 * E, w.shape[-2], device=x.device, dtype=x.dtype)
+                torch._grouped_mm(a, w, offs=offs)
         except (RuntimeError, NotImplementedError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             self.grouped_fallback_reason = f"_grouped_mm unavailable for {x.dtype} on {x.device.type}: {first}"
 
-    def _forward_grouped(self, x: Tensor, gates: Tensor, idx: Tensor) -> Tensor:
-        """Every layer of all experts as one grouped GEMM; no host sync on this path."""
+    def grouped_kernel(self, x: Tensor) -> str:
+        """`grouped_mm` (ragged grouped GEMM, no host sync) or `padded_bmm` (one batched GEMM
+        over experts padded to the fullest one: one host sync).
+
+        The ragged kernel wins while experts see few tokens (the weights' read dominates);
+        where it has no fast path (float32, float16, pre-Hopper) or every expert sees many
+        tokens, cuBLAS's batched GEMM is faster.
+        """
         if not self._grouped_probed:
             self._probe_grouped(x)
-        flat_idx, token, gate, h = self._dispatch(x, gates, idx)
         if self.grouped_fallback_reason is not None:
-            counts = torch.bincount(flat_idx, minlength=self.shape.num_experts).tolist()
-            return self._combine(x, token, gate, self._loop_sorted(h, counts))
+            return "padded_bmm"
+        fast = x.is_cuda and x.dtype == torch.bfloat16 and torch.cuda.get_device_capability(x.device)[0] >= 9
+        rows_per_expert = x.shape[0] * self.shape.top_k / self.shape.num_experts
+        return "grouped_mm" if (fast and rows_per_expert < PADDED_BMM_FROM_ROWS) or not x.is_cuda else "padded_bmm"
+
+    def _forward_padded_bmm(self, x: Tensor, flat_idx: Tensor, token: Tensor, gate: Tensor, h: Tensor) -> Tensor:
+        E = self.shape.num_experts
+        counts = torch.bincount(flat_idx, minlength=E)
+        capacity = int(counts.max())
+        starts = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(flat_idx.shape[0], device=x.device) - starts[flat_idx]
+        buf = h.new_zeros(E, capacity, h.shape[1])
+        buf[flat_idx, slot] = h
+        last = len(self.weight) - 1
+        for l, (w, b) in enumerate(zip(self.weight, self.bias)):
+            buf = torch.baddbmm(b.unsqueeze(1), buf, w.transpose(-2, -1))
+            if l < last:
+                buf = F.relu(buf)
+        return self._combine(x, token, gate, buf[flat_idx, slot])
+
+    def _forward_grouped(self, x: Tensor, gates: Tensor, idx: Tensor) -> Tensor:
+        """Every layer of all experts as one grouped GEMM (see `grouped_kernel`)."""
+        kernel = self.grouped_kernel(x)
+        flat_idx, token, gate, h = self._dispatch(x, gates, idx)
+        if kernel == "padded_bmm":
+            return self._forward_padded_bmm(x, flat_idx, token, gate, h)
         counts = torch.zeros(self.shape.num_experts, dtype=torch.int32, device=x.device)
         counts.index_add_(0, flat_idx, torch.ones_like(flat_idx, dtype=torch.int32))
         offs = torch.cumsum(counts, 0, dtype=torch.int32)
-        last = len(self.weight) - 1
-        for l, (w, b) in enumerate(zip(self.weight, self.bias)):
-            h = torch._grouped_mm(h, w.transpose(-2, -1), offs=offs) + b[flat_idx]
-            if l < last:
+        layers = self._grouped_layers()
+        for l, (w, b) in enumerate(layers):
+            h = torch._grouped_mm(h, w, offs=offs) + b[flat_idx]
+            if l < len(layers) - 1:
                 h = F.relu(h)
-        return self._combine(x, token, gate, h)
+        return self._combine(x, token, gate, h[:, : self.shape.output_dim])
 
 
 def zipf_experts(num_tokens: int, num_experts: int, top_k: int, exponent: float,

@@ -1,0 +1,70 @@
+"""Aggregation: from stored task results to the study's answers. Computes; never measures.
+
+Pure functions over `list[TaskResult]` (plus, for the cluster-wide view, a Prometheus URL):
+per-task figures with 95 % intervals (`tasks`), MoE/dense pairs as ratios (`pairs`), the
+break-even size (`breakeven`), expert-parallel costs (`ep`) and cluster-wide energy
+(`cluster`). `aggregate()` runs them all for the report.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from moecluster.agents.records import TaskResult
+
+from .breakeven import BreakEven, SeriesKey, break_evens
+from .cluster import ClusterEnergy, cluster_energy
+from .ep import EpPoint, ep_points
+from .pairs import IncompletePair, PairRatio, pair_ratios
+from .prometheus import Prometheus, PrometheusError
+from .stats import Estimate, mean_ci, ratio_ci
+from .tasks import TaskStats, all_task_stats, task_stats
+
+__all__ = [
+    "Aggregate", "BreakEven", "ClusterEnergy", "EpPoint", "Estimate", "IncompletePair", "PairRatio",
+    "Prometheus", "PrometheusError", "SeriesKey", "TaskStats", "aggregate", "all_task_stats", "break_evens",
+    "cluster_energy", "ep_points", "mean_ci", "pair_ratios", "ratio_ci", "task_stats",
+]
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """Everything the report shows about one run."""
+
+    results: tuple[TaskResult, ...]
+    tasks: tuple[TaskStats, ...]
+    pairs: tuple[PairRatio, ...]
+    incomplete: tuple[IncompletePair, ...]
+    break_evens: tuple[BreakEven, ...]
+    break_evens_above_idle: tuple[BreakEven, ...]
+    ep: tuple[EpPoint, ...]
+    cluster: ClusterEnergy | None
+    cluster_note: str
+
+    @property
+    def failed(self) -> tuple[TaskResult, ...]:
+        return tuple(r for r in self.results if r.status != "ok")
+
+
+def aggregate(results: Sequence[TaskResult], prometheus_url: str | None = None, *,
+              prometheus_timeout_s: float = 15.0) -> Aggregate:
+    """All of the report's figures. Without a Prometheus URL the cluster view is absent, and
+    `cluster_note` says so; a Prometheus that cannot be read leaves it absent with the reason."""
+    stats = all_task_stats(results)
+    pairs, incomplete = pair_ratios(stats, [r.spec.pair_id for r in results])
+    cluster: ClusterEnergy | None = None
+    if prometheus_url is None:
+        note = "not measured: no Prometheus URL given (--prometheus)"
+    elif not any(r.status == "ok" for r in results):
+        note = "not measured: no successful task, so no run span"
+    else:
+        try:
+            cluster = cluster_energy(results, Prometheus(prometheus_url, prometheus_timeout_s))
+            note = f"from Prometheus at {prometheus_url}"
+        except (PrometheusError, ValueError) as exc:
+            note = f"unavailable: {exc}"
+    return Aggregate(
+        results=tuple(results), tasks=tuple(stats), pairs=tuple(pairs), incomplete=tuple(incomplete),
+        break_evens=tuple(break_evens(pairs)),
+        break_evens_above_idle=tuple(break_evens(pairs, "inferences_per_j_above_idle")),
+        ep=tuple(ep_points(stats)), cluster=cluster, cluster_note=note)

@@ -1,0 +1,90 @@
+"""Pairs: an MoE task set beside its dense twin(s), as MoE/dense ratios with intervals.
+
+Tasks of one pair share `spec.pair_id`. A pair may hold several dense twins sized
+differently (`spec.match`: total, active or seed parameters) and, in principle, several
+MoE tasks; every MoE task is compared with every dense twin of its pair. Ratios above 1
+favour MoE for inferences/s and inferences/J, and mean MoE draws more power for W. A ratio
+whose interval contains 1 is flagged: the repeats cannot tell which side is better.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Sequence
+
+from .stats import Estimate, ratio_ci
+from .tasks import TaskStats
+
+
+@dataclass(frozen=True)
+class PairRatio:
+    """One MoE task against one dense twin (`match` says how the twin was sized)."""
+
+    pair_id: str
+    moe: TaskStats
+    dense: TaskStats
+    inferences_per_s: Estimate | None
+    power_w: Estimate | None
+    inferences_per_j: Estimate | None
+    inferences_per_j_above_idle: Estimate | None
+
+    @property
+    def match(self) -> str | None:
+        return self.dense.spec.match
+
+    @property
+    def flags(self) -> list[str]:
+        """Names of the ratios whose interval contains 1."""
+        out = []
+        for name in ("inferences_per_s", "power_w", "inferences_per_j", "inferences_per_j_above_idle"):
+            est: Estimate | None = getattr(self, name)
+            if est is not None and est.crosses_one:
+                out.append(name)
+        return out
+
+
+@dataclass(frozen=True)
+class IncompletePair:
+    """A pair that cannot be compared, and why (a twin failed or is missing)."""
+
+    pair_id: str
+    reason: str
+
+
+def _ratio(a: Estimate | None, b: Estimate | None) -> Estimate | None:
+    if a is None or b is None or not (a.mean > 0 and b.mean > 0):
+        return None
+    return ratio_ci(a, b)
+
+
+def pair_ratio(pair_id: str, moe: TaskStats, dense: TaskStats) -> PairRatio:
+    return PairRatio(
+        pair_id=pair_id, moe=moe, dense=dense,
+        inferences_per_s=_ratio(moe.inferences_per_s, dense.inferences_per_s),
+        power_w=_ratio(moe.power_w, dense.power_w),
+        inferences_per_j=_ratio(moe.inferences_per_j, dense.inferences_per_j),
+        inferences_per_j_above_idle=_ratio(moe.inferences_per_j_above_idle, dense.inferences_per_j_above_idle))
+
+
+def pair_ratios(stats: Sequence[TaskStats], pair_ids: Sequence[str] = ()) -> tuple[list[PairRatio],
+                                                                                    list[IncompletePair]]:
+    """Every (MoE, dense twin) combination of each pair, plus the pairs that cannot be formed.
+
+    `stats` holds the `ok` tasks; `pair_ids` may name further pairs (e.g. those whose tasks
+    all failed) so they are reported as incomplete rather than silently missing.
+    """
+    by_pair: dict[str, dict[str, list[TaskStats]]] = defaultdict(lambda: {"moe": [], "dense": []})
+    for s in stats:
+        by_pair[s.spec.pair_id][s.spec.kind].append(s)
+    ratios: list[PairRatio] = []
+    incomplete: list[IncompletePair] = []
+    for pid in list(by_pair) + [p for p in dict.fromkeys(pair_ids) if p not in by_pair]:
+        group = by_pair.get(pid, {"moe": [], "dense": []})
+        if not group["moe"] or not group["dense"]:
+            missing = "MoE task" if not group["moe"] else "dense twin"
+            incomplete.append(IncompletePair(pid, f"no successful {missing}"))
+            continue
+        for m in group["moe"]:
+            for d in sorted(group["dense"], key=lambda s: str(s.spec.match)):
+                ratios.append(pair_ratio(pid, m, d))
+    return ratios, incomplete

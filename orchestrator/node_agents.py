@@ -1,0 +1,163 @@
+"""One node agent on every node of the Ray cluster, and a file telling Prometheus where they are.
+
+`ensure_node_agents()` runs on the head with Ray initialised. For each alive node it reuses
+an agent that already serves there (our named actor, or a standalone `moecluster agent`,
+e.g. from the systemd unit, answering on the node's address and port), else starts one as a
+Ray actor pinned to the node (`NodeAffinitySchedulingStrategy(soft=False)`, `num_cpus=0`, so
+it takes no slot from the benchmark). Actors are detached by default: they outlive one
+`submit`, so Grafana keeps its live view between runs and the next submit finds them. The
+addresses go to `run_dir/prometheus_targets.json` in Prometheus' file_sd format, with a copy
+beside the run directories (`<runs root>/prometheus_targets.json`) for a Prometheus whose
+`file_sd_configs` points at one stable path.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+TARGETS_FILE = "prometheus_targets.json"
+NAMESPACE = "moecluster"
+ACTOR_PREFIX = "moecluster-agent-"
+PROBE_TIMEOUT_S = 2.0
+log = logging.getLogger(__name__)
+
+
+def node_names(nodes: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The `node` label of each Ray node (by node id): its host name, with the node id's first
+    8 characters appended where several alive nodes share one host name (e.g. a test cluster)."""
+    hosts = {n["NodeID"]: str(n.get("NodeManagerHostname") or n["NodeManagerAddress"]) for n in nodes}
+    dup = Counter(hosts.values())
+    return {nid: (h if dup[h] == 1 else f"{h}-{nid[:8]}") for nid, h in hosts.items()}
+
+
+def _agent_node_label(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
+    """The `node` label of a moecluster agent answering at `address`, else None."""
+    try:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout_s) as resp:  # noqa: S310
+            body = resp.read().decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return None
+    for line in body.splitlines():
+        if line.startswith("moecluster_agent_info{"):
+            for part in line[line.index("{") + 1:line.index("}")].split(","):
+                key, _, value = part.partition("=")
+                if key == "node":
+                    return value.strip('"')
+    return None
+
+
+@ray.remote(num_cpus=0, max_restarts=3)
+class NodeAgentActor:
+    """Runs `moecluster.agents.exporter.Agent` inside a Ray actor process on one node."""
+
+    def __init__(self, node: str, port: int, device: str, interval_s: float) -> None:
+        from moecluster.agents.exporter.server import Agent, AgentConfig
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s moecluster-agent %(levelname)s %(message)s")
+        host = ray.util.get_node_ip_address()
+        config = AgentConfig(host=host, port=port, device=device, node=node, interval_s=interval_s)
+        try:
+            self._agent = Agent(config).start()
+        except OSError as exc:
+            if port == 0:
+                raise
+            logging.getLogger("moecluster.agent").warning(
+                "port %d on %s is taken (%s); serving on a free port instead", port, host, exc.strerror)
+            self._agent = Agent(AgentConfig(host=host, port=0, device=device, node=node,
+                                            interval_s=interval_s)).start()
+        self._address = f"{host}:{self._agent.port}"
+        self._node = node
+
+    def describe(self) -> dict[str, str]:
+        return {"address": self._address, "node": self._node}
+
+    def stop(self) -> None:
+        self._agent.stop()
+
+
+def _write_targets(path: Path, targets: Sequence[tuple[str, str]]) -> None:
+    groups = [{"targets": [addr], "labels": {"node": node}} for node, addr in sorted(targets)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(groups, fh, indent=2)
+        fh.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)  # Prometheus watches the file: it must never see half of it
+
+
+def _existing_actor(node_id: str) -> Any | None:
+    try:
+        return ray.get_actor(ACTOR_PREFIX + node_id, namespace=NAMESPACE)
+    except ValueError:
+        return None
+
+
+def ensure_node_agents(run_dir: Path, *, port: int = 9400, device: str = "auto", interval_s: float = 0.1,
+                       detached: bool = True, timeout_s: float = 60.0) -> list[str]:
+    """Make sure one agent serves on every alive node; write the file_sd targets; return
+    the agents' `host:port` addresses (sorted by node name)."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    names = node_names(nodes)
+    found: dict[str, tuple[str, str]] = {}  # node id -> (node label, address)
+    pending: dict[str, Any] = {}
+    for n in nodes:
+        nid = n["NodeID"]
+        actor = _existing_actor(nid)
+        if actor is not None:
+            try:
+                info = ray.get(actor.describe.remote(), timeout=10)
+                found[nid] = (info["node"], info["address"])
+                continue
+            except Exception as exc:  # noqa: BLE001 - a dead or stuck actor is replaced
+                log.warning("agent actor on node %s does not answer (%s); replacing it", names[nid], exc)
+                ray.kill(actor)
+        if port:
+            address = f"{n['NodeManagerAddress']}:{port}"
+            label = _agent_node_label(address)
+            others = {v for k, v in names.items() if k != nid}
+            if label is not None and label not in others:
+                log.info("reusing the agent already serving on %s (node %s)", address, label)
+                found[nid] = (label, address)
+                continue
+        options: dict[str, Any] = dict(
+            name=ACTOR_PREFIX + nid, namespace=NAMESPACE, get_if_exists=True,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=nid, soft=False))
+        if detached:
+            options["lifetime"] = "detached"
+        pending[nid] = NodeAgentActor.options(**options).remote(names[nid], port, device, interval_s)
+    if pending:
+        infos = ray.get([a.describe.remote() for a in pending.values()], timeout=timeout_s)
+        for nid, info in zip(pending, infos):
+            found[nid] = (info["node"], info["address"])
+    targets = sorted(found.values())
+    run_dir = Path(run_dir)
+    _write_targets(run_dir / TARGETS_FILE, targets)
+    _write_targets(run_dir.parent / TARGETS_FILE, targets)
+    return [addr for _, addr in targets]
+
+
+def stop_node_agents(timeout_s: float = 30.0) -> int:
+    """Stop and remove every agent actor this cluster runs (for tests and `ray down` hygiene);
+    returns how many were stopped. Standalone agents are left alone."""
+    stopped = 0
+    for n in ray.nodes():
+        actor = _existing_actor(n["NodeID"])
+        if actor is None:
+            continue
+        try:
+            ray.get(actor.stop.remote(), timeout=timeout_s)
+        except Exception as exc:  # noqa: BLE001 - kill it regardless
+            log.warning("agent actor %s did not stop cleanly: %s", n["NodeID"], exc)
+        ray.kill(actor)
+        stopped += 1
+    return stopped

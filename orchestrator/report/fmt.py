@@ -1,0 +1,73 @@
+"""Number formatting shared by the terminal tables, the HTML page and `moecluster estimate`."""
+from __future__ import annotations
+
+import math
+
+from moecluster.orchestrator.aggregate.stats import Estimate
+
+_SI = (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3))
+_SMALL = (("m", 1e-3), ("µ", 1e-6), ("n", 1e-9), ("p", 1e-12), ("f", 1e-15))
+
+
+def si(v: float | None, unit: str = "", digits: int = 3) -> str:
+    """1.23 k, 4.5 M, 12 mJ ... (n/a for None/NaN)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    a = abs(v)
+    for p, s in _SI:
+        if a >= s:
+            return f"{v / s:.{digits}g} {p}{unit}".rstrip()
+    if a >= 1 or a == 0 or not unit:
+        return f"{v:.{digits}g} {unit}".rstrip()
+    for p, s in _SMALL:
+        if a >= s:
+            return f"{v / s:.{digits}g} {p}{unit}"
+    return f"{v:.{digits}g} {unit}"
+
+
+def params(v: float | None) -> str:
+    """Parameter counts the way papers write them: 46.7 B, 368 M."""
+    return si(v).replace(" G", " B") if v is not None else "n/a"
+
+
+def seconds(v: float | None) -> str:
+    return si(v, "s")
+
+
+def num(v: float | None, digits: int = 4) -> str:
+    """A plain figure: thousands separators for large values, significant digits otherwise."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if abs(v) >= 1e4:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}g}"
+
+
+def sci(v: float | None, digits: int = 3) -> str:
+    """Scientific notation, as seed 000 prints its normalisations (7.91E-08)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    return f"{v:.{digits - 1}E}"
+
+
+def est(e: Estimate | None, f=num) -> str:  # type: ignore[no-untyped-def]
+    """`mean [lo, hi]`, or the mean alone (n=1), or n/a."""
+    if e is None:
+        return "n/a"
+    if e.lo is None or e.hi is None:
+        return f(e.mean)
+    return f"{f(e.mean)} [{f(e.lo)}, {f(e.hi)}]"
+
+
+def ratio(e: Estimate | None) -> str:
+    """A ratio with its interval, and † where the interval contains 1 (no clear winner)."""
+    if e is None:
+        return "n/a"
+    text = est(e, lambda v: f"{v:.3f}")
+    return f"{text} †" if e.crosses_one else text
+
+
+def pct(v: float | None, digits: int = 1) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    return f"{100 * v:.{digits}f} %"

@@ -1,0 +1,198 @@
+"""The report's tables as pandas DataFrames: one source for the exports, the terminal and the HTML page.
+
+Every figure with an interval becomes three columns, `<name>`, `<name>_lo`, `<name>_hi`
+(95 % Student-t; empty with a single window). Units are in the column names. Energy that was
+not measured is an empty cell with `energy_note` = "unavailable: <reason>", never a zero.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import pandas as pd
+
+from moecluster.orchestrator.aggregate import Aggregate, BreakEven, Estimate
+from moecluster.orchestrator.estimate.measured import compare, task_comm_share
+
+TABLES = ("tasks", "normalisations", "pairs", "breakeven", "breakeven_points", "roofline", "ep",
+          "cluster_gpus", "cluster", "failed")
+
+
+def _e(row: dict[str, Any], name: str, e: Estimate | None) -> None:
+    row[name] = e.mean if e else None
+    row[f"{name}_lo"] = e.lo if e else None
+    row[f"{name}_hi"] = e.hi if e else None
+
+
+def _frame(rows: Iterable[dict[str, Any]], columns: list[str] | None = None) -> pd.DataFrame:
+    """Rows as a frame; an empty table keeps its key column so every export has a header."""
+    rows = list(rows)
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns or [])
+
+
+def tasks_frame(agg: Aggregate) -> pd.DataFrame:
+    rows = []
+    for s in agg.tasks:
+        r, spec = s.result, s.spec
+        row: dict[str, Any] = {
+            "task_id": spec.task_id, "pair_id": spec.pair_id, "label": spec.label(), "kind": spec.kind,
+            "impl": spec.impl, "match": spec.match, "preset": spec.preset, "workload": spec.workload,
+            "dtype": spec.dtype, "batch_size": spec.batch_size, "expert_parallel": spec.expert_parallel,
+            "device": spec.device, "node": r.node, "gpus": ";".join(f"{g.node}/{g.index}" for g in r.gpus),
+            "gpu_name": ", ".join(sorted({g.name for g in r.gpus})), "total_params": s.total_params,
+            "active_params": s.active_params, "windows": s.n_windows, "inferences": s.inferences,
+            "measured_s": s.measured_s}
+        _e(row, "inferences_per_s", s.inferences_per_s)
+        _e(row, "power_w", s.power_w)
+        _e(row, "energy_j", s.energy_j)
+        _e(row, "inferences_per_j", s.inferences_per_j)
+        _e(row, "energy_above_idle_j", s.energy_above_idle_j)
+        _e(row, "inferences_per_j_above_idle", s.inferences_per_j_above_idle)
+        row.update(idle_power_w=r.idle_power_w, energy_source=r.energy_source, energy_note=s.energy_note,
+                   idle_note=s.idle_note)
+        rows.append(row)
+    return _frame(rows, ["task_id"])
+
+
+def normalisations_frame(agg: Aggregate) -> pd.DataFrame:
+    rows = []
+    for s in agg.tasks:
+        row: dict[str, Any] = {"task_id": s.task_id, "label": s.spec.label(), "preset": s.spec.preset,
+                               "total_params": s.total_params, "active_params": s.active_params}
+        _e(row, "j_per_inference", s.j_per_inference)
+        _e(row, "j_per_inference_above_idle", s.j_per_inference_above_idle)
+        _e(row, "j_per_inference_per_total_param", s.j_per_inference_per_total_param)
+        _e(row, "j_per_inference_per_active_param", s.j_per_inference_per_active_param)
+        _e(row, "j_per_token_per_active_param", s.j_per_token_per_active_param)
+        _e(row, "tokens_per_j", s.tokens_per_j)
+        row["energy_note"] = s.energy_note
+        rows.append(row)
+    return _frame(rows, ["task_id"])
+
+
+def pairs_frame(agg: Aggregate) -> pd.DataFrame:
+    rows = []
+    for p in agg.pairs:
+        m, d = p.moe, p.dense
+        row: dict[str, Any] = {
+            "pair_id": p.pair_id, "moe_task": m.task_id, "dense_task": d.task_id, "impl": m.spec.impl,
+            "match": p.match, "preset": m.spec.preset, "dtype": m.spec.dtype, "batch_size": m.spec.batch_size,
+            "expert_parallel": m.spec.expert_parallel, "moe_total_params": m.total_params,
+            "moe_active_params": m.active_params, "dense_params": d.total_params}
+        for name in ("inferences_per_s", "power_w", "inferences_per_j", "inferences_per_j_above_idle"):
+            row[f"moe_{name}"] = getattr(m, name).mean if getattr(m, name) else None
+            row[f"dense_{name}"] = getattr(d, name).mean if getattr(d, name) else None
+            _e(row, f"ratio_{name}", getattr(p, name))
+        row["ci_contains_1"] = ",".join(p.flags)
+        row["energy_note"] = m.energy_note or d.energy_note
+        rows.append(row)
+    for ip in agg.incomplete:
+        rows.append({"pair_id": ip.pair_id, "energy_note": f"incomplete: {ip.reason}"})
+    return _frame(rows, ["pair_id"])
+
+
+def _be_rows(bes: Iterable[BreakEven]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    series, points = [], []
+    for b in bes:
+        k = b.key
+        series.append({"series": k.label(), "metric": b.metric, "impl": k.impl, "dtype": k.dtype,
+                       "expert_parallel": k.expert_parallel, "batch_size": k.batch_size, "match": k.match,
+                       "sizes": len(b.points), "min_params": b.min_params, "max_params": b.max_params,
+                       "break_even_params": b.params, "break_even_params_lo": b.params_lo,
+                       "break_even_params_hi": b.params_hi,
+                       "crossings": ";".join(f"{c.direction}@{c.total_params:.4g}" for c in b.crossings),
+                       "verdict": b.verdict})
+        for p in b.points:
+            row: dict[str, Any] = {"series": k.label(), "metric": b.metric, "impl": k.impl, "match": k.match,
+                                   "total_params": p.total_params, "pairs": ";".join(p.pair_ids)}
+            _e(row, "ratio", p.ratio)
+            points.append(row)
+    return series, points
+
+
+def breakeven_frames(agg: Aggregate) -> tuple[pd.DataFrame, pd.DataFrame]:
+    s1, p1 = _be_rows(agg.break_evens)
+    s2, p2 = _be_rows(agg.break_evens_above_idle)
+    return _frame(s1 + s2, ["series"]), _frame(p1 + p2, ["series"])
+
+
+def roofline_frame(agg: Aggregate) -> pd.DataFrame:
+    rows = []
+    for r in agg.results:
+        c = compare(r)
+        if c is None:
+            continue
+        rows.append({"task_id": c.task_id, "label": c.label, "gpu_name": c.gpu_name, "gpus": c.gpus,
+                     "measured_s_per_inference": c.measured_s_per_inference,
+                     "roofline_s_per_inference": c.roofline_s_per_inference,
+                     "roofline_fraction": c.roofline_fraction, "bound": c.bound, "peak_source": c.peak_source,
+                     "datasheet": c.datasheet, "datasheet_s_per_inference": c.datasheet_s_per_inference,
+                     "datasheet_fraction": c.datasheet_fraction,
+                     "measured_j_per_inference": c.measured_j_per_inference,
+                     "roofline_j_per_inference": c.roofline_j_per_inference,
+                     "energy_over_roofline": c.energy_over_roofline, "power_ref_w": c.power_ref_w,
+                     "power_ref_source": c.power_ref_source})
+    return _frame(rows, ["task_id"])
+
+
+def ep_frame(agg: Aggregate) -> pd.DataFrame:
+    rows = []
+    for p in agg.ep:
+        row: dict[str, Any] = {"task_id": p.stats.task_id, "impl": p.stats.spec.impl, "preset": p.stats.spec.preset,
+                               "dtype": p.stats.spec.dtype, "batch_size": p.stats.spec.batch_size,
+                               "expert_parallel": p.degree, "baseline_task": p.baseline.task_id if p.baseline else None}
+        _e(row, "speedup", p.speedup)
+        _e(row, "scaling_loss", p.scaling_loss)
+        _e(row, "energy_ratio", p.energy_ratio)
+        row["comm_share_analytic"] = task_comm_share(p.stats.result)
+        rows.append(row)
+    return _frame(rows, ["task_id"])
+
+
+def cluster_frames(agg: Aggregate) -> tuple[pd.DataFrame, pd.DataFrame]:
+    c = agg.cluster
+    if c is None:
+        return (_frame([], ["node"]),
+                _frame([{"source": agg.cluster_note, "inferences": sum(s.inferences for s in agg.tasks)}]))
+    gpus = [{"node": g.key.node, "gpu": g.key.gpu, "uuid": g.key.uuid, "name": g.key.name, "ran_tasks": g.ran_tasks,
+             "energy_j": g.energy_j} for g in c.gpus]
+    chk = c.check
+    summary = {"source": agg.cluster_note, "start_s": c.start_s, "end_s": c.end_s, "duration_s": c.duration_s,
+               "gpus": len(c.gpus), "task_gpus": sum(g.ran_tasks for g in c.gpus), "energy_j": c.total_j,
+               "task_gpus_energy_j": c.task_gpus_j, "idle_gpus_energy_j": c.idle_gpus_j,
+               "inferences": c.inferences, "cluster_inferences_per_j": c.inferences_per_j,
+               "tasks_energy_j": c.tasks_energy_j, "tasks_inferences_per_j": c.tasks_inferences_per_j,
+               "check_prometheus_j": chk.prometheus_j if chk else None, "check_tasks_j": chk.tasks_j if chk else None,
+               "check_rel_diff": chk.rel_diff if chk else None, "check_ok": chk.ok if chk else None,
+               "check_placement": chk.placement if chk else None, "notes": "; ".join(c.notes)}
+    return _frame(gpus, ["node"]), _frame([summary])
+
+
+def failed_frame(agg: Aggregate) -> pd.DataFrame:
+    return _frame(({"task_id": r.spec.task_id, "pair_id": r.spec.pair_id, "label": r.spec.label(), "node": r.node,
+                    "error": r.error} for r in agg.failed), ["task_id"])
+
+
+@dataclass(frozen=True)
+class Frames:
+    tasks: pd.DataFrame
+    normalisations: pd.DataFrame
+    pairs: pd.DataFrame
+    breakeven: pd.DataFrame
+    breakeven_points: pd.DataFrame
+    roofline: pd.DataFrame
+    ep: pd.DataFrame
+    cluster_gpus: pd.DataFrame
+    cluster: pd.DataFrame
+    failed: pd.DataFrame
+
+    def items(self) -> list[tuple[str, pd.DataFrame]]:
+        return [(name, getattr(self, name)) for name in TABLES]
+
+
+def frames(agg: Aggregate) -> Frames:
+    be, be_points = breakeven_frames(agg)
+    cg, cs = cluster_frames(agg)
+    return Frames(tasks=tasks_frame(agg), normalisations=normalisations_frame(agg), pairs=pairs_frame(agg),
+                  breakeven=be, breakeven_points=be_points, roofline=roofline_frame(agg), ep=ep_frame(agg),
+                  cluster_gpus=cg, cluster=cs, failed=failed_frame(agg))

@@ -1,0 +1,152 @@
+"""Reaching a Ray cluster: an embedded local instance, or an existing cluster by address.
+
+Token authentication stays on. A local instance gets Ray's own default (token auth, with a
+token generated in `~/.ray/auth_token` if none exists). Joining by `--address` sets
+`RAY_AUTH_MODE=token` unless the user chose a mode; Ray then reads the token from
+`RAY_AUTH_TOKEN`, else the file named by `RAY_AUTH_TOKEN_PATH`, else `~/.ray/auth_token`.
+The token never appears on a command line or in a log.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from moecluster.orchestrator.cli.errors import InputError
+
+ACCELERATOR_PREFIX = "accelerator_type:"
+ACCELERATOR_LABEL = "ray.io/accelerator-type"
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
+NAMESPACE = "moecluster"
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """How to reach Ray: `address` None starts a local instance with these resources."""
+
+    address: str | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    include_dashboard: bool = False
+    resources: dict[str, float] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    node_id: str
+    name: str  # host name, with the node id's prefix where several nodes share a host
+    address: str
+    cpus: float
+    gpus: float
+    accelerator_type: str | None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The alive nodes of the cluster at one moment."""
+
+    nodes: tuple[NodeInfo, ...]
+
+    @property
+    def total_gpus(self) -> float:
+        return sum(n.gpus for n in self.nodes)
+
+    @property
+    def accelerator_types(self) -> list[str]:
+        return sorted({n.accelerator_type for n in self.nodes if n.accelerator_type})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"nodes": [vars(n) for n in self.nodes]}
+
+
+def _enable_token_auth() -> None:
+    """Token mode for this process and its children when joining a cluster by address.
+
+    Ray reads `RAY_AUTH_MODE` into its cached config when first imported; Ray's own
+    `_enable_token_auth` refreshes that cache after setting the variable, as we do here.
+    """
+    if os.environ.get(AUTH_MODE_ENV) is not None:
+        return
+    os.environ[AUTH_MODE_ENV] = "token"
+    from ray._raylet import Config
+
+    Config.initialize("")
+
+
+def connect(options: ClusterOptions) -> None:
+    """`ray.init` for a local instance or an existing cluster; InputError in one line if it fails."""
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # workers use this interpreter as it is
+    import ray
+
+    kwargs: dict[str, Any] = dict(namespace=NAMESPACE, include_dashboard=options.include_dashboard,
+                                  log_to_driver=False, configure_logging=True, logging_level="WARNING")
+    if options.address is None:
+        kwargs.update(num_cpus=options.num_cpus, num_gpus=options.num_gpus,
+                      resources=options.resources or None, labels=options.labels or None)
+    else:
+        if options.num_cpus is not None or options.num_gpus is not None:
+            raise InputError("--num-cpus/--num-gpus size a local instance; they cannot be used with --address")
+        _enable_token_auth()
+        kwargs["address"] = options.address
+        kwargs.pop("include_dashboard")
+    try:
+        ray.init(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - Ray raises many types; the user needs one line
+        where = f"Ray cluster at {options.address}" if options.address else "a local Ray instance"
+        message = " ".join(str(exc).split())
+        if "auth" in message.lower() or "token" in message.lower():
+            message = ("authentication failed: give the cluster's token in RAY_AUTH_TOKEN, a file named by"
+                       " RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token")
+        raise InputError(f"cannot reach {where}: {message[:300]}") from None
+
+
+def disconnect() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def inventory() -> Inventory:
+    """The alive nodes and what each advertises (CPUs, GPUs, accelerator type)."""
+    import ray
+
+    from moecluster.orchestrator.node_agents import node_names
+
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    names = node_names(alive)
+    nodes = []
+    for n in alive:
+        res = n.get("Resources", {})
+        accel = next((k[len(ACCELERATOR_PREFIX):] for k in res if k.startswith(ACCELERATOR_PREFIX)), None)
+        nodes.append(NodeInfo(node_id=n["NodeID"], name=names[n["NodeID"]], address=n["NodeManagerAddress"],
+                              cpus=float(res.get("CPU", 0)), gpus=float(res.get("GPU", 0)), accelerator_type=accel))
+    return Inventory(nodes=tuple(sorted(nodes, key=lambda x: x.name)))
+
+
+def probe_nodes(timeout_s: float = 60.0) -> dict[str, Any]:
+    """Each alive node's own facts (GPUs, driver, torch, CUDA), from a zero-resource task pinned
+    to it; a node that does not answer in time is listed with the reason."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from moecluster.orchestrator.environment import local_facts
+
+    probe = ray.remote(num_cpus=0, max_retries=0)(local_facts)
+    inv = inventory()
+    refs = {n.node_id: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n.node_id, soft=False))
+            .remote() for n in inv.nodes}
+    ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
+    out = []
+    for node in inv.nodes:
+        entry: dict[str, Any] = vars(node).copy()
+        ref = refs[node.node_id]
+        try:
+            entry["facts"] = ray.get(ref) if ref in ready else {"error": f"no answer within {timeout_s:g} s"}
+        except Exception as exc:  # noqa: BLE001 - one node's failure is a fact, not a crash
+            entry["facts"] = {"error": f"{type(exc).__name__}: {exc}"}
+        if ref not in ready:
+            ray.cancel(ref, force=True)
+        out.append(entry)
+    return {"ray": ray.__version__, "nodes": out}

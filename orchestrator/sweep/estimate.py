@@ -1,0 +1,44 @@
+"""How long a task will hold its GPU(s): a rough figure for the dry-run table, the ETA and the
+watchdog, not a measurement.
+
+The pair runner (see `schedule.pair`) runs every repeat as a fresh `run_task` call, so that
+each window follows its own warm-up after the other model ran (A B A B): every repeat pays
+the build, the runner's idle-power window, the warm-up and the window itself.
+"""
+from __future__ import annotations
+
+from moecluster.agents.records import TaskSpec
+
+IDLE_WINDOW_S = 1.0  # the runner's idle-power reading before every warm-up
+BASE_BUILD_S = 1.0  # imports, weight init, input generation of a small model
+INIT_S_PER_PARAM = {"cuda": 2e-9, "cpu": 2e-8}  # weight init and copy, per parameter
+COMPILE_S = {"cuda": 40.0, "cpu": 30.0}  # first torch.compile of a model in a fresh worker
+TRAIN_S_PER_PARAM_EPOCH = {"cuda": 5e-9, "cpu": 5e-7}  # 10,000 samples per epoch (seed's task)
+
+
+def build_estimate_s(spec: TaskSpec, params_total: int) -> float:
+    """Seconds to build, compile and (optionally) train the model before its warm-up."""
+    device = spec.device if spec.device in INIT_S_PER_PARAM else "cuda"
+    s = BASE_BUILD_S + params_total * INIT_S_PER_PARAM[device]
+    if spec.compile:
+        s += COMPILE_S[device]
+    if spec.train_epochs:
+        s += spec.train_epochs * params_total * TRAIN_S_PER_PARAM_EPOCH[device]
+    return s
+
+
+def task_estimate_s(spec: TaskSpec, params_total: int) -> float:
+    """Seconds the task occupies its GPU(s): every repeat builds, idles, warms up and measures."""
+    per_repeat = build_estimate_s(spec, params_total) + IDLE_WINDOW_S + spec.warmup_s + spec.duration_s
+    return spec.repeats * per_repeat
+
+
+def watchdog_s(pair_estimate_s: float) -> float:
+    """How long a running pair may go without returning before the head gives up on it.
+
+    Ray marks a partitioned node dead after about 65 s, but a task running on it is retried
+    only when gRPC's keepalive gives up on the worker, about 420 s later; a killed process is
+    noticed at once. The watchdog must not pre-empt Ray's own retry, so it allows twice the
+    estimate plus 480 s (420 s of keepalive and a minute of slack).
+    """
+    return 2.0 * pair_estimate_s + 480.0

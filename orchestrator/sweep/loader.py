@@ -1,0 +1,148 @@
+"""Load a sweep file: YAML in, a validated `SweepFile` out, or one line naming the culprit.
+
+Errors read `sweep.yaml:12: models[1].num_expert: unknown key (did you mean 'num_experts'?)`:
+the file, the line (from the YAML parser's node marks), the key path, what is wrong. The
+first problem in file order is reported, so fixing errors top to bottom works.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from moecluster.orchestrator.cli.errors import InputError
+
+from .schema import FieldProblem, ModelEntry, SweepFile
+from .suggest import did_you_mean
+
+Loc = tuple[str | int, ...]
+_TYPE_WORDS = {"int_type": "an integer", "int_parsing": "an integer", "float_type": "a number",
+               "bool_type": "true or false", "string_type": "a string", "list_type": "a list",
+               "model_type": "a mapping of keys", "dict_type": "a mapping of keys",
+               "int_from_float": "an integer", "float_parsing": "a number"}
+
+
+class SweepError(InputError):
+    """A bad sweep file. `line` is 1-based (None when the parser gives none)."""
+
+    def __init__(self, path: Path, line: int | None, key: str, message: str) -> None:
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {key + ': ' if key else ''}{message}")
+        self.path, self.line, self.key = path, line, key
+
+
+def load_sweep(path: str | Path) -> SweepFile:
+    """Read, parse and validate a sweep file (see `schema.SweepFile`)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SweepError(path, None, "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SweepError(path, None, "", f"cannot read: {exc}") from None
+    return parse_sweep(text, path)
+
+
+def parse_sweep(text: str, path: Path = Path("<sweep>")) -> SweepFile:
+    """Validate sweep `text`; `path` is only used in messages and as the default name."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SweepError(path, mark.line + 1 if mark else None, "", f"not valid YAML: {problem}") from None
+    if not isinstance(root, yaml.MappingNode):
+        raise SweepError(path, root.start_mark.line + 1 if root else None, "",
+                         "not a sweep: the file must be a YAML mapping (name:, models:, impl:, ...)")
+    lines = _line_map(root, (), path)
+    data = yaml.safe_load(text)
+    data.setdefault("name", re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem).strip("-.") or "sweep")
+    try:
+        return SweepFile.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(exc, data, lines, path) from None
+
+
+def _line_map(node: yaml.Node, loc: Loc, path: Path) -> dict[Loc, int]:
+    """1-based line of every key path in the YAML tree; duplicate keys are errors."""
+    out = {loc: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            name = key.value
+            if name in seen:
+                raise SweepError(path, key.start_mark.line + 1, _render(loc + (name,)),
+                                 "duplicate key (YAML would silently keep the last one)")
+            seen.add(name)
+            out.update(_line_map(value, loc + (name,), path))
+            out[loc + (name,)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out.update(_line_map(item, loc + (i,), path))
+    return out
+
+
+def _first_error(exc: ValidationError, data: Any, lines: dict[Loc, int], path: Path) -> SweepError:
+    found = []
+    for err in exc.errors():
+        loc: Loc = tuple(err["loc"])
+        ctx_error = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, FieldProblem):
+            loc += ctx_error.loc
+        loc = _as_written(loc, data)
+        line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
+        found.append((line or 0, loc, err))
+    line, loc, err = min(found, key=lambda f: f[0])
+    return SweepError(path, line or None, _render(loc), _message(err, loc))
+
+
+def _as_written(loc: Loc, data: Any) -> Loc:
+    """Drop the `[0]` pydantic adds when a grid axis was written as a single value."""
+    node, out = data, []
+    for part in loc:
+        if isinstance(part, int) and not isinstance(node, list):
+            continue
+        out.append(part)
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return tuple(out)
+
+
+def _render(loc: Loc) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _owner(loc: Loc) -> type[BaseModel]:
+    return ModelEntry if len(loc) >= 2 and loc[0] == "models" else SweepFile
+
+
+def _message(err: dict[str, Any], loc: Loc) -> str:
+    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        return f"unknown key{did_you_mean(key, _owner(loc[:-1]).model_fields)}"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", ctx.get("expected", ""))
+        hint = did_you_mean(value, choices) if isinstance(value, str) else ""
+        return f"{value!r} is not one of {', '.join(choices)}{hint}"
+    if kind in _TYPE_WORDS:
+        return f"expected {_TYPE_WORDS[kind]}, got {value!r} ({type(value).__name__})"
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error", err["msg"]))
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"must be {err['msg'].removeprefix('Input should be ')}, got {value!r}"
+    if kind == "string_pattern_mismatch":
+        return f"{value!r} may hold only letters, digits, '-', '_' and '.', starting with a letter or digit"
+    if kind == "too_short":
+        return "must not be empty"
+    return err["msg"]
