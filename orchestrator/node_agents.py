@@ -106,6 +106,8 @@ def ensure_node_agents(run_dir: Path, *, port: int = 9400, device: str = "auto",
                        detached: bool = True, timeout_s: float = 60.0) -> list[str]:
     """Make sure one agent serves on every alive node; write the file_sd targets; return
     the agents' `host:port` addresses (sorted by node name)."""
+    if not ray.is_initialized():
+        raise RuntimeError("ensure_node_agents needs Ray initialised (ray.init(address=...)) on the head")
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     names = node_names(nodes)
     found: dict[str, tuple[str, str]] = {}  # node id -> (node label, address)

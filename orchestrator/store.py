@@ -87,10 +87,12 @@ class RunStore:
 
     # -- plan ------------------------------------------------------------------------------
     def set_plan(self, tasks: Iterable[tuple[TaskSpec, float]]) -> None:
-        """Record every planned task with its estimated seconds (once; a resume keeps it)."""
-        rows = [(spec.task_id, spec.pair_id, i, est, json.dumps(spec.to_dict(), sort_keys=True))
-                for i, (spec, est) in enumerate(tasks)]
+        """Record planned tasks with their estimated seconds, after those already planned
+        (a task already in the plan keeps its place)."""
         with self._conn:
+            (start,) = self._conn.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM plan").fetchone()
+            rows = [(spec.task_id, spec.pair_id, start + i, est, json.dumps(spec.to_dict(), sort_keys=True))
+                    for i, (spec, est) in enumerate(tasks)]
             self._conn.executemany(
                 "INSERT OR IGNORE INTO plan (task_id, pair_id, position, estimated_s, spec)"
                 " VALUES (?, ?, ?, ?, ?)", rows)

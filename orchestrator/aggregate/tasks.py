@@ -82,6 +82,18 @@ class TaskStats:
         return sum(w.energy_j for w in self.result.windows if w.energy_j is not None)
 
 
+def normalisations(energy_j: float, inferences: float, tokens: float, total_params: float,
+                   active_params: float) -> dict[str, float]:
+    """Seed 000's figures from totals: watt-seconds (J) per response (inference) per total and
+    per active parameter, per token per active parameter, and tokens per watt-second."""
+    per_response = energy_j / inferences
+    return {"j_per_inference": per_response,
+            "j_per_inference_per_total_param": per_response / total_params,
+            "j_per_inference_per_active_param": per_response / active_params,
+            "j_per_token_per_active_param": energy_j / tokens / active_params,
+            "tokens_per_j": tokens / energy_j}
+
+
 def energy_note(result: TaskResult) -> str | None:
     """None when every window has energy, else "unavailable: <reason>"."""
     if result.status != "ok":

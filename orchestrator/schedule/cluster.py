@@ -12,12 +12,18 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from moecluster.orchestrator.cli.errors import InputError
-
 ACCELERATOR_PREFIX = "accelerator_type:"
 ACCELERATOR_LABEL = "ray.io/accelerator-type"
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 NAMESPACE = "moecluster"
+
+
+class ClusterError(ValueError):
+    """The cluster cannot be reached, or cannot run the sweep; one line saying why.
+
+    (Not the CLI's `InputError`, which would import the CLI into every Ray worker;
+    `submit` turns this into one.)
+    """
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ def connect(options: ClusterOptions) -> None:
                       resources=options.resources or None, labels=options.labels or None)
     else:
         if options.num_cpus is not None or options.num_gpus is not None:
-            raise InputError("--num-cpus/--num-gpus size a local instance; they cannot be used with --address")
+            raise ClusterError("--num-cpus/--num-gpus size a local instance; they cannot be used with --address")
         _enable_token_auth()
         kwargs["address"] = options.address
         kwargs.pop("include_dashboard")
@@ -98,7 +104,7 @@ def connect(options: ClusterOptions) -> None:
         if "auth" in message.lower() or "token" in message.lower():
             message = ("authentication failed: give the cluster's token in RAY_AUTH_TOKEN, a file named by"
                        " RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token")
-        raise InputError(f"cannot reach {where}: {message[:300]}") from None
+        raise ClusterError(f"cannot reach {where}: {message[:300]}") from None
 
 
 def disconnect() -> None:

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from moecluster.orchestrator.cli.errors import InputError
 from moecluster.orchestrator.sweep import PairPlan
 
-from .cluster import ACCELERATOR_PREFIX, Inventory
+from .cluster import ACCELERATOR_PREFIX, ClusterError, Inventory
 
 # A sliver of the node's `accelerator_type:<model>` resource (each node has 1.0) pins a task
 # to that GPU model without limiting how many tasks a node runs.
@@ -70,19 +69,19 @@ def _fits(res: PairResources, inv: Inventory) -> bool:
 
 
 def check_feasible(pairs: list[PairPlan], inv: Inventory, cpus_per_task: float) -> None:
-    """InputError naming the first pair no node (or node set) of the cluster could ever run."""
+    """ClusterError naming the first pair no node (or node set) of the cluster could ever run."""
     for pair in pairs:
         res = pair_resources(pair, inv.total_gpus, cpus_per_task)
         if pair.moe.device == "cuda" and inv.total_gpus == 0:
-            raise InputError("the sweep runs on device cuda, but the Ray cluster has no GPU"
+            raise ClusterError("the sweep runs on device cuda, but the Ray cluster has no GPU"
                              " (set `device: cpu` in the sweep, or join a GPU cluster with --address)")
         if res.accelerator_type and res.accelerator_type not in inv.accelerator_types:
             known = ", ".join(inv.accelerator_types) or "none advertised"
-            raise InputError(f"pair {pair.pair_id}: no node has accelerator_type {res.accelerator_type!r}"
+            raise ClusterError(f"pair {pair.pair_id}: no node has accelerator_type {res.accelerator_type!r}"
                              f" (cluster: {known})")
         if not _fits(res, inv):
             what = f"{res.ranks} x ({res.gpus} GPU, {res.cpus:g} CPU)"
-            raise InputError(f"pair {pair.pair_id} needs {what} placed {res.strategy}; no node of the"
+            raise ClusterError(f"pair {pair.pair_id} needs {what} placed {res.strategy}; no node of the"
                              f" cluster ({len(inv.nodes)} nodes, {inv.total_gpus:g} GPUs) can hold it")
 
 

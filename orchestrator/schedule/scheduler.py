@@ -62,6 +62,7 @@ class _Job:
     pair: PairPlan
     res: PairResources
     refs: list[Any] = field(default_factory=list)
+    done: int = 0
     pg: Any = None
     started_at: float | None = None
     attempts: int = 0
@@ -87,7 +88,7 @@ class Scheduler:
         self.inventory = inventory
         self.options = options or ScheduleOptions()
         self.events = events or NoEvents()
-        self._jobs: dict[Any, _Job] = {}  # pair-task ref -> job
+        self._jobs: dict[Any, _Job] = {}  # pair-task ref not yet ready -> its job
         self._gangs: dict[Any, _Job] = {}  # placement-group ready ref -> job
         self._tracker: Any = None
         self._last_poll = 0.0
@@ -153,8 +154,9 @@ class Scheduler:
             if ref in self._gangs:
                 self._launch_gang(self._gangs.pop(ref))
                 continue
-            job = self._jobs[ref]
-            if all(r in ready or r not in self._jobs for r in job.refs):
+            job = self._jobs.pop(ref)
+            job.done += 1
+            if job.done == len(job.refs):
                 stored += self._finish(job)
         stored += self._watch()
         return stored
@@ -177,8 +179,6 @@ class Scheduler:
         return snapshot
 
     def _finish(self, job: _Job) -> list[TaskResult]:
-        for ref in job.refs:
-            self._jobs.pop(ref, None)
         try:
             per_rank = ray.get(job.refs)
             results = gang.merge_ranks(per_rank) if len(per_rank) > 1 else list(per_rank[0])

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 from moecluster.agents.records import TaskSpec
 from moecluster.agents.workloads.mlp.shapes import ShapeError, match_dense
-from moecluster.orchestrator.cli.errors import InputError
-
 from .estimate import task_estimate_s
+from .loader import SweepError
 from .schema import AXES, SweepFile
 
 DTYPE_SHORT = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
@@ -95,7 +94,7 @@ def expand(sweep: SweepFile, run_id: str = "local") -> Plan:
             try:
                 twins[mode] = match_dense(moe_shape, mode)
             except ShapeError as exc:
-                raise InputError(f"models[{index}] ({entry.label}): no dense twin for match {mode}: {exc}") from None
+                raise SweepError(f"models[{index}] ({entry.label}): no dense twin for match {mode}: {exc}") from None
         preset = entry.preset if entry.is_plain_preset else None
         for values in itertools.product(*(getattr(sweep, a) for a in AXES)):
             point = dict(zip(AXES, values))
@@ -126,5 +125,5 @@ def expand(sweep: SweepFile, run_id: str = "local") -> Plan:
                 accelerator_type=point["accelerator_type"],  # type: ignore[arg-type]
                 placement_strategy=sweep.placement_strategy))
     if not pairs:
-        raise InputError(f"sweep {sweep.name!r} expands to no task: " + "; ".join(skipped[:3]))
+        raise SweepError(f"sweep {sweep.name!r} expands to no task: " + "; ".join(skipped[:3]))
     return Plan(pairs=tuple(pairs), skipped=tuple(skipped))

@@ -13,8 +13,6 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from moecluster.orchestrator.cli.errors import InputError
-
 from .schema import FieldProblem, ModelEntry, SweepFile
 from .suggest import did_you_mean
 
@@ -25,45 +23,61 @@ _TYPE_WORDS = {"int_type": "an integer", "int_parsing": "an integer", "float_typ
                "int_from_float": "an integer", "float_parsing": "a number"}
 
 
-class SweepError(InputError):
-    """A bad sweep file. `line` is 1-based (None when the parser gives none)."""
+class SweepError(ValueError):
+    """A bad sweep. The message is one line naming the file, line and key where known.
 
-    def __init__(self, path: Path, line: int | None, key: str, message: str) -> None:
-        where = f"{path}:{line}" if line else str(path)
-        super().__init__(f"{where}: {key + ': ' if key else ''}{message}")
+    (Not the CLI's `InputError`: importing that would import the whole CLI; `submit`
+    turns this into one.)
+    """
+
+    def __init__(self, message: str, path: Path | None = None, line: int | None = None, key: str = "") -> None:
+        super().__init__(message)
         self.path, self.line, self.key = path, line, key
 
+    @classmethod
+    def at(cls, path: Path, line: int | None, key: str, message: str) -> "SweepError":
+        where = f"{path}:{line}" if line else str(path)
+        return cls(f"{where}: {key + ': ' if key else ''}{message}", path, line, key)
 
-def load_sweep(path: str | Path) -> SweepFile:
-    """Read, parse and validate a sweep file (see `schema.SweepFile`)."""
+
+def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepFile:
+    """Read, parse and validate a sweep file (see `schema.SweepFile`).
+
+    `overrides` replace top-level keys after parsing (the CLI's `--set key=value`); errors in
+    them are reported as `--set key` rather than by line.
+    """
     path = Path(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise SweepError(path, None, "", "no such file") from None
+        raise SweepError.at(path, None, "", "no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SweepError(path, None, "", f"cannot read: {exc}") from None
-    return parse_sweep(text, path)
+        raise SweepError.at(path, None, "", f"cannot read: {exc}") from None
+    return parse_sweep(text, path, overrides)
 
 
-def parse_sweep(text: str, path: Path = Path("<sweep>")) -> SweepFile:
+def parse_sweep(text: str, path: Path = Path("<sweep>"), overrides: dict[str, Any] | None = None) -> SweepFile:
     """Validate sweep `text`; `path` is only used in messages and as the default name."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise SweepError(path, mark.line + 1 if mark else None, "", f"not valid YAML: {problem}") from None
+        raise SweepError.at(path, mark.line + 1 if mark else None, "", f"not valid YAML: {problem}") from None
     if not isinstance(root, yaml.MappingNode):
-        raise SweepError(path, root.start_mark.line + 1 if root else None, "",
+        raise SweepError.at(path, root.start_mark.line + 1 if root else None, "",
                          "not a sweep: the file must be a YAML mapping (name:, models:, impl:, ...)")
     lines = _line_map(root, (), path)
     data = yaml.safe_load(text)
     data.setdefault("name", re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem).strip("-.") or "sweep")
+    for key, value in (overrides or {}).items():
+        data[key] = value
+        for loc in [loc for loc in lines if loc[:1] == (key,)]:
+            del lines[loc]
     try:
         return SweepFile.model_validate(data)
     except ValidationError as exc:
-        raise _first_error(exc, data, lines, path) from None
+        raise _first_error(exc, data, lines, path, set(overrides or ())) from None
 
 
 def _line_map(node: yaml.Node, loc: Loc, path: Path) -> dict[Loc, int]:
@@ -74,7 +88,7 @@ def _line_map(node: yaml.Node, loc: Loc, path: Path) -> dict[Loc, int]:
         for key, value in node.value:
             name = key.value
             if name in seen:
-                raise SweepError(path, key.start_mark.line + 1, _render(loc + (name,)),
+                raise SweepError.at(path, key.start_mark.line + 1, _render(loc + (name,)),
                                  "duplicate key (YAML would silently keep the last one)")
             seen.add(name)
             out.update(_line_map(value, loc + (name,), path))
@@ -85,7 +99,8 @@ def _line_map(node: yaml.Node, loc: Loc, path: Path) -> dict[Loc, int]:
     return out
 
 
-def _first_error(exc: ValidationError, data: Any, lines: dict[Loc, int], path: Path) -> SweepError:
+def _first_error(exc: ValidationError, data: Any, lines: dict[Loc, int], path: Path,
+                 overridden: set[str]) -> SweepError:
     found = []
     for err in exc.errors():
         loc: Loc = tuple(err["loc"])
@@ -96,7 +111,9 @@ def _first_error(exc: ValidationError, data: Any, lines: dict[Loc, int], path: P
         line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
         found.append((line or 0, loc, err))
     line, loc, err = min(found, key=lambda f: f[0])
-    return SweepError(path, line or None, _render(loc), _message(err, loc))
+    if loc and loc[0] in overridden:
+        return SweepError.at(Path("--set"), None, _render(loc), _message(err, loc))
+    return SweepError.at(path, line or None, _render(loc), _message(err, loc))
 
 
 def _as_written(loc: Loc, data: Any) -> Loc:

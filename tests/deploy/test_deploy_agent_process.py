@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import moecluster_cmd
+from deploy_helpers import moecluster_cmd
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "systemd" / "moecluster-agent.service"
@@ -66,10 +66,14 @@ def test_taken_port_is_one_line_and_exit_1() -> None:
     (["--interval", "0"], "interval 0.0 s is outside"),
     (["--port", "-1"], "port -1 is outside"),
 ])
-def test_bad_options_are_one_line_and_exit_2(args: list[str], message: str) -> None:
-    out = subprocess.run([*moecluster_cmd(), "agent", *args], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2
-    assert out.stderr.count("\n") == 1 and message in out.stderr
+def test_bad_options_are_one_line_and_exit_2(args: list[str], message: str, capsys) -> None:
+    from moecluster.orchestrator.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["agent", *args])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err.count("\n") == 1 and message in err
 
 
 def _unit_values(key: str) -> list[str]:

@@ -1,0 +1,68 @@
+"""`moecluster report <run-id>`: the run's answers as tables, files and an HTML page."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from moecluster.orchestrator.aggregate import aggregate
+from moecluster.orchestrator.report import FORMATS, frames, load_run, render, run_meta, write, write_html
+from moecluster.orchestrator.rundir import find_run, runs_root
+
+from .errors import InputError
+
+
+@click.command("report")
+@click.argument("run_id")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Runs root (default: $MOECLUSTER_RUNS_DIR, else ./runs).")
+@click.option("--format", "formats", multiple=True, type=click.Choice(FORMATS),
+              help="Also write the tables in this format (repeatable): one file per table for csv/parquet,"
+                   " one report.json for json.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where --format writes (default: <run dir>/report).")
+@click.option("--html", "html_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write a self-contained HTML page with the plots to DIR/index.html.")
+@click.option("--prometheus", "prometheus_url", envvar="MOECLUSTER_PROMETHEUS_URL", metavar="URL", default=None,
+              help="Prometheus URL for the cluster-wide energy (e.g. http://head:9090;"
+                   " env MOECLUSTER_PROMETHEUS_URL).")
+@click.option("--quiet", "-q", is_flag=True, help="Do not print the tables (only the paths written).")
+def report(run_id: str, runs_dir: Path | None, formats: tuple[str, ...], out_dir: Path | None, html_dir: Path | None,
+           prometheus_url: str | None, quiet: bool) -> None:
+    """Tables, exports and plots of RUN_ID: MoE/dense pairs side by side (ratios of inferences/s, W,
+    inferences/J with 95 % CIs), seed 000's normalisations, the break-even size, the roofline, expert
+    parallelism and, with --prometheus, the energy of every GPU of the cluster over the run.
+    """
+    run_dir = find_run(runs_root(runs_dir), run_id)
+    results = load_run(run_dir)
+    if not results:
+        raise InputError(f"run {run_id!r} has no stored results yet ({run_dir})")
+    err = Console(stderr=True)
+    if prometheus_url and not prometheus_url.startswith(("http://", "https://")):
+        raise InputError(f"--prometheus {prometheus_url!r}: expected an http:// or https:// URL")
+    with err.status(f"reading Prometheus at {prometheus_url}" if prometheus_url else "aggregating"):
+        agg = aggregate(results, prometheus_url)
+    if prometheus_url and agg.cluster is None:
+        err.print(f"[yellow]moecluster: warning: cluster-wide energy {agg.cluster_note}[/yellow]")
+    meta = run_meta(run_dir)
+    if not quiet:
+        console = Console(width=None if sys.stdout.isatty() else 200)
+        for part in render(agg, run_id, meta):
+            console.print(part)
+            console.print()
+    written: list[Path] = []
+    if formats:
+        tables = frames(agg)
+        target = out_dir or run_dir / "report"
+        export_meta = {"run_id": run_id, **meta, "cluster": agg.cluster_note}
+        for fmt in dict.fromkeys(formats):
+            written += write(tables, target, fmt, export_meta)  # type: ignore[arg-type]
+    if html_dir is not None:
+        written.append(write_html(agg, run_id, meta, html_dir))
+    for path in written:
+        click.echo(f"wrote {path}", err=not quiet)
+
+
+COMMANDS = [report]

@@ -1,0 +1,193 @@
+"""What `submit`, `runs` and `status` print: the plan table, the live progress, run tables.
+
+Tables go to stdout; the progress bar and one line per stored task go to stderr, so
+`moecluster status RUN --json | jq` and logs of a long sweep both stay clean.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, Task, \
+    TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from moecluster.agents.records import TaskResult, TaskSpec
+from moecluster.orchestrator.sweep import PairPlan, Plan
+
+
+def console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, width=None if (sys.stderr if stderr else sys.stdout).isatty() else 160)
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def _shape(spec: TaskSpec) -> str:
+    m = spec.model
+    if spec.kind == "moe":
+        return f"E={m['num_experts']} h={m['expert_hidden_dim']} L={m['expert_num_layers']} k={m['top_k']}"
+    return f"w={m['hidden_dim']} L={m['num_layers']}"
+
+
+def gpus_needed(pair: PairPlan, spec: TaskSpec) -> str:
+    n = pair.gpus if spec.kind == "moe" else 1
+    if spec.device == "cuda":
+        return str(n)
+    return f"{n} fake" if spec.meter == "fake" else "0 (cpu)"
+
+
+def plan_table(plan: Plan, title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("pair", "kind", "impl", "shape", "params total", "active / token", "GPUs", "est. time"):
+        t.add_column(col, justify="right" if col in ("params total", "active / token", "GPUs", "est. time")
+                     else "left")
+    for pair in plan.pairs:
+        for i, spec in enumerate(pair.tasks):
+            impl = spec.impl if spec.kind == "moe" else f"match {spec.match}"
+            t.add_row(pair.pair_id if i == 0 else "", spec.kind, impl, _shape(spec), f"{pair.params_total[i]:,}",
+                      f"{pair.params_active[i]:,}", gpus_needed(pair, spec), duration(pair.estimated_s[i]))
+        t.add_section()
+    return t
+
+
+def plan_summary(plan: Plan) -> str:
+    slot_s = sum(p.total_estimated_s * p.gpus for p in plan.pairs)
+    lines = [f"{len(plan.pairs)} pairs, {len(plan.tasks)} tasks; estimated {duration(slot_s)} on one slot"
+             f" (a GPU, or a CPU task), {duration(slot_s / 8)} on eight"]
+    lines += [f"skipped {s}" for s in plan.skipped]
+    return "\n".join(lines)
+
+
+def inferences_per_j(result: TaskResult) -> str:
+    v = result.inferences_per_j
+    return "n/a" if v is None else f"{v:,.2f}"
+
+
+def result_line(result: TaskResult) -> str:
+    if result.status != "ok":
+        return f"[red]✗ {result.spec.task_id}[/red] failed: {result.error}"
+    where = ", ".join(f"{g.node}/{g.index} {g.name}" for g in result.gpus) or result.node
+    rate = result.inferences_per_s
+    rate_s = "n/a" if rate is None else f"{rate:,.0f}"
+    return (f"[green]✓[/green] {result.spec.task_id}  {rate_s} inferences/s  {inferences_per_j(result)} inferences/J"
+            f"  on {where}")
+
+
+class _Eta(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        eta = task.fields.get("eta_s")
+        return Text(f"ETA {duration(eta)}" if eta is not None else "ETA …", style="progress.remaining")
+
+
+class SweepProgress:
+    """The `Events` sink of the scheduler: a rich progress bar and one line per stored task.
+
+    The ETA is the estimated seconds of the pairs not yet finished (less what running pairs
+    have done), spread over the cluster's parallel slots, scaled by how the finished pairs'
+    real times compared with their estimates.
+    """
+
+    def __init__(self, pairs: Sequence[PairPlan], slots: int, name: str) -> None:
+        self.pairs = {p.pair_id: p for p in pairs}
+        self.total = sum(len(p.tasks) for p in pairs)
+        self.slots = max(slots, 1)
+        self._left = {p.pair_id: len(p.tasks) for p in pairs}
+        self._started: dict[str, float] = {}
+        self._est_done = 0.0
+        self._real_done = 0.0
+        self.console = console(stderr=True)
+        self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("tasks"), TimeElapsedColumn(), _Eta(),
+                                 TextColumn("{task.fields[last]}"), console=self.console, transient=False)
+        self.task = self.progress.add_task(name, total=self.total, last="", eta_s=self._eta())
+
+    def __enter__(self) -> "SweepProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def _eta(self) -> float:
+        now = time.time()
+        remaining = 0.0
+        for pid, left in self._left.items():
+            if left:
+                est = self.pairs[pid].total_estimated_s * self.pairs[pid].gpus
+                remaining += max(est - (now - self._started[pid]) if pid in self._started else est, 0.0)
+        scale = min(max(self._real_done / self._est_done, 0.25), 4.0) if self._est_done else 1.0
+        return remaining * scale / self.slots
+
+    def pair_started(self, pair: PairPlan, node: str, attempt: int) -> None:
+        self._started[pair.pair_id] = time.time()
+        if attempt > 1:
+            self.progress.console.print(f"[yellow]↻ {pair.pair_id}[/yellow] restarted on {node} (attempt {attempt})")
+
+    def stored(self, result: TaskResult, written: bool) -> None:
+        pid = result.spec.pair_id
+        if pid in self._left:
+            self._left[pid] -= 1
+            if self._left[pid] == 0:
+                pair = self.pairs[pid]
+                self._est_done += pair.total_estimated_s
+                self._real_done += time.time() - self._started.get(pid, time.time())
+        self.progress.console.print(result_line(result), highlight=False)
+        last = f"last: {inferences_per_j(result)} inferences/J" if result.status == "ok" else "last: failed"
+        self.progress.update(self.task, advance=1, last=last, eta_s=self._eta())
+
+
+# -- runs and status ---------------------------------------------------------------------
+def run_state(meta: dict[str, Any]) -> str:
+    """`running`, unless the head that ran it is gone (same host, dead pid): then `interrupted`."""
+    state = str(meta.get("state", "unknown"))
+    if state == "running" and meta.get("host") == socket.gethostname():
+        try:
+            os.kill(int(meta.get("pid", 0)), 0)
+        except (ProcessLookupError, ValueError):
+            return "interrupted"
+        except PermissionError:
+            pass
+    return state
+
+
+def runs_table(rows: list[dict[str, Any]], root: str) -> Table:
+    t = Table(title=f"runs under {root}", title_justify="left")
+    for col in ("run", "sweep", "created", "state", "ok", "failed", "missing", "planned"):
+        t.add_column(col, justify="right" if col in ("ok", "failed", "missing", "planned") else "left")
+    for r in rows:
+        t.add_row(r["run"], r["sweep"], r["created"], r["state"], str(r["ok"]), str(r["failed"]),
+                  str(r["missing"]), str(r["planned"]))
+    return t
+
+
+def status_table(run_id: str, planned: list[TaskSpec], results: dict[str, TaskResult],
+                 attempts: dict[str, int]) -> Table:
+    t = Table(title=f"run {run_id}", title_justify="left")
+    for col in ("task", "status", "GPU", "inferences/s", "inferences/J", "energy", "tries"):
+        t.add_column(col, justify="right" if col in ("inferences/s", "inferences/J", "tries") else "left")
+    for spec in planned:
+        r = results.get(spec.task_id)
+        if r is None:
+            t.add_row(spec.task_id, "[dim]missing[/dim]", "", "", "", "", "")
+            continue
+        gpu = ", ".join(f"{g.node}/{g.index} {g.name}" for g in r.gpus) or r.node
+        if r.status != "ok":
+            t.add_row(spec.task_id, "[red]failed[/red]", gpu, "", "", str(r.error)[:80], str(attempts.get(spec.task_id, 1)))
+            continue
+        rate = r.inferences_per_s
+        t.add_row(spec.task_id, "[green]ok[/green]", gpu, "n/a" if rate is None else f"{rate:,.0f}",
+                  inferences_per_j(r), r.energy_source or f"n/a: {r.energy_unavailable_reason}"[:60],
+                  str(attempts.get(spec.task_id, 1)))
+    return t

@@ -1,0 +1,207 @@
+"""A self-contained HTML page of one run: figures embedded as base64 PNG, the tables, the method.
+
+No external CSS, fonts, scripts or images: the file can be mailed, archived next to a paper,
+or opened offline. Figures that have nothing to show are replaced by a sentence saying why.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import re
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from moecluster.orchestrator.aggregate import Aggregate
+
+from . import plots
+from .tables import DAGGER, Line, TableData, breakeven_table, cluster_section, ep_table, failed_table, header, \
+    normalisations_table, pairs_table, roofline_table, tasks_table
+
+CSS = """
+:root { --ink:#1b1b1b; --mute:#5b5b5b; --rule:#cfcfcf; --accent:#1f4e79; --bad:#a4161a; --ok:#2d6a4f; }
+* { box-sizing: border-box; }
+body { font-family: "Charter", "Georgia", "DejaVu Serif", serif; color: var(--ink); background: #fff;
+       max-width: 1180px; margin: 2.2em auto; padding: 0 1.6em; line-height: 1.45; font-size: 15px; }
+h1 { font-size: 1.55em; margin: 0 0 .2em; font-weight: 600; }
+h2 { font-size: 1.15em; margin: 2.0em 0 .5em; padding-bottom: .25em; border-bottom: 1px solid var(--rule);
+     color: var(--accent); font-weight: 600; }
+p.meta { color: var(--mute); margin: .15em 0; font-size: .92em; }
+.findings { background: #f6f8fa; border-left: 3px solid var(--accent); padding: .6em 1em; margin: 1.2em 0; }
+.findings li { margin: .2em 0; }
+figure { margin: 1.2em 0 1.6em; text-align: center; }
+figure img { max-width: 100%; height: auto; }
+figcaption { font-size: .88em; color: var(--mute); text-align: left; margin-top: .4em; }
+figcaption b { color: var(--ink); }
+.absent { color: var(--mute); font-style: italic; }
+table { border-collapse: collapse; margin: .6em 0 .3em; font-size: .8em; width: 100%;
+        font-variant-numeric: tabular-nums; font-family: "DejaVu Sans", "Helvetica", sans-serif; }
+caption { caption-side: top; text-align: left; font-family: "Charter", "Georgia", serif; font-size: 1.08em;
+          padding-bottom: .35em; color: var(--ink); }
+thead th { border-top: 1.5px solid var(--ink); border-bottom: 1px solid var(--ink); font-weight: 600;
+           padding: .3em .5em; vertical-align: bottom; }
+tbody td { padding: .22em .5em; border-bottom: 1px solid #eee; vertical-align: top; }
+tbody tr:last-child td { border-bottom: 1.5px solid var(--ink); }
+td.num, th.num { text-align: right; white-space: nowrap; }
+td.txt, th.txt { text-align: left; }
+td.txt:first-child { white-space: nowrap; }
+td.wrap { white-space: normal !important; min-width: 12em; font-size: .95em; color: var(--mute); }
+span.ci { font-size: .82em; color: var(--mute); }
+span.dagger { color: var(--bad); padding-left: .15em; }
+tr.group td { font-style: italic; font-family: "Charter", "Georgia", serif; font-size: 1.05em; padding-top: .7em;
+              border-bottom: 1px solid var(--rule); color: var(--accent); white-space: normal; }
+tr.bold td { font-weight: 600; }
+p.note { font-size: .82em; color: var(--mute); margin: .2em 0 1em; }
+.ok { color: var(--ok); } .bad { color: var(--bad); font-weight: 600; } .warn { color: #8a5a00; }
+.dim { color: var(--mute); }
+.scroll { overflow-x: auto; }
+ol.method li { margin: .25em 0; font-size: .92em; }
+"""
+
+METHOD = [
+    "Each task runs a warm-up and then fixed measurement windows (repeats); every figure is computed per window "
+    "and averaged, with a 95 % Student-t confidence interval over the windows.",
+    "MoE/dense ratios are ratios of window means; their interval is the delta method on the log scale with "
+    "Welch–Satterthwaite degrees of freedom (asymmetric, always positive). † marks a ratio whose interval contains 1.",
+    "Energy is the GPUs' own counter over each window (NVML's total-energy counter where available; the source is "
+    "named per task). Energy above idle subtracts the idle power of the same GPUs, measured just before the task, "
+    "times the window's duration. Energy that was not measured is shown as unavailable with its reason, never as 0.",
+    "Seed 000's normalisations divide the energy per inference (watt-seconds) by the total (trainable) or active "
+    "parameters; one MLP inference routes exactly one token, so per-token figures equal per-inference ones here.",
+    "The break-even is where ln(MoE/dense inferences/J) crosses zero, interpolated linearly in log10 of the MoE's "
+    "total parameters; its interval is where the ratio's upper and lower 95 % bounds cross 1.",
+    "The roofline of a task is max(FLOPs / peak FLOP/s, bytes / peak bandwidth) for the work done, with peaks "
+    "measured on the device (a large GEMM and a large copy) and, where the GPU is known, its datasheet; roofline "
+    "energy is that time at the board's TDP (or the highest power measured when the GPU is unknown).",
+    "Cluster-wide energy integrates every GPU's energy counter scraped by Prometheus over the run, busy or not, "
+    "interpolating the counter between scrapes; the check compares it with the tasks' own counters over the "
+    "tasks' windows on the GPUs that ran them (tolerance 2 %).",
+]
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+_CI = re.compile(r"^(.+?) (\[[^\]]+\])( †)?$")
+
+
+def _cell(text: str, numeric: bool) -> str:
+    """A cell; a figure with its interval gets the interval on a second, smaller line."""
+    m = _CI.match(text) if numeric else None
+    if m:
+        mark = '<span class="dagger">†</span>' if m.group(3) else ""
+        return f'<td class="num">{_e(m.group(1))}{mark}<br><span class="ci">{_e(m.group(2))}</span></td>'
+    if numeric and len(text) > 24 and " " in text:  # prose (a reason, a verdict) rather than a figure
+        return f'<td class="txt wrap">{_e(text)}</td>'
+    return f'<td class="{"num" if numeric else "txt"}">{_e(text)}</td>'
+
+
+def table_html(t: TableData) -> str:
+    def numeric(i: int) -> bool:
+        return i >= t.left and i not in t.text_columns
+
+    head = "".join(f'<th class="{"num" if numeric(i) else "txt"}">{_e(c)}</th>' for i, c in enumerate(t.columns))
+    body = []
+    for row, style in zip(t.rows, t.row_styles or [""] * len(t.rows)):
+        if style == "group":
+            body.append(f'<tr class="group"><td colspan="{len(t.columns)}">{_e(row[0])}</td></tr>')
+            continue
+        cells = "".join(_cell(c, numeric(i)) for i, c in enumerate(row))
+        body.append(f'<tr class="{_e(style)}">{cells}</tr>')
+    note = f'<p class="note">{_e(t.caption)}</p>' if t.caption else ""
+    return (f'<div class="scroll"><table><caption>{_e(t.title)}</caption><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>{note}')
+
+
+def _lines(lines: list[Line]) -> str:
+    return "".join(f'<p class="{_e(style)}">{_e(text)}</p>' for text, style in lines)
+
+
+def figure_html(name: str, make: Callable[[Aggregate], bytes | None], agg: Aggregate, caption: str,
+                absent: str) -> str:
+    data = make(agg)
+    if data is None:
+        return f'<p class="absent" data-figure="{_e(name)}">{_e(absent)}</p>'
+    b64 = base64.b64encode(data).decode("ascii")
+    return (f'<figure id="fig-{_e(name)}"><img alt="{_e(name)}" src="data:image/png;base64,{b64}">'
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
+def findings(agg: Aggregate) -> list[str]:
+    out = [f"{b.key.label()}: {b.verdict}" for b in agg.break_evens]
+    if agg.cluster is not None and agg.cluster.inferences_per_j is not None:
+        out.append(f"cluster-wide: {agg.cluster.inferences_per_j:.4g} inferences/J over every GPU of the cluster")
+    flagged = sum(1 for p in agg.pairs if p.inferences_per_j is not None and p.inferences_per_j.crosses_one)
+    if flagged:
+        out.append(f"{flagged} of {len(agg.pairs)} comparisons cannot tell MoE and dense apart in inferences/J (†)")
+    unavailable = sorted({s.energy_note for s in agg.tasks if s.energy_note})
+    out += [f"energy {n}" for n in unavailable]
+    return out
+
+
+def page(agg: Aggregate, run_id: str, meta: Mapping[str, Any]) -> str:
+    """The whole page as one string."""
+    head = header(agg, run_id, meta)
+    parts = [f"<h1>{_e(head[0][0])}</h1>", *[f'<p class="meta">{_e(t)}</p>' for t, _ in head[1:]]]
+    found = findings(agg)
+    if found:
+        parts.append('<div class="findings"><b>Findings</b><ul>' + "".join(f"<li>{_e(f)}</li>" for f in found)
+                     + "</ul></div>")
+    parts.append("<h2>1. Energy efficiency against model size</h2>")
+    parts.append(figure_html(
+        "efficiency", plots.efficiency_vs_params, agg,
+        "<b>Figure 1.</b> Inferences per joule against the MoE's total parameters, for the dense twin and each MoE "
+        "implementation (error bars: 95 % CI over windows). Dotted lines mark the break-even, the shaded band its "
+        "95 % interval.", "Figure 1 absent: no pair has energy readings on both sides."))
+    parts.append(table_html(breakeven_table(agg)))
+    if agg.pairs or agg.incomplete:
+        parts.append("<h2>2. MoE beside dense, pair by pair</h2>")
+        parts.append(table_html(pairs_table(agg)))
+        parts.append(figure_html(
+            "pairs", plots.throughput_power_per_pair, agg,
+            "<b>Figure 2.</b> Throughput (log scale) and average power of each pair's MoE and dense task "
+            "(error bars: 95 % CI).", "Figure 2 absent: no complete pair."))
+    if agg.tasks:
+        parts.append("<h2>3. Tasks and seed 000's normalisations</h2>")
+        parts.append(table_html(tasks_table(agg)))
+        parts.append(table_html(normalisations_table(agg)))
+    parts.append("<h2>4. Distance to the hardware's limit</h2>")
+    parts.append(figure_html(
+        "roofline", plots.measured_vs_roofline, agg,
+        "<b>Figure 3.</b> Measured time and energy per inference against the roofline's (dashed: at the roofline). "
+        "The vertical distance is how many times the ideal implementation's cost each task paid.",
+        "Figure 3 absent: no task carries a roofline."))
+    if any(row for row in roofline_table(agg).rows):
+        parts.append(table_html(roofline_table(agg)))
+    parts.append("<h2>5. Expert parallelism</h2>")
+    parts.append(figure_html(
+        "ep", plots.ep_share, agg,
+        "<b>Figure 4.</b> Per expert-parallel degree d: the measured scaling loss 1 − speedup/d against the same "
+        "MoE on one GPU (bars, 95 % CI; an upper bound on the communication share) and the analytic all-to-all "
+        "share at the datasheet link bandwidth (diamonds).",
+        "Figure 4 absent: this run has no task with an expert-parallel degree above 1."))
+    if agg.ep:
+        parts.append(table_html(ep_table(agg)))
+    parts.append("<h2>6. Cluster-wide energy</h2>")
+    ctable, clines = cluster_section(agg)
+    if ctable is not None:
+        parts.append(table_html(ctable))
+    parts.append(_lines(clines))
+    if agg.failed:
+        parts.append("<h2>7. Failed tasks</h2>")
+        parts.append(table_html(failed_table(agg)))
+    parts.append("<h2>Method</h2><ol class=\"method\">" + "".join(f"<li>{_e(m)}</li>" for m in METHOD) + "</ol>")
+    parts.append(f'<p class="note">{_e(DAGGER)}</p>')
+    body = "\n".join(parts)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>moecluster report — {_e(run_id)}</title><style>{CSS}</style></head>"
+            f"<body>\n{body}\n</body></html>\n")
+
+
+def write_html(agg: Aggregate, run_id: str, meta: Mapping[str, Any], out_dir: Path) -> Path:
+    """Write `out_dir/index.html` (self-contained); its path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "index.html"
+    path.write_text(page(agg, run_id, meta), encoding="utf-8")
+    return path

@@ -1,0 +1,222 @@
+"""The report's figures (matplotlib, Agg backend), returned as PNG bytes.
+
+Each function returns None when the run has nothing to plot for it, with the reason left to
+the caller (the HTML page says why a figure is absent instead of drawing an empty one).
+"""
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from typing import Iterable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from moecluster.orchestrator.aggregate import Aggregate, Estimate  # noqa: E402
+from moecluster.orchestrator.aggregate.breakeven import series_key  # noqa: E402
+from moecluster.orchestrator.estimate.measured import compare, task_comm_share  # noqa: E402
+
+from .labels import model_name, pair_order, setting  # noqa: E402
+
+STYLE = {
+    "font.family": "serif", "font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "legend.fontsize": 8,
+    "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False, "axes.spines.right": False,
+    "axes.grid": True, "grid.alpha": 0.25, "grid.linewidth": 0.6, "figure.dpi": 150, "savefig.dpi": 150,
+}
+DENSE_COLOR = "#222222"
+IMPL_COLORS = {"naive": "#d62728", "sorted": "#1f77b4", "grouped": "#2ca02c"}
+FALLBACK = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#ff7f0e")
+
+
+def _color(impl: str, seen: dict[str, str]) -> str:
+    if impl in IMPL_COLORS:
+        return IMPL_COLORS[impl]
+    if impl not in seen:
+        seen[impl] = FALLBACK[len(seen) % len(FALLBACK)]
+    return seen[impl]
+
+
+def png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _errbars(ests: Iterable[Estimate]) -> tuple[list[float], list[list[float]]]:
+    ys, lo, hi = [], [], []
+    for e in ests:
+        ys.append(e.mean)
+        lo.append(e.mean - e.lo if e.lo is not None else 0.0)
+        hi.append(e.hi - e.mean if e.hi is not None else 0.0)
+    return ys, [lo, hi]
+
+
+def efficiency_vs_params(agg: Aggregate) -> bytes | None:
+    """Inferences/J against total parameters: each MoE implementation and its dense twin, break-even marked.
+
+    One panel per setting and matching mode. When every implementation was compared with the
+    same dense tasks, one black dense line is drawn; otherwise each implementation's own twins
+    are drawn dashed in its colour, so every break-even is the crossing of two lines of one colour.
+    """
+    Panel = tuple
+    moe: dict[Panel, dict[str, dict[int, Estimate]]] = defaultdict(lambda: defaultdict(dict))
+    dense: dict[Panel, dict[str, dict[int, tuple[str, Estimate]]]] = defaultdict(lambda: defaultdict(dict))
+    for p in agg.pairs:
+        if p.moe.inferences_per_j is None or p.dense.inferences_per_j is None or not p.moe.total_params:
+            continue
+        k = series_key(p)
+        panel = (k.dtype, k.expert_parallel, k.batch_size, k.match, k.device)
+        moe[panel][k.impl][p.moe.total_params] = p.moe.inferences_per_j
+        dense[panel][k.impl][p.moe.total_params] = (p.dense.task_id, p.dense.inferences_per_j)
+    if not moe:
+        return None
+    with plt.rc_context(STYLE):
+        n = len(moe)
+        fig, axes = plt.subplots(n, 1, figsize=(7.6, 3.9 * n), squeeze=False)
+        extra: dict[str, str] = {}
+        for ax, panel in zip(axes.flat, sorted(moe, key=str)):
+            dtype, ep, batch, match, device = panel
+            twins = dense[panel]
+            shared = len({tuple(sorted((x, tid) for x, (tid, _) in pts.items())) for pts in twins.values()}) == 1
+            lines: list[tuple[str, str, dict[int, Estimate], bool]] = []
+            if shared:
+                only = next(iter(twins.values()))
+                lines.append((f"dense, matched by {match}", DENSE_COLOR, {x: e for x, (_, e) in only.items()}, True))
+            for impl in sorted(moe[panel]):
+                color = _color(impl, extra)
+                lines.append((f"MoE {impl}", color, moe[panel][impl], False))
+                if not shared:
+                    lines.append((f"dense twin of {impl}", color, {x: e for x, (_, e) in twins[impl].items()}, True))
+            for label, color, pts_map, is_dense in lines:
+                pts = sorted(pts_map.items())
+                ys, err = _errbars(e for _, e in pts)
+                ax.errorbar([x for x, _ in pts], ys, yerr=err, color=color, marker="s" if is_dense else "o", ms=4,
+                            lw=1.3, capsize=2.5, ls="--" if is_dense else "-", label=label,
+                            mfc="white" if is_dense and color != DENSE_COLOR else color)
+            marks = [b for b in agg.break_evens if b.params is not None
+                     and (b.key.dtype, b.key.expert_parallel, b.key.batch_size, b.key.match, b.key.device) == panel]
+            for i, b in enumerate(marks):
+                color = _color(b.key.impl, extra)
+                ax.axvline(b.params, color=color, lw=1.0, ls=":")
+                ax.axvspan(b.params_lo or b.min_params, b.params_hi or b.max_params, color=color, alpha=0.10, lw=0)
+                ax.annotate(f"break-even {b.key.impl}: {b.params / 1e6:,.0f} M", xy=(b.params, 1),
+                            xycoords=("data", "axes fraction"), xytext=(4, -4 - 11 * i), textcoords="offset points",
+                            va="top", fontsize=7, color=color)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("total parameters of the MoE")
+            ax.set_ylabel("inferences / J")
+            ax.set_title(f"{dtype} · batch {batch} · EP {ep} · {device} · dense matched by {match}")
+            ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        for ax in list(axes.flat)[n:]:
+            ax.set_visible(False)
+        fig.tight_layout()
+        return png(fig)
+
+
+def throughput_power_per_pair(agg: Aggregate) -> bytes | None:
+    """Inferences/s and average W of each pair's MoE and dense task, side by side."""
+    pairs = sorted((p for p in agg.pairs if p.moe.inferences_per_s and p.dense.inferences_per_s), key=pair_order)
+    if not pairs:
+        return None
+    several = len({setting(p.moe.spec) for p in pairs}) > 1
+    labels = [f"{model_name(p.moe.spec)} · {p.moe.spec.impl} vs dense/{p.match}"
+              + (f"\n{setting(p.moe.spec)}" if several else "") for p in pairs]
+    with plt.rc_context(STYLE):
+        height = max(2.4, 0.42 * len(pairs) + 1.0)
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10.4, height), sharey=True)
+        ys = list(range(len(pairs)))
+        w = 0.38
+        for ax, attr, xlabel, log in ((a1, "inferences_per_s", "inferences / s", True), (a2, "power_w", "average W", False)):
+            for offset, side, color, label in ((-w / 2, "moe", "#1f77b4", "MoE"), (w / 2, "dense", DENSE_COLOR, "dense")):
+                ests = [getattr(getattr(p, side), attr) for p in pairs]
+                vals = [e.mean if e else 0.0 for e in ests]
+                err = _errbars([e if e else Estimate(0.0, None, None, 0) for e in ests])[1]
+                ax.barh([y + offset for y in ys], vals, height=w, xerr=err, color=color, alpha=0.85 if side == "moe" else 0.55,
+                        label=label, error_kw={"elinewidth": 0.8, "capsize": 2})
+            ax.set_xlabel(xlabel)
+            if log:
+                ax.set_xscale("log")
+            ax.grid(axis="y", visible=False)
+        a1.set_yticks(ys, labels, fontsize=7)
+        a1.invert_yaxis()
+        a1.legend(frameon=False, loc="lower right")
+        a2.set_title("no energy measured" if all(p.moe.power_w is None for p in pairs) else "")
+        fig.tight_layout()
+        return png(fig)
+
+
+def ep_share(agg: Aggregate) -> bytes | None:
+    """Per expert-parallel degree: measured scaling loss (1 − speedup/d) and analytic comm share."""
+    pts = [p for p in agg.ep if p.degree > 1]
+    if not pts:
+        return None
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(5.6, 3.4))
+        extra: dict[str, str] = {}
+        impls = sorted({p.stats.spec.impl for p in pts})
+        degrees = sorted({p.degree for p in pts})
+        width = 0.8 / max(1, len(impls))
+        for i, impl in enumerate(impls):
+            mine = [p for p in pts if p.stats.spec.impl == impl]
+            xs = [degrees.index(p.degree) + (i - (len(impls) - 1) / 2) * width for p in mine]
+            loss = [p.scaling_loss for p in mine]
+            color = _color(impl, extra)
+            if any(loss):
+                vals, err = _errbars([e if e else Estimate(0.0, None, None, 0) for e in loss])
+                ax.bar(xs, [100 * v for v in vals], width=width * 0.9, color=color, alpha=0.8,
+                       yerr=[[100 * v for v in err[0]], [100 * v for v in err[1]]], capsize=2,
+                       label=f"{impl}: scaling loss 1 − S/d (measured)")
+            analytic = [task_comm_share(p.stats.result) for p in mine]
+            if any(a is not None for a in analytic):
+                ax.scatter([x for x, a in zip(xs, analytic) if a is not None],
+                           [100 * a for a in analytic if a is not None], marker="D", color="white",
+                           edgecolor=color, zorder=3, label=f"{impl}: all-to-all share (analytic)")
+        ax.set_xticks(range(len(degrees)), [str(d) for d in degrees])
+        ax.set_xlabel("expert-parallel degree d")
+        ax.set_ylabel("share of time (%)")
+        ax.legend(frameon=False, fontsize=7)
+        fig.tight_layout()
+        return png(fig)
+
+
+def measured_vs_roofline(agg: Aggregate) -> bytes | None:
+    """Measured time and energy per inference against the roofline's, log-log, with y = x."""
+    cs = [c for c in (compare(r) for r in agg.results) if c is not None]
+    if not cs:
+        return None
+    with plt.rc_context(STYLE):
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10.4, 3.8))
+        extra: dict[str, str] = {}
+        for ax, xs, ys, unit in (
+                (a1, [c.roofline_s_per_inference for c in cs], [c.measured_s_per_inference for c in cs], "s"),
+                (a2, [c.roofline_j_per_inference for c in cs], [c.measured_j_per_inference for c in cs], "J")):
+            done: set[str] = set()
+            for c, x, y in zip(cs, xs, ys):
+                if x is None or y is None:
+                    continue
+                impl = c.label.split("/", 1)[1] if c.label.startswith("moe/") else "dense"
+                color = DENSE_COLOR if impl == "dense" else _color(impl, extra)
+                ax.scatter([x], [y], color=color, marker="s" if impl == "dense" else "o", s=22,
+                           label=None if impl in done else ("dense" if impl == "dense" else f"MoE {impl}"))
+                done.add(impl)
+            vals = [v for v in xs + ys if v]
+            if vals:
+                lo, hi = min(vals) / 1.5, max(vals) * 1.5
+                ax.plot([lo, hi], [lo, hi], color="#888888", lw=0.8, ls="--", label="at the roofline")
+                for k in (10, 100):
+                    ax.plot([lo, hi], [lo * k, hi * k], color="#bbbbbb", lw=0.6, ls=":")
+                ax.set_xlim(lo, hi)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel(f"roofline {'time' if unit == 's' else 'energy'} per inference ({unit})")
+            ax.set_ylabel(f"measured {'time' if unit == 's' else 'energy'} per inference ({unit})")
+            ax.legend(frameon=False, fontsize=7, loc="upper left")
+        a1.set_title("time (dotted: 10× and 100× the roofline)")
+        a2.set_title("energy (roofline time × reference power)")
+        fig.tight_layout()
+        return png(fig)

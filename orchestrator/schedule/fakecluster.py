@@ -1,0 +1,62 @@
+"""A real multi-node Ray cluster on this machine whose nodes advertise fake GPUs (for the
+tests and `benchmarks/orchestration_overhead.py`; sweeps on it use `device: cpu`, `meter: fake`).
+
+Each node gets `num_gpus` fake GPUs and a GPU model (`accelerator_type:<model>` resource and
+the `ray.io/accelerator-type` label, as Ray sets them on real GPU nodes). Token auth is on:
+the cluster and every client read a fresh random token from `RAY_AUTH_TOKEN`.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+FAST_DETECTION = {"health_check_period_ms": 500, "health_check_failure_threshold": 4,
+                  "health_check_timeout_ms": 1000}
+
+
+def node_args(model: str, gpus: int = 2, cpus: float = 1) -> dict:
+    return {"num_cpus": cpus, "num_gpus": gpus, "resources": {f"accelerator_type:{model}": 1},
+            "labels": {"ray.io/accelerator-type": model}}
+
+
+@contextmanager
+def auth_env() -> Iterator[dict[str, str]]:
+    """RAY_AUTH_MODE=token with a fresh token, for this process (Ray's cached config refreshed)
+    and its children; restored afterwards."""
+    from ray._raylet import Config
+
+    keys = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ENABLE_UV_RUN_RUNTIME_ENV")
+    saved = {k: os.environ.get(k) for k in keys}
+    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16), "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    os.environ.update(env)
+    Config.initialize("")
+    try:
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        Config.initialize("")
+
+
+@contextmanager
+def fake_gpu_cluster(models: Sequence[str] = ("FAKE-A", "FAKE-A", "FAKE-B"), gpus: int = 2,
+                     cpus: float = 1) -> Iterator[Any]:
+    """A started `ray.cluster_utils.Cluster`, one node per entry of `models` (the first is the
+    head), each with `gpus` fake GPUs of that model and `cpus` CPUs. Node deaths are noticed
+    within about two seconds (fast health checks)."""
+    from ray.cluster_utils import Cluster
+
+    head = {**node_args(models[0], gpus, cpus), "include_dashboard": False, "_system_config": FAST_DETECTION}
+    cluster = Cluster(initialize_head=True, head_node_args=head)
+    try:
+        for model in models[1:]:
+            cluster.add_node(**node_args(model, gpus, cpus))
+        cluster.wait_for_nodes()
+        yield cluster
+    finally:
+        cluster.shutdown()

@@ -1,0 +1,88 @@
+"""Expanding a sweep into matched pairs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from moecluster.agents.workloads.mlp.shapes import MATCH_TOLERANCE, PRESETS, DenseShape, MoEShape
+from moecluster.orchestrator.sweep import SweepError, expand, load_sweep, parse_sweep
+from moecluster.orchestrator.sweep.estimate import task_estimate_s, watchdog_s
+
+
+def test_issue_example_is_one_pair_per_grid_point(issue_example: str) -> None:
+    plan = expand(parse_sweep(issue_example), run_id="r1")
+    assert len(plan.pairs) == 2 * 3 * 2 * 2  # models x impl x dtype x batch
+    assert len(plan.tasks) == 2 * len(plan.pairs)
+    ids = [t.task_id for t in plan.tasks]
+    assert len(set(ids)) == len(ids)
+    assert len({p.pair_id for p in plan.pairs}) == len(plan.pairs)
+    assert {t.run_id for t in plan.tasks} == {"r1"}
+
+
+def test_a_pair_is_dense_twins_then_the_moe_sharing_an_id() -> None:
+    sweep = parse_sweep("name: x\nmodels: [{preset: medium}]\nimpl: sorted\nmatch: [total, active]\n")
+    (pair,) = expand(sweep).pairs
+    kinds = [(t.kind, t.impl, t.match) for t in pair.tasks]
+    assert kinds == [("dense", "dense", "total"), ("dense", "dense", "active"), ("moe", "sorted", None)]
+    assert {t.pair_id for t in pair.tasks} == {pair.pair_id}
+    moe = MoEShape(**pair.moe.model).params()
+    for spec, target in ((pair.tasks[0], moe.total), (pair.tasks[1], moe.active_per_token)):
+        dense = DenseShape(**spec.model).params().total
+        assert abs(dense - target) <= MATCH_TOLERANCE * target
+    assert pair.params_total[2] == moe.total and pair.params_active[2] == moe.active_per_token
+
+
+def test_dense_twins_are_not_shared_between_impls() -> None:
+    plan = expand(parse_sweep("name: x\nmodels: [{preset: small}]\nimpl: [naive, sorted, grouped]\n"))
+    dense = [t for t in plan.tasks if t.kind == "dense"]
+    assert len(dense) == 3 and len({t.model["hidden_dim"] for t in dense}) == 1
+
+
+def test_preset_label_only_for_unmodified_presets() -> None:
+    sweep = parse_sweep("name: x\nmodels:\n  - preset: small\n  - {preset: small, name: small4, top_k: 4}\n")
+    plan = expand(sweep)
+    assert [p.moe.preset for p in plan.pairs] == ["small", None]
+    assert plan.pairs[1].moe.model["top_k"] == 4 and plan.pairs[1].pair_id.startswith("small4-")
+
+
+def test_varying_axes_appear_in_pair_ids() -> None:
+    sweep = parse_sweep("name: x\nmodels: [{preset: small}]\ncompile: [false, true]\nexpert_parallel: [1, 2]\n")
+    ids = [p.pair_id for p in expand(sweep).pairs]
+    assert ids == ["small-grouped-fp32-b128-eager-ep1", "small-grouped-fp32-b128-eager-ep2",
+                   "small-grouped-fp32-b128-compiled-ep1", "small-grouped-fp32-b128-compiled-ep2"]
+
+
+def test_expert_parallel_sets_the_gang_size_of_the_moe_only() -> None:
+    (pair,) = expand(parse_sweep("name: x\nmodels: [{preset: small}]\nexpert_parallel: 2\n")).pairs
+    assert pair.gpus == 2 and pair.moe.expert_parallel == 2
+    assert all(t.expert_parallel == 1 for t in pair.tasks if t.kind == "dense")
+
+
+def test_cuda_graphs_points_that_cannot_run_are_skipped_with_a_reason() -> None:
+    plan = expand(parse_sweep("name: x\nmodels: [{preset: small}]\nimpl: [naive, grouped]\ncuda_graphs: true\n"))
+    assert [p.moe.impl for p in plan.pairs] == ["grouped"]
+    assert len(plan.skipped) == 1 and "naive" in plan.skipped[0]
+    with pytest.raises(SweepError, match="expands to no task"):
+        expand(parse_sweep("name: x\nmodels: [{preset: small}]\nimpl: naive\ncuda_graphs: true\n"))
+
+
+def test_estimate_counts_every_repeat_build_warmup_and_window() -> None:
+    (pair,) = expand(parse_sweep("name: x\nmodels: [{preset: small}]\nrepeats: 3\nduration_s: 10\nwarmup_s: 2\n"
+                                 "device: cpu\n")).pairs
+    est = pair.estimated_s[1]
+    assert est == task_estimate_s(pair.moe, pair.params_total[1])
+    assert est > 3 * (10 + 2)
+    assert watchdog_s(est) > 420  # never before Ray's own retry after a partition
+
+
+def test_seed_scaling_example_is_the_seed_study(examples: Path) -> None:
+    plan = expand(load_sweep(examples / "seed-scaling.yaml"))
+    assert {p.moe.preset for p in plan.pairs} == set(PRESETS)
+    assert all(t.dtype == "float32" and t.batch_size == 128 and t.duration_s == 30 for t in plan.tasks)
+
+
+def test_quickstart_example_is_small_and_quick_on_cpu(examples: Path) -> None:
+    plan = expand(load_sweep(examples / "quickstart.yaml"))
+    assert all(t.device == "cpu" for t in plan.tasks)
+    assert sum(p.total_estimated_s for p in plan.pairs) < 120

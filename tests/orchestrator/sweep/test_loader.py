@@ -1,0 +1,148 @@
+"""Loading sweep files: valid files, and one-line errors naming file, line and key."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from moecluster.agents.workloads.base import DTYPES
+from moecluster.agents.workloads.mlp.models import IMPLS
+from moecluster.orchestrator.sweep import SweepError, SweepFile, load_sweep, parse_sweep
+from moecluster.orchestrator.sweep.schema import DType, Impl
+
+def error_of(text: str, **kw: object) -> SweepError:
+    with pytest.raises(SweepError) as info:
+        parse_sweep(textwrap.dedent(text), Path("sweep.yaml"), **kw)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert "\n" not in message
+    return info.value
+
+
+def test_vocabulary_matches_the_benchmark_core() -> None:
+    assert set(Impl.__args__) == set(IMPLS)  # type: ignore[attr-defined]
+    assert set(DType.__args__) == set(DTYPES)  # type: ignore[attr-defined]
+
+
+def test_issue_example_loads_with_scalars_as_one_value_axes(issue_example: str) -> None:
+    sweep = parse_sweep(issue_example)
+    assert sweep.impl == ["naive", "sorted", "grouped"]
+    assert sweep.match == ["total"] and sweep.expert_parallel == [1]
+    assert sweep.models[1].shape().num_experts == 16
+    assert sweep.varying() == ["impl", "dtype", "batch_size"]
+
+
+@pytest.mark.parametrize("name", ["quickstart.yaml", "seed-scaling.yaml"])
+def test_shipped_examples_load(name: str, examples: Path) -> None:
+    sweep = load_sweep(examples / name)
+    assert isinstance(sweep, SweepFile)
+
+
+def test_resolved_dump_reloads_to_the_same_sweep(issue_example: str) -> None:
+    import yaml
+
+    sweep = parse_sweep(issue_example)
+    dumped = yaml.safe_dump(sweep.model_dump(mode="json", exclude_none=True))
+    assert parse_sweep(dumped) == sweep
+
+
+def test_unknown_key_suggests_the_closest_with_its_line() -> None:
+    err = error_of("""\
+        name: x
+        models:
+          - preset: small
+          - name: wide
+            num_expert: 16
+        """)
+    assert err.line == 5 and err.key == "models[1].num_expert"
+    assert "did you mean 'num_experts'" in str(err) and str(err).startswith("sweep.yaml:5:")
+
+
+def test_unknown_top_level_key() -> None:
+    err = error_of("name: x\nmodels: [{preset: small}]\nbatchsize: 128\n")
+    assert err.line == 3 and "did you mean 'batch_size'" in str(err)
+
+
+def test_wrong_type_names_the_key_without_an_index_for_a_scalar() -> None:
+    err = error_of("name: x\nmodels: [{preset: small}]\nbatch_size: lots\n")
+    assert err.key == "batch_size" and err.line == 3 and "expected an integer" in str(err)
+
+
+def test_wrong_type_inside_a_list_names_the_element() -> None:
+    err = error_of("name: x\nmodels: [{preset: small}]\nbatch_size:\n  - 128\n  - 12.5\n")
+    assert err.key == "batch_size[1]" and err.line == 5
+
+
+def test_bad_choice_suggests() -> None:
+    err = error_of("name: x\nmodels: [{preset: small}]\nimpl: [naive, sortd]\n")
+    assert err.key == "impl[1]" and "did you mean 'sorted'" in str(err)
+
+
+def test_impossible_shape_points_at_the_field() -> None:
+    err = error_of("""\
+        name: x
+        models:
+          - name: odd
+            num_experts: 2
+            expert_hidden_dim: 64
+            expert_num_layers: 2
+            top_k: 3
+        """)
+    assert err.key == "models[0].top_k" and err.line == 7 and "larger than num_experts" in str(err)
+
+
+def test_unknown_preset_suggests() -> None:
+    err = error_of("name: x\nmodels:\n  - preset: smal\n")
+    assert err.key == "models[0].preset" and "did you mean 'small'" in str(err)
+
+
+def test_explicit_model_needs_every_shape_field() -> None:
+    err = error_of("name: x\nmodels:\n  - name: half\n    num_experts: 4\n")
+    assert err.key == "models[0]" and "expert_hidden_dim" in str(err)
+
+
+def test_empty_grid_axis() -> None:
+    err = error_of("name: x\nmodels: [{preset: small}]\ndtype: []\n")
+    assert err.key == "dtype" and "empty" in str(err)
+
+
+def test_empty_models() -> None:
+    err = error_of("name: x\nmodels: []\n")
+    assert err.key == "models" and "empty" in str(err)
+
+
+def test_expert_parallel_must_divide_the_experts() -> None:
+    err = error_of("name: x\nmodels: [{preset: small}]\nexpert_parallel: [1, 3]\n")
+    assert err.key == "expert_parallel" and err.line == 3 and "does not divide" in str(err)
+
+
+def test_duplicate_key_is_an_error() -> None:
+    err = error_of("name: x\nmodels: [{preset: small}]\nrepeats: 1\nrepeats: 2\n")
+    assert err.line == 4 and "duplicate key" in str(err)
+
+
+def test_not_yaml_gives_the_parser_line() -> None:
+    err = error_of("name: x\nmodels: [preset: small\nimpl: naive\n")
+    assert "not valid YAML" in str(err) and err.line is not None
+
+
+def test_not_a_mapping() -> None:
+    err = error_of("- just\n- a list\n")
+    assert "must be a YAML mapping" in str(err)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SweepError, match="no such file"):
+        load_sweep(tmp_path / "absent.yaml")
+
+
+def test_overrides_replace_keys_and_are_blamed_as_set(issue_example: str) -> None:
+    sweep = parse_sweep(issue_example, overrides={"repeats": 1, "impl": "naive"})
+    assert sweep.repeats == 1 and sweep.impl == ["naive"]
+    err = error_of(issue_example, overrides={"repeats": 0})
+    assert str(err).startswith("--set: repeats:") and "greater than 0" in str(err)
+
+
+def test_default_name_is_the_file_stem() -> None:
+    sweep = parse_sweep("models: [{preset: small}]\n", Path("my sweep.yaml"))
+    assert sweep.name == "my-sweep"
