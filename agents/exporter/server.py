@@ -226,9 +226,9 @@ def serve(config: AgentConfig, *, on_ready: Callable[[Agent], None] | None = Non
         agent.start()
         devices = agent.devices
         assert devices is not None
-        log.info("serving %s (node %s, %s devices, %d GPUs, power sampled every %g s, task labels from %s)",
-                 agent.url, config.node, devices.kind, len(devices.gpus), config.interval_s,
-                 config.resolved_state_dir)
+        log.info("serving %s (bound to %s port %d; node %s, %s devices, %d GPUs, power sampled every %g s, "
+                 "task labels from %s)", agent.url, config.host or "all interfaces", agent.port, config.node,
+                 devices.kind, len(devices.gpus), config.interval_s, config.resolved_state_dir)
         if on_ready is not None:
             on_ready(agent)
         while not stop.wait(0.5):

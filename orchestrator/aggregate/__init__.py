@@ -51,7 +51,7 @@ def aggregate(results: Sequence[TaskResult], prometheus_url: str | None = None, 
     """All of the report's figures. Without a Prometheus URL the cluster view is absent, and
     `cluster_note` says so; a Prometheus that cannot be read leaves it absent with the reason."""
     stats = all_task_stats(results)
-    pairs, incomplete = pair_ratios(stats, [r.spec.pair_id for r in results])
+    pairs, incomplete = pair_ratios(stats, [r for r in results if r.status != "ok"])
     cluster: ClusterEnergy | None = None
     if prometheus_url is None:
         note = "not measured: no Prometheus URL given (--prometheus)"

@@ -175,7 +175,8 @@ def break_even(key: SeriesKey, pairs: Sequence[PairRatio], metric: Metric = "inf
     central = _first_up(xs, [p.ratio.mean for p in points])
     lo = _first_up(xs, [p.ratio.hi for p in points])
     hi = _first_up(xs, [p.ratio.lo for p in points])
-    crossings = tuple(Crossing(10**x, d) for x, d in _crossings(xs, [p.ratio.mean for p in points]))  # type: ignore[arg-type]
+    found = _crossings(xs, [p.ratio.mean for p in points])
+    crossings = tuple(Crossing(10**x, d) for x, d in found)  # type: ignore[arg-type]
     return BreakEven(key=key, metric=metric, points=points, params=central, params_lo=lo, params_hi=hi,
                      crossings=crossings, verdict=_verdict(points, central, lo, hi))
 

@@ -7,10 +7,12 @@ is what a cluster operator pays per inference.
 
 The check: over the tasks' windows, on the GPUs that ran them, Prometheus' counters and the
 tasks' own readings measure the same thing and must agree within `TOLERANCE` (2 %). Windows
-are placed by their own start time when the record carries one (`Window.started_at`);
-otherwise the runner's layout is used: windows run back to back and the last one ends when
-the task finishes (a shift by the short tail after the last window moves the span into the
-equally busy warm-up, so it barely changes the energy); the check says which it used.
+are placed by their own start time when the record carries one (`Window.started_at`, Unix
+seconds). A record without it is placed only where its layout is certain: a single window,
+which the runner ends just before the task finishes (the roofline peaks it measures after the
+window are cached on a warm worker), on GPUs no other task used meanwhile. Tasks whose windows
+cannot be placed (repeats merged from separate runs, interleaved A B A B with the twin) are
+left out of the check, each with the reason.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from moecluster.agents.records import TaskResult
 from .prometheus import CounterSeries, GpuKey, Prometheus, energy_series
 
 TOLERANCE = 0.02
+PLACEMENT = {"timestamps": "placed by their start times",
+             "reconstructed": "reconstructed (a single window ending at the task's finish)"}
 
 
 @dataclass(frozen=True)
@@ -52,17 +56,18 @@ class CounterCheck:
     prometheus_j: float
     tasks_j: float
     tasks: tuple[TaskCheck, ...]
-    placement: str            # "window timestamps" or "reconstructed (back to back, ending at finish)"
+    placement: str            # how the windows were placed on the clock ("none" when no task could be)
     skipped: tuple[str, ...]  # "task: why" for tasks left out
     tolerance: float = TOLERANCE
 
     @property
-    def rel_diff(self) -> float:
-        return (self.prometheus_j - self.tasks_j) / self.tasks_j
+    def rel_diff(self) -> float | None:
+        return (self.prometheus_j - self.tasks_j) / self.tasks_j if self.tasks else None
 
     @property
-    def ok(self) -> bool:
-        return abs(self.rel_diff) <= self.tolerance
+    def ok(self) -> bool | None:
+        """Within tolerance; None when no task could be compared."""
+        return None if self.rel_diff is None else abs(self.rel_diff) <= self.tolerance
 
 
 @dataclass(frozen=True)
@@ -121,17 +126,27 @@ class ClusterEnergy:
         return out
 
 
-def window_spans(result: TaskResult) -> tuple[list[tuple[float, float]], bool]:
-    """(start, end) Unix times of each window, and whether they came from the record itself."""
+def window_spans(result: TaskResult, others: Sequence[TaskResult] = ()) -> tuple[list[tuple[float, float]] | None, str]:
+    """(start, end) Unix times of each window, and how they were placed (or why they cannot be).
+
+    `others` are the run's other tasks: a reconstructed window must not overlap a task that
+    shared one of this task's GPUs.
+    """
     starts = [getattr(w, "started_at", None) for w in result.windows]
     if result.windows and all(isinstance(s, (int, float)) and s > 0 for s in starts):
-        return [(float(s), float(s) + w.duration_s) for s, w in zip(starts, result.windows)], True  # type: ignore[arg-type]
-    spans: list[tuple[float, float]] = []
-    end = result.finished_at
-    for w in reversed(result.windows):
-        spans.append((end - w.duration_s, end))
-        end -= w.duration_s
-    return spans[::-1], False
+        spans = [(float(s), float(s) + w.duration_s) for s, w in zip(starts, result.windows)]  # type: ignore[arg-type]
+        return spans, "timestamps"
+    if len(result.windows) != 1:
+        return None, (f"{len(result.windows)} windows without start times (Window.started_at): they cannot be"
+                      " placed on the clock")
+    mine = {(g.node, g.uuid) for g in result.gpus}
+    for o in others:
+        if o is result or not mine & {(g.node, g.uuid) for g in o.gpus}:
+            continue
+        if o.started_at < result.finished_at and result.started_at < o.finished_at:
+            return None, f"shares a GPU with {o.spec.task_id} at the same time, and its window has no start time"
+    w = result.windows[0]
+    return [(result.finished_at - w.duration_s, result.finished_at)], "reconstructed"
 
 
 def _task_gpu_series(result: TaskResult, series: dict[tuple[str, str], CounterSeries]) -> list[CounterSeries] | str:
@@ -149,7 +164,7 @@ def counter_check(results: Sequence[TaskResult], series: dict[GpuKey, CounterSer
     by_gpu = {(k.node, k.uuid): s for k, s in series.items()}
     checks: list[TaskCheck] = []
     skipped: list[str] = []
-    from_record = True
+    how: set[str] = set()
     for r in results:
         if r.status != "ok" or r.energy_source is None:
             continue
@@ -157,8 +172,11 @@ def counter_check(results: Sequence[TaskResult], series: dict[GpuKey, CounterSer
         if isinstance(found, str):
             skipped.append(f"{r.spec.task_id}: {found}")
             continue
-        spans, own = window_spans(r)
-        from_record = from_record and own
+        spans, placed = window_spans(r, results)
+        if spans is None:
+            skipped.append(f"{r.spec.task_id}: {placed}")
+            continue
+        how.add(placed)
         prom = [s.energy_j(t0, t1) for s in found for t0, t1 in spans]
         if any(p is None for p in prom):
             skipped.append(f"{r.spec.task_id}: Prometheus has no samples around a window")
@@ -166,11 +184,10 @@ def counter_check(results: Sequence[TaskResult], series: dict[GpuKey, CounterSer
         task_j = sum(w.energy_j for w in r.windows if w.energy_j is not None)
         checks.append(TaskCheck(r.spec.task_id, sum(p for p in prom if p is not None), task_j))
     if not checks:
-        return None
+        return CounterCheck(0.0, 0.0, (), "none", tuple(skipped)) if skipped else None
+    placement = " and ".join(sorted(PLACEMENT[h] for h in how))
     return CounterCheck(prometheus_j=sum(c.prometheus_j for c in checks), tasks_j=sum(c.task_j for c in checks),
-                        tasks=tuple(checks), skipped=tuple(skipped),
-                        placement="window timestamps" if from_record
-                        else "reconstructed (windows back to back, the last ending at the task's finish)")
+                        tasks=tuple(checks), skipped=tuple(skipped), placement=placement)
 
 
 def run_span(results: Sequence[TaskResult]) -> tuple[float, float]:

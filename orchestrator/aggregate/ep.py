@@ -52,22 +52,27 @@ def _ratio(a: Estimate | None, b: Estimate | None) -> Estimate | None:
     return ratio_ci(a, b) if a is not None and b is not None and a.mean > 0 and b.mean > 0 else None
 
 
+def _gpu_names(s: TaskStats) -> frozenset[str]:
+    return frozenset(g.name for g in s.result.gpus)
+
+
 def ep_points(stats: Sequence[TaskStats]) -> list[EpPoint]:
-    """Every MoE task of a configuration that was run at more than one degree, or above 1."""
+    """Every MoE task run at a degree above 1, against its configuration at degree 1 (when run;
+    with several such tasks, one on the same kind of GPU is preferred)."""
     groups: dict[tuple, list[TaskStats]] = defaultdict(list)
     for s in stats:
         if s.spec.kind == "moe":
             groups[_config(s)].append(s)
     out: list[EpPoint] = []
     for members in groups.values():
-        degrees = {m.spec.expert_parallel for m in members}
-        if degrees == {1}:
-            continue
-        base = next((m for m in members if m.spec.expert_parallel == 1), None)
+        bases = [m for m in members if m.spec.expert_parallel == 1]
         for m in sorted(members, key=lambda m: m.spec.expert_parallel):
             d = m.spec.expert_parallel
-            if base is None or d == 1:
-                out.append(EpPoint(m, d, base, None, None, None))
+            if d == 1:
+                continue
+            base = next((b for b in bases if _gpu_names(b) == _gpu_names(m)), bases[0] if bases else None)
+            if base is None:
+                out.append(EpPoint(m, d, None, None, None, None))
                 continue
             speedup = _ratio(m.inferences_per_s, base.inferences_per_s)
             out.append(EpPoint(m, d, base, speedup, _loss(speedup, d),

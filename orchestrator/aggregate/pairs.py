@@ -12,6 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
 
+from moecluster.agents.records import TaskResult
+
 from .stats import Estimate, ratio_ci
 from .tasks import TaskStats
 
@@ -66,13 +68,17 @@ def pair_ratio(pair_id: str, moe: TaskStats, dense: TaskStats) -> PairRatio:
         inferences_per_j_above_idle=_ratio(moe.inferences_per_j_above_idle, dense.inferences_per_j_above_idle))
 
 
-def pair_ratios(stats: Sequence[TaskStats], pair_ids: Sequence[str] = ()) -> tuple[list[PairRatio],
-                                                                                    list[IncompletePair]]:
+def pair_ratios(stats: Sequence[TaskStats], failed: Sequence[TaskResult] = ()) -> tuple[list[PairRatio],
+                                                                                         list[IncompletePair]]:
     """Every (MoE, dense twin) combination of each pair, plus the pairs that cannot be formed.
 
-    `stats` holds the `ok` tasks; `pair_ids` may name further pairs (e.g. those whose tasks
-    all failed) so they are reported as incomplete rather than silently missing.
+    `stats` holds the `ok` tasks; `failed` the failed ones, so a pair whose twin failed is
+    reported as such rather than silently missing.
     """
+    failed_kinds: dict[str, set[str]] = defaultdict(set)
+    for r in failed:
+        failed_kinds[r.spec.pair_id].add(r.spec.kind)
+    pair_ids = list(failed_kinds)
     by_pair: dict[str, dict[str, list[TaskStats]]] = defaultdict(lambda: {"moe": [], "dense": []})
     for s in stats:
         by_pair[s.spec.pair_id][s.spec.kind].append(s)
@@ -81,8 +87,10 @@ def pair_ratios(stats: Sequence[TaskStats], pair_ids: Sequence[str] = ()) -> tup
     for pid in list(by_pair) + [p for p in dict.fromkeys(pair_ids) if p not in by_pair]:
         group = by_pair.get(pid, {"moe": [], "dense": []})
         if not group["moe"] or not group["dense"]:
-            missing = "MoE task" if not group["moe"] else "dense twin"
-            incomplete.append(IncompletePair(pid, f"no successful {missing}"))
+            kind = "moe" if not group["moe"] else "dense"
+            what = "MoE task" if kind == "moe" else "dense twin"
+            why = f"{what} failed" if kind in failed_kinds.get(pid, set()) else f"no {what} in this run"
+            incomplete.append(IncompletePair(pid, why))
             continue
         for m in group["moe"]:
             for d in sorted(group["dense"], key=lambda s: str(s.spec.match)):

@@ -11,10 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from moecluster.agents.records import TaskResult, TaskSpec
-from moecluster.agents.workloads.mlp.models import IMPLS
-from moecluster.agents.workloads.mlp.shapes import (PRESETS, DenseShape, MoEShape, ShapeError, match_dense,
-                                                    preset as preset_shape)
-from moecluster.agents.workloads.base import DTYPES
+from moecluster.agents.workloads.mlp.shapes import (DTYPE_NAMES, IMPLS, PRESETS, DenseShape, MoEShape, ShapeError,
+                                                    match_dense, preset as preset_shape)
 
 from .errors import InputError
 
@@ -107,7 +105,7 @@ def _result_table(results: list[TaskResult]) -> Table:
 @click.option("--impl", type=click.Choice(IMPLS), default="grouped", show_default=True, help="MoE implementation.")
 @click.option("--match", type=click.Choice(["total", "active", "seed"]), default="total", show_default=True,
               help="Dense twin sized by total or active parameters (aligned widths), or the seed's exact width.")
-@click.option("--dtype", type=click.Choice(sorted(DTYPES)), default="float32", show_default=True)
+@click.option("--dtype", type=click.Choice(DTYPE_NAMES), default="float32", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--device", type=click.Choice(["cuda", "cpu"]), default=None, help="Default: cuda if present, else cpu.")
 @click.option("--duration", "duration_s", type=click.FloatRange(min=0, min_open=True), default=30.0,

@@ -4,13 +4,15 @@ from __future__ import annotations
 import json
 import re
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from moecluster.agents.workloads.mlp.shapes import PRESETS, ShapeError
-from moecluster.orchestrator.estimate import GPUS, KNOWN, Estimation, ModelShape, estimate, gpu, mlp_preset
+from moecluster.agents.workloads.mlp.shapes import PRESETS, MoEShape, ShapeError
+from moecluster.orchestrator.estimate import (GPUS, KNOWN, Estimation, GpuSpec, ModelShape, estimate, from_mlp, gpu,
+                                              mlp_preset)
 from moecluster.orchestrator.estimate.formulas import DTYPE_BYTES
 from moecluster.orchestrator.estimate.gpus import ALIASES
 from moecluster.orchestrator.report.fmt import params as _params, seconds as _time, si as _si
@@ -50,8 +52,35 @@ def _a2a(r: Estimation) -> str:
     return _si(r.all_to_all_bytes_per_token, "B") if r.all_to_all_bytes_per_token else "0 B"
 
 
+def _sweep_rows(path: Path, gpu_spec: GpuSpec) -> list[Estimation]:
+    """One estimate per distinct MoE shape × dtype × batch × EP degree of a sweep file."""
+    from moecluster.orchestrator.sweep import SweepError, expand, load_sweep
+
+    try:
+        plan = expand(load_sweep(path))
+    except SweepError as exc:
+        raise InputError(str(exc)) from None
+    rows: dict[tuple, Estimation] = {}
+    for pair in plan.pairs:
+        moe = pair.moe
+        key = (pair.model, tuple(sorted(dict(moe.model).items())), moe.dtype, moe.batch_size, moe.expert_parallel)
+        if key in rows or moe.workload != "mlp":
+            continue
+        if moe.dtype not in gpu_spec.flops_per_s:
+            raise InputError(f"{path}: dtype {moe.dtype} has no datasheet peak on {gpu_spec.label}")
+        try:
+            shape = from_mlp(MoEShape(**moe.model), pair.model)
+        except (ShapeError, TypeError) as exc:
+            raise InputError(f"{path}: model {pair.model}: {exc}") from None
+        rows[key] = estimate(shape, gpu_spec, moe.dtype, moe.batch_size, moe.expert_parallel)
+    if not rows:
+        raise InputError(f"{path}: the sweep expands to no MLP MoE task")
+    return list(rows.values())
+
+
 def _tables(rows: list[Estimation]) -> list[Table]:
     first = rows[0]
+    varies = len({(r.dtype, r.batch_size, r.expert_parallel) for r in rows}) > 1
     t1 = Table(title="Total vs active parameters (seed 003) and dense-equivalent size (seed 004)",
                title_justify="left")
     for col in ("model", "E", "k", "total", "active", "active/total", "dense-equivalent", "published"):
@@ -61,14 +90,17 @@ def _tables(rows: list[Estimation]) -> list[Table]:
         t1.add_row(m.name, str(m.num_experts), str(m.top_k), _params(m.total_params), _params(m.active_params),
                    f"{m.active_ratio:.1%}", _params(r.dense_equivalent_params), m.published)
     g = GPUS[first.gpu]
-    t2 = Table(title=f"Roofline per token on {g.label} ({first.dtype}, batch {first.batch_size},"
-                     f" EP degree {first.expert_parallel}; {g.source})", title_justify="left")
-    for col in ("model", "FLOPs/token", "bytes/token", "time/token", "bound", "energy/token @TDP",
+    setting = "" if varies else f" ({first.dtype}, batch {first.batch_size}, EP degree {first.expert_parallel})"
+    t2 = Table(title=f"Roofline per token on {g.label}{setting}; {g.source}", title_justify="left")
+    extra = ("dtype", "batch", "EP") if varies else ()
+    for col in ("model", *extra, "FLOPs/token", "bytes/token", "time/token", "bound", "energy/token @TDP",
                 "critical batch GPU / MoE", "all-to-all/token"):
-        t2.add_column(col, justify="left" if col in ("model", "bound") else "right")
+        t2.add_column(col, justify="left" if col in ("model", "dtype", "bound") else "right")
     for r in rows:
-        t2.add_row(r.model.name, _si(r.flops_per_token), _si(r.bytes_per_token, "B"), _time(r.roofline_s_per_token),
-                   r.roofline_bound, _si(r.roofline_j_per_token, "J"), f"{r.critical_batch:,.0f} / {r.moe_critical_batch:,.0f}", _a2a(r))
+        cells = (r.dtype, str(r.batch_size), str(r.expert_parallel)) if varies else ()
+        t2.add_row(r.model.name, *cells, _si(r.flops_per_token), _si(r.bytes_per_token, "B"), _time(r.roofline_s_per_token),
+                   r.roofline_bound, _si(r.roofline_j_per_token, "J"),
+                   f"{r.critical_batch:,.0f} / {r.moe_critical_batch:,.0f}", _a2a(r))
     return [t1, t2]
 
 
@@ -79,7 +111,7 @@ def _tables(rows: list[Estimation]) -> list[Table]:
               help="One of the seed's MLP MoE presets (repeatable).")
 @click.option("--experts", type=click.IntRange(min=1), help="Explicit shape: number of (routed) experts E.")
 @click.option("--top-k", type=click.IntRange(min=1), help="Explicit shape: experts per token k.")
-@click.option("--expert-params", metavar="COUNT", help="Explicit shape: one expert's parameters over all layers (5.6B).")
+@click.option("--expert-params", metavar="COUNT", help="Explicit shape: one expert's parameters, all layers (5.6B).")
 @click.option("--shared-params", metavar="COUNT", help="Explicit shape: always-active parameters (1.6B).")
 @click.option("--d-model", type=click.IntRange(min=1), help="Explicit shape: width sent to an expert (for EP traffic).")
 @click.option("--moe-layers", type=click.IntRange(min=1), help="Explicit shape: MoE layers per token (for EP traffic).")
@@ -90,13 +122,18 @@ def _tables(rows: list[Estimation]) -> list[Table]:
 @click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1), help="Tokens per batch.")
 @click.option("--ep", "expert_parallel", default=1, show_default=True, type=click.IntRange(min=1),
               help="Expert-parallel degree (for all-to-all bytes per token).")
+@click.option("--sweep", "sweep_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Every MoE shape of a sweep file, at its own dtype, batch size and EP degree.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def estimate_cmd(models: tuple[str, ...], presets: tuple[str, ...], experts: int | None, top_k: int | None,
                  expert_params: str | None, shared_params: str | None, d_model: int | None, moe_layers: int | None,
-                 gpu_name: str, dtype: str, batch_size: int, expert_parallel: int, as_json: bool) -> None:
+                 gpu_name: str, dtype: str, batch_size: int, expert_parallel: int, sweep_file: Path | None,
+                 as_json: bool) -> None:
     """Analytic view of MoE models: total/active parameters, dense-equivalent size, roofline.
 
-    With no model, preset or shape given, every known model is shown (seed 003's table).
+    With no model, preset, shape or sweep given, every known model is shown (seed 003's
+    table). `--sweep` estimates every MoE shape of a sweep file at its own dtype, batch
+    size and expert-parallel degree.
     Figures are estimates from published shapes and datasheet peaks; see
     `moecluster report` for what was measured.
     """
@@ -113,20 +150,21 @@ def estimate_cmd(models: tuple[str, ...], presets: tuple[str, ...], experts: int
     custom = _explicit(experts, top_k, expert_params, shared_params, d_model, moe_layers)
     if custom is not None:
         shapes.append(custom)
-    if not shapes:
-        shapes = list(KNOWN.values())
     spec = gpu(gpu_name)
-    if dtype not in spec.flops_per_s:
+    rows = _sweep_rows(sweep_file, spec) if sweep_file is not None else []
+    if not shapes and not rows:
+        shapes = list(KNOWN.values())
+    if shapes and dtype not in spec.flops_per_s:
         raise InputError(f"--dtype {dtype}: {spec.label} has no datasheet peak for it"
                          f" ({', '.join(spec.flops_per_s)})")
-    rows = [estimate(m, spec, dtype, batch_size, expert_parallel) for m in shapes]
+    rows = [estimate(m, spec, dtype, batch_size, expert_parallel) for m in shapes] + rows
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
         return
     console = Console(width=None if sys.stdout.isatty() else 160)
     for table in _tables(rows):
         console.print(table)
-    for m in shapes:
+    for m in dict.fromkeys(r.model for r in rows):
         if m.note:
             console.print(f"[dim]{m.name}: {m.note}[/dim]")
     console.print("[dim]FLOPs/token = 2 × active; bytes/token = weights read once per batch (uniform routing);"

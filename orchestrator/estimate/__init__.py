@@ -52,5 +52,6 @@ def estimate(m: ModelShape, gpu_spec: GpuSpec, dtype: str = "bfloat16", batch_si
         flops_per_token=rl.flops_per_token, bytes_per_token=rl.bytes_per_token,
         roofline_s_per_token=rl.time_s, roofline_bound=rl.bound, roofline_j_per_token=rl.energy_j(gpu_spec.tdp_w),
         critical_batch=critical_batch(gpu_spec, dtype),
-        moe_critical_batch=moe_critical_batch(m, gpu_spec, dtype) if m.kind == "moe" else critical_batch(gpu_spec, dtype),
+        moe_critical_batch=(moe_critical_batch(m, gpu_spec, dtype) if m.kind == "moe"
+                            else critical_batch(gpu_spec, dtype)),
         all_to_all_bytes_per_token=all_to_all_bytes_per_token(m, expert_parallel, dtype_bytes(dtype)))

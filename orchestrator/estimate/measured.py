@@ -56,9 +56,9 @@ class RooflineComparison:
 
 
 def datasheet_of(result: TaskResult) -> GpuSpec | None:
-    names = {g.name for g in result.gpus}
-    specs = {lookup(n) for n in names}
-    return specs.pop() if len(specs) == 1 else None
+    """The datasheet of the task's GPUs, None if unknown or if the task mixed GPU kinds."""
+    specs = [lookup(n) for n in sorted({g.name for g in result.gpus})]
+    return specs[0] if len(specs) == 1 else None
 
 
 def compare(result: TaskResult) -> RooflineComparison | None:

@@ -50,13 +50,26 @@ def sci(v: float | None, digits: int = 3) -> str:
     return f"{v:.{digits - 1}E}"
 
 
+def _decimals(text: str) -> int | None:
+    """Decimals shown in a plain fixed-point figure ("1.586" -> 3), None for other notations."""
+    body = text.replace(",", "")
+    if not body.replace(".", "", 1).lstrip("-").isdigit():
+        return None
+    return len(body.split(".")[1]) if "." in body else 0
+
+
 def est(e: Estimate | None, f=num) -> str:  # type: ignore[no-untyped-def]
-    """`mean [lo, hi]`, or the mean alone (n=1), or n/a."""
+    """`mean [lo, hi]` (bounds shown to the mean's decimals), or the mean alone (n=1), or n/a."""
     if e is None:
         return "n/a"
+    mean = f(e.mean)
     if e.lo is None or e.hi is None:
-        return f(e.mean)
-    return f"{f(e.mean)} [{f(e.lo)}, {f(e.hi)}]"
+        return mean
+    d = _decimals(mean) if f is num else None
+    if d is None:
+        return f"{mean} [{f(e.lo)}, {f(e.hi)}]"
+    sep = "," if abs(e.mean) >= 1e4 else ""
+    return f"{mean} [{e.lo:{sep}.{d}f}, {e.hi:{sep}.{d}f}]"
 
 
 def ratio(e: Estimate | None) -> str:

@@ -61,7 +61,8 @@ METHOD = [
     "Each task runs a warm-up and then fixed measurement windows (repeats); every figure is computed per window "
     "and averaged, with a 95 % Student-t confidence interval over the windows.",
     "MoE/dense ratios are ratios of window means; their interval is the delta method on the log scale with "
-    "Welch–Satterthwaite degrees of freedom (asymmetric, always positive). † marks a ratio whose interval contains 1.",
+    "Welch–Satterthwaite degrees of freedom (asymmetric, always positive). † marks a ratio whose interval "
+    "contains 1.",
     "Energy is the GPUs' own counter over each window (NVML's total-energy counter where available; the source is "
     "named per task). Energy above idle subtracts the idle power of the same GPUs, measured just before the task, "
     "times the window's duration. Energy that was not measured is shown as unavailable with its reason, never as 0.",

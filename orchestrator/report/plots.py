@@ -131,13 +131,16 @@ def throughput_power_per_pair(agg: Aggregate) -> bytes | None:
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(10.4, height), sharey=True)
         ys = list(range(len(pairs)))
         w = 0.38
-        for ax, attr, xlabel, log in ((a1, "inferences_per_s", "inferences / s", True), (a2, "power_w", "average W", False)):
-            for offset, side, color, label in ((-w / 2, "moe", "#1f77b4", "MoE"), (w / 2, "dense", DENSE_COLOR, "dense")):
+        panels = ((a1, "inferences_per_s", "inferences / s", True), (a2, "power_w", "average W", False))
+        sides = ((-w / 2, "moe", "#1f77b4", "MoE"), (w / 2, "dense", DENSE_COLOR, "dense"))
+        for ax, attr, xlabel, log in panels:
+            for offset, side, color, label in sides:
                 ests = [getattr(getattr(p, side), attr) for p in pairs]
                 vals = [e.mean if e else 0.0 for e in ests]
                 err = _errbars([e if e else Estimate(0.0, None, None, 0) for e in ests])[1]
-                ax.barh([y + offset for y in ys], vals, height=w, xerr=err, color=color, alpha=0.85 if side == "moe" else 0.55,
-                        label=label, error_kw={"elinewidth": 0.8, "capsize": 2})
+                ax.barh([y + offset for y in ys], vals, height=w, xerr=err, color=color,
+                        alpha=0.85 if side == "moe" else 0.55, label=label,
+                        error_kw={"elinewidth": 0.8, "capsize": 2})
             ax.set_xlabel(xlabel)
             if log:
                 ax.set_xscale("log")
@@ -160,7 +163,7 @@ def ep_share(agg: Aggregate) -> bytes | None:
         extra: dict[str, str] = {}
         impls = sorted({p.stats.spec.impl for p in pts})
         degrees = sorted({p.degree for p in pts})
-        width = 0.8 / max(1, len(impls))
+        width = min(0.45, 0.8 / max(1, len(impls)))
         for i, impl in enumerate(impls):
             mine = [p for p in pts if p.stats.spec.impl == impl]
             xs = [degrees.index(p.degree) + (i - (len(impls) - 1) / 2) * width for p in mine]
@@ -179,7 +182,8 @@ def ep_share(agg: Aggregate) -> bytes | None:
         ax.set_xticks(range(len(degrees)), [str(d) for d in degrees])
         ax.set_xlabel("expert-parallel degree d")
         ax.set_ylabel("share of time (%)")
-        ax.legend(frameon=False, fontsize=7)
+        ax.set_xlim(-0.6, len(degrees) - 0.4)
+        ax.legend(frameon=False, fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=2)
         fig.tight_layout()
         return png(fig)
 
@@ -204,7 +208,12 @@ def measured_vs_roofline(agg: Aggregate) -> bytes | None:
                 ax.scatter([x], [y], color=color, marker="s" if impl == "dense" else "o", s=22,
                            label=None if impl in done else ("dense" if impl == "dense" else f"MoE {impl}"))
                 done.add(impl)
-            vals = [v for v in xs + ys if v]
+            if not done:
+                ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center", va="center", color="#888888")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                continue
+            vals = [v for x, y in zip(xs, ys) if x and y for v in (x, y)]
             if vals:
                 lo, hi = min(vals) / 1.5, max(vals) * 1.5
                 ax.plot([lo, hi], [lo, hi], color="#888888", lw=0.8, ls="--", label="at the roofline")

@@ -94,7 +94,8 @@ def header(agg: Aggregate, run_id: str, meta: Mapping[str, Any]) -> list[Line]:
         (f"moecluster report — run {run_id}", "bold"),
         (f"{len(ok)} tasks ok, {len(agg.failed)} failed; {len(agg.pairs)} MoE/dense comparisons"
          f" in {len({p.pair_id for p in agg.pairs})} pairs; nodes: {', '.join(nodes) or '-'}", ""),
-        (f"devices: {', '.join(gpus) or '-'}; energy: {', '.join(sources) or '-'}; {_when(start)} – {_when(end)}", "")]
+        (f"devices: {', '.join(gpus) or '-'}; energy: {', '.join(sources) or '-'};"
+         f" {_when(start)} – {_when(end)}", "")]
     lines += [(f"{k}: {v}", "dim") for k, v in meta.items()]
     return lines
 
@@ -207,10 +208,12 @@ def roofline_table(agg: Aggregate) -> TableData:
 
 def ep_table(agg: Aggregate) -> TableData:
     t = _table("Expert parallelism (against the same MoE on one GPU)",
-               ["task", "EP degree", "speedup", "scaling loss 1 − S/d", "inf/J vs EP 1", "comm share (analytic)"])
+               ["task", "EP degree", "against", "speedup", "scaling loss 1 − S/d", "inf/J vs EP 1",
+                "comm share (analytic)"], left=1, text=(2,))
     names = task_names(agg)
     for p in agg.ep:
         t.add_row(f"{names.get(p.stats.task_id, p.stats.task_id)} · {setting(p.stats.spec)}", str(p.degree),
+                  p.baseline.task_id if p.baseline else "no EP 1 task",
                   fmt.est(p.speedup), fmt.est(p.scaling_loss, fmt.pct), fmt.ratio(p.energy_ratio),
                   fmt.pct(task_comm_share(p.stats.result)))
     return t
@@ -238,6 +241,10 @@ def cluster_section(agg: Aggregate) -> tuple[TableData | None, list[Line]]:
     chk = c.check
     if chk is None:
         lines.append(("check against the tasks' counters: no task with energy could be matched", "warn"))
+    elif chk.rel_diff is None:
+        lines.append(("check against the tasks' counters: not possible, no task's windows could be placed"
+                      " on the clock", "warn"))
+        lines += [(f"left out of the check: {s}", "dim") for s in chk.skipped]
     else:
         lines.append((f"check over the tasks' windows on their GPUs: Prometheus {fmt.si(chk.prometheus_j, 'J')}"
                       f" vs tasks {fmt.si(chk.tasks_j, 'J')}: {chk.rel_diff:+.2%}"

@@ -15,10 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .shapes import DenseShape, MoEShape
+from .shapes import IMPLS, DenseShape, MoEShape
 
-IMPLS = ("naive", "sorted", "grouped")
-PADDED_BMM_FROM_ROWS = 1024  # grouped: tokens per expert from which the batched GEMM wins (H100, bf16, xxl)
+# grouped: tokens per expert from which another kernel beats the ragged grouped GEMM
+# (measured on the H100 at xxl, bf16: benchmarks/results/moe_kernels_h100.json)
+PADDED_BMM_FROM_ROWS = 384
+EXPERT_LOOP_FROM_ROWS = 1024
 
 
 class DenseMLP(nn.Module):
@@ -169,20 +171,26 @@ class MoEMLP(nn.Module):
             self.grouped_fallback_reason = f"_grouped_mm unavailable for {x.dtype} on {x.device.type}: {first}"
 
     def grouped_kernel(self, x: Tensor) -> str:
-        """`grouped_mm` (ragged grouped GEMM, no host sync) or `padded_bmm` (one batched GEMM
-        over experts padded to the fullest one: one host sync).
+        """Which grouped kernel runs for this batch.
 
-        The ragged kernel wins while experts see few tokens (the weights' read dominates);
-        where it has no fast path (float32, float16, pre-Hopper) or every expert sees many
-        tokens, cuBLAS's batched GEMM is faster.
+        `grouped_mm`: the ragged grouped GEMM, no host sync; it wins while experts see few
+        tokens (reading the weights dominates). `padded_bmm`: one cuBLAS batched GEMM over
+        experts padded to the fullest one (one host sync); it wins where the ragged kernel has
+        no fast path (float32, float16, pre-Hopper) and at mid-size loads. `expert_loop`: one
+        cuBLAS GEMM per expert on the sorted tokens; at large loads cuBLAS's own tiles beat
+        both grouped forms, so grouped never falls behind `sorted`.
         """
         if not self._grouped_probed:
             self._probe_grouped(x)
-        if self.grouped_fallback_reason is not None:
-            return "padded_bmm"
-        fast = x.is_cuda and x.dtype == torch.bfloat16 and torch.cuda.get_device_capability(x.device)[0] >= 9
+        if not x.is_cuda:
+            return "padded_bmm" if self.grouped_fallback_reason else "grouped_mm"
         rows_per_expert = x.shape[0] * self.shape.top_k / self.shape.num_experts
-        return "grouped_mm" if (fast and rows_per_expert < PADDED_BMM_FROM_ROWS) or not x.is_cuda else "padded_bmm"
+        if rows_per_expert >= EXPERT_LOOP_FROM_ROWS:
+            return "expert_loop"
+        fast = x.dtype == torch.bfloat16 and torch.cuda.get_device_capability(x.device)[0] >= 9
+        if fast and self.grouped_fallback_reason is None and rows_per_expert < PADDED_BMM_FROM_ROWS:
+            return "grouped_mm"
+        return "padded_bmm"
 
     def _forward_padded_bmm(self, x: Tensor, flat_idx: Tensor, token: Tensor, gate: Tensor, h: Tensor) -> Tensor:
         E = self.shape.num_experts
@@ -205,6 +213,9 @@ class MoEMLP(nn.Module):
         flat_idx, token, gate, h = self._dispatch(x, gates, idx)
         if kernel == "padded_bmm":
             return self._forward_padded_bmm(x, flat_idx, token, gate, h)
+        if kernel == "expert_loop":
+            counts = torch.bincount(flat_idx, minlength=self.shape.num_experts).tolist()
+            return self._combine(x, token, gate, self._loop_sorted(h, counts))
         counts = torch.zeros(self.shape.num_experts, dtype=torch.int32, device=x.device)
         counts.index_add_(0, flat_idx, torch.ones_like(flat_idx, dtype=torch.int32))
         offs = torch.cumsum(counts, 0, dtype=torch.int32)

@@ -19,6 +19,8 @@ MATCH_TOLERANCE = 1e-3  # a matched dense model is within 0.1 % of its target
 ALIGNMENTS = (128, 64, 32, 16, 8, 4, 2, 1)  # tensor-core friendly first
 
 MatchMode = Literal["total", "active", "seed"]
+IMPLS = ("naive", "sorted", "grouped")  # MoE implementations (agents.workloads.mlp.models)
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
 
 
 class ShapeError(ValueError):

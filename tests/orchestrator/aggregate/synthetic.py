@@ -57,16 +57,16 @@ def task(task_id: str, pair_id: str, kind: str, *, rate: float, eff: float | Non
          node: str = "node-a", gpu_index: int = 0, gpu_name: str = "Fake GPU", started_at: float = T0,
          spread: Sequence[float] = SPREAD, eff_spread: Sequence[float] | None = None,
          energy_reason: str = "device cpu: no GPU energy counter", n_gpus: int = 1, status: str = "ok",
-         device: str = "cuda") -> TaskResult:
-    spec = TaskSpec(task_id=task_id, pair_id=pair_id, kind=kind, impl=impl or ("dense" if kind == "dense" else "sorted"),
+         device: str = "cuda", duration_s: float = DURATION_S) -> TaskResult:
+    impl = impl or ("dense" if kind == "dense" else "sorted")
+    spec = TaskSpec(task_id=task_id, pair_id=pair_id, kind=kind, impl=impl,
                     model=model or {}, preset=preset, match=match, dtype=dtype, batch_size=batch_size,
                     expert_parallel=expert_parallel, duration_s=DURATION_S, repeats=len(spread), device=device)
     if status != "ok":
         return TaskResult(spec=spec, status="failed", error="RuntimeError: CUDA out of memory", node=node,
                           started_at=started_at, finished_at=started_at + 1)
-    ws = windows(rate, eff, spread, eff_spread=eff_spread)
+    ws = windows(rate, eff, spread, duration_s=duration_s, eff_spread=eff_spread)
     seconds = sum(w.duration_s for w in ws)
-    items = sum(w.inferences for w in ws)
     rl_time = 0.25 * seconds
     gpus = tuple(GpuRecord(node=node, index=gpu_index + i, uuid=f"GPU-{node}-{gpu_index + i}", name=gpu_name)
                  for i in range(n_gpus))
@@ -131,7 +131,8 @@ def write_run(root: Path, run_id: str, results: Iterable[TaskResult]) -> Path:
 # -- a tiny Prometheus query API ---------------------------------------------------------------
 
 def counter_samples(busy: Sequence[tuple[float, float]], idle_w: float, busy_w: float, start: float, end: float,
-                    step: float = 1.0, offset: float = 0.37, reset_at: float | None = None) -> list[tuple[float, float]]:
+                    step: float = 1.0, offset: float = 0.37,
+                    reset_at: float | None = None) -> list[tuple[float, float]]:
     """Scrapes every `step` s of an energy counter whose power is `busy_w` inside the `busy`
     spans and `idle_w` outside (exact integral); the counter restarts from 0 at `reset_at`."""
     def energy(t0: float, t1: float) -> float:
@@ -214,3 +215,26 @@ class FakePrometheus:
 
 def gpu_labels(node: str, index: int, name: str = "Fake GPU") -> tuple[tuple[str, str], ...]:
     return (("node", node), ("gpu", str(index)), ("uuid", f"GPU-{node}-{index}"), ("name", name))
+
+
+def demo_results() -> list[TaskResult]:
+    """A run with everything the report shows: seed 001's sweep for `sorted` (crossover), a
+    slower `naive` (later crossover), a `grouped` sweep without crossover, a pair without
+    energy, expert-parallel degrees 1/2/4 of `large`, and a failed task."""
+    out = seed_001_sweep("sorted")
+    for i, name in enumerate(("small", "medium", "large", "xxl")):
+        moe_eff, dense_eff = SEED_001_EFF[name]
+        moe_rate, dense_rate = SEED_001_RATE[name]
+        out += preset_pair(name, moe_eff * 0.8, dense_eff * 1.01, moe_rate=moe_rate * 0.75,
+                           dense_rate=dense_rate * 1.01, impl="naive", started_at=T0 + 1000 + 100 * i)
+    out += no_crossover_sweep(ratios=(0.1, 0.3, 0.5, 0.7), impl="grouped")
+    out += preset_pair("small", None, None, impl="sorted", match="active", started_at=T0 + 3000)
+    shape = PRESETS["large"]
+    p = shape.params()
+    for d, rate, eff in ((1, 15_762.55, 95.35), (2, 25_000.0, 80.0), (4, 38_000.0, 61.0)):
+        out.append(task(f"large-ep{d}", f"large-ep{d}", "moe", rate=rate, eff=eff, total=p.total,
+                        active=p.active_per_token, preset="large", model=shape.as_model(), expert_parallel=d,
+                        n_gpus=d, batch_size=256, gpu_name="NVIDIA H100 80GB HBM3", started_at=T0 + 4000 + 100 * d))
+    out.append(task("xxl-grouped-oom", "xxl-grouped-oom", "moe", rate=1.0, eff=1.0, total=1, active=1,
+                    status="failed"))
+    return out

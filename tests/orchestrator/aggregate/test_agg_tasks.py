@@ -71,7 +71,8 @@ def test_task_normalisations_divide_by_parameters() -> None:
     s = task_stats(r)
     j_per_inf = sum(w.energy_j / w.inferences for w in r.windows) / 3  # type: ignore[operator]
     assert s.j_per_inference is not None and s.j_per_inference.mean == pytest.approx(j_per_inf)
-    assert s.j_per_inference_per_total_param.mean == pytest.approx(j_per_inf / 2_789_237_600)  # type: ignore[union-attr]
+    assert s.j_per_inference_per_total_param is not None
+    assert s.j_per_inference_per_total_param.mean == pytest.approx(j_per_inf / 2_789_237_600)
     assert s.j_per_inference_per_active_param.mean == pytest.approx(j_per_inf / 697_328_240)  # type: ignore[union-attr]
     # one MLP inference routes one token
     assert s.j_per_token_per_active_param.mean == pytest.approx(j_per_inf / 697_328_240)  # type: ignore[union-attr]
@@ -102,8 +103,10 @@ def test_several_dense_twins_and_incomplete_pairs() -> None:
                             active=676_000, match="active", preset="small")
     failed = syn.task("lone-moe", "lonely", "moe", rate=1.0, eff=1.0, total=1, active=1, status="failed")
     results = [dense_total, moe, dense_active, failed]
-    ratios, incomplete = pair_ratios(all_task_stats(results), [r.spec.pair_id for r in results])
+    ratios, incomplete = pair_ratios(all_task_stats(results), [failed])
     assert sorted(str(p.match) for p in ratios) == ["active", "total"]
     by_match = {p.match: p for p in ratios}
     assert by_match["active"].inferences_per_j.mean == pytest.approx(700.0 / 900.0)  # type: ignore[union-attr]
-    assert [(i.pair_id, i.reason) for i in incomplete] == [("lonely", "no successful MoE task")]
+    assert [(i.pair_id, i.reason) for i in incomplete] == [("lonely", "MoE task failed")]
+    _, alone = pair_ratios(all_task_stats([moe]))
+    assert [(i.pair_id, i.reason) for i in alone] == [(moe.spec.pair_id, "no dense twin in this run")]

@@ -16,7 +16,7 @@ from moecluster.orchestrator.sweep import expand, parse_sweep
 TINY = """\
 name: tiny
 models:
-  - {name: tiny, num_experts: 4, expert_hidden_dim: 32, expert_num_layers: 2, top_k: 2}
+  - {name: tiny, num_experts: 4, expert_hidden_dim: 32, expert_num_layers: 1, top_k: 2}
 impl: sorted
 batch_size: 32
 match: [total, active]

@@ -1,0 +1,59 @@
+"""`moecluster bench` through the installed console script."""
+import json
+import subprocess
+
+import pytest
+
+
+def moecluster(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(["moecluster", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("preset, params", [("small", "2,687,192"), ("medium", "63,418,800"),
+                                            ("large", "368,287,260"), ("xxl", "2,789,237,600")])
+def test_dry_run_prints_the_seeds_parameter_counts(preset, params):
+    out = moecluster("bench", "--preset", preset, "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert params in out.stdout and "dense/seed" in out.stdout
+
+
+def test_dry_run_json_with_overrides():
+    out = moecluster("bench", "--preset", "small", "--num-experts", "4", "--top-k", "1", "--match", "active",
+                     "--dry-run", "--json")
+    data = json.loads(out.stdout)
+    assert data["moe"]["num_experts"] == 4 and data["moe"]["top_k"] == 1
+    active = data["moe"]["params"]["active_per_token"]
+    assert abs(data["dense"]["params"]["total"] - active) <= 1e-3 * active
+
+
+@pytest.mark.parametrize("args, culprit", [
+    (["--preset", "huge"], "--preset"),
+    (["--top-k", "9"], "top_k (9) is larger than num_experts (8)"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--expert-hidden-dim", "-4"], "--expert-hidden-dim"),
+    (["--device", "cuda", "--duration", "1"], "--device cuda"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, culprit):
+    out = moecluster("bench", *args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and culprit in lines[0] and lines[0].startswith("moecluster: error:")
+
+
+def test_cpu_pair_runs_and_reports_json():
+    out = moecluster("bench", "--preset", "small", "--device", "cpu", "--duration", "0.3", "--warmup", "0.05",
+                     "--repeats", "2", "--json", timeout=300)
+    assert out.returncode == 0, out.stderr
+    dense, moe = json.loads(out.stdout)
+    assert dense["spec"]["kind"] == "dense" and moe["spec"]["kind"] == "moe" and moe["spec"]["impl"] == "grouped"
+    for r in (dense, moe):
+        assert r["status"] == "ok" and len(r["windows"]) == 2
+        assert r["energy_source"] is None and r["energy_unavailable_reason"]
+        assert r["roofline"]["fraction"] > 0
+
+
+def test_cpu_pair_table_with_fake_meter():
+    out = moecluster("bench", "--device", "cpu", "--duration", "0.2", "--warmup", "0", "--meter", "fake",
+                     timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "MoE / dense" in out.stdout and "fake-power-model" in out.stdout

@@ -1,0 +1,155 @@
+"""Sweeps on a real three-node Ray cluster of fake GPUs, token auth on.
+
+Nodes: the head and one worker with two `FAKE-A` GPUs each, one worker with two `FAKE-B`;
+one CPU per node, each pair holding half a CPU, so six pairs run at once. Tasks run on the
+CPU with the `fake` meter. The node-removal test goes last: it leaves two nodes.
+"""
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from moecluster.agents.records import TaskResult
+from moecluster.orchestrator import schedule
+from moecluster.orchestrator.schedule.fakecluster import auth_env, fake_gpu_cluster
+from moecluster.orchestrator.store import RunStore
+from moecluster.orchestrator.sweep import PairPlan, expand, parse_sweep
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+CPUS_PER_TASK = 0.5
+BASE = """\
+name: cluster-test
+models: [{preset: small}]
+batch_size: 64
+duration_s: 0.3
+warmup_s: 0.05
+repeats: 2
+device: cpu
+meter: fake
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    with auth_env(), fake_gpu_cluster(("FAKE-A", "FAKE-A", "FAKE-B"), gpus=2, cpus=1) as c:
+        schedule.connect(schedule.ClusterOptions(address=c.address))
+        try:
+            yield c
+        finally:
+            schedule.disconnect()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str, int]] = []
+        self.records: list[tuple[str, bool]] = []
+
+    def pair_started(self, pair: PairPlan, node: str, attempt: int) -> None:
+        self.started.append((pair.pair_id, node, attempt))
+
+    def stored_ids(self) -> list[str]:
+        return [t for t, _ in self.records]
+
+    def stored(self, result: TaskResult, written: bool) -> None:
+        self.records.append((result.spec.task_id, written))
+
+
+def run(sweep_text: str, run_dir: Path, events: Any = None, **options: Any) -> tuple[list[PairPlan], RunStore, Any]:
+    plan = expand(parse_sweep(sweep_text), run_id=run_dir.name)
+    inv = schedule.inventory()
+    schedule.check_feasible(list(plan.pairs), inv, CPUS_PER_TASK)
+    store = RunStore(run_dir)
+    store.set_plan((t, e) for p in plan.pairs for t, e in zip(p.tasks, p.estimated_s))
+    events = events or Recorder()
+    sched = schedule.Scheduler(store, inv, schedule.ScheduleOptions(cpus_per_task=CPUS_PER_TASK, **options), events)
+    sched.run(list(plan.pairs))
+    return list(plan.pairs), store, events
+
+
+def by_pair(results: list[TaskResult]) -> dict[str, list[TaskResult]]:
+    out: dict[str, list[TaskResult]] = collections.defaultdict(list)
+    for r in results:
+        out[r.spec.pair_id].append(r)
+    return out
+
+
+def test_twelve_task_sweep_stores_each_task_once_and_keeps_pairs_on_one_gpu_model(cluster: Any, tmp_path: Path) -> None:
+    text = BASE + "impl: [naive, sorted, grouped]\naccelerator_type: [FAKE-A, FAKE-B]\n"
+    pairs, store, events = run(text, tmp_path)
+    planned = [t.task_id for p in pairs for t in p.tasks]
+    assert len(planned) == 12
+    assert sorted(events.stored_ids()) == sorted(planned)  # each task stored exactly once
+    assert all(written for _, written in events.records)
+    assert store.counts() == {"planned": 12, "ok": 12, "failed": 0, "missing": 0}
+    results = store.results()
+    for pair_id, members in by_pair(results).items():
+        assert len(members) == 2
+        accel = "FAKE-B" if pair_id.endswith("FAKE-B") else "FAKE-A"
+        names = {g.name for r in members for g in r.gpus}
+        assert names == {f"Fake {accel}"}, (pair_id, names)
+        uuids = {tuple(g.uuid for g in r.gpus) for r in members}
+        assert len(uuids) == 1  # dense and MoE measured on the very same GPU
+        assert all(r.energy_source == "fake-power-model" and len(r.windows) == 2 for r in members)
+    assert len({g.uuid for r in results for g in r.gpus}) > 1  # spread over several GPUs
+    assert {r.spec.run_id for r in results} == {tmp_path.name}
+    store.close()
+
+
+def test_gang_holds_two_gpus_of_one_node(cluster: Any, tmp_path: Path) -> None:
+    pairs, store, _ = run(BASE.replace("repeats: 2", "repeats: 1") + "impl: sorted\nexpert_parallel: 2\n", tmp_path)
+    results = {r.spec.kind: r for r in store.results()}
+    assert all(r.status == "ok" for r in results.values()), [r.error for r in results.values()]
+    moe, dense = results["moe"], results["dense"]
+    assert len(moe.gpus) == 2 and len({g.node for g in moe.gpus}) == 1 and len({g.uuid for g in moe.gpus}) == 2
+    assert dense.gpus[0] in moe.gpus  # the twin ran on rank 0's GPU
+    assert moe.windows[0].energy_j is not None and moe.windows[0].avg_power_w > dense.windows[0].avg_power_w
+    store.close()
+
+
+def test_watchdog_records_an_overdue_pair_as_failed(cluster: Any, tmp_path: Path) -> None:
+    text = BASE.replace("duration_s: 0.3", "duration_s: 30").replace("repeats: 2", "repeats: 1") + "impl: naive\n"
+    _, store, events = run(text, tmp_path, watchdog=lambda estimate_s: 3.0)
+    results = store.results()
+    assert len(results) == 2 and all(r.status == "failed" and "watchdog" in (r.error or "") for r in results)
+    assert sorted(events.stored_ids()) == sorted(r.spec.task_id for r in results)
+    store.close()
+
+
+class RemoveBusyWorker(Recorder):
+    """Removes the first worker node (not the head) seen running a pair."""
+
+    def __init__(self, cluster: Any) -> None:
+        super().__init__()
+        self.cluster = cluster
+        self.removed: str | None = None
+
+    def pair_started(self, pair: PairPlan, node: str, attempt: int) -> None:
+        super().pair_started(pair, node, attempt)
+        if self.removed is None:
+            for worker in list(self.cluster.worker_nodes):
+                if node.endswith(worker.node_id[:8]):
+                    self.removed = node
+                    self.cluster.remove_node(worker)
+                    break
+
+
+def test_node_removed_mid_sweep_loses_and_duplicates_nothing(cluster: Any, tmp_path: Path) -> None:
+    text = BASE.replace("duration_s: 0.3", "duration_s: 1.0") + "impl: [naive, sorted, grouped]\nseed: [0, 1]\n"
+    events = RemoveBusyWorker(cluster)
+    pairs, store, _ = run(text, tmp_path, events=events)
+    assert events.removed is not None
+    planned = sorted(t.task_id for p in pairs for t in p.tasks)
+    assert sorted(events.stored_ids()) == planned
+    assert store.counts() == {"planned": 12, "ok": 12, "failed": 0, "missing": 0}
+    retried = [pid for pid, node, attempt in events.started if attempt > 1]
+    assert retried, events.started  # the pair on the removed node ran again elsewhere
+    attempts = store.attempts()
+    assert all(attempts[t.task_id] == 2 for p in pairs if p.pair_id in retried for t in p.tasks)
+    for r in store.results():
+        if r.spec.pair_id in retried:
+            assert all(g.node != events.removed for g in r.gpus)
+    store.close()
