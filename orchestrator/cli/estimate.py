@@ -98,7 +98,8 @@ def _tables(rows: list[Estimation]) -> list[Table]:
         t2.add_column(col, justify="left" if col in ("model", "dtype", "bound") else "right")
     for r in rows:
         cells = (r.dtype, str(r.batch_size), str(r.expert_parallel)) if varies else ()
-        t2.add_row(r.model.name, *cells, _si(r.flops_per_token), _si(r.bytes_per_token, "B"), _time(r.roofline_s_per_token),
+        t2.add_row(r.model.name, *cells, _si(r.flops_per_token), _si(r.bytes_per_token, "B"),
+                   _time(r.roofline_s_per_token),
                    r.roofline_bound, _si(r.roofline_j_per_token, "J"),
                    f"{r.critical_batch:,.0f} / {r.moe_critical_batch:,.0f}", _a2a(r))
     return [t1, t2]

@@ -74,7 +74,8 @@ def test_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], args: tuple[s
 
 def test_console_script_end_to_end() -> None:
     script = Path(sys.executable).with_name("moecluster")
-    cmd = [str(script)] if script.exists() else [sys.executable, "-c", "from moecluster.orchestrator.cli import main; main()"]
+    cmd = ([str(script)] if script.exists()
+           else [sys.executable, "-c", "from moecluster.orchestrator.cli import main; main()"])
     proc = subprocess.run([*cmd, "estimate", "--model", "deepseek-v2", "--gpu", "h200"], capture_output=True,
                           text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
