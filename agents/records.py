@@ -104,6 +104,7 @@ class Window:
     sampled_energy_j: float | None = None
     avg_power_w: float | None = None
     max_power_w: float | None = None
+    started_at: float | None = None  # wall clock (time.time()) at the window's start
 
 
 @dataclass(frozen=True)

@@ -171,13 +171,14 @@ def run_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indices: S
                 progress = None
                 if observer is not None:
                     progress = (lambda steps, done=done: observer.progress(done + steps * prepared.items_per_batch))
+                window_start = time.time()
                 steps, reading = meter.measure(lambda: _run_for(prepared, spec.duration_s, sync, 1, progress))
                 _set_fake_load(gpus, 1.0 if r + 1 < spec.repeats else 0.0)
                 n = int(steps) * prepared.items_per_batch  # type: ignore[call-overload]
                 done += n
                 windows.append(Window(inferences=n, duration_s=reading.duration_s, energy_j=reading.energy_j,
                                       sampled_energy_j=reading.sampled_energy_j, avg_power_w=reading.avg_power_w,
-                                      max_power_w=reading.max_power_w))
+                                      max_power_w=reading.max_power_w, started_at=window_start))
                 if observer is not None:
                     observer.progress(done)
                 say(f"{spec.task_id}: window {r + 1}/{spec.repeats}: {n / reading.duration_s:,.0f} inferences/s")

@@ -78,6 +78,13 @@ class BreakEven:
     verdict: str
 
     @property
+    def interval_text(self) -> str:
+        """The 95 % interval of the break-even as text ("106M – 118M", "≤ 2.69M – 118M", "no CI: ...")."""
+        if self.params is None:
+            return ""
+        return _ci_text(self.points, self.params_lo, self.params_hi).removeprefix("95 % CI ")
+
+    @property
     def min_params(self) -> int:
         return self.points[0].total_params
 

@@ -5,6 +5,7 @@ and exit code 2; nothing is started.
 """
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -12,32 +13,35 @@ import click
 from .errors import InputError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# command name -> module of this package defining it (in its COMMANDS list). Modules are
+# imported only when their command runs, so `moecluster agent` never loads torch or pandas.
+COMMAND_MODULES = {
+    "agent": "agent", "bench": "bench", "estimate": "estimate", "report": "report",
+    "runs": "submit", "status": "submit", "submit": "submit",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module_name = COMMAND_MODULES.get(cmd_name)
+        if module_name is None:
+            return None
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        return next(c for c in module.COMMANDS if c.name == cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="moecluster")
 def cli() -> None:
     """moecluster: is a Mixture-of-Experts model more energy-efficient than a dense one?
 
     Measure matched dense/MoE pairs (throughput, GPU energy from NVML's hardware counter,
-    roofline fraction) on one machine (`bench`) or a Ray cluster (`submit`).
+    roofline fraction) on one machine (`bench`) or a Ray cluster (`submit`), watch them live
+    (`agent` + Prometheus), and read what the numbers mean (`report`, `estimate`).
     """
-
-
-def _register() -> None:
-    from . import bench
-
-    cli.add_command(bench.bench)
-    for module_name in ("submit", "report", "estimate", "agent"):
-        try:
-            module = __import__(f"{__name__}.{module_name}", fromlist=["COMMANDS"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{module_name}":
-                raise
-            continue
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:

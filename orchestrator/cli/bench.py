@@ -189,3 +189,6 @@ def _merge(runs: list[TaskResult], repeats: int) -> TaskResult:
     idle = [r.idle_power_w for r in runs if r.idle_power_w is not None]
     return replace(first, spec=replace(first.spec, repeats=repeats), windows=windows,
                    idle_power_w=sum(idle) / len(idle) if idle else None, finished_at=runs[-1].finished_at)
+
+
+COMMANDS = [bench]

@@ -53,6 +53,5 @@ def run_meta(run_dir: Path, max_items: int = 12) -> dict[str, Any]:
         except (OSError, ValueError) as exc:
             meta["environment"] = f"unreadable ({exc})"
         else:
-            for k, v in list(flat.items())[:max_items]:
-                meta[f"environment.{k}"] = v
+            meta["environment"] = ", ".join(f"{k} {v}" for k, v in list(flat.items())[:max_items])
     return meta

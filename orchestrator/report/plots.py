@@ -6,6 +6,7 @@ the caller (the HTML page says why a figure is absent instead of drawing an empt
 from __future__ import annotations
 
 import io
+import math
 from collections import defaultdict
 from typing import Iterable
 
@@ -19,6 +20,7 @@ from moecluster.orchestrator.aggregate import Aggregate, Estimate  # noqa: E402
 from moecluster.orchestrator.aggregate.breakeven import series_key  # noqa: E402
 from moecluster.orchestrator.estimate.measured import compare, task_comm_share  # noqa: E402
 
+from . import fmt  # noqa: E402
 from .labels import model_name, pair_order, setting  # noqa: E402
 
 STYLE = {
@@ -99,14 +101,19 @@ def efficiency_vs_params(agg: Aggregate) -> bytes | None:
                             mfc="white" if is_dense and color != DENSE_COLOR else color)
             marks = [b for b in agg.break_evens if b.params is not None
                      and (b.key.dtype, b.key.expert_parallel, b.key.batch_size, b.key.match, b.key.device) == panel]
+            ax.set_xscale("log")
+            x0, x1 = (math.log10(v) for v in ax.get_xlim())
             for i, b in enumerate(marks):
                 color = _color(b.key.impl, extra)
                 ax.axvline(b.params, color=color, lw=1.0, ls=":")
-                ax.axvspan(b.params_lo or b.min_params, b.params_hi or b.max_params, color=color, alpha=0.10, lw=0)
-                ax.annotate(f"break-even {b.key.impl}: {b.params / 1e6:,.0f} M", xy=(b.params, 1),
-                            xycoords=("data", "axes fraction"), xytext=(4, -4 - 11 * i), textcoords="offset points",
-                            va="top", fontsize=7, color=color)
-            ax.set_xscale("log")
+                if all(p.ratio.has_ci for p in b.points):  # the interval, open ends to the swept range
+                    ax.axvspan(b.params_lo or b.min_params, b.params_hi or b.max_params, color=color, alpha=0.10,
+                               lw=0)
+                right = (math.log10(b.params) - x0) / (x1 - x0) > 0.6
+                ax.annotate(f"break-even {b.key.impl}: {fmt.params(b.params)}", xy=(b.params, 1),
+                            xycoords=("data", "axes fraction"), xytext=(-4 if right else 4, -4 - 11 * i),
+                            textcoords="offset points", va="top", ha="right" if right else "left", fontsize=7,
+                            color=color)
             ax.set_yscale("log")
             ax.set_xlabel("total parameters of the MoE")
             ax.set_ylabel("inferences / J")

@@ -155,19 +155,19 @@ def tasks_table(agg: Aggregate) -> TableData:
 
 
 def normalisations_table(agg: Aggregate) -> TableData:
-    t = _table("Seed 000's normalisations (watt-seconds = J; one MLP inference routes one token)",
-               ["task", "Ws / inference", "Ws / inference above idle", "Ws / inference / total param",
-                "Ws / inference / active param", "Ws / token / active param", "tokens / Ws"])
+    t = _table("Seed 000's normalisations (watt-seconds = J; one MLP inference routes one token;"
+               " above-idle figures in the CSV/JSON export)",
+               ["task", "Ws / inference", "Ws / inference / total param", "Ws / inference / active param",
+                "Ws / token / active param", "tokens / Ws"])
     current = None
     for head, name, s in _task_rows(agg):
         if head != current:
             t.group(head)
             current = head
         if s.energy_note:
-            t.add_row(name, s.energy_note, *[""] * 5)
+            t.add_row(name, s.energy_note, *[""] * 4)
             continue
-        t.add_row(name, fmt.est(s.j_per_inference, fmt.sci), fmt.est(s.j_per_inference_above_idle, fmt.sci),
-                  fmt.est(s.j_per_inference_per_total_param, fmt.sci),
+        t.add_row(name, fmt.est(s.j_per_inference, fmt.sci), fmt.est(s.j_per_inference_per_total_param, fmt.sci),
                   fmt.est(s.j_per_inference_per_active_param, fmt.sci),
                   fmt.est(s.j_per_token_per_active_param, fmt.sci), fmt.est(s.tokens_per_j))
     return t
@@ -178,10 +178,9 @@ def breakeven_table(agg: Aggregate) -> TableData:
                ["series", "energy", "sizes", "swept", "break-even", "95 % CI", "verdict"], left=2, text=(6,))
     for label, bes in (("total", agg.break_evens), ("above idle", agg.break_evens_above_idle)):
         for b in bes:
-            ci = f"{fmt.params(b.params_lo)} – {fmt.params(b.params_hi)}" if b.params else ""
             t.add_row(b.key.label(), label, str(len(b.points)),
                       f"{fmt.params(b.min_params)} – {fmt.params(b.max_params)}",
-                      fmt.params(b.params) if b.params else "none", ci, b.verdict)
+                      fmt.params(b.params) if b.params else "none", b.interval_text, b.verdict)
     if not agg.break_evens and not agg.break_evens_above_idle:
         t.add_row("no series sweeps two or more sizes with energy", *[""] * 6)
     return t
