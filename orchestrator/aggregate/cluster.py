@@ -132,7 +132,7 @@ def window_spans(result: TaskResult, others: Sequence[TaskResult] = ()) -> tuple
     `others` are the run's other tasks: a reconstructed window must not overlap a task that
     shared one of this task's GPUs.
     """
-    starts = [getattr(w, "started_at", None) for w in result.windows]
+    starts = [w.started_at for w in result.windows]
     if result.windows and all(isinstance(s, (int, float)) and s > 0 for s in starts):
         spans = [(float(s), float(s) + w.duration_s) for s, w in zip(starts, result.windows)]  # type: ignore[arg-type]
         return spans, "timestamps"

@@ -1,12 +1,12 @@
 """Cluster-wide energy from a (tiny, local) Prometheus query API answering with known counters."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 
 import moecluster_synthetic as syn
-from moecluster.agents.records import TaskResult, Window
+from moecluster.agents.records import TaskResult
 from moecluster.orchestrator.aggregate import Prometheus, PrometheusError, aggregate
 from moecluster.orchestrator.aggregate.cluster import cluster_energy, window_spans
 from moecluster.orchestrator.aggregate.prometheus import energy_series
@@ -33,15 +33,9 @@ def _scenario(reset_at: float | None = None):  # type: ignore[no-untyped-def]
     return [a, b], busy, series
 
 
-@dataclass(frozen=True)
-class TimedWindow(Window):
-    """A window that knows when it started (what the check needs from multi-window records)."""
-
-    started_at: float = 0.0
-
-
 def _timed(r: TaskResult, starts: list[float]) -> TaskResult:
-    return replace(r, windows=tuple(TimedWindow(**w.__dict__, started_at=t) for w, t in zip(r.windows, starts)))
+    """The record with each window's start time set (what the check needs from multi-window records)."""
+    return replace(r, windows=tuple(replace(w, started_at=t) for w, t in zip(r.windows, starts)))
 
 
 def test_window_placement() -> None:
