@@ -22,6 +22,7 @@ wave leaves slots idle and the figure measures packing, not orchestration.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import tempfile
@@ -87,8 +88,8 @@ def main() -> None:
     models = [f"FAKE-{'AB'[i % 2]}" for i in range(args.nodes)]
     rows = []
     t0 = time.time()
-    with auth_env(), fake_gpu_cluster(models, gpus=args.gpus_per_node,
-                                      cpus=args.gpus_per_node * args.cpus_per_task) as cluster:
+    node_cpus = math.ceil(args.gpus_per_node * args.cpus_per_task)
+    with auth_env(), fake_gpu_cluster(models, gpus=args.gpus_per_node, cpus=node_cpus) as cluster:
         startup_s = time.time() - t0
         schedule.connect(schedule.ClusterOptions(address=cluster.address))
         try:

@@ -135,6 +135,13 @@ def _submit(sweep_file: Path | None, dry_run: bool, as_json: bool, resume_id: st
             raise click.UsageError("--resume RUN_ID takes the run's own sweep: give no SWEEP_FILE, --run-id,"
                                    " --set or --meter")
         run_dir = rundir.find_run(root, resume_id)
+        with RunStore(run_dir) as store:
+            meta = store.meta()
+        from . import submit_views as views
+
+        if views.run_state(meta) == "running":
+            raise InputError(f"run {resume_id} is still running (pid {meta.get('pid')} on {meta.get('host')});"
+                             " stop that head first")
         sweep = load_sweep(run_dir / rundir.SWEEP_FILE)
         plan = expand(sweep, run_id=resume_id)
         with RunStore(run_dir) as store:
@@ -213,26 +220,26 @@ def _run(pairs: list[PairPlan], plan: Plan, sweep: SweepFile, *, root: Path, run
                 pairs = list(plan.pairs)
             assert sweep_file is not None
             _write_new_run(run_dir, sweep, sweep_file, plan)
-        env_name = rundir.ENVIRONMENT_FILE if not resume else f"environment-resume-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        cluster = {"address": address or "local", **schedule.probe_nodes()}
-        (run_dir / env_name).write_text(json.dumps(collect_environment(cluster), indent=2) + "\n")
-        gpu_mode = any(schedule.uses_gpus(p, inv.total_gpus) for p in pairs)
-        slots = schedule.parallel_slots(inv, gpu_mode, cpus_per_task)
-        err.print(f"run {run_id}: {sum(len(p.tasks) for p in pairs)} tasks in {len(pairs)} pairs on"
-                  f" {len(inv.nodes)} node(s), {slots} slot(s) -> {run_dir}", highlight=False)
-        if agents:
-            _start_agents(run_dir, agent_port, "fake" if sweep.meter == "fake" else "auto")
         with RunStore(run_dir) as store:
             meta = store.meta()
             store.set_meta(state="running", host=socket.gethostname(), pid=os.getpid(), sweep=sweep.name,
                            address=address or "local", created_at=meta.get("created_at", time.time()),
                            resumed_at=time.time() if resume else None)
-            scheduler = schedule.Scheduler(store, inv, schedule.ScheduleOptions(max_retries=max_retries,
-                                                                                cpus_per_task=cpus_per_task))
-            progress = views.SweepProgress(pairs, slots, f"{sweep.name}")
-            scheduler.events = progress
-            started = time.time()
             try:
+                env_name = rundir.ENVIRONMENT_FILE if not resume else \
+                    f"environment-resume-{time.strftime('%Y%m%d-%H%M%S')}.json"
+                cluster = {"address": address or "local", **schedule.probe_nodes()}
+                (run_dir / env_name).write_text(json.dumps(collect_environment(cluster), indent=2) + "\n")
+                gpu_mode = any(schedule.uses_gpus(p, inv.total_gpus) for p in pairs)
+                slots = schedule.parallel_slots(inv, gpu_mode, cpus_per_task)
+                err.print(f"run {run_id}: {sum(len(p.tasks) for p in pairs)} tasks in {len(pairs)} pairs on"
+                          f" {len(inv.nodes)} node(s), {slots} slot(s) -> {run_dir}", highlight=False)
+                if agents:
+                    _start_agents(run_dir, agent_port, "fake" if sweep.meter == "fake" else "auto")
+                progress = views.SweepProgress(pairs, slots, sweep.name)
+                scheduler = schedule.Scheduler(store, inv, schedule.ScheduleOptions(
+                    max_retries=max_retries, cpus_per_task=cpus_per_task), progress)
+                started = time.time()
                 with progress:
                     counts = scheduler.run(pairs)
             except KeyboardInterrupt:

@@ -19,8 +19,9 @@ SYSTEM_CONFIG = {"health_check_period_ms": 500, "health_check_failure_threshold"
                  "health_check_timeout_ms": 1000, "num_workers_soft_limit": 4}
 
 
-def node_args(model: str, gpus: int = 2, cpus: float = 1) -> dict:
-    return {"num_cpus": cpus, "num_gpus": gpus, "resources": {f"accelerator_type:{model}": 1},
+def node_args(model: str, gpus: int = 2, cpus: int = 1) -> dict:
+    # An integer: a node started with num_cpus=2.0 never registered on the GPU machine.
+    return {"num_cpus": int(cpus), "num_gpus": gpus, "resources": {f"accelerator_type:{model}": 1},
             "labels": {"ray.io/accelerator-type": model}}
 
 
@@ -28,13 +29,17 @@ def node_args(model: str, gpus: int = 2, cpus: float = 1) -> dict:
 def auth_env() -> Iterator[dict[str, str]]:
     """RAY_AUTH_MODE=token with a fresh token, for this process (Ray's cached config refreshed)
     and its children; restored afterwards."""
-    from ray._raylet import Config
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    def refresh() -> None:  # Ray caches both the mode and the token per process
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
 
     keys = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ENABLE_UV_RUN_RUNTIME_ENV")
     saved = {k: os.environ.get(k) for k in keys}
     env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16), "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
     os.environ.update(env)
-    Config.initialize("")
+    refresh()
     try:
         yield env
     finally:
@@ -43,12 +48,12 @@ def auth_env() -> Iterator[dict[str, str]]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        Config.initialize("")
+        refresh()
 
 
 @contextmanager
 def fake_gpu_cluster(models: Sequence[str] = ("FAKE-A", "FAKE-A", "FAKE-B"), gpus: int = 2,
-                     cpus: float = 1) -> Iterator[Any]:
+                     cpus: int = 1) -> Iterator[Any]:
     """A started `ray.cluster_utils.Cluster`, one node per entry of `models` (the first is the
     head), each with `gpus` fake GPUs of that model and `cpus` CPUs. Node deaths are noticed
     within about two seconds (fast health checks)."""

@@ -51,7 +51,7 @@ def pair_resources(pair: PairPlan, cluster_gpus: float, cpus_per_task: float) ->
                          accelerator_type=pair.accelerator_type, strategy=pair.placement_strategy)
 
 
-def _fits(res: PairResources, inv: Inventory) -> bool:
+def fits(res: PairResources, inv: Inventory) -> bool:
     """Whether some placement of the pair's ranks on the alive nodes exists (ignoring load)."""
     def slots(node) -> int:  # type: ignore[no-untyped-def]
         if res.accelerator_type and node.accelerator_type != res.accelerator_type:
@@ -79,7 +79,7 @@ def check_feasible(pairs: list[PairPlan], inv: Inventory, cpus_per_task: float) 
             known = ", ".join(inv.accelerator_types) or "none advertised"
             raise ClusterError(f"pair {pair.pair_id}: no node has accelerator_type {res.accelerator_type!r}"
                              f" (cluster: {known})")
-        if not _fits(res, inv):
+        if not fits(res, inv):
             what = f"{res.ranks} x ({res.gpus} GPU, {res.cpus:g} CPU)"
             raise ClusterError(f"pair {pair.pair_id} needs {what} placed {res.strategy}; no node of the"
                              f" cluster ({len(inv.nodes)} nodes, {inv.total_gpus:g} GPUs) can hold it")

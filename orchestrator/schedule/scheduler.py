@@ -5,6 +5,8 @@
 - A pair lost with its node or worker is retried by Ray (`max_retries`, system failures
   only; a failing task is data, returned as `status="failed"`, never retried). Its results
   arrive once and are stored once, with the number of attempts.
+- A pair that no alive node could run any more (its only nodes gone, e.g. the one node of
+  its GPU model) is recorded as failed after a grace period, instead of waiting forever.
 - A watchdog cancels a pair that has run (since its last start, as the tracker saw it) far
   beyond its estimate, sized not to pre-empt Ray's own retry after a network partition
   (see `sweep.estimate.watchdog_s`), and records its tasks as failed.
@@ -25,9 +27,9 @@ from moecluster.orchestrator.sweep import PairPlan
 from moecluster.orchestrator.sweep.estimate import watchdog_s
 
 from . import gang
-from .cluster import ACCELERATOR_PREFIX, Inventory
+from .cluster import ACCELERATOR_PREFIX, Inventory, inventory
 from .remote import pair_task
-from .resources import ACCELERATOR_SHARE, PairResources, pair_resources
+from .resources import ACCELERATOR_SHARE, PairResources, fits, pair_resources
 from .tracker import PairTracker
 
 TRACKER_POLL_S = 2.0
@@ -39,6 +41,8 @@ class ScheduleOptions:
     cpus_per_task: float = 1.0
     poll_s: float = 0.5
     watchdog: Callable[[float], float] = watchdog_s
+    stranded_check_s: float = 15.0
+    stranded_grace_s: float = 120.0  # a lost node may come back (restart, autoscaler) before we give up
 
 
 class Events(Protocol):
@@ -67,6 +71,7 @@ class _Job:
     started_at: float | None = None
     attempts: int = 0
     node: str = ""
+    stranded_since: float | None = None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -92,6 +97,7 @@ class Scheduler:
         self._gangs: dict[Any, _Job] = {}  # placement-group ready ref -> job
         self._tracker: Any = None
         self._last_poll = 0.0
+        self._last_stranded_check = time.monotonic()
 
     # -- submission ------------------------------------------------------------------------
     def _task_options(self, res: PairResources) -> dict[str, Any]:
@@ -159,6 +165,7 @@ class Scheduler:
             if job.done == len(job.refs):
                 stored += self._finish(job)
         stored += self._watch()
+        stored += self._stranded()
         return stored
 
     def _poll_tracker(self, force: bool = False) -> dict[str, Any]:
@@ -213,6 +220,31 @@ class Scheduler:
                 spec, f"watchdog: no result {limit:.0f} s after the pair started on {job.node or 'its node'}"
                 f" (estimate {job.pair.total_estimated_s:.0f} s)", job.node, job.started_at or 0.0)
                 for spec in job.pair.tasks])
+        return out
+
+    def _stranded(self) -> list[TaskResult]:
+        now = time.monotonic()
+        if now - self._last_stranded_check < self.options.stranded_check_s:
+            return []
+        self._last_stranded_check = now
+        inv = inventory()
+        waiting = {id(j): j for j in [*self._jobs.values(), *self._gangs.values()]}
+        out: list[TaskResult] = []
+        for job in waiting.values():
+            if fits(job.res, inv):
+                job.stranded_since = None
+                continue
+            job.stranded_since = job.stranded_since or now
+            if now - job.stranded_since < self.options.stranded_grace_s:
+                continue
+            for ref in job.refs:
+                self._jobs.pop(ref, None)
+                ray.cancel(ref, force=True)
+            self._gangs = {k: v for k, v in self._gangs.items() if v is not job}
+            self._release(job)
+            out += self._store(job, [failed_result(
+                spec, f"unschedulable: for {self.options.stranded_grace_s:.0f} s no alive node could hold {job.res.ranks} x"
+                f" {job.res.bundle()} ({job.res.strategy})") for spec in job.pair.tasks])
         return out
 
     def _release(self, job: _Job) -> None:

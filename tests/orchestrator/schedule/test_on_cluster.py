@@ -2,7 +2,7 @@
 
 Nodes: the head and one worker with two `FAKE-A` GPUs each, one worker with two `FAKE-B`;
 one CPU per node, each pair holding half a CPU, so six pairs run at once. Tasks run on the
-CPU with the `fake` meter. The node-removal test goes last: it leaves two nodes.
+CPU with the `fake` meter. The node-removal tests go last: they leave fewer nodes.
 """
 from __future__ import annotations
 
@@ -58,10 +58,12 @@ class Recorder:
         self.records.append((result.spec.task_id, written))
 
 
-def run(sweep_text: str, run_dir: Path, events: Any = None, **options: Any) -> tuple[list[PairPlan], RunStore, Any]:
+def run(sweep_text: str, run_dir: Path, events: Any = None, check: bool = True,
+        **options: Any) -> tuple[list[PairPlan], RunStore, Any]:
     plan = expand(parse_sweep(sweep_text), run_id=run_dir.name)
     inv = schedule.inventory()
-    schedule.check_feasible(list(plan.pairs), inv, CPUS_PER_TASK)
+    if check:
+        schedule.check_feasible(list(plan.pairs), inv, CPUS_PER_TASK)
     store = RunStore(run_dir)
     store.set_plan((t, e) for p in plan.pairs for t, e in zip(p.tasks, p.estimated_s))
     events = events or Recorder()
@@ -152,4 +154,15 @@ def test_node_removed_mid_sweep_loses_and_duplicates_nothing(cluster: Any, tmp_p
     for r in store.results():
         if r.spec.pair_id in retried:
             assert all(g.node != events.removed for g in r.gpus)
+    store.close()
+
+
+def test_pair_whose_only_gpu_model_is_gone_fails_instead_of_waiting(cluster: Any, tmp_path: Path) -> None:
+    for worker in list(cluster.worker_nodes):
+        if worker.node_id in {n.node_id for n in schedule.inventory().nodes if n.accelerator_type == "FAKE-B"}:
+            cluster.remove_node(worker)
+    text = BASE.replace("repeats: 2", "repeats: 1") + "impl: naive\naccelerator_type: FAKE-B\n"
+    _, store, _ = run(text, tmp_path, check=False, stranded_check_s=1.0, stranded_grace_s=2.0)
+    results = store.results()
+    assert len(results) == 2 and all(r.status == "failed" and "unschedulable" in (r.error or "") for r in results)
     store.close()
