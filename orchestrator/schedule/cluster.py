@@ -88,7 +88,9 @@ def connect(options: ClusterOptions) -> None:
     kwargs: dict[str, Any] = dict(namespace=NAMESPACE, include_dashboard=options.include_dashboard,
                                   log_to_driver=False, configure_logging=True, logging_level="WARNING")
     if options.address is None:
-        kwargs.update(num_cpus=options.num_cpus, num_gpus=options.num_gpus,
+        # "local" always starts a new instance: a bare ray.init() would silently join any
+        # cluster already running on this machine (a stale `ray start`, another user's).
+        kwargs.update(address="local", num_cpus=options.num_cpus, num_gpus=options.num_gpus,
                       resources=options.resources or None, labels=options.labels or None)
     else:
         if options.num_cpus is not None or options.num_gpus is not None:

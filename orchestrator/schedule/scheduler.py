@@ -189,13 +189,17 @@ class Scheduler:
         try:
             per_rank = ray.get(job.refs)
             results = gang.merge_ranks(per_rank) if len(per_rank) > 1 else list(per_rank[0])
+            error = None
         except Exception as exc:  # noqa: BLE001 - a lost pair is recorded, the sweep goes on
-            self._poll_tracker(force=True)
-            tries = f" after {job.attempts} attempt(s)" if job.attempts else ""
-            results = [failed_result(spec, f"lost{tries}: {_first_line(exc)}", job.node, job.started_at or 0.0)
-                       for spec in job.pair.tasks]
+            results, error = [], exc
         self._release(job)
-        self._poll_tracker(force=True)
+        entry = self._poll_tracker(force=True).get(job.pair.pair_id, {})
+        job.attempts = max(job.attempts, int(entry.get("attempts", 0)))
+        job.node = job.node or str(entry.get("node", ""))
+        if error is not None:
+            tries = f" after {job.attempts} attempt(s)" if job.attempts else ""
+            results = [failed_result(spec, f"lost{tries}: {_first_line(error)}", job.node, job.started_at or 0.0)
+                       for spec in job.pair.tasks]
         return self._store(job, results)
 
     def _store(self, job: _Job, results: list[TaskResult]) -> list[TaskResult]:

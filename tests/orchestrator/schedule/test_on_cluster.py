@@ -135,7 +135,7 @@ class RemoveBusyWorker(Recorder):
             for worker in list(self.cluster.worker_nodes):
                 if node.endswith(worker.node_id[:8]):
                     self.removed = node
-                    self.cluster.remove_node(worker)
+                    self.cluster.remove_node(worker, allow_graceful=False)  # lost, not drained
                     break
 
 
