@@ -71,8 +71,11 @@ def plan_summary(plan: Plan) -> str:
 
 
 def inferences_per_j(result: TaskResult) -> str:
+    """`12.34 inferences/J (source)`, or why energy is unavailable: never a made-up number."""
     v = result.inferences_per_j
-    return "n/a" if v is None else f"{v:,.2f}"
+    if v is None:
+        return f"energy unavailable ({result.energy_unavailable_reason or 'not measured'})"
+    return f"{v:,.2f} inferences/J ({result.energy_source})"
 
 
 def result_line(result: TaskResult) -> str:
@@ -81,7 +84,7 @@ def result_line(result: TaskResult) -> str:
     where = ", ".join(f"{g.node}/{g.index} {g.name}" for g in result.gpus) or result.node
     rate = result.inferences_per_s
     rate_s = "n/a" if rate is None else f"{rate:,.0f}"
-    return (f"[green]✓[/green] {result.spec.task_id}  {rate_s} inferences/s  {inferences_per_j(result)} inferences/J"
+    return (f"[green]✓[/green] {result.spec.task_id}  {rate_s} inferences/s  {inferences_per_j(result)}"
             f"  on {where}")
 
 
@@ -144,7 +147,7 @@ class SweepProgress:
                 self._est_done += pair.total_estimated_s
                 self._real_done += time.time() - self._started.get(pid, time.time())
         self.progress.console.print(result_line(result), highlight=False)
-        last = f"last: {inferences_per_j(result)} inferences/J" if result.status == "ok" else "last: failed"
+        last = f"last: {inferences_per_j(result)}" if result.status == "ok" else "last: failed"
         self.progress.update(self.task, advance=1, last=last, eta_s=self._eta())
 
 
