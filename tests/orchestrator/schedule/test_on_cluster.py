@@ -7,10 +7,14 @@ CPU with the `fake` meter. The node-removal tests go last: they leave fewer node
 from __future__ import annotations
 
 import collections
+import contextlib
+import os
+import signal
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from ray._private import ray_constants
 
 from moecluster.agents.records import TaskResult
 from moecluster.orchestrator import schedule
@@ -121,6 +125,19 @@ def test_watchdog_records_an_overdue_pair_as_failed(cluster: Any, tmp_path: Path
     store.close()
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc)."""
+    out: list[int] = []
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        return out
+    for child in children:
+        out += [child, *descendants(child)]
+    return out
+
+
 class RemoveBusyWorker(Recorder):
     """Removes the first worker node (not the head) seen running a pair."""
 
@@ -135,7 +152,14 @@ class RemoveBusyWorker(Recorder):
             for worker in list(self.cluster.worker_nodes):
                 if node.endswith(worker.node_id[:8]):
                     self.removed = node
-                    self.cluster.remove_node(worker, allow_graceful=False)  # lost, not drained
+                    # lost, not drained: the raylet dies, and so do its workers at once (on one
+                    # machine a worker could otherwise outlive its raylet and finish the pair)
+                    raylet = worker.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+                    workers = descendants(raylet)
+                    self.cluster.remove_node(worker, allow_graceful=False)
+                    for pid in workers:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
                     break
 
 
