@@ -7,10 +7,11 @@ the cluster and every client read a fresh random token from `RAY_AUTH_TOKEN`.
 """
 from __future__ import annotations
 
-import os
 import secrets
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
+
+from .envvars import scoped_environ
 
 # Node deaths noticed within about two seconds; idle workers kept (up to 4 per node) rather
 # than killed after a second, so tasks holding a fraction of a node's one CPU do not pay a
@@ -35,19 +36,12 @@ def auth_env() -> Iterator[dict[str, str]]:
         Config.initialize("")
         AuthenticationTokenLoader.instance().reset_cache()
 
-    keys = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ENABLE_UV_RUN_RUNTIME_ENV")
-    saved = {k: os.environ.get(k) for k in keys}
     env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16), "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
-    os.environ.update(env)
-    refresh()
     try:
-        yield env
+        with scoped_environ(env):
+            refresh()
+            yield env
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         refresh()
 
 

@@ -8,9 +8,7 @@ type in their names. It returns plain `TaskResult`s; it never raises for a faili
 """
 from __future__ import annotations
 
-import contextlib
-import os
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import ray
 
@@ -19,25 +17,11 @@ from moecluster.agents.meters.peaks import PeakCache
 from moecluster.agents.records import TaskResult, TaskSpec
 
 from .cluster import ACCELERATOR_LABEL
+from .envvars import scoped_environ
 from .pair import run_pair
 from .tracker import FanOut, TrackerObserver
 
 _PEAKS = PeakCache()  # measured ceilings per (device, dtype), kept for the worker process's life
-
-
-@contextlib.contextmanager
-def _environ(env: Mapping[str, str]) -> Iterator[None]:
-    """Set `env` for the body only: Ray reuses worker processes between tasks."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def node_label(node_id: str) -> str:
@@ -82,7 +66,7 @@ def pair_body(specs: Sequence[TaskSpec], *, rank: int = 0, env: Mapping[str, str
         tracker.started.remote(pair_id, rank, node, gpu_ids)
     devices = _devices(specs, gpu_ids, node_id)
     try:
-        with _environ(env or {}):
+        with scoped_environ(env or {}):
             return run_pair(specs, devices=devices, gpu_indices=gpu_ids if devices is not None else None,
                             node=node, observer=_observer(tracker if rank == 0 else None, pair_id), peaks=_PEAKS)
     finally:
