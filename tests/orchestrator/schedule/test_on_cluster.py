@@ -10,6 +10,7 @@ import collections
 import contextlib
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -145,13 +146,14 @@ class RemoveBusyWorker(Recorder):
         super().__init__()
         self.cluster = cluster
         self.removed: str | None = None
+        self.removed_at = 0.0
 
     def pair_started(self, pair: PairPlan, node: str, attempt: int) -> None:
         super().pair_started(pair, node, attempt)
         if self.removed is None:
             for worker in list(self.cluster.worker_nodes):
                 if node.endswith(worker.node_id[:8]):
-                    self.removed = node
+                    self.removed, self.removed_at = node, time.time()
                     # lost, not drained: the raylet dies, and so do its workers at once (on one
                     # machine a worker could otherwise outlive its raylet and finish the pair)
                     raylet = worker.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
@@ -171,13 +173,22 @@ def test_node_removed_mid_sweep_loses_and_duplicates_nothing(cluster: Any, tmp_p
     planned = sorted(t.task_id for p in pairs for t in p.tasks)
     assert sorted(events.stored_ids()) == planned
     assert store.counts() == {"planned": 12, "ok": 12, "failed": 0, "missing": 0}
-    retried = [pid for pid, node, attempt in events.started if attempt > 1]
-    assert retried, events.started  # the pair on the removed node ran again elsewhere
+    # Every pair that started on the lost node either finished there before the loss, or was
+    # retried by Ray (the store counts its attempts) and stored once, from another node. Start
+    # events reach the head by polling, so a short retry may show only in the store's count.
+    lost = {pid for pid, node, _ in events.started if node == events.removed}
+    assert lost, events.started
     attempts = store.attempts()
-    assert all(attempts[t.task_id] == 2 for p in pairs if p.pair_id in retried for t in p.tasks)
+    retried = 0
     for r in store.results():
-        if r.spec.pair_id in retried:
+        if r.spec.pair_id not in lost:
+            continue
+        if attempts[r.spec.task_id] >= 2:
+            retried += 1
             assert all(g.node != events.removed for g in r.gpus)
+        else:
+            assert r.finished_at <= events.removed_at and r.gpus[0].node == events.removed
+    assert retried, (events.removed, events.started)
     store.close()
 
 
