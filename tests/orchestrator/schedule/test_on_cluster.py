@@ -174,20 +174,19 @@ def test_node_removed_mid_sweep_loses_and_duplicates_nothing(cluster: Any, tmp_p
     assert sorted(events.stored_ids()) == planned
     assert store.counts() == {"planned": 12, "ok": 12, "failed": 0, "missing": 0}
     # Every pair that started on the lost node either finished there before the loss, or was
-    # retried by Ray (the store counts its attempts) and stored once, from another node. Start
-    # events reach the head by polling, so a short retry may show only in the store's count.
+    # retried by Ray and stored once, from another node. (Start events reach the head by
+    # polling, so a short retry may never show as an event: judge by where and when it ended.)
     lost = {pid for pid, node, _ in events.started if node == events.removed}
     assert lost, events.started
-    attempts = store.attempts()
     retried = 0
     for r in store.results():
         if r.spec.pair_id not in lost:
             continue
-        if attempts[r.spec.task_id] >= 2:
+        if r.finished_at > events.removed_at:
             retried += 1
-            assert all(g.node != events.removed for g in r.gpus)
+            assert all(g.node != events.removed for g in r.gpus), r
         else:
-            assert r.finished_at <= events.removed_at and r.gpus[0].node == events.removed
+            assert r.gpus[0].node == events.removed, r
     assert retried, (events.removed, events.started)
     store.close()
 
