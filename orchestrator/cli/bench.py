@@ -152,7 +152,7 @@ def bench(preset: str, num_experts: int | None, expert_hidden_dim: int | None, e
     if cuda_graphs and impl not in ("grouped",):
         raise InputError(f"--cuda-graphs needs --impl grouped (no host syncs), not {impl}")
     specs = pair_specs(moe, dense, preset=None if overridden else preset, impl=impl, match=match, dtype=dtype,
-                       batch_size=batch_size, device=device, duration_s=duration_s, warmup_s=warmup_s, repeats=1,
+                       batch_size=batch_size, device=device, duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
                        load=load, zipf_s=zipf_s, train_epochs=train_epochs, compile=compile_,
                        cuda_graphs=cuda_graphs, meter=meter, seed=seed)
     results = run_pair_alternating(specs, repeats)
@@ -165,30 +165,16 @@ def bench(preset: str, num_experts: int | None, expert_hidden_dim: int | None, e
 
 
 def run_pair_alternating(specs: list[TaskSpec], repeats: int) -> list[TaskResult]:
-    """Run dense and MoE windows alternately (A B A B) so thermal drift cancels; merge repeats."""
-    from moecluster.agents.meters.peaks import PeakCache
-    from moecluster.agents.runner import run_task
+    """Run dense and MoE windows alternately (A B A B) so thermal drift cancels; one merged
+    result per model (all windows, one roofline over them), as a scheduled pair does."""
+    from moecluster.agents.pair import run_pair
 
-    peaks = PeakCache()
-    err = Console(stderr=True)
-    per_spec: list[list[TaskResult]] = [[] for _ in specs]
+    err = console(stderr=True)
     with err.status("") as status:
-        for r in range(repeats):
-            for i, spec in enumerate(specs):
-                status.update(f"repeat {r + 1}/{repeats}: {spec.label()} ({spec.duration_s:g} s window)")
-                per_spec[i].append(run_task(spec, peaks=peaks))
-    return [_merge(runs, repeats) for runs in per_spec]
+        def on_window(spec: TaskSpec, r: int) -> None:
+            status.update(f"repeat {r + 1}/{repeats}: {spec.label()} ({spec.duration_s:g} s window)")
 
-
-def _merge(runs: list[TaskResult], repeats: int) -> TaskResult:
-    failed = [r for r in runs if r.status != "ok"]
-    if failed:
-        return failed[0]
-    first = runs[0]
-    windows = tuple(w for r in runs for w in r.windows)
-    idle = [r.idle_power_w for r in runs if r.idle_power_w is not None]
-    return replace(first, spec=replace(first.spec, repeats=repeats), windows=windows,
-                   idle_power_w=sum(idle) / len(idle) if idle else None, finished_at=runs[-1].finished_at)
+        return run_pair(specs, on_window=on_window)
 
 
 COMMANDS = [bench]

@@ -14,11 +14,11 @@ import ray
 
 from moecluster.agents.devices import DeviceSet, FakeDevices
 from moecluster.agents.meters.peaks import PeakCache
+from moecluster.agents.pair import run_pair
 from moecluster.agents.records import TaskResult, TaskSpec
 
 from .cluster import ACCELERATOR_LABEL
 from .envvars import scoped_environ
-from .pair import run_pair
 from .tracker import FanOut, TrackerObserver
 
 _PEAKS = PeakCache()  # measured ceilings per (device, dtype), kept for the worker process's life

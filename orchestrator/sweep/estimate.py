@@ -1,7 +1,7 @@
 """How long a task will hold its GPU(s): a rough figure for the dry-run table, the ETA and the
 watchdog, not a measurement.
 
-The pair runner (see `schedule.pair`) runs every repeat as a fresh `run_task` call, so that
+The pair runner (see `moecluster.agents.pair`) runs every repeat as a fresh `run_task` call, so that
 each window follows its own warm-up after the other model ran (A B A B): every repeat pays
 the build, the runner's idle-power window, the warm-up and the window itself.
 """

@@ -9,7 +9,7 @@ from moecluster.agents.devices import FakeDevices
 from moecluster.agents.records import GpuRecord, TaskResult, Window
 from moecluster.orchestrator.schedule.cluster import ClusterError, Inventory, NodeInfo
 from moecluster.orchestrator.schedule.gang import merge_ranks, rank_env, rank_specs
-from moecluster.orchestrator.schedule.pair import run_pair
+from moecluster.agents.pair import run_pair
 from moecluster.orchestrator.schedule.resources import check_feasible, pair_resources, parallel_slots
 from moecluster.orchestrator.sweep import expand, parse_sweep
 

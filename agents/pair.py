@@ -9,18 +9,18 @@ half measured on one GPU and half on another.
 Every repeat is a fresh `run_task(repeats=1)`: the previous window ran the other model, so
 each window needs its own warm-up to reach the steady state of its own model. The repeats
 of a task are then merged into one `TaskResult` (all windows, one roofline over them).
-This module runs on the node; it imports nothing from Ray.
+Node side, no Ray: the scheduler's pair task and `moecluster bench` both call it.
 """
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Callable, Sequence
 
-from moecluster.agents.devices import DeviceSet
-from moecluster.agents.meters.peaks import PeakCache
-from moecluster.agents.observer import NullObserver, TaskObserver
-from moecluster.agents.records import Roofline, TaskResult, TaskSpec, Window
-from moecluster.agents.runner import run_task
+from .devices import DeviceSet
+from .meters.peaks import PeakCache
+from .observer import NullObserver, TaskObserver
+from .records import Roofline, TaskResult, TaskSpec, Window
+from .runner import run_task
 
 
 class _Offset:
