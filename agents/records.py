@@ -24,6 +24,11 @@ class TaskSpec:
     `top_k`; for `dense` `hidden_dim`, `num_layers`); the workload validates them.
     `impl` is `dense` for a dense task, else the MoE implementation. `match` says how a
     dense twin was sized (`total`, `active`, `seed`) and is None for an MoE task.
+
+    `cuda_graphs`: None (default) captures a CUDA graph wherever the model allows it and
+    records why where it does not; True requires one (the task fails otherwise); False runs
+    eagerly, the seed's way. `reverse_order`: this pair's rounds start from its last task
+    (pairs alternate which side starts, so an order effect cancels across a sweep).
     """
 
     task_id: str
@@ -42,7 +47,7 @@ class TaskSpec:
     warmup_s: float = 5.0
     repeats: int = 1
     compile: bool = False
-    cuda_graphs: bool = False
+    cuda_graphs: bool | None = None
     load: str = "router"
     zipf_s: float = 1.2
     train_epochs: int = 0
@@ -50,6 +55,7 @@ class TaskSpec:
     expert_parallel: int = 1
     meter: str = "auto"
     sample_power: bool = True
+    reverse_order: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -92,6 +98,7 @@ class Roofline:
     time_s: float
     fraction: float
     bound: Literal["compute", "memory"]
+    note: str | None = None  # e.g. why a fraction above 1 was possible
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,42 @@ class Window:
     avg_power_w: float | None = None
     max_power_w: float | None = None
     started_at: float | None = None  # wall clock (time.time()) at the window's start
+    energy_resolution_j: float | None = None  # the reading's worst-case error from the counter's steps
+    aligned: bool = False  # window edges placed on energy-counter updates
+    position: int | None = None  # place of this window in its pair's sequence (0 = first)
+    gpu_energy_j: tuple[float, ...] = ()  # per GPU of a gang, in the order of `TaskResult.gpus`
+
+
+@dataclass(frozen=True)
+class PhaseStat:
+    """One phase of an expert-parallel step (`route`, `dispatch`, `experts`, `combine`).
+
+    Times are per step, from CUDA events (host clock on CPU) in a timed pass outside the
+    energy windows; `bytes_sent` is what the phase sends per step, summed over ranks;
+    `energy_j` is per step summed over ranks, only where a window ran the phase alone and
+    its energy was measured, else None.
+    """
+
+    name: str
+    time_s: float  # mean over ranks
+    time_max_s: float  # slowest rank
+    bytes_sent: float = 0.0
+    energy_j: float | None = None
+
+
+@dataclass(frozen=True)
+class AllToAllPoint:
+    """The raw `all_to_all_single` at one message size, measured in the same task.
+
+    Bandwidths as nccl-tests defines them for alltoall: algorithm bandwidth = bytes each
+    rank sends / time; bus bandwidth = algbw × (n - 1) / n.
+    """
+
+    bytes_per_rank: float
+    time_s: float
+    algbw_bytes_per_s: float
+    busbw_bytes_per_s: float
+    energy_j: float | None = None  # per call, summed over ranks, when measured
 
 
 @dataclass(frozen=True)
@@ -135,6 +178,16 @@ class TaskResult:
     versions: Mapping[str, str] = field(default_factory=dict)
     started_at: float = 0.0
     finished_at: float = 0.0
+    # how the model ran: the form chosen by measurement and the candidates' timings
+    # (`layout`, `kernel`, `graph`, ...), so a reader sees that neither side was handicapped
+    form: Mapping[str, str] = field(default_factory=dict)
+    idle_settle_s: float | None = None  # how long the GPU took to settle before idle was read
+    idle_note: str | None = None  # how idle was obtained (settled, timed out, cached for the run)
+    drift: Mapping[str, float] = field(default_factory=dict)  # last / first window - 1, per figure
+    warnings: tuple[str, ...] = ()
+    world_size: int = 1  # ranks of the gang that measured this task (expert or data parallel)
+    phases: tuple[PhaseStat, ...] = ()
+    alltoall: tuple[AllToAllPoint, ...] = ()
 
     # -- derived figures (means over windows) -------------------------------------------
     @property
@@ -166,9 +219,13 @@ class TaskResult:
         d["spec"] = TaskSpec.from_dict(d["spec"])
         d["gpus"] = tuple(GpuRecord(**g) for g in d.get("gpus", ()))
         d["params"] = ParamCounts(**d["params"]) if d.get("params") else None
-        d["windows"] = tuple(Window(**w) for w in d.get("windows", ()))
+        d["windows"] = tuple(Window(**{**w, "gpu_energy_j": tuple(w.get("gpu_energy_j", ()))})
+                             for w in d.get("windows", ()))
+        d["phases"] = tuple(PhaseStat(**p) for p in d.get("phases", ()))
+        d["alltoall"] = tuple(AllToAllPoint(**a) for a in d.get("alltoall", ()))
         d["roofline"] = Roofline(**d["roofline"]) if d.get("roofline") else None
         d["expert_tokens"] = tuple(d.get("expert_tokens", ()))
+        d["warnings"] = tuple(d.get("warnings", ()))
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
