@@ -3,6 +3,15 @@
 Knows nothing of Ray: the scheduler (or `moecluster bench`) hands it a `TaskSpec` and the
 node's devices, and gets a `TaskResult` back. A failing task is returned as
 `status="failed"` with its error, never raised, so a sweep goes on.
+
+In order: the settled idle power of the task's GPUs (once per GPU per run, `meters.idle`: read
+first, while the GPU is quiet and no model exists), the device's peaks (once per process, also
+before the model exists, so nothing else holds memory or heats the GPU), the model, one warm-up,
+then the windows. Each window opens and closes on an energy-counter update
+(`EnergyMeter.measure` with `keep_busy`): after its counted batches, more of them run uncounted
+until the counter updates, so the energy covers one load with no idle tail. A window whose
+energy resolution exceeds 1 % of its energy, an edge that could not be aligned, or an idle that
+did not settle adds a warning to the result.
 """
 from __future__ import annotations
 
@@ -10,15 +19,18 @@ import platform
 import socket
 import time
 import traceback
+from collections import deque
 from importlib import metadata
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
 from .devices import DeviceSet, FakeGpu, Gpu, NoDevices, open_devices
-from .meters.energy import EnergyMeter
+from .meters.energy import EnergyMeter, EnergyReading, Until, min_window_s
+from .meters.idle import IdleCache, IdleReading, idle_for_run
 from .meters.peaks import PeakCache
-from .records import GpuRecord, Roofline, TaskResult, TaskSpec, Window
+from .meters.roofline import roofline
+from .records import GpuRecord, TaskResult, TaskSpec, Window
 from .workloads.base import Prepared, get_workload, torch_dtype
 
 if TYPE_CHECKING:
@@ -26,7 +38,8 @@ if TYPE_CHECKING:
 
 PROGRESS_EVERY_S = 0.5
 MIN_WARMUP_STEPS = 3
-IDLE_WINDOW_S = 1.0
+MAX_IN_FLIGHT = 2  # batches queued at once (one running, one waiting) while kept busy until an update
+RESOLUTION_WARN_FRACTION = 0.01  # warn when a window's energy resolution exceeds this share of its energy
 CPU_ENERGY_REASON = "device cpu: GPU energy counters do not see CPU work, and RAPL is not read"
 
 
@@ -115,28 +128,139 @@ def _run_for(prepared: Prepared, seconds: float, sync: Callable[[], None], min_s
     return steps
 
 
-def roofline(prepared: Prepared, windows: Sequence[Window], flops_per_s: float, bytes_per_s: float,
-             source: str) -> Roofline:
-    items = sum(w.inferences for w in windows)
-    seconds = sum(w.duration_s for w in windows)
-    t_compute = items * prepared.flops_per_item / flops_per_s
-    t_memory = items / prepared.items_per_batch * prepared.bytes_per_batch / bytes_per_s
-    t = max(t_compute, t_memory)
-    return Roofline(flops_per_item=prepared.flops_per_item, bytes_per_batch=prepared.bytes_per_batch,
-                    peak_flops=flops_per_s, peak_bytes_per_s=bytes_per_s, peak_source=source, time_s=t,
-                    fraction=t / seconds if seconds > 0 else 0.0,
-                    bound="compute" if t_compute >= t_memory else "memory")
+def _marker(device: torch.device) -> Callable[[], Callable[[], bool]]:
+    """`mark()` records the device's queue position and returns a query: has the device got past it?"""
+    if device.type != "cuda":
+        return lambda: (lambda: True)  # a CPU step has finished when it returns
+
+    def mark() -> Callable[[], bool]:
+        event = torch.cuda.Event()
+        event.record()
+        return event.query
+    return mark
+
+
+def _run_until(prepared: Prepared, until: Until, sync: Callable[[], None],
+               mark: Callable[[], Callable[[], bool]]) -> int:
+    """Keep the device busy with more batches (uncounted) until `until()`; then drain.
+
+    At most `MAX_IN_FLIGHT` batches are queued at a time (the host waits for older ones, polling
+    `until` meanwhile), so the device never goes idle, the closing update is seen as soon as it
+    comes, and the drain after it is short (an unbounded queue could hold seconds of work).
+    """
+    in_flight: deque[Callable[[], bool]] = deque()
+    steps = 0
+    stop = until()
+    while not stop:
+        while not stop and len(in_flight) >= MAX_IN_FLIGHT:
+            if in_flight[0]():
+                in_flight.popleft()
+            else:
+                stop = until()
+        if stop:
+            break
+        prepared.step()
+        steps += 1
+        in_flight.append(mark())
+        stop = until()
+    sync()
+    return steps
+
+
+def window_drift(windows: Sequence[Window]) -> dict[str, float]:
+    """How a task's figures moved between its first and last windows: last / first - 1.
+
+    `inferences_per_s` always (with two windows or more), `inferences_per_j` where both windows
+    have energy. Empty with one window. Counterbalanced order cancels a linear drift between the
+    tasks of a pair; this shows how large it was.
+    """
+    if len(windows) < 2:
+        return {}
+    first, last = windows[0], windows[-1]
+    out: dict[str, float] = {}
+    if first.duration_s > 0 and last.duration_s > 0 and first.inferences > 0:
+        out["inferences_per_s"] = (last.inferences / last.duration_s) / (first.inferences / first.duration_s) - 1
+    if first.energy_j and last.energy_j and first.inferences > 0:
+        out["inferences_per_j"] = (last.inferences / last.energy_j) / (first.inferences / first.energy_j) - 1
+    return out
+
+
+def resolution_warning(energy_j: float | None, resolution_j: float | None, update_period_s: float | None,
+                       tolerance: float = RESOLUTION_WARN_FRACTION) -> str | None:
+    """A warning when a window's energy resolution exceeds `tolerance` of its energy, else None."""
+    if energy_j is None or resolution_j is None or energy_j <= 0 or resolution_j <= tolerance * energy_j:
+        return None
+    text = (f"energy resolution ±{resolution_j:.3g} J is {100 * resolution_j / energy_j:.2g} % of the window's "
+            f"{energy_j:.4g} J (above {100 * tolerance:g} %): use longer windows")
+    if update_period_s:
+        text += (f"; the counter updated every {1e3 * update_period_s:.0f} ms, so an unaligned window needs "
+                 f"{min_window_s(update_period_s, tolerance):.3g} s")
+    return text
+
+
+def _progress(observer: "TaskObserver | None", done: int, items_per_batch: int) -> Callable[[int], None] | None:
+    """Reports a window's progress as the task's inferences so far (`done` before this window)."""
+    if observer is None:
+        return None
+
+    def report(steps: int) -> None:
+        observer.progress(done + steps * items_per_batch)
+    return report
+
+
+def _measure_window(meter: EnergyMeter, prepared: Prepared, duration_s: float, device: torch.device,
+                    progress: Callable[[int], None] | None) -> tuple[int, EnergyReading, float]:
+    """One window: its counted steps, its energy reading and its wall-clock start.
+
+    The window opens on a counter update; the counted batches run for `duration_s` and drain;
+    uncounted batches then keep the device under the same load until the closing update.
+    """
+    marks: list[float] = []
+    sync, mark = _sync(device), _marker(device)
+
+    def work() -> int:
+        marks.append(time.time())
+        return _run_for(prepared, duration_s, sync, 1, progress)
+
+    def keep_busy(until: Until) -> int:
+        return _run_until(prepared, until, sync, mark)
+
+    steps, reading = meter.measure(work, keep_busy=keep_busy)
+    return steps, reading, marks[0]
+
+
+def _window(reading: EnergyReading, inferences: int, started_at: float, position: int) -> Window:
+    return Window(inferences=inferences, duration_s=reading.duration_s, energy_j=reading.energy_j,
+                  sampled_energy_j=reading.sampled_energy_j, avg_power_w=reading.avg_power_w,
+                  max_power_w=reading.max_power_w, started_at=started_at,
+                  energy_resolution_j=reading.energy_resolution_j, aligned=reading.aligned, position=position)
+
+
+def _warnings(readings: Sequence[EnergyReading], idle: IdleReading | None) -> tuple[str, ...]:
+    out: list[str] = []
+    if idle is not None and idle.power_w is not None and not idle.settled:
+        out.append(f"idle power {idle.note}")
+    for i, r in enumerate(readings):
+        name = f"window {i + 1}/{len(readings)}: " if len(readings) > 1 else ""
+        for text in (r.note, resolution_warning(r.energy_j, r.energy_resolution_j, r.update_period_s)):
+            if text:
+                out.append(name + text)
+    return tuple(dict.fromkeys(out))
 
 
 def run_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indices: Sequence[int] | None = None,
              node: str | None = None, observer: "TaskObserver | None" = None,
-             peaks: PeakCache | None = None, log: Callable[[str], None] | None = None) -> TaskResult:
-    """Measure `spec` on this node. Never raises for a failing task."""
+             peaks: PeakCache | None = None, log: Callable[[str], None] | None = None,
+             idle_cache: IdleCache | None = None) -> TaskResult:
+    """Measure `spec` on this node. Never raises for a failing task.
+
+    `peaks` and `idle_cache` carry measurements between tasks (the device's peaks per process;
+    the settled idle power per GPU per run, see `meters.idle`); fresh ones are made if absent.
+    """
     node = node or socket.gethostname()
     started = time.time()
     own = devices is None
     gpus: list[Gpu] = []
-    base = dict(spec=spec, node=node, started_at=started)
     say = log or (lambda _msg: None)
     result: TaskResult
     try:
@@ -155,44 +279,49 @@ def run_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indices: S
         if device.type == "cuda" and not gpu_records:
             name = torch.cuda.get_device_name(device)
             gpu_records = (GpuRecord(node=node, index=device.index or 0, uuid=_cuda_uuid(device), name=name),)
+        _set_fake_load(gpus, 0.0)
+        idle = idle_for_run(meter, spec.run_id, idle_cache if idle_cache is not None else IdleCache())
+        meter.update_period_s()  # now, while the device is quiet anyway, not between warm-up and window
+        pk = (peaks or PeakCache()).get(device, dtype)
         say(f"{spec.task_id}: building {spec.label()} {spec.dtype} batch {spec.batch_size} on {device}")
         prepared = workload.prepare(spec, device, dtype)
         sync = _sync(device)
         sync()
         if observer is not None:
             observer.started(spec, [g.info for g in gpus])
-        idle_w = meter.idle_power_w(IDLE_WINDOW_S)
         with torch.inference_mode():
             _set_fake_load(gpus, 1.0)
             _run_for(prepared, spec.warmup_s, sync, min_steps=MIN_WARMUP_STEPS)
             windows: list[Window] = []
+            readings: list[EnergyReading] = []
             done = 0
             for r in range(spec.repeats):
-                progress = None
-                if observer is not None:
-                    progress = (lambda steps, done=done: observer.progress(done + steps * prepared.items_per_batch))
-                window_start = time.time()
-                steps, reading = meter.measure(lambda: _run_for(prepared, spec.duration_s, sync, 1, progress))
+                steps, reading, window_start = _measure_window(meter, prepared, spec.duration_s, device,
+                                                               _progress(observer, done, prepared.items_per_batch))
                 _set_fake_load(gpus, 1.0 if r + 1 < spec.repeats else 0.0)
-                n = int(steps) * prepared.items_per_batch  # type: ignore[call-overload]
+                n = steps * prepared.items_per_batch
                 done += n
-                windows.append(Window(inferences=n, duration_s=reading.duration_s, energy_j=reading.energy_j,
-                                      sampled_energy_j=reading.sampled_energy_j, avg_power_w=reading.avg_power_w,
-                                      max_power_w=reading.max_power_w, started_at=window_start))
+                windows.append(_window(reading, n, window_start, r))
+                readings.append(reading)
                 if observer is not None:
                     observer.progress(done)
                 say(f"{spec.task_id}: window {r + 1}/{spec.repeats}: {n / reading.duration_s:,.0f} inferences/s")
-        pk = (peaks or PeakCache()).get(device, dtype)
         result = TaskResult(
-            **base, status="ok", gpus=gpu_records, params=prepared.params, windows=tuple(windows),
+            spec=spec, node=node, started_at=started, status="ok", gpus=gpu_records, params=prepared.params,
+            windows=tuple(windows),
             energy_source=reading.source, energy_unavailable_reason=reading.unavailable_reason,
-            idle_power_w=idle_w, roofline=roofline(prepared, windows, pk.flops_per_s, pk.bytes_per_s, pk.source),
+            idle_power_w=idle.power_w if idle else None,
+            idle_settle_s=idle.settle_s if idle else None, idle_note=idle.note if idle else None,
+            roofline=roofline(prepared.flops_per_item, prepared.bytes_per_batch, prepared.items_per_batch,
+                              windows, pk),
             expert_tokens=prepared.expert_tokens, versions={**versions(devices), **_notes(prepared)},
-            finished_at=time.time())
+            form=dict(prepared.form),
+            drift=window_drift(windows), warnings=_warnings(readings, idle), finished_at=time.time())
     except Exception as exc:  # noqa: BLE001 - a task failure is data, not a crash
         _set_fake_load(gpus, 0.0)
         say(traceback.format_exc())
-        result = TaskResult(**base, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
+        result = TaskResult(spec=spec, node=node, started_at=started, status="failed",
+                            error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
     finally:
         if own and devices is not None:
             devices.close()

@@ -185,8 +185,9 @@ def main() -> None:
         "ok": all(checks.values()),
     }
     print(f"{'quantity':<28}{'task (own NVML)':>18}{'agent /metrics':>18}{'diff %':>10}  limit")
-    print(f"{'energy over the task, J':<28}{task_j:>18,.1f}{agent_j:>18,.1f}{result['diff_pct']['counter']:>+10.3f}  1 %")
-    print(f"{'average power, W':<28}{task_avg_w:>18,.1f}{agent_avg_w:>18,.1f}{result['diff_pct']['avg_power']:>+10.3f}  3 %")
+    diff = result["diff_pct"]
+    print(f"{'energy over the task, J':<28}{task_j:>18,.1f}{agent_j:>18,.1f}{diff['counter']:>+10.3f}  1 %")
+    print(f"{'average power, W':<28}{task_avg_w:>18,.1f}{agent_avg_w:>18,.1f}{diff['avg_power']:>+10.3f}  3 %")
     print(f"agent process CPU during the task: {result['agent']['cpu_pct_of_one_core']:.2f} % of one core")
     for name, ok in checks.items():
         print(f"  {'PASS' if ok else 'FAIL'}  {name}")

@@ -53,7 +53,7 @@ def main() -> None:
         with torch.inference_mode():
             _run_for(prepared, 3.0, sync, 3)
             fine = EnergyMeter(devices, gpus, sample_interval_s=0.01)
-            steps, r = fine.measure(lambda: _run_for(prepared, args.window_s, sync))
+            steps, r = fine.measure(lambda prepared=prepared: _run_for(prepared, args.window_s, sync))
             agreement.append({"config": label, "window_s": r.duration_s, "counter_j": r.energy_j,
                               "sampled_10ms_j": r.sampled_energy_j, "samples": r.samples,
                               "diff_pct": 100 * (r.sampled_energy_j - r.energy_j) / r.energy_j,
@@ -67,7 +67,7 @@ def main() -> None:
                         dt = time.perf_counter() - t0
                     else:
                         m = EnergyMeter(devices, gpus, sample_interval_s=0.1 if mode == "on_100ms" else 0.01)
-                        n, rd = m.measure(lambda: _run_for(prepared, args.overhead_window_s, sync))
+                        n, rd = m.measure(lambda prepared=prepared: _run_for(prepared, args.overhead_window_s, sync))
                         dt = rd.duration_s
                     rates[mode].append(int(n) * batch / dt)  # type: ignore[call-overload]
             off = sum(rates["off"]) / len(rates["off"])
@@ -80,7 +80,8 @@ def main() -> None:
         del prepared
         torch.cuda.empty_cache()
     print("counter vs 10 ms sampled power:")
-    print_table(agreement, ["config", "window_s", "counter_j", "sampled_10ms_j", "diff_pct", "samples", "avg_w", "max_w"])
+    print_table(agreement, ["config", "window_s", "counter_j", "sampled_10ms_j", "diff_pct", "samples", "avg_w",
+                            "max_w"])
     print("meter cost (same run, alternating windows):")
     print_table(overhead, ["config", "meter", "off_inf_s", "on_inf_s", "cost_pct", "spread_off_pct"])
     write_json(args.out, {"environment": environment(), "agreement": agreement, "overhead": overhead})

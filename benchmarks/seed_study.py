@@ -55,7 +55,8 @@ def main() -> None:
                 rows.append(row)
                 print(row, flush=True)
                 write_json(args.out, {"environment": environment(), "dtype": args.dtype,  # after every task:
-                                      "duration_s": args.duration_s, "rows": rows, "records": records})  # a cut run keeps its rows
+                                      "duration_s": args.duration_s, "rows": rows,
+                                      "records": records})  # a cut run keeps its rows
                 torch.cuda.empty_cache() if torch.cuda.is_available() else None
     print_table(rows, ["preset", "batch", "model", "width", "inf_s", "avg_w", "idle_w", "inf_j", "roofline", "bound",
                        "status"])

@@ -24,7 +24,8 @@ def main(paths: list[str]) -> None:
                 if r["status"] != "ok":
                     print(f"| {preset} | {batch} | {r['model']} | failed | | | | |")
                     continue
-                ratio = f"{r['inf_j'] / fair['inf_j']:.2f}" if fair and r["inf_j"] and r["model"].startswith("moe") else ""
+                moe_row = fair and r["inf_j"] and r["model"].startswith("moe")
+                ratio = f"{r['inf_j'] / fair['inf_j']:.2f}" if moe_row else ""
                 width = f" (w={r['width']})" if r.get("width") else ""
                 print(f"| {preset} | {batch} | {r['model']}{width} | {r['inf_s']:,.0f} | {r['avg_w']:.0f} | "
                       f"{r['inf_j']:,.1f} | {r['roofline']:.0%} {r['bound'][:3]} | {ratio} |")

@@ -17,11 +17,13 @@ import logging
 import os
 import tempfile
 import urllib.request
-from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import ray
+from moecluster.agents.node.exporter_actor import NodeAgentActor as _NodeAgentBody
+from moecluster.agents.node.names import node_names
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 TARGETS_FILE = "prometheus_targets.json"
@@ -31,18 +33,10 @@ PROBE_TIMEOUT_S = 2.0
 log = logging.getLogger(__name__)
 
 
-def node_names(nodes: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """The `node` label of each Ray node (by node id): its host name, with the node id's first
-    8 characters appended where several alive nodes share one host name (e.g. a test cluster)."""
-    hosts = {n["NodeID"]: str(n.get("NodeManagerHostname") or n["NodeManagerAddress"]) for n in nodes}
-    dup = Counter(hosts.values())
-    return {nid: (h if dup[h] == 1 else f"{h}-{nid[:8]}") for nid, h in hosts.items()}
-
-
 def _agent_node_label(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
     """The `node` label of a moecluster agent answering at `address`, else None."""
     try:
-        with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout_s) as resp:  # noqa: S310
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout_s) as resp:
             body = resp.read().decode("utf-8", "replace")
     except (OSError, ValueError):
         return None
@@ -55,33 +49,8 @@ def _agent_node_label(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> str |
     return None
 
 
-@ray.remote(num_cpus=0, max_restarts=3)
-class NodeAgentActor:
-    """Runs `moecluster.agents.exporter.Agent` inside a Ray actor process on one node."""
-
-    def __init__(self, node: str, port: int, device: str, interval_s: float) -> None:
-        from moecluster.agents.exporter.server import Agent, AgentConfig
-
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s moecluster-agent %(levelname)s %(message)s")
-        host = ray.util.get_node_ip_address()
-        config = AgentConfig(host=host, port=port, device=device, node=node, interval_s=interval_s)
-        try:
-            self._agent = Agent(config).start()
-        except OSError as exc:
-            if port == 0:
-                raise
-            logging.getLogger("moecluster.agent").warning(
-                "port %d on %s is taken (%s); serving on a free port instead", port, host, exc.strerror)
-            self._agent = Agent(AgentConfig(host=host, port=0, device=device, node=node,
-                                            interval_s=interval_s)).start()
-        self._address = f"{host}:{self._agent.port}"
-        self._node = node
-
-    def describe(self) -> dict[str, str]:
-        return {"address": self._address, "node": self._node}
-
-    def stop(self) -> None:
-        self._agent.stop()
+# The actor's body lives on the node side, so an agent's process imports no head module.
+NodeAgentActor = ray.remote(num_cpus=0, max_restarts=3)(_NodeAgentBody)
 
 
 def _write_targets(path: Path, targets: Sequence[tuple[str, str]]) -> None:
@@ -131,9 +100,9 @@ def ensure_node_agents(run_dir: Path, *, port: int = 9400, device: str = "auto",
                 log.info("reusing the agent already serving on %s (node %s)", address, label)
                 found[nid] = (label, address)
                 continue
-        options: dict[str, Any] = dict(
-            name=ACTOR_PREFIX + nid, namespace=NAMESPACE, get_if_exists=True,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=nid, soft=False))
+        options: dict[str, Any] = {
+            "name": ACTOR_PREFIX + nid, "namespace": NAMESPACE, "get_if_exists": True,
+            "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=nid, soft=False)}
         if detached:
             options["lifetime"] = "detached"
         pending[nid] = NodeAgentActor.options(**options).remote(names[nid], port, device, interval_s)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh machine and runs them: a venv with the CPU build of
 # torch (pinned first, so the package's own torch range installs nothing more), the package
-# with its test extras, Debian's prometheus and chromium for the integration tests, then pytest.
+# with its test extras, Debian's prometheus and chromium for the integration tests, then ruff,
+# mypy and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${VIRTUAL_ENV:-}" ]; then
@@ -21,4 +22,10 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "scripts/test.sh: missing ${need[*]}; the tests that need them will be skipped" >&2
   fi
 fi
+# lint and type check first: cheap, and a failure names the file and line
+python -m ruff check .
+typed=$(mktemp -d) && mkdir "$typed/moecluster" && ln -s "$PWD/agents" "$typed/moecluster/agents" \
+  && ln -s "$PWD/orchestrator" "$typed/moecluster/orchestrator"
+(cd "$typed" && python -m mypy --config-file "$OLDPWD/pyproject.toml" -p moecluster.agents -p moecluster.orchestrator)
+rm -rf "$typed"
 exec python -m pytest -q "$@"

@@ -84,7 +84,8 @@ class DeviceSet(ABC):
         raise DeviceError(f"no GPU with UUID {uuid} on this node ({self.kind} devices)")
 
     def close(self) -> None:
-        """Release the backend (NVML shutdown); idempotent."""
+        """Release the backend (NVML shutdown); idempotent. Nothing to release by default."""
+        return None
 
     def __enter__(self) -> "DeviceSet":
         return self

@@ -19,7 +19,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, make_wsgi_app
 
-from ..devices import DeviceError, DeviceSet, FakeDevices, NoDevices, open_devices
+from ..devices import DeviceError, DeviceKind, DeviceSet, FakeDevices, FakeGpu, NoDevices, open_devices
 from .collector import GpuCollector
 from .sampler import PowerSampler
 from .task_labels import default_state_dir
@@ -64,17 +64,29 @@ class AgentConfig:
         return self.state_dir if self.state_dir is not None else default_state_dir()
 
 
+_DEVICE_KINDS: dict[str, DeviceKind] = {"auto": "auto", "nvml": "nvml", "none": "none", "fake": "fake"}
+
+
+def _device_kind(name: str) -> DeviceKind:
+    """`name` as a device kind; ValueError naming the known ones."""
+    try:
+        return _DEVICE_KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown device {name!r} ({', '.join(_DEVICE_KINDS)})") from None
+
 def open_agent_devices(config: AgentConfig) -> DeviceSet:
     """The node's devices; NVML that cannot start leaves an empty set with the reason logged,
     so the agent still serves its own health instead of crash-looping."""
+    devices: DeviceSet
     if config.device == "fake":
         devices = FakeDevices(config.fake_gpus, node=config.node, idle_w=config.fake_idle_w,
                               busy_w=config.fake_busy_w, fault_file=config.fake_fault_file)
         for gpu in devices.gpus:
-            gpu.set_load(config.fake_load)
+            if isinstance(gpu, FakeGpu):
+                gpu.set_load(config.fake_load)
         return devices
     try:
-        devices = open_devices(config.device)  # type: ignore[arg-type]
+        devices = open_devices(_device_kind(config.device))
     except DeviceError as exc:
         devices = NoDevices(reason=str(exc))
     if devices.unavailable_reason:

@@ -8,7 +8,8 @@ transformer LLM pairs (prefill and decode) plug in beside it without touching th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -18,7 +19,12 @@ from ..records import ParamCounts, TaskSpec
 
 @dataclass
 class Prepared:
-    """A model ready to run: `step()` runs one batch (no host sync of its own)."""
+    """A model ready to run: `step()` runs one batch (no host sync of its own).
+
+    `form`: how it runs, chosen by measurement at prepare (`agents.workloads.forms`): keys
+    `layout`, `kernel`, `graph`, `candidates`, `choice`, and `skipped` where a form was left
+    out; the runner copies it into `TaskResult.form`.
+    """
 
     model: nn.Module
     inputs: Tensor
@@ -29,6 +35,7 @@ class Prepared:
     bytes_per_batch: float
     expert_tokens: tuple[int, ...] = ()
     notes: list[str] = field(default_factory=list)
+    form: dict[str, str] = field(default_factory=dict)
 
 
 class Workload(Protocol):

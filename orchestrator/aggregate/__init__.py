@@ -1,29 +1,32 @@
 """Aggregation: from stored task results to the study's answers. Computes; never measures.
 
 Pure functions over `list[TaskResult]` (plus, for the cluster-wide view, a Prometheus URL):
-per-task figures with 95 % intervals (`tasks`), MoE/dense pairs as ratios (`pairs`), the
-break-even size (`breakeven`), expert-parallel costs (`ep`) and cluster-wide energy
+per-task figures with 95 % intervals (`tasks`, `stats`) and the warnings beside them (`checks`),
+MoE/dense pairs as ratios (`pairs`), the break-even size (`breakeven`, `crossing`) with its
+bootstrap interval (`bootstrap`), expert-parallel costs (`ep`) and cluster-wide energy
 (`cluster`). `aggregate()` runs them all for the report.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from moecluster.agents.records import TaskResult
 
+from .bootstrap import CrossingInterval
 from .breakeven import BreakEven, SeriesKey, break_evens
 from .cluster import ClusterEnergy, cluster_energy
 from .ep import EpPoint, ep_points
 from .pairs import IncompletePair, PairRatio, pair_ratios
 from .prometheus import Prometheus, PrometheusError
-from .stats import Estimate, mean_ci, ratio_ci
+from .stats import Estimate, log_mean_ci, mean_ci, ratio_ci, replicate_ci
 from .tasks import TaskStats, all_task_stats, task_stats
 
 __all__ = [
-    "Aggregate", "BreakEven", "ClusterEnergy", "EpPoint", "Estimate", "IncompletePair", "PairRatio",
-    "Prometheus", "PrometheusError", "SeriesKey", "TaskStats", "aggregate", "all_task_stats", "break_evens",
-    "cluster_energy", "ep_points", "mean_ci", "pair_ratios", "ratio_ci", "task_stats",
+    "Aggregate", "BreakEven", "ClusterEnergy", "CrossingInterval", "EpPoint", "Estimate", "IncompletePair",
+    "PairRatio", "Prometheus", "PrometheusError", "SeriesKey", "TaskStats", "aggregate", "all_task_stats",
+    "break_evens", "cluster_energy", "ep_points", "log_mean_ci", "mean_ci", "pair_ratios", "ratio_ci",
+    "replicate_ci", "task_stats",
 ]
 
 

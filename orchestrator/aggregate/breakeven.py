@@ -1,37 +1,43 @@
 """Break-even: the model size where MoE inferences/J overtakes its dense twin's (seed 001).
 
-A sweep over sizes gives, per series (implementation, dtype, expert-parallel degree, batch
-size, dense matching mode, and the other settings that must stay fixed along a size axis),
-points (x = log10 of the MoE's total parameters, y = MoE/dense ratio of inferences/J with
-its interval). The break-even is where ln(ratio) crosses zero, interpolated linearly in
-log10(parameters) between the two sizes that bracket the crossing, i.e. geometric
-interpolation of the ratio in log-parameters.
+A series is every pair that differs only in model size and seed: the key (`SeriesKey`) holds
+every other axis of a sweep (implementation, dtype, batch size, expert-parallel degree, dense
+matching mode, load and its Zipf exponent, training epochs, compile, CUDA graphs, workload,
+device and the GPU model). Its points are x = log10 of the MoE's total parameters and y = the
+MoE/dense ratio of inferences/J; the break-even is the first upward crossing of 1 (`crossing`).
 
-Its interval comes from the ratio's interval: the upper bound of the ratio crossing 1 is
-the smallest size at which MoE may already be ahead; the lower bound crossing 1 is the size
-from which MoE is ahead beyond doubt (95 %). Where a bound does not cross inside the swept
-range, that end is open and the verdict says so.
+Pairs at one size that differ only in seed are replicates. A size's ratio pools them: one
+replicate keeps its window interval (Welch t on the log ratio); several give their geometric mean
+with a t-interval over the per-seed log ratios ("t over seeds", df = seeds − 1), which widens when
+the seeds disagree.
 
-Several pairs at the same size in one series (e.g. different seeds) are pooled: geometric
-mean of their ratios, standard errors of the log ratios combined as for a mean of
-independent estimates, the smallest degrees of freedom.
+The break-even's interval is a percentile bootstrap over windows and seeds (`bootstrap`): it is
+an interval of the break-even itself, open at an end where resamples leave the swept range, and
+"undetermined" where it spans that range or too many resamples have no crossing. Where a size has
+a single replicate measured over a single window, the bootstrap cannot see that size's noise and
+there is no interval.
 """
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Literal, Sequence
+from typing import Literal
 
+from .bootstrap import CrossingInterval, Replicate, crossing_interval
+from .crossing import CROSSING, all_crossings, first_upward
 from .pairs import PairRatio
-from .stats import CONFIDENCE, Estimate, t_ppf
+from .stats import Estimate, replicate_ci
 
 Metric = Literal["inferences_per_j", "inferences_per_j_above_idle"]
+WINDOWS_METHOD = "Welch t on the log ratio over windows"
+SEEDS_METHOD = "t over seeds (per-seed log ratios)"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class SeriesKey:
-    """What stays fixed along one size sweep."""
+    """What stays fixed along one size sweep: every axis but the model size and the seed."""
 
     impl: str
     dtype: str
@@ -41,21 +47,32 @@ class SeriesKey:
     workload: str = "mlp"
     device: str = "cuda"
     load: str = "router"
+    zipf_s: float | None = None  # only for load zipf
+    train_epochs: int = 0
     compile: bool = False
-    cuda_graphs: bool = False
+    cuda_graphs: bool | None = None
+    gpu: str = ""  # the GPU model(s) of the MoE task, "" on CPU
+
+    def sort_key(self) -> tuple[str, ...]:
+        return tuple(str(getattr(self, f.name)) for f in fields(self))
 
     def label(self) -> str:
+        """"sorted float32 EP1 b128 vs dense/total", plus every other field off its default."""
         extra = [f"{f.name}={getattr(self, f.name)}" for f in fields(self)[5:]
-                 if getattr(self, f.name) != f.default]
+                 if getattr(self, f.name) != f.default and f.name != "gpu"]
         base = f"{self.impl} {self.dtype} EP{self.expert_parallel} b{self.batch_size} vs dense/{self.match}"
-        return " ".join([base, *extra])
+        return " ".join([base, *extra, *([f"on {self.gpu}"] if self.gpu else [])])
 
 
 @dataclass(frozen=True)
 class SweepPoint:
+    """One size of a series: its replicates' ratios pooled, and how."""
+
     total_params: int
     ratio: Estimate
     pair_ids: tuple[str, ...]
+    seeds: tuple[int, ...]
+    method: str
 
 
 @dataclass(frozen=True)
@@ -66,23 +83,34 @@ class Crossing:
 
 @dataclass(frozen=True)
 class BreakEven:
-    """One series: its points, the central break-even and its interval."""
+    """One series: its points, the break-even (first upward crossing) and its bootstrap interval."""
 
     key: SeriesKey
     metric: str
     points: tuple[SweepPoint, ...]
-    params: float | None          # first upward crossing of the ratio
-    params_lo: float | None       # upper CI bound crosses 1: MoE may be ahead from here
-    params_hi: float | None       # lower CI bound crosses 1: MoE ahead beyond doubt from here
+    params: float | None
+    interval: CrossingInterval | None  # None without a break-even, or without an interval (`ci_note`)
+    ci_note: str
     crossings: tuple[Crossing, ...]
-    verdict: str
+    outcome: str  # "MoE overtakes dense", or why there is no break-even
+    verdict: str  # the outcome with the break-even, its interval or the sizes swept
+
+    @property
+    def params_lo(self) -> float | None:
+        """Lower end of the interval (None: open, undetermined or absent)."""
+        return self.interval.lo if self.interval and not self.interval.undetermined else None
+
+    @property
+    def params_hi(self) -> float | None:
+        """Upper end of the interval (None: open, undetermined or absent)."""
+        return self.interval.hi if self.interval and not self.interval.undetermined else None
 
     @property
     def interval_text(self) -> str:
-        """The 95 % interval of the break-even as text ("106M – 118M", "≤ 2.69M – 118M", "no CI: ...")."""
+        """The interval as text: "106M – 118M", "≤ 2.69M – 118M", "undetermined: ...", "no CI: ..."."""
         if self.params is None:
             return ""
-        return _ci_text(self.points, self.params_lo, self.params_hi).removeprefix("95 % CI ")
+        return _ci_text(self.points, self.interval, self.ci_note)
 
     @property
     def min_params(self) -> int:
@@ -97,41 +125,8 @@ def series_key(p: PairRatio) -> SeriesKey:
     s = p.moe.spec
     return SeriesKey(impl=s.impl, dtype=s.dtype, expert_parallel=s.expert_parallel, batch_size=s.batch_size,
                      match=str(p.dense.spec.match), workload=s.workload, device=s.device, load=s.load,
-                     compile=s.compile, cuda_graphs=s.cuda_graphs)
-
-
-def _pool(ratios: Sequence[Estimate]) -> Estimate:
-    if len(ratios) == 1:
-        return ratios[0]
-    m = len(ratios)
-    log_mean = sum(math.log(r.mean) for r in ratios) / m
-    mean = math.exp(log_mean)
-    n = sum(r.n for r in ratios)
-    if any(r.se is None or r.df is None for r in ratios):
-        return Estimate(mean, None, None, n)
-    se_log = math.sqrt(sum((r.se / r.mean) ** 2 for r in ratios)) / m  # type: ignore[operator]
-    df = min(r.df for r in ratios)  # type: ignore[type-var]
-    half = t_ppf(0.5 + CONFIDENCE / 2.0, df) * se_log  # type: ignore[arg-type]
-    return Estimate(mean, mean * math.exp(-half), mean * math.exp(half), n, mean * se_log, df)
-
-
-def _crossings(xs: Sequence[float], ys: Sequence[float | None]) -> list[tuple[float, str]]:
-    """Where ln(y) changes sign between consecutive points: (log10 x at the crossing, direction)."""
-    out: list[tuple[float, str]] = []
-    for i in range(len(xs) - 1):
-        a, b = ys[i], ys[i + 1]
-        if a is None or b is None:
-            continue
-        la, lb = math.log(a), math.log(b)
-        if la < 0 <= lb or (la >= 0 > lb):
-            x = xs[i] if la == lb else xs[i] + (0.0 - la) * (xs[i + 1] - xs[i]) / (lb - la)
-            out.append((x, "up" if lb > la else "down"))
-    return out
-
-
-def _first_up(xs: Sequence[float], ys: Sequence[float | None]) -> float | None:
-    ups = [x for x, d in _crossings(xs, ys) if d == "up"]
-    return 10 ** ups[0] if ups else None
+                     zipf_s=s.zipf_s if s.load == "zipf" else None, train_epochs=s.train_epochs, compile=s.compile,
+                     cuda_graphs=s.cuda_graphs, gpu=", ".join(sorted({g.name for g in p.moe.result.gpus})))
 
 
 def _fmt(p: float) -> str:
@@ -141,51 +136,75 @@ def _fmt(p: float) -> str:
     return f"{p:.3g}"
 
 
-def _ci_text(points: Sequence[SweepPoint], lo: float | None, hi: float | None) -> str:
-    if not all(p.ratio.has_ci for p in points):
-        return "no CI: a size has a single window"
-    if lo is not None:
-        lo_txt = _fmt(lo)
-    elif (points[0].ratio.hi or 0.0) >= 1.0:
-        lo_txt = f"≤ {_fmt(points[0].total_params)}"
-    else:
-        lo_txt = f"> {_fmt(points[-1].total_params)}"
-    hi_txt = _fmt(hi) if hi is not None else f"> {_fmt(points[-1].total_params)}"
-    return f"95 % CI {lo_txt} – {hi_txt}"
+def _ci_text(points: Sequence[SweepPoint], interval: CrossingInterval | None, note: str) -> str:
+    if interval is None:
+        return note
+    if interval.undetermined:
+        return f"undetermined: {interval.undetermined}"
+    lo = _fmt(interval.lo) if interval.lo is not None else f"≤ {_fmt(points[0].total_params)}"
+    hi = _fmt(interval.hi) if interval.hi is not None else f"> {_fmt(points[-1].total_params)}"
+    return f"{lo} – {hi}"
 
 
-def _verdict(points: Sequence[SweepPoint], central: float | None, lo: float | None, hi: float | None) -> str:
+def _outcome(points: Sequence[SweepPoint], central: float | None) -> str:
     ratios = [p.ratio.mean for p in points]
-    span = f"{_fmt(points[0].total_params)} – {_fmt(points[-1].total_params)}"
     if central is not None:
-        return f"MoE overtakes dense at {_fmt(central)} parameters ({_ci_text(points, lo, hi)})"
+        return "MoE overtakes dense"
     if all(r >= 1 for r in ratios):
-        return f"no crossover: MoE ahead over the whole sweep ({span})"
+        return "no crossover: MoE ahead over the whole sweep"
     if all(r < 1 for r in ratios):
-        return f"no crossover: dense ahead over the whole sweep ({span})"
-    return f"no upward crossover: MoE falls behind dense as size grows ({span})"
+        return "no crossover: dense ahead over the whole sweep"
+    return "no upward crossover: MoE falls behind dense as size grows"
+
+
+def _verdict(points: Sequence[SweepPoint], central: float | None, ci: str) -> str:
+    outcome = _outcome(points, central)
+    if central is not None:
+        phrase = ci if ci.startswith("no CI") else f"95 % CI {ci}"
+        return f"{outcome} at {_fmt(central)} parameters ({phrase})"
+    return f"{outcome} ({_fmt(points[0].total_params)} – {_fmt(points[-1].total_params)})"
+
+
+def _point(size: int, pairs: Sequence[PairRatio], metric: Metric) -> SweepPoint:
+    ratios: list[Estimate] = [r for r in (getattr(p, metric) for p in pairs) if r is not None]
+    method = SEEDS_METHOD if len(ratios) > 1 else WINDOWS_METHOD
+    return SweepPoint(size, replicate_ci(ratios), tuple(p.pair_id for p in pairs),
+                      tuple(p.moe.spec.seed for p in pairs), method)
+
+
+def _replicates(pairs: Sequence[PairRatio], metric: Metric) -> list[Replicate]:
+    return [Replicate(p.moe.samples[metric], p.dense.samples[metric]) for p in pairs]
+
+
+def _interval(xs: Sequence[float], by_size: Sequence[Sequence[PairRatio]],
+              metric: Metric) -> tuple[CrossingInterval | None, str]:
+    """The bootstrap interval, or None and why there is none."""
+    sizes = [_replicates(ps, metric) for ps in by_size]
+    if any(len(reps) == 1 and min(len(reps[0].moe), len(reps[0].dense)) < 2 for reps in sizes):
+        return None, "no CI: a size has a single window and a single seed"
+    return crossing_interval(xs, sizes), ""
 
 
 def break_even(key: SeriesKey, pairs: Sequence[PairRatio], metric: Metric = "inferences_per_j") -> BreakEven | None:
     """The break-even of one series, None when it has fewer than two sizes with the metric."""
     by_size: dict[int, list[PairRatio]] = defaultdict(list)
     for p in pairs:
-        r: Estimate | None = getattr(p, metric)
         total = p.moe.total_params
-        if r is not None and total:
+        if getattr(p, metric) is not None and total and metric in p.moe.samples and metric in p.dense.samples:
             by_size[total].append(p)
     if len(by_size) < 2:
         return None
-    points = tuple(SweepPoint(size, _pool([getattr(p, metric) for p in ps]), tuple(p.pair_id for p in ps))
-                   for size, ps in sorted(by_size.items()))
-    xs = [math.log10(p.total_params) for p in points]
-    central = _first_up(xs, [p.ratio.mean for p in points])
-    lo = _first_up(xs, [p.ratio.hi for p in points])
-    hi = _first_up(xs, [p.ratio.lo for p in points])
-    found = _crossings(xs, [p.ratio.mean for p in points])
-    crossings = tuple(Crossing(10**x, d) for x, d in found)  # type: ignore[arg-type]
-    return BreakEven(key=key, metric=metric, points=points, params=central, params_lo=lo, params_hi=hi,
-                     crossings=crossings, verdict=_verdict(points, central, lo, hi))
+    sizes = sorted(by_size)
+    points = tuple(_point(size, by_size[size], metric) for size in sizes)
+    xs = [math.log10(size) for size in sizes]
+    logs = [math.log(p.ratio.mean) for p in points]
+    at, side = first_upward(xs, [logs])
+    central = 10 ** float(at[0]) if side[0] == CROSSING else None
+    interval, note = _interval(xs, [by_size[s] for s in sizes], metric) if central is not None else (None, "")
+    crossings = tuple(Crossing(10**x, d) for x, d in all_crossings(xs, logs))
+    return BreakEven(key=key, metric=metric, points=points, params=central, interval=interval, ci_note=note,
+                     crossings=crossings, outcome=_outcome(points, central),
+                     verdict=_verdict(points, central, _ci_text(points, interval, note)))
 
 
 def break_evens(pairs: Sequence[PairRatio], metric: Metric = "inferences_per_j") -> list[BreakEven]:
@@ -193,5 +212,5 @@ def break_evens(pairs: Sequence[PairRatio], metric: Metric = "inferences_per_j")
     series: dict[SeriesKey, list[PairRatio]] = defaultdict(list)
     for p in pairs:
         series[series_key(p)].append(p)
-    out = [break_even(k, ps, metric) for k, ps in sorted(series.items())]
+    out = [break_even(k, series[k], metric) for k in sorted(series, key=SeriesKey.sort_key)]
     return [b for b in out if b is not None]

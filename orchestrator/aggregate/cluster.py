@@ -17,8 +17,8 @@ left out of the check, each with the reason.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from moecluster.agents.records import TaskResult
 
@@ -120,9 +120,9 @@ class ClusterEnergy:
         for g in self.gpus:
             groups[g.key.node].append(g)
         for node, gs in sorted(groups.items()):
-            vals = [g.energy_j for g in gs]
+            known = [g.energy_j for g in gs if g.energy_j is not None]
             out[node] = {"gpus": len(gs), "task_gpus": sum(g.ran_tasks for g in gs),
-                         "energy_j": None if any(v is None for v in vals) else sum(vals)}  # type: ignore[misc]
+                         "energy_j": sum(known) if len(known) == len(gs) else None}
         return out
 
 
@@ -132,9 +132,9 @@ def window_spans(result: TaskResult, others: Sequence[TaskResult] = ()) -> tuple
     `others` are the run's other tasks: a reconstructed window must not overlap a task that
     shared one of this task's GPUs.
     """
-    starts = [w.started_at for w in result.windows]
-    if result.windows and all(isinstance(s, (int, float)) and s > 0 for s in starts):
-        spans = [(float(s), float(s) + w.duration_s) for s, w in zip(starts, result.windows)]  # type: ignore[arg-type]
+    spans = [(float(w.started_at), float(w.started_at) + w.duration_s) for w in result.windows
+             if isinstance(w.started_at, (int, float)) and w.started_at > 0]
+    if result.windows and len(spans) == len(result.windows):
         return spans, "timestamps"
     if len(result.windows) != 1:
         return None, (f"{len(result.windows)} windows without start times (Window.started_at): they cannot be"

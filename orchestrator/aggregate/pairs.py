@@ -1,16 +1,17 @@
 """Pairs: an MoE task set beside its dense twin(s), as MoE/dense ratios with intervals.
 
 Tasks of one pair share `spec.pair_id`. A pair may hold several dense twins sized
-differently (`spec.match`: total, active or seed parameters) and, in principle, several
-MoE tasks; every MoE task is compared with every dense twin of its pair. Ratios above 1
-favour MoE for inferences/s and inferences/J, and mean MoE draws more power for W. A ratio
-whose interval contains 1 is flagged: the repeats cannot tell which side is better.
+differently (`spec.match`: total, active or seed parameters) and several MoE tasks (one per
+implementation, sharing the twins); every MoE task is compared with every dense twin of its
+pair. Ratios above 1 favour MoE for inferences/s and inferences/J, and mean MoE draws more
+power for W. A ratio whose interval contains 1 is flagged: the repeats cannot tell which side
+is better.
 """
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from moecluster.agents.records import TaskResult
 
@@ -33,6 +34,11 @@ class PairRatio:
     @property
     def match(self) -> str | None:
         return self.dense.spec.match
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Both tasks' warnings, each prefixed by its side ("moe: ...", "dense: ...")."""
+        return (*(f"moe: {w}" for w in self.moe.warnings), *(f"dense: {w}" for w in self.dense.warnings))
 
     @property
     def flags(self) -> list[str]:
@@ -60,6 +66,7 @@ def _ratio(a: Estimate | None, b: Estimate | None) -> Estimate | None:
 
 
 def pair_ratio(pair_id: str, moe: TaskStats, dense: TaskStats) -> PairRatio:
+    """The MoE/dense ratios of one MoE task against one dense twin (None where a side lacks the figure)."""
     return PairRatio(
         pair_id=pair_id, moe=moe, dense=dense,
         inferences_per_s=_ratio(moe.inferences_per_s, dense.inferences_per_s),

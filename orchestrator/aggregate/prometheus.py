@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import requests
 
@@ -35,7 +36,7 @@ class GpuKey:
     name: str = ""
 
     @classmethod
-    def from_labels(cls, labels: Mapping[str, str]) -> "GpuKey":
+    def from_labels(cls, labels: Mapping[str, str]) -> GpuKey:
         return cls(node=labels.get("node", ""), gpu=labels.get("gpu", ""), uuid=labels.get("uuid", ""),
                    name=labels.get("name", ""))
 

@@ -1,7 +1,9 @@
 """Per-task figures over repeats: throughput, power, energy, efficiency and seed 000's normalisations.
 
-Every figure is first computed per measurement window and then averaged over the windows
-(mean and Student-t interval), so a task's interval reflects its own repeat-to-repeat spread.
+Every figure is first computed per measurement window and then summarised over the windows
+(geometric mean and log-scale t interval, see `stats`), so a task's interval reflects its own
+repeat-to-repeat spread. The per-window figures are kept (`TaskStats.samples`) for the
+bootstrap of the break-even, and the warnings a reader needs (`checks`) beside them.
 
 Energy comes in two flavours: as measured (everything the task's GPUs drew), and above idle
 (`energy_j - idle_power_w * duration_s` per window, the idle power being what the same GPUs
@@ -16,19 +18,20 @@ None for every energy figure: never a zero.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
-from moecluster.agents.records import TaskResult, Window
+from moecluster.agents.records import TaskResult, TaskSpec, Window
 
-from .stats import Estimate, mean_ci
+from .checks import task_warnings
+from .stats import Estimate, log_mean_ci
 
 TOKENS_PER_ITEM = {"mlp": 1}
 
 
 @dataclass(frozen=True)
 class TaskStats:
-    """What one task measured, averaged over its windows (None where not measurable)."""
+    """What one task measured, summarised over its windows (None where not measurable)."""
 
     result: TaskResult
     inferences_per_s: Estimate | None
@@ -44,10 +47,12 @@ class TaskStats:
     j_per_token_per_active_param: Estimate | None
     tokens_per_j: Estimate | None
     energy_note: str | None
-    idle_note: str | None
+    above_idle_note: str | None  # why there is no figure above idle, when there is none
+    samples: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # per-window figures by name
+    warnings: tuple[str, ...] = ()
 
     @property
-    def spec(self):  # type: ignore[no-untyped-def]
+    def spec(self) -> TaskSpec:
         return self.result.spec
 
     @property
@@ -117,57 +122,78 @@ def _power(w: Window) -> float | None:
     return None
 
 
-def _positive(values: Iterable[float | None]) -> list[float] | None:
-    """The values if all are positive numbers (else None: a figure that cannot be formed)."""
-    vals = list(values)
-    if not vals or any(v is None or not v > 0 for v in vals):
-        return None
-    return [float(v) for v in vals]  # type: ignore[arg-type]
+def _put(out: dict[str, tuple[float, ...]], name: str, values: Sequence[float | None]) -> None:
+    """Keep `values` under `name` if every window has one and it is positive (a figure that can be formed)."""
+    vals = [v for v in values if v is not None and v > 0]
+    if values and len(vals) == len(values):
+        out[name] = tuple(float(v) for v in vals)
 
 
-def _ci(values: Sequence[float] | None) -> Estimate | None:
-    return mean_ci(values) if values else None
+def window_figures(result: TaskResult) -> dict[str, tuple[float, ...]]:
+    """Each figure of `result` per window, by name, where every window has it positive.
+
+    Energy figures only where `energy_note` is None; figures above idle only where the idle
+    power was measured and lies below every window's average power.
+    """
+    ws = [w for w in result.windows if w.duration_s > 0]
+    out: dict[str, tuple[float, ...]] = {}
+    _put(out, "inferences_per_s", [w.inferences / w.duration_s for w in ws])
+    if energy_note(result) is not None:
+        return out
+    _put(out, "power_w", [_power(w) for w in ws])
+    _put(out, "energy_j", [w.energy_j for w in ws])
+    counted = all(w.inferences > 0 for w in ws)
+    energy = out.get("energy_j")
+    if energy is None:
+        return out
+    if counted:
+        _put(out, "inferences_per_j", [w.inferences / j for w, j in zip(ws, energy)])
+        _put(out, "j_per_inference", [j / w.inferences for w, j in zip(ws, energy)])
+    if result.idle_power_w is not None:
+        idle_w = result.idle_power_w
+        _put(out, "energy_above_idle_j", [j - idle_w * w.duration_s for w, j in zip(ws, energy)])
+        above = out.get("energy_above_idle_j")
+        if above is not None and counted:
+            _put(out, "inferences_per_j_above_idle", [w.inferences / a for w, a in zip(ws, above)])
+            _put(out, "j_per_inference_above_idle", [a / w.inferences for w, a in zip(ws, above)])
+    return out
+
+
+def _above_idle_note(result: TaskResult, figures: Mapping[str, tuple[float, ...]]) -> str | None:
+    """Why the task has no energy above idle (None when it has one)."""
+    note = energy_note(result)
+    if note is not None:
+        return note
+    if result.idle_power_w is None:
+        return "idle power not measured"
+    if "energy_j" in figures and "energy_above_idle_j" not in figures:
+        return "energy above idle not positive (idle reading above the busy one)"
+    return None
 
 
 def task_stats(result: TaskResult) -> TaskStats:
-    """Per-window figures of `result`, averaged with their 95 % intervals."""
-    ws = [w for w in result.windows if w.duration_s > 0]
-    note = energy_note(result)
-    rate = _ci(_positive(w.inferences / w.duration_s for w in ws))
-    power = _ci(_positive(_power(w) for w in ws)) if note is None else None
-    energy = per_inf = above = per_inf_above = eff = eff_above = None
-    idle_note: str | None = None
-    if note is None:
-        e = _positive(w.energy_j for w in ws)
-        energy = _ci(e)
-        if e is not None and all(w.inferences > 0 for w in ws):
-            eff = _ci([w.inferences / j for w, j in zip(ws, e)])
-            per_inf = _ci([j / w.inferences for w, j in zip(ws, e)])
-        if result.idle_power_w is None:
-            idle_note = "idle power not measured"
-        else:
-            a = [w.energy_j - result.idle_power_w * w.duration_s for w in ws]  # type: ignore[operator]
-            if any(v <= 0 for v in a):
-                idle_note = "energy above idle not positive (idle reading above the busy one)"
-            else:
-                above = _ci(a)
-                if all(w.inferences > 0 for w in ws):
-                    eff_above = _ci([w.inferences / j for w, j in zip(ws, a)])
-                    per_inf_above = _ci([j / w.inferences for w, j in zip(ws, a)])
-    else:
-        idle_note = note
+    """Per-window figures of `result`, summarised with their 95 % intervals (geometric mean, log-scale t)."""
+    figures = window_figures(result)
+
+    def est(name: str) -> Estimate | None:
+        values = figures.get(name)
+        return log_mean_ci(values) if values else None
+
+    per_inf, eff = est("j_per_inference"), est("inferences_per_j")
     total = result.params.total if result.params else None
     active = result.params.active_per_token if result.params else None
     tokens = tokens_per_item(result)
     return TaskStats(
-        result=result, inferences_per_s=rate, power_w=power, energy_j=energy, inferences_per_j=eff,
-        energy_above_idle_j=above, inferences_per_j_above_idle=eff_above, j_per_inference=per_inf,
-        j_per_inference_above_idle=per_inf_above,
+        result=result, inferences_per_s=est("inferences_per_s"), power_w=est("power_w"), energy_j=est("energy_j"),
+        inferences_per_j=eff, energy_above_idle_j=est("energy_above_idle_j"),
+        inferences_per_j_above_idle=est("inferences_per_j_above_idle"), j_per_inference=per_inf,
+        j_per_inference_above_idle=est("j_per_inference_above_idle"),
         j_per_inference_per_total_param=per_inf.scale(1.0 / total) if per_inf and total else None,
         j_per_inference_per_active_param=per_inf.scale(1.0 / active) if per_inf and active else None,
         j_per_token_per_active_param=per_inf.scale(1.0 / (tokens * active)) if per_inf and active else None,
         tokens_per_j=eff.scale(tokens) if eff else None,
-        energy_note=note, idle_note=idle_note)
+        energy_note=energy_note(result), above_idle_note=_above_idle_note(result, figures), samples=figures,
+        warnings=task_warnings(result))
 
 
 def all_task_stats(results: Iterable[TaskResult]) -> list[TaskStats]:

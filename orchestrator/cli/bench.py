@@ -8,11 +8,21 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from moecluster.agents.records import TaskResult, TaskSpec
-from moecluster.agents.workloads.mlp.shapes import (DTYPE_NAMES, IMPLS, PRESETS, DenseShape, MoEShape, ShapeError,
-                                                    match_dense, preset as preset_shape)
+from moecluster.agents.workloads.mlp.shapes import (
+    DTYPE_NAMES,
+    HOST_SYNC,
+    IMPLS,
+    PRESETS,
+    DenseShape,
+    MoEShape,
+    ShapeError,
+    match_dense,
+)
+from moecluster.agents.workloads.mlp.shapes import preset as preset_shape
 
 from .errors import InputError
 
@@ -95,6 +105,38 @@ def _result_table(results: list[TaskResult]) -> Table:
     return t
 
 
+def _graph_mode(required: bool, eager: bool, impl: str, device: str) -> bool | None:
+    """`TaskSpec.cuda_graphs` from the flags: None (capture where possible), True, or False;
+    a required graph that cannot be captured is refused here, naming why."""
+    if required and eager:
+        raise InputError("--cuda-graphs and --eager exclude each other")
+    if eager:
+        return False
+    if not required:
+        return None
+    if impl in HOST_SYNC:
+        raise InputError(f"--cuda-graphs is impossible with --impl {impl}: {HOST_SYNC[impl]}"
+                         " (leave it out to capture where possible)")
+    if device != "cuda":
+        raise InputError(f"--cuda-graphs needs --device cuda; device {device} has no CUDA graphs")
+    return True
+
+
+FORM_COLUMNS = ("layout", "kernel", "graph", "candidates")
+
+
+def _form_table(results: list[TaskResult]) -> Table | None:
+    """How each model ran (its measured fastest form and the candidates' times), if recorded."""
+    if not any(r.form for r in results):
+        return None
+    t = Table(title="Forms (chosen by measurement at prepare)", title_justify="left")
+    for col in ("model", *FORM_COLUMNS):
+        t.add_column(col, justify="left")
+    for r in results:
+        t.add_row(r.spec.label(), *(escape(r.form.get(col, "")) for col in FORM_COLUMNS))  # "[in,out]" is no markup
+    return t
+
+
 @click.command()
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="small", show_default=True,
               help="The seed's MoE configuration; the shape options below override its fields.")
@@ -120,7 +162,10 @@ def _result_table(results: list[TaskResult]) -> Table:
 @click.option("--train-epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Train both models on the seed's synthetic task first (the seed uses 15).")
 @click.option("--compile/--no-compile", "compile_", default=False, help="torch.compile the models.")
-@click.option("--cuda-graphs/--no-cuda-graphs", default=False, help="Replay a captured CUDA graph (dense, grouped).")
+@click.option("--cuda-graphs", "cuda_graphs", is_flag=True,
+              help="Require a CUDA graph for both models (fails where one is impossible: naive and sorted sync with"
+                   " the host). Default: capture wherever possible, and record why not where not.")
+@click.option("--eager", is_flag=True, help="Never capture a CUDA graph: launch every kernel eagerly, the seed's way.")
 @click.option("--meter", type=click.Choice(["auto", "nvml", "fake", "none"]), default="auto", show_default=True,
               help="Energy source: NVML when present, a fake power model, or none.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Weights, inputs and load are drawn from it.")
@@ -129,7 +174,7 @@ def _result_table(results: list[TaskResult]) -> Table:
 def bench(preset: str, num_experts: int | None, expert_hidden_dim: int | None, expert_num_layers: int | None,
           top_k: int | None, impl: str, match: str, dtype: str, batch_size: int, device: str | None,
           duration_s: float, warmup_s: float, repeats: int, load: str, zipf_s: float, train_epochs: int,
-          compile_: bool, cuda_graphs: bool, meter: str, seed: int, dry_run: bool, as_json: bool) -> None:
+          compile_: bool, cuda_graphs: bool, eager: bool, meter: str, seed: int, dry_run: bool, as_json: bool) -> None:
     """Measure one dense/MoE pair on this machine (no Ray): throughput, energy, roofline."""
     moe = _moe_shape(preset, {"num_experts": num_experts, "expert_hidden_dim": expert_hidden_dim,
                               "expert_num_layers": expert_num_layers, "top_k": top_k})
@@ -149,17 +194,19 @@ def bench(preset: str, num_experts: int | None, expert_hidden_dim: int | None, e
 
         if not torch.cuda.is_available():
             raise InputError("--device cuda: no CUDA GPU visible to torch on this machine (use --device cpu)")
-    if cuda_graphs and impl not in ("grouped",):
-        raise InputError(f"--cuda-graphs needs --impl grouped (no host syncs), not {impl}")
+    graphs = _graph_mode(cuda_graphs, eager, impl, device)
     specs = pair_specs(moe, dense, preset=None if overridden else preset, impl=impl, match=match, dtype=dtype,
                        batch_size=batch_size, device=device, duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
                        load=load, zipf_s=zipf_s, train_epochs=train_epochs, compile=compile_,
-                       cuda_graphs=cuda_graphs, meter=meter, seed=seed)
+                       cuda_graphs=graphs, meter=meter, seed=seed)
     results = run_pair_alternating(specs, repeats)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
     else:
         console().print(_result_table(results))
+        forms = _form_table(results)
+        if forms is not None:
+            console().print(forms)
     if any(r.status != "ok" for r in results):
         sys.exit(1)
 

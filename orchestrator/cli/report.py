@@ -1,6 +1,8 @@
 """`moecluster report <run-id>`: the run's answers as tables, files and an HTML page."""
 from __future__ import annotations
 
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -13,14 +15,62 @@ from moecluster.orchestrator.rundir import find_run, runs_root
 
 from .errors import InputError
 
+PIPE_WIDTH = 200  # columns of the tables when stdout is not a terminal and COLUMNS is not set
 
-@click.command("report")
+
+def _format_names(text: str) -> list[str]:
+    return [w.lower() for w in re.split(r"[,\s]+", text) if w]
+
+
+def _names_formats(token: str) -> bool:
+    names = _format_names(token)
+    return bool(names) and all(n in FORMATS for n in names)
+
+
+def spread_formats(args: list[str]) -> list[str]:
+    """`--format csv json parquet` read as `--format csv --format json --format parquet`.
+
+    Click options take one value each; here the words right after --format's value that name
+    formats belong to it too (up to `--`, after which everything is an argument).
+    """
+    out: list[str] = []
+    expect_value = taking = False
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + args[i:]
+        if taking and _names_formats(arg):
+            out += ["--format", arg]
+            continue
+        out.append(arg)
+        taking = expect_value or arg.startswith("--format=")
+        expect_value = arg == "--format"
+    return out
+
+
+def _formats(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """Every format named, in order, once; a name that is not a format is a usage error."""
+    names = [n for v in values for n in _format_names(v)]
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown:
+        raise click.BadParameter(f"{unknown[0]!r} is not a format (choose from {', '.join(FORMATS)})", ctx, param)
+    return tuple(dict.fromkeys(names))
+
+
+class ReportCommand(click.Command):
+    """The report command, whose --format also takes several formats after one flag."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, spread_formats(args))
+
+
+@click.command("report", cls=ReportCommand)
 @click.argument("run_id")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Runs root (default: $MOECLUSTER_RUNS_DIR, else ./runs).")
-@click.option("--format", "formats", multiple=True, type=click.Choice(FORMATS),
-              help="Also write the tables in this format (repeatable): one file per table for csv/parquet,"
-                   " one report.json for json.")
+@click.option("--format", "formats", multiple=True, callback=_formats, metavar="FORMAT...",
+              help=f"Also write the tables in these formats ({', '.join(FORMATS)}): `--format csv json`,"
+                   " `--format csv,json` or the flag repeated. One file per table for csv/parquet, one report.json"
+                   " for json.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where --format writes (default: <run dir>/report).")
 @click.option("--html", "html_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -48,7 +98,8 @@ def report(run_id: str, runs_dir: Path | None, formats: tuple[str, ...], out_dir
         err.print(f"[yellow]moecluster: warning: cluster-wide energy {agg.cluster_note}[/yellow]")
     meta = run_meta(run_dir)
     if not quiet:
-        console = Console(width=None if sys.stdout.isatty() else 200)
+        wide = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
+        console = Console(width=None if wide else PIPE_WIDTH)
         for part in render(agg, run_id, meta):
             console.print(part)
             console.print()
@@ -57,8 +108,8 @@ def report(run_id: str, runs_dir: Path | None, formats: tuple[str, ...], out_dir
         tables = frames(agg)
         target = out_dir or run_dir / "report"
         export_meta = {"run_id": run_id, **meta, "cluster": agg.cluster_note}
-        for fmt in dict.fromkeys(formats):
-            written += write(tables, target, fmt, export_meta)  # type: ignore[arg-type]
+        for fmt in formats:
+            written += write(tables, target, fmt, export_meta)
     if html_dir is not None:
         written.append(write_html(agg, run_id, meta, html_dir))
     for path in written:

@@ -142,7 +142,8 @@ def _submit(sweep_file: Path | None, dry_run: bool, as_json: bool, resume_id: st
         if views.run_state(meta) == "running":
             raise InputError(f"run {resume_id} is still running (pid {meta.get('pid')} on {meta.get('host')});"
                              " stop that head first")
-        sweep = load_sweep(run_dir / rundir.SWEEP_FILE)
+        source = run_dir / rundir.SWEEP_FILE
+        sweep = load_sweep(source)
         plan = expand(sweep, run_id=resume_id)
         with RunStore(run_dir) as store:
             planned = [spec.task_id for spec, _ in store.planned()]
@@ -160,6 +161,7 @@ def _submit(sweep_file: Path | None, dry_run: bool, as_json: bool, resume_id: st
         overrides = _overrides(sets)
         if meter:
             overrides["meter"] = meter
+        source = sweep_file
         sweep = load_sweep(sweep_file, overrides)
         explicit = run_id is not None
         run_id = rundir.check_run_id(run_id) if run_id else rundir.new_run_id(sweep.name)
@@ -167,11 +169,24 @@ def _submit(sweep_file: Path | None, dry_run: bool, as_json: bool, resume_id: st
             raise InputError(f"run {run_id!r} already exists under {root} (use --resume {run_id} to finish it)")
         plan = expand(sweep, run_id=run_id)
         pairs = list(plan.pairs)
+    _refuse_gangs_without_node_side(pairs, source)
     if dry_run:
         _print_plan(replace(plan, pairs=tuple(pairs)), sweep, as_json)
         return
     _run(pairs, plan, sweep, root=root, run_id=run_id, resume=resume_id is not None, sweep_file=sweep_file,
          explicit_id=explicit, **run_options)
+
+
+def _refuse_gangs_without_node_side(pairs: list[PairPlan], source: Path) -> None:
+    """InputError when a pair needs a gang (expert_parallel > 1) and this installation lacks
+    the node side that runs one: nothing is measured rather than something that is not EP."""
+    if not any(p.gpus > 1 for p in pairs):
+        return
+    from moecluster.agents.node.capability import gang_problem
+
+    problem = gang_problem()
+    if problem is not None:
+        raise InputError(f"{source}: expert_parallel > 1 cannot run: {problem}")
 
 
 def _print_plan(plan: Plan, sweep: SweepFile, as_json: bool) -> None:

@@ -9,9 +9,11 @@ import os
 import socket
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, Task, \
     TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -21,8 +23,13 @@ from moecluster.agents.records import TaskResult, TaskSpec
 from moecluster.orchestrator.sweep import PairPlan, Plan
 
 
+PIPE_WIDTH = 160  # columns of the tables when the stream is not a terminal and COLUMNS is not set
+
+
 def console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, width=None if (sys.stderr if stderr else sys.stdout).isatty() else 160)
+    """A console for stdout (or stderr): the terminal's width, else $COLUMNS, else `PIPE_WIDTH`."""
+    wide = (sys.stderr if stderr else sys.stdout).isatty() or os.environ.get("COLUMNS", "").isdigit()
+    return Console(stderr=stderr, width=None if wide else PIPE_WIDTH)
 
 
 def duration(seconds: float | None) -> str:
@@ -175,22 +182,102 @@ def runs_table(rows: list[dict[str, Any]], root: str) -> Table:
     return t
 
 
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+@dataclass
+class _Footnotes:
+    """Texts said once under a table, marked ¹ ² ... in its cells."""
+
+    texts: list[str] = field(default_factory=list)
+
+    def mark(self, text: str) -> str:
+        if text not in self.texts:
+            self.texts.append(text)
+        return str(self.texts.index(text) + 1).translate(_SUPERSCRIPT)
+
+    def caption(self) -> str | None:
+        return "\n".join(f"{str(i).translate(_SUPERSCRIPT)} {t}" for i, t in enumerate(self.texts, 1)) or None
+
+
+def _where(result: TaskResult) -> str:
+    """"node-a · GPU 0, 1 (NVIDIA H100 80GB HBM3)", or "node-a · no GPU (cpu)": the node, then its GPUs."""
+    if not result.gpus:
+        return f"{result.node} · no GPU ({result.spec.device})"
+    names = ", ".join(sorted({g.name for g in result.gpus}))
+    return f"{result.node} · GPU {', '.join(str(g.index) for g in result.gpus)} ({names})"
+
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else "no error recorded"
+
+
+def _row(spec: TaskSpec, pair: str, r: TaskResult | None, notes: _Footnotes) -> list[str]:
+    """One task's cells: pair, label, status, where it ran, inferences/s, inferences/J, energy source."""
+    if r is None:
+        return [pair, spec.label(), "[dim]missing[/dim]", "", "", "", ""]
+    if r.status != "ok":
+        mark = notes.mark(f"{spec.task_id}: {_first_line(r.error)}")
+        return [pair, spec.label(), f"[red]failed[/red]{mark}", _where(r), "", "", ""]
+    rate, eff = r.inferences_per_s, r.inferences_per_j
+    why = r.energy_unavailable_reason or "no reason recorded"
+    energy = r.energy_source or f"n/a{notes.mark(f'energy unavailable: {why}')}"
+    return [pair, spec.label(), "[green]ok[/green]", _where(r), "n/a" if rate is None else f"{rate:,.0f}",
+            "n/a" if eff is None else f"{eff:,.2f}", energy]
+
+
+@dataclass(frozen=True)
+class FittedTable:
+    """A table whose `whole` columns keep their full width while the others share what is left of
+    the width it is drawn at, wrapping or folding their cells; nothing is ever cut off."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    whole: frozenset[str]
+    right: frozenset[str]
+    caption: str | None = None
+
+    def widths(self, width: int) -> list[int] | None:
+        """Each column's width (None: every column fits as it is)."""
+        natural = [max([len(Text.from_markup(r[i]).plain) for r in self.rows] + [len(c)])
+                   for i, c in enumerate(self.columns)]
+        room = width - (3 * len(self.columns) + 1)  # borders and padding
+        if sum(natural) <= room:
+            return None
+        fixed = sum(n for c, n in zip(self.columns, natural) if c in self.whole)
+        flexible = sum(n for c, n in zip(self.columns, natural) if c not in self.whole)
+        share = max(room - fixed, 0) / flexible if flexible else 0.0
+        return [n if c in self.whole else max(int(n * share), 4) for c, n in zip(self.columns, natural)]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        widths = self.widths(options.max_width)
+        t = Table(title=self.title, title_justify="left", caption=self.caption, caption_justify="left")
+        for i, col in enumerate(self.columns):
+            t.add_column(col, justify="right" if col in self.right else "left", overflow="fold",
+                         width=widths[i] if widths else None)
+        for row in self.rows:
+            t.add_row(*row)
+        yield t
+
+
 def status_table(run_id: str, planned: list[TaskSpec], results: dict[str, TaskResult],
-                 attempts: dict[str, int]) -> Table:
-    t = Table(title=f"run {run_id}", title_justify="left")
-    for col in ("task", "status", "GPU", "inferences/s", "inferences/J", "energy", "tries"):
-        t.add_column(col, justify="right" if col in ("inferences/s", "inferences/J", "tries") else "left")
+                 attempts: dict[str, int]) -> FittedTable:
+    """Every planned task: its pair, short label (moe/sorted, dense/total), status, node and GPUs,
+    inferences/s, inferences/J, energy source, and its tries where any task needed more than one.
+
+    Why energy is missing and why a task failed are said once each, as footnotes. In a narrow
+    terminal the pair, node and energy source wrap; labels, states and figures stay whole."""
+    notes = _Footnotes()
+    columns = ("pair", "task", "status", "node · GPU", "inf/s", "inf/J", "energy")
+    retried = any(attempts.get(spec.task_id, 1) > 1 for spec in planned)
+    rows: list[tuple[str, ...]] = []
+    previous = None
     for spec in planned:
-        r = results.get(spec.task_id)
-        if r is None:
-            t.add_row(spec.task_id, "[dim]missing[/dim]", "", "", "", "", "")
-            continue
-        gpu = ", ".join(f"{g.node}/{g.index} {g.name}" for g in r.gpus) or r.node
-        if r.status != "ok":
-            t.add_row(spec.task_id, "[red]failed[/red]", gpu, "", "", str(r.error)[:80], str(attempts.get(spec.task_id, 1)))
-            continue
-        rate = r.inferences_per_s
-        t.add_row(spec.task_id, "[green]ok[/green]", gpu, "n/a" if rate is None else f"{rate:,.0f}",
-                  inferences_per_j(r), r.energy_source or f"n/a: {r.energy_unavailable_reason}"[:60],
-                  str(attempts.get(spec.task_id, 1)))
-    return t
+        row = _row(spec, spec.pair_id if spec.pair_id != previous else "", results.get(spec.task_id), notes)
+        rows.append((*row, str(attempts.get(spec.task_id, 1))) if retried else tuple(row))
+        previous = spec.pair_id
+    return FittedTable(f"run {run_id}", (*columns, "tries") if retried else columns, tuple(rows),
+                       whole=frozenset({"task", "status", "inf/s", "inf/J", "tries"}),
+                       right=frozenset({"inf/s", "inf/J", "tries"}), caption=notes.caption())

@@ -16,13 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from moecluster.agents.records import TaskResult
-from moecluster.agents.workloads.mlp.shapes import MoEShape, ShapeError
 
-from .formulas import comm_share, dtype_bytes
 from .gpus import GpuSpec, lookup
-from .models import from_mlp
-
-A2A_LATENCY_S = 15e-6  # assumed: one NCCL all-to-all inside an NVLink node, order of magnitude
 
 
 @dataclass(frozen=True)
@@ -84,6 +79,7 @@ def compare(result: TaskResult) -> RooflineComparison | None:
     energies = [w.energy_j for w in result.windows]
     measured_j = (sum(e for e in energies if e is not None) / items
                   if result.energy_source is not None and all(e is not None for e in energies) else None)
+    power: float | None
     if spec is not None:
         power, source = spec.tdp_w * n, f"datasheet TDP {spec.tdp_w:.0f} W × {n}"
     else:
@@ -98,17 +94,3 @@ def compare(result: TaskResult) -> RooflineComparison | None:
         datasheet=spec.key if spec else None, datasheet_s_per_inference=ds_s, datasheet_fraction=ds_frac,
         measured_j_per_inference=measured_j, roofline_j_per_inference=roof_s * power if power else None,
         power_ref_w=power, power_ref_source=source)
-
-
-def task_comm_share(result: TaskResult, latency_s: float = A2A_LATENCY_S) -> float | None:
-    """Analytic all-to-all share of an MLP MoE task at its expert-parallel degree (None if unknown GPU)."""
-    spec = datasheet_of(result)
-    if spec is None or result.spec.kind != "moe" or result.spec.workload != "mlp":
-        return None
-    try:
-        shape = from_mlp(MoEShape(**result.spec.model))
-        dtype_bytes(result.spec.dtype)
-        return comm_share(shape, spec, result.spec.dtype, result.spec.batch_size, result.spec.expert_parallel,
-                          latency_s)
-    except (ShapeError, TypeError, KeyError):
-        return None

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any
+
+import pandas as pd
 
 from .frames import Frames
 
-Format = Literal["csv", "parquet", "json"]
 FORMATS: tuple[str, ...] = ("csv", "parquet", "json")
 
 
@@ -25,12 +27,15 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def records(df) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    return [{k: _clean(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
+def records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of `df` as JSON-ready dicts (NaN and numpy scalars become null and Python numbers)."""
+    return [{str(k): _clean(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
 
 
-def write(frames: Frames, out_dir: Path, fmt: Format, meta: Mapping[str, Any]) -> list[Path]:
-    """Write every table of `frames` under `out_dir` in `fmt`; the paths written."""
+def write(frames: Frames, out_dir: Path, fmt: str, meta: Mapping[str, Any]) -> list[Path]:
+    """Write every table of `frames` under `out_dir` in `fmt` (one of `FORMATS`); the paths written."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r} ({', '.join(FORMATS)})")
     out_dir.mkdir(parents=True, exist_ok=True)
     if fmt == "json":
         path = out_dir / "report.json"
@@ -42,9 +47,7 @@ def write(frames: Frames, out_dir: Path, fmt: Format, meta: Mapping[str, Any]) -
         path = out_dir / f"{name}.{fmt}"
         if fmt == "csv":
             df.to_csv(path, index=False)
-        elif fmt == "parquet":
-            df.to_parquet(path, index=False)
         else:
-            raise ValueError(f"unknown format {fmt!r} ({', '.join(FORMATS)})")
+            df.to_parquet(path, index=False)
         paths.append(path)
     return paths

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 
 from moecluster.orchestrator.aggregate.stats import Estimate
 
@@ -35,10 +37,11 @@ def seconds(v: float | None) -> str:
 
 
 def num(v: float | None, digits: int = 4) -> str:
-    """A plain figure: thousands separators for large values, significant digits otherwise."""
+    """A plain figure: whole numbers with thousands separators from 1,000 up (every table the same),
+    `digits` significant digits below."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
-    if abs(v) >= 1e4:
+    if abs(v) >= 1e3:
         return f"{v:,.0f}"
     return f"{v:.{digits}g}"
 
@@ -58,8 +61,9 @@ def _decimals(text: str) -> int | None:
     return len(body.split(".")[1]) if "." in body else 0
 
 
-def est(e: Estimate | None, f=num) -> str:  # type: ignore[no-untyped-def]
-    """`mean [lo, hi]` (bounds shown to the mean's decimals), or the mean alone (n=1), or n/a."""
+def est(e: Estimate | None, f: Callable[[float], str] = num) -> str:
+    """`mean [lo, hi]` (bounds shown to the mean's decimals, with thousands separators from 1,000),
+    or the mean alone (n=1), or n/a."""
     if e is None:
         return "n/a"
     mean = f(e.mean)
@@ -68,8 +72,7 @@ def est(e: Estimate | None, f=num) -> str:  # type: ignore[no-untyped-def]
     d = _decimals(mean) if f is num else None
     if d is None:
         return f"{mean} [{f(e.lo)}, {f(e.hi)}]"
-    sep = "," if abs(e.mean) >= 1e4 else ""
-    return f"{mean} [{e.lo:{sep}.{d}f}, {e.hi:{sep}.{d}f}]"
+    return f"{mean} [{e.lo:,.{d}f}, {e.hi:,.{d}f}]"
 
 
 def ratio(e: Estimate | None) -> str:
@@ -84,3 +87,28 @@ def pct(v: float | None, digits: int = 1) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
     return f"{100 * v:.{digits}f} %"
+
+
+def signed_pct(v: float | None, digits: int = 1) -> str:
+    """A relative change: "+1.2 %", "−0.4 %" (a true minus sign), n/a."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    return f"{100 * v:+.{digits}f} %".replace("-", "−")
+
+
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def superscript(n: int) -> str:
+    """A footnote mark: 1 -> "¹", 12 -> "¹²"."""
+    return str(n).translate(_SUPERSCRIPT)
+
+
+_INTERVAL = re.compile(r"^(.+?) (\[[^\]]+\]( †)?)$")
+
+
+def split_interval(text: str) -> tuple[str, str] | None:
+    """("16,693", "[16,544, 16,842]") from "16,693 [16,544, 16,842]" (the † stays with the interval);
+    None for text that is not a figure with its interval."""
+    m = _INTERVAL.match(text)
+    return (m.group(1), m.group(2)) if m else None

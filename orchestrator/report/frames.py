@@ -1,20 +1,29 @@
-"""The report's tables as pandas DataFrames: one source for the exports, the terminal and the HTML page.
+"""The report's tables as pandas DataFrames: the source of the exports.
 
-Every figure with an interval becomes three columns, `<name>`, `<name>_lo`, `<name>_hi`
-(95 % Student-t; empty with a single window). Units are in the column names. Energy that was
-not measured is an empty cell with `energy_note` = "unavailable: <reason>", never a zero.
+Every figure with an interval becomes three columns, `<name>`, `<name>_lo`, `<name>_hi`: the
+geometric mean over windows and its 95 % log-scale t interval (empty with a single window).
+Units are in the column names. Energy that was not measured is an empty cell with `energy_note`
+= "unavailable: <reason>", never a zero. A task's warnings (fewer than 3 windows, a roofline
+above 1, a coarse energy counter, the node's own) are in `warnings`, "; "-separated; the form its
+model ran in is in `form_*`, its drift in `drift_*`; `windows` lists every measurement window.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
 from moecluster.orchestrator.aggregate import Aggregate, BreakEven, Estimate
-from moecluster.orchestrator.estimate.measured import compare, task_comm_share
+from moecluster.orchestrator.aggregate.bootstrap import RNG_SEED
+from moecluster.orchestrator.aggregate.checks import few_windows
+from moecluster.orchestrator.estimate.measured import compare
 
-TABLES = ("tasks", "normalisations", "pairs", "breakeven", "breakeven_points", "roofline", "ep",
+from .ep import ep_rows
+from .howran import FORM_KEYS
+
+TABLES = ("tasks", "windows", "normalisations", "pairs", "breakeven", "breakeven_points", "roofline", "ep",
           "cluster_gpus", "cluster", "failed")
 
 
@@ -28,6 +37,17 @@ def _frame(rows: Iterable[dict[str, Any]], columns: list[str] | None = None) -> 
     """Rows as a frame; an empty table keeps its key column so every export has a header."""
     rows = list(rows)
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns or [])
+
+
+def _joined(values: Iterable[str]) -> str:
+    return "; ".join(values)
+
+
+def _form(form: Mapping[str, str]) -> dict[str, Any]:
+    """`form_layout`, `form_kernel`, `form_graph` and every entry in `form` ("key=value; ...")."""
+    row: dict[str, Any] = {f"form_{k}": form.get(k) for k in FORM_KEYS}
+    row["form"] = _joined(f"{k}={v}" for k, v in form.items())
+    return row
 
 
 def tasks_frame(agg: Aggregate) -> pd.DataFrame:
@@ -48,9 +68,26 @@ def tasks_frame(agg: Aggregate) -> pd.DataFrame:
         _e(row, "inferences_per_j", s.inferences_per_j)
         _e(row, "energy_above_idle_j", s.energy_above_idle_j)
         _e(row, "inferences_per_j_above_idle", s.inferences_per_j_above_idle)
-        row.update(idle_power_w=r.idle_power_w, energy_source=r.energy_source, energy_note=s.energy_note,
-                   idle_note=s.idle_note)
+        row.update(idle_power_w=r.idle_power_w, idle_settle_s=r.idle_settle_s, idle_note=r.idle_note,
+                   energy_source=r.energy_source, energy_note=s.energy_note, above_idle_note=s.above_idle_note,
+                   seed=spec.seed, train_epochs=spec.train_epochs, load=spec.load, zipf_s=spec.zipf_s,
+                   compile=spec.compile, cuda_graphs=spec.cuda_graphs)
+        row.update(_form(r.form))
+        row.update({f"drift_{k}": v for k, v in r.drift.items()})
+        row.update(roofline_fraction=r.roofline.fraction if r.roofline else None,
+                   roofline_note=r.roofline.note if r.roofline else None,
+                   few_windows=few_windows(s.n_windows) is not None, warnings=_joined(s.warnings))
         rows.append(row)
+    return _frame(rows, ["task_id"])
+
+
+def windows_frame(agg: Aggregate) -> pd.DataFrame:
+    """Every measurement window of every task: what it counted and what its energy reading can resolve."""
+    rows = [{"task_id": s.task_id, "window": i, "position": w.position, "started_at": w.started_at,
+             "duration_s": w.duration_s, "inferences": w.inferences, "energy_j": w.energy_j,
+             "energy_resolution_j": w.energy_resolution_j, "aligned": w.aligned, "avg_power_w": w.avg_power_w,
+             "max_power_w": w.max_power_w}
+            for s in agg.tasks for i, w in enumerate(s.result.windows)]
     return _frame(rows, ["task_id"])
 
 
@@ -85,6 +122,8 @@ def pairs_frame(agg: Aggregate) -> pd.DataFrame:
             _e(row, f"ratio_{name}", getattr(p, name))
         row["ci_contains_1"] = ",".join(p.flags)
         row["energy_note"] = m.energy_note or d.energy_note
+        row.update(seed=m.spec.seed, gpu_name=", ".join(sorted({g.name for g in m.result.gpus})),
+                   warnings=_joined(p.warnings))
         rows.append(row)
     for ip in agg.incomplete:
         rows.append({"pair_id": ip.pair_id, "energy_note": f"incomplete: {ip.reason}"})
@@ -95,16 +134,25 @@ def _be_rows(bes: Iterable[BreakEven]) -> tuple[list[dict[str, Any]], list[dict[
     series, points = [], []
     for b in bes:
         k = b.key
+        ci = b.interval
         series.append({"series": k.label(), "metric": b.metric, "impl": k.impl, "dtype": k.dtype,
                        "expert_parallel": k.expert_parallel, "batch_size": k.batch_size, "match": k.match,
-                       "sizes": len(b.points), "min_params": b.min_params, "max_params": b.max_params,
-                       "break_even_params": b.params, "break_even_params_lo": b.params_lo,
-                       "break_even_params_hi": b.params_hi,
+                       "workload": k.workload, "device": k.device, "load": k.load, "zipf_s": k.zipf_s,
+                       "train_epochs": k.train_epochs, "compile": k.compile, "cuda_graphs": k.cuda_graphs,
+                       "gpu_name": k.gpu, "sizes": len(b.points), "min_params": b.min_params,
+                       "max_params": b.max_params, "break_even_params": b.params,
+                       "break_even_params_lo": b.params_lo, "break_even_params_hi": b.params_hi,
+                       "ci": b.interval_text, "ci_method": ci.method if ci else None,
+                       "ci_resamples": ci.resamples if ci else None, "ci_rng_seed": RNG_SEED if ci else None,
+                       "resamples_moe_ahead_everywhere": ci.below if ci else None,
+                       "resamples_dense_ahead_everywhere": ci.above if ci else None,
+                       "resamples_without_upward_crossing": ci.neither if ci else None,
                        "crossings": ";".join(f"{c.direction}@{c.total_params:.4g}" for c in b.crossings),
                        "verdict": b.verdict})
         for p in b.points:
             row: dict[str, Any] = {"series": k.label(), "metric": b.metric, "impl": k.impl, "match": k.match,
-                                   "total_params": p.total_params, "pairs": ";".join(p.pair_ids)}
+                                   "total_params": p.total_params, "pairs": ";".join(p.pair_ids),
+                                   "seeds": ";".join(str(s) for s in p.seeds), "ci_method": p.method}
             _e(row, "ratio", p.ratio)
             points.append(row)
     return series, points
@@ -136,17 +184,7 @@ def roofline_frame(agg: Aggregate) -> pd.DataFrame:
 
 
 def ep_frame(agg: Aggregate) -> pd.DataFrame:
-    rows = []
-    for p in agg.ep:
-        row: dict[str, Any] = {"task_id": p.stats.task_id, "impl": p.stats.spec.impl, "preset": p.stats.spec.preset,
-                               "dtype": p.stats.spec.dtype, "batch_size": p.stats.spec.batch_size,
-                               "expert_parallel": p.degree, "baseline_task": p.baseline.task_id if p.baseline else None}
-        _e(row, "speedup", p.speedup)
-        _e(row, "scaling_loss", p.scaling_loss)
-        _e(row, "energy_ratio", p.energy_ratio)
-        row["comm_share_analytic"] = task_comm_share(p.stats.result)
-        rows.append(row)
-    return _frame(rows, ["task_id"])
+    return _frame(ep_rows(agg), ["task_id"])
 
 
 def cluster_frames(agg: Aggregate) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -176,6 +214,7 @@ def failed_frame(agg: Aggregate) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Frames:
     tasks: pd.DataFrame
+    windows: pd.DataFrame
     normalisations: pd.DataFrame
     pairs: pd.DataFrame
     breakeven: pd.DataFrame
@@ -193,6 +232,6 @@ class Frames:
 def frames(agg: Aggregate) -> Frames:
     be, be_points = breakeven_frames(agg)
     cg, cs = cluster_frames(agg)
-    return Frames(tasks=tasks_frame(agg), normalisations=normalisations_frame(agg), pairs=pairs_frame(agg),
-                  breakeven=be, breakeven_points=be_points, roofline=roofline_frame(agg), ep=ep_frame(agg),
-                  cluster_gpus=cg, cluster=cs, failed=failed_frame(agg))
+    return Frames(tasks=tasks_frame(agg), windows=windows_frame(agg), normalisations=normalisations_frame(agg),
+                  pairs=pairs_frame(agg), breakeven=be, breakeven_points=be_points, roofline=roofline_frame(agg),
+                  ep=ep_frame(agg), cluster_gpus=cg, cluster=cs, failed=failed_frame(agg))

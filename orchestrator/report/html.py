@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import base64
 import html
-import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from moecluster.orchestrator.aggregate import Aggregate
 
-from . import plots
+from . import fmt, plots
+from .ep import shown as ep_shown
 from .tables import DAGGER, Line, TableData, breakeven_table, cluster_section, ep_table, failed_table, header, \
-    normalisations_table, pairs_table, roofline_table, tasks_table
+    normalisations_table, pairs_table, roofline_table, task_runs_table, tasks_table
 
 CSS = """
 :root { --ink:#1b1b1b; --mute:#5b5b5b; --rule:#cfcfcf; --accent:#1f4e79; --bad:#a4161a; --ok:#2d6a4f; }
@@ -58,18 +59,28 @@ ol.method li { margin: .25em 0; font-size: .92em; }
 """
 
 METHOD = [
-    "Each task runs a warm-up and then fixed measurement windows (repeats); every figure is computed per window "
-    "and averaged, with a 95 % Student-t confidence interval over the windows.",
-    "MoE/dense ratios are ratios of window means; their interval is the delta method on the log scale with "
-    "Welch–Satterthwaite degrees of freedom (asymmetric, always positive). † marks a ratio whose interval "
+    "Each task runs a warm-up and then fixed measurement windows (repeats); every figure is computed per window. "
+    "A task's figure is the geometric mean over its windows with a 95 % log-scale t interval: exp(mean of ln x "
+    "± t(n − 1) · standard error), always positive, the same read as inferences/J or J/inference. A task with "
+    "fewer than 3 windows is flagged: its interval is very wide (one degree of freedom) or absent.",
+    "MoE/dense ratios are ratios of geometric means; their interval is Welch's t on the log scale "
+    "(Welch–Satterthwaite degrees of freedom; asymmetric, always positive). † marks a ratio whose interval "
     "contains 1.",
     "Energy is the GPUs' own counter over each window (NVML's total-energy counter where available; the source is "
     "named per task). Energy above idle subtracts the idle power of the same GPUs, measured just before the task, "
     "times the window's duration. Energy that was not measured is shown as unavailable with its reason, never as 0.",
     "Seed 000's normalisations divide the energy per inference (watt-seconds) by the total (trainable) or active "
     "parameters; one MLP inference routes exactly one token, so per-token figures equal per-inference ones here.",
-    "The break-even is where ln(MoE/dense inferences/J) crosses zero, interpolated linearly in log10 of the MoE's "
-    "total parameters; its interval is where the ratio's upper and lower 95 % bounds cross 1.",
+    "A break-even series holds the pairs that differ only in model size and seed (every other axis, the GPU model "
+    "included, is fixed). Several seeds at one size are pooled by a t over seeds: the geometric mean of their "
+    "ratios with a t interval over the per-seed log ratios (seeds − 1 degrees of freedom), so seeds that disagree "
+    "widen it.",
+    "The break-even is where ln(MoE/dense inferences/J) first crosses zero upwards, interpolated linearly in log10 "
+    "of the MoE's total parameters. Its 95 % interval is a percentile bootstrap over windows and seeds: 2,000 "
+    "resamples (RNG seed 0) redraw the seeds at each size and the windows of each task, and recompute the ratios "
+    "and the crossing. Resamples with MoE (dense) ahead at every size put an end at or below (above) the swept "
+    "range; the interval is undetermined when it spans the whole range or when more than 5 % of the resamples "
+    "have no upward crossing, and the report says how many.",
     "The roofline of a task is max(FLOPs / peak FLOP/s, bytes / peak bandwidth) for the work done, with peaks "
     "measured on the device (a large GEMM and a large copy) and, where the GPU is known, its datasheet; roofline "
     "energy is that time at the board's TDP (or the highest power measured when the GPU is unknown).",
@@ -83,15 +94,14 @@ def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-_CI = re.compile(r"^(.+?) (\[[^\]]+\])( †)?$")
-
-
 def _cell(text: str, numeric: bool) -> str:
     """A cell; a figure with its interval gets the interval on a second, smaller line."""
-    m = _CI.match(text) if numeric else None
-    if m:
-        mark = '<span class="dagger">†</span>' if m.group(3) else ""
-        return f'<td class="num">{_e(m.group(1))}{mark}<br><span class="ci">{_e(m.group(2))}</span></td>'
+    parts = fmt.split_interval(text) if numeric else None
+    if parts:
+        point, interval = parts
+        mark = '<span class="dagger">†</span>' if interval.endswith(" †") else ""
+        return (f'<td class="num">{_e(point)}{mark}<br><span class="ci">{_e(interval.removesuffix(" †"))}</span>'
+                "</td>")
     if numeric and len(text) > 24 and " " in text:  # prose (a reason, a verdict) rather than a figure
         return f'<td class="txt wrap">{_e(text)}</td>'
     return f'<td class="{"num" if numeric else "txt"}">{_e(text)}</td>'
@@ -109,7 +119,7 @@ def table_html(t: TableData) -> str:
             continue
         cells = "".join(_cell(c, numeric(i)) for i, c in enumerate(row))
         body.append(f'<tr class="{_e(style)}">{cells}</tr>')
-    note = f'<p class="note">{_e(t.caption)}</p>' if t.caption else ""
+    note = "".join(f'<p class="note">{_e(line)}</p>' for line in t.notes)
     return (f'<div class="scroll"><table><caption>{_e(t.title)}</caption><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>{note}')
 
@@ -165,6 +175,7 @@ def page(agg: Aggregate, run_id: str, meta: Mapping[str, Any]) -> str:
     if agg.tasks:
         parts.append("<h2>3. Tasks and seed 000's normalisations</h2>")
         parts.append(table_html(tasks_table(agg)))
+        parts.append(table_html(task_runs_table(agg)))
         parts.append(table_html(normalisations_table(agg)))
     parts.append("<h2>4. Distance to the hardware's limit</h2>")
     parts.append(figure_html(
@@ -178,10 +189,10 @@ def page(agg: Aggregate, run_id: str, meta: Mapping[str, Any]) -> str:
     parts.append(figure_html(
         "ep", plots.ep_share, agg,
         "<b>Figure 4.</b> Per expert-parallel degree d: the measured scaling loss 1 − speedup/d against the same "
-        "MoE on one GPU (bars, 95 % CI; an upper bound on the communication share) and the analytic all-to-all "
-        "share at the datasheet link bandwidth (diamonds).",
+        "MoE on one GPU (bars, 95 % CI; an upper bound on the communication share) and the share of the step's "
+        "time in dispatch + combine, measured in the gang's timed pass (diamonds; absent where not measured).",
         "Figure 4 absent: this run has no task with an expert-parallel degree above 1."))
-    if agg.ep:
+    if ep_shown(agg):
         parts.append(table_html(ep_table(agg)))
     parts.append("<h2>6. Cluster-wide energy</h2>")
     ctable, clines = cluster_section(agg)

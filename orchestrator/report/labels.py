@@ -7,7 +7,7 @@ setting); inside a group, rows run from the smallest model to the largest, dense
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Callable
+from collections.abc import Callable
 
 from moecluster.agents.records import TaskSpec
 from moecluster.orchestrator.aggregate import Aggregate, PairRatio, TaskStats
@@ -20,6 +20,8 @@ def setting(spec: TaskSpec) -> str:
     parts = [spec.dtype, f"batch {spec.batch_size}", f"EP {spec.expert_parallel}", spec.device]
     if spec.load != "router":
         parts.append(f"load {spec.load} (s={spec.zipf_s:g})" if spec.load == "zipf" else f"load {spec.load}")
+    if spec.train_epochs:
+        parts.append(f"trained {spec.train_epochs} epochs")
     if spec.compile:
         parts.append("torch.compile")
     if spec.cuda_graphs:
@@ -43,7 +45,8 @@ def model_name(spec: TaskSpec) -> str:
 
 def series_title(p: PairRatio) -> str:
     k = series_key(p)
-    return (f"MoE {k.impl} vs dense matched by {MATCH_WORDS.get(k.match, k.match)} · {setting(p.moe.spec)}")
+    on = f" · {k.gpu}" if k.gpu else ""
+    return f"MoE {k.impl} vs dense matched by {MATCH_WORDS.get(k.match, k.match)} · {setting(p.moe.spec)}{on}"
 
 
 def _pair_sizes(agg: Aggregate) -> dict[str, int]:
@@ -54,22 +57,38 @@ def _pair_sizes(agg: Aggregate) -> dict[str, int]:
     return sizes
 
 
+def _clashes(names: dict[str, str], agg: Aggregate) -> set[str]:
+    """Task ids whose name another task of the same setting shares."""
+    seen: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for s in agg.tasks:
+        seen[(setting(s.spec), names[s.task_id])].append(s.task_id)
+    return {tid for ids in seen.values() if len(ids) > 1 for tid in ids}
+
+
 def task_names(agg: Aggregate) -> dict[str, str]:
-    """task_id -> "small · MoE sorted" / "small · dense/total (twin of sorted)"."""
-    impls: dict[str, list[str]] = defaultdict(list)
+    """task_id -> a short name that tells the tasks of one setting apart: "small moe/sorted",
+    "small dense/total". Where two would read alike, a dense twin says whose twin it is ("small
+    dense/total (twin of sorted)"), an MoE task what it is compared with ("small moe/sorted (vs
+    dense/active)"), and, as a last resort, the pair is named. The seed is named where the run has
+    several."""
+    seeds = len({s.spec.seed for s in agg.tasks}) > 1
+    members: dict[str, dict[str, set[str]]] = defaultdict(lambda: {"moe": set(), "dense": set()})
     for s in agg.tasks:
-        if s.spec.kind == "moe":
-            impls[s.spec.pair_id].append(s.spec.impl)
-    out = {}
+        members[s.spec.pair_id][s.spec.kind].add(s.spec.impl if s.spec.kind == "moe" else s.spec.label())
+    names = {s.task_id: f"{model_name(s.spec)} {s.spec.label()}" + (f" seed {s.spec.seed}" if seeds else "")
+             for s in agg.tasks}
+    clash = _clashes(names, agg)
     for s in agg.tasks:
-        name = model_name(s.spec)
-        if s.spec.kind == "moe":
-            out[s.task_id] = f"{name} · MoE {s.spec.impl}"
-        else:
-            twins = sorted(set(impls.get(s.spec.pair_id, [])))
-            of = f" (twin of {', '.join(twins)})" if twins else ""
-            out[s.task_id] = f"{name} · dense/{s.spec.match}{of}"
-    return out
+        if s.task_id in clash:
+            if s.spec.kind == "dense":
+                others = sorted(members[s.spec.pair_id]["moe"])
+                names[s.task_id] += f" (twin of {', '.join(others)})" if others else ""
+            else:
+                others = sorted(members[s.spec.pair_id]["dense"])
+                names[s.task_id] += f" (vs {', '.join(others)})" if others else ""
+    for tid in _clashes(names, agg):
+        names[tid] += f" [{next(s.spec.pair_id for s in agg.tasks if s.task_id == tid)}]"
+    return names
 
 
 def task_order(agg: Aggregate) -> Callable[[TaskStats], tuple]:
@@ -81,5 +100,6 @@ def task_order(agg: Aggregate) -> Callable[[TaskStats], tuple]:
     return key
 
 
-def pair_order(p: PairRatio) -> tuple:
-    return (series_key(p), p.moe.total_params or 0, p.pair_id)
+def pair_order(p: PairRatio) -> tuple[tuple[str, ...], int, int, str]:
+    """Pairs by series, then size, then seed."""
+    return (series_key(p).sort_key(), p.moe.total_params or 0, p.moe.spec.seed, p.pair_id)

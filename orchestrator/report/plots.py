@@ -8,22 +8,29 @@ from __future__ import annotations
 import io
 import math
 from collections import defaultdict
-from typing import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
-from moecluster.orchestrator.aggregate import Aggregate, Estimate  # noqa: E402
+from moecluster.orchestrator.aggregate import Aggregate, BreakEven, Estimate, SeriesKey, replicate_ci  # noqa: E402
 from moecluster.orchestrator.aggregate.breakeven import series_key  # noqa: E402
-from moecluster.orchestrator.estimate.measured import compare, task_comm_share  # noqa: E402
+from moecluster.orchestrator.estimate.measured import compare  # noqa: E402
 
 from . import fmt  # noqa: E402
 from .labels import model_name, pair_order, setting  # noqa: E402
 
-STYLE = {
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+STYLE: dict[RcKeyType, Any] = {
     "font.family": "serif", "font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "legend.fontsize": 8,
     "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False, "axes.spines.right": False,
     "axes.grid": True, "grid.alpha": 0.25, "grid.linewidth": 0.6, "figure.dpi": 150, "savefig.dpi": 150,
@@ -57,58 +64,87 @@ def _errbars(ests: Iterable[Estimate]) -> tuple[list[float], list[list[float]]]:
     return ys, [lo, hi]
 
 
+def _pooled(ests: Sequence[Estimate]) -> Estimate:
+    """One point per size: a single task's estimate, or several seeds' pooled (t over seeds)."""
+    return replicate_ci(ests)
+
+
+def _panel_title(k: SeriesKey) -> str:
+    parts = [k.dtype, f"batch {k.batch_size}", f"EP {k.expert_parallel}", k.device]
+    if k.load != "router":
+        parts.append(f"load {k.load}" + (f" (s={k.zipf_s:g})" if k.zipf_s is not None else ""))
+    if k.train_epochs:
+        parts.append(f"trained {k.train_epochs} epochs")
+    if k.gpu:
+        parts.append(k.gpu)
+    return " · ".join(parts) + f" · dense matched by {k.match}"
+
+
+def _interval_span(b: BreakEven) -> tuple[float, float] | None:
+    """The break-even's interval as drawn: open ends run to the swept range; None when undetermined or absent."""
+    ci = b.interval
+    if ci is None or ci.undetermined:
+        return None
+    return (ci.lo or b.min_params, ci.hi or b.max_params)
+
+
 def efficiency_vs_params(agg: Aggregate) -> bytes | None:
     """Inferences/J against total parameters: each MoE implementation and its dense twin, break-even marked.
 
-    One panel per setting and matching mode. When every implementation was compared with the
-    same dense tasks, one black dense line is drawn; otherwise each implementation's own twins
-    are drawn dashed in its colour, so every break-even is the crossing of two lines of one colour.
+    One panel per series but for the implementation (every other axis fixed). Several seeds at one
+    size are drawn as one point, their geometric mean with the t interval over seeds. When every
+    implementation was compared with the same dense tasks, one black dense line is drawn; otherwise
+    each implementation's own twins are drawn dashed in its colour, so every break-even is the
+    crossing of two lines of one colour.
     """
-    Panel = tuple
-    moe: dict[Panel, dict[str, dict[int, Estimate]]] = defaultdict(lambda: defaultdict(dict))
-    dense: dict[Panel, dict[str, dict[int, tuple[str, Estimate]]]] = defaultdict(lambda: defaultdict(dict))
+    moe: dict[SeriesKey, dict[str, dict[int, list[Estimate]]]] = defaultdict(lambda: defaultdict(dict))
+    dense: dict[SeriesKey, dict[str, dict[int, dict[str, Estimate]]]] = defaultdict(lambda: defaultdict(dict))
     for p in agg.pairs:
-        if p.moe.inferences_per_j is None or p.dense.inferences_per_j is None or not p.moe.total_params:
+        total = p.moe.total_params
+        if p.moe.inferences_per_j is None or p.dense.inferences_per_j is None or not total:
             continue
         k = series_key(p)
-        panel = (k.dtype, k.expert_parallel, k.batch_size, k.match, k.device)
-        moe[panel][k.impl][p.moe.total_params] = p.moe.inferences_per_j
-        dense[panel][k.impl][p.moe.total_params] = (p.dense.task_id, p.dense.inferences_per_j)
+        panel = replace(k, impl="")
+        moe[panel][k.impl].setdefault(total, []).append(p.moe.inferences_per_j)
+        dense[panel][k.impl].setdefault(total, {})[p.dense.task_id] = p.dense.inferences_per_j
     if not moe:
         return None
     with plt.rc_context(STYLE):
         n = len(moe)
         fig, axes = plt.subplots(n, 1, figsize=(7.6, 3.9 * n), squeeze=False)
         extra: dict[str, str] = {}
-        for ax, panel in zip(axes.flat, sorted(moe, key=str)):
-            dtype, ep, batch, match, device = panel
+        for ax, panel in zip(axes.flat, sorted(moe, key=SeriesKey.sort_key)):
             twins = dense[panel]
-            shared = len({tuple(sorted((x, tid) for x, (tid, _) in pts.items())) for pts in twins.values()}) == 1
+            shared = len({tuple(sorted((x, tuple(sorted(ids))) for x, ids in pts.items()))
+                          for pts in twins.values()}) == 1
             lines: list[tuple[str, str, dict[int, Estimate], bool]] = []
             if shared:
                 only = next(iter(twins.values()))
-                lines.append((f"dense, matched by {match}", DENSE_COLOR, {x: e for x, (_, e) in only.items()}, True))
+                lines.append((f"dense, matched by {panel.match}", DENSE_COLOR,
+                               {x: _pooled(list(ids.values())) for x, ids in only.items()}, True))
             for impl in sorted(moe[panel]):
                 color = _color(impl, extra)
-                lines.append((f"MoE {impl}", color, moe[panel][impl], False))
+                lines.append((f"MoE {impl}", color, {x: _pooled(es) for x, es in moe[panel][impl].items()}, False))
                 if not shared:
-                    lines.append((f"dense twin of {impl}", color, {x: e for x, (_, e) in twins[impl].items()}, True))
+                    lines.append((f"dense twin of {impl}", color,
+                                  {x: _pooled(list(ids.values())) for x, ids in twins[impl].items()}, True))
             for label, color, pts_map, is_dense in lines:
                 pts = sorted(pts_map.items())
                 ys, err = _errbars(e for _, e in pts)
                 ax.errorbar([x for x, _ in pts], ys, yerr=err, color=color, marker="s" if is_dense else "o", ms=4,
                             lw=1.3, capsize=2.5, ls="--" if is_dense else "-", label=label,
                             mfc="white" if is_dense and color != DENSE_COLOR else color)
-            marks = [b for b in agg.break_evens if b.params is not None
-                     and (b.key.dtype, b.key.expert_parallel, b.key.batch_size, b.key.match, b.key.device) == panel]
+            marks = [b for b in agg.break_evens if b.params is not None and replace(b.key, impl="") == panel]
             ax.set_xscale("log")
             x0, x1 = (math.log10(v) for v in ax.get_xlim())
             for i, b in enumerate(marks):
+                if b.params is None:
+                    continue
                 color = _color(b.key.impl, extra)
                 ax.axvline(b.params, color=color, lw=1.0, ls=":")
-                if all(p.ratio.has_ci for p in b.points):  # the interval, open ends to the swept range
-                    ax.axvspan(b.params_lo or b.min_params, b.params_hi or b.max_params, color=color, alpha=0.10,
-                               lw=0)
+                span = _interval_span(b)
+                if span is not None:
+                    ax.axvspan(*span, color=color, alpha=0.10, lw=0)
                 right = (math.log10(b.params) - x0) / (x1 - x0) > 0.6
                 ax.annotate(f"break-even {b.key.impl}: {fmt.params(b.params)}", xy=(b.params, 1),
                             xycoords=("data", "axes fraction"), xytext=(-4 if right else 4, -4 - 11 * i),
@@ -117,7 +153,7 @@ def efficiency_vs_params(agg: Aggregate) -> bytes | None:
             ax.set_yscale("log")
             ax.set_xlabel("total parameters of the MoE")
             ax.set_ylabel("inferences / J")
-            ax.set_title(f"{dtype} · batch {batch} · EP {ep} · {device} · dense matched by {match}")
+            ax.set_title(_panel_title(panel))
             ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         for ax in list(axes.flat)[n:]:
             ax.set_visible(False)
@@ -125,8 +161,30 @@ def efficiency_vs_params(agg: Aggregate) -> bytes | None:
         return png(fig)
 
 
+def _readable_x(ax: Axes, log: bool) -> None:
+    """Few, slanted x tick labels, so that long numbers never overlap."""
+    if log:
+        ax.xaxis.set_major_locator(LogLocator(numticks=5))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+    ax.tick_params(axis="x", labelrotation=30)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+
+
 def throughput_power_per_pair(agg: Aggregate) -> bytes | None:
-    """Inferences/s and average W of each pair's MoE and dense task, side by side."""
+    """Figure 2 as PNG (see `pairs_figure`), None without a complete pair."""
+    fig = pairs_figure(agg)
+    return png(fig) if fig is not None else None
+
+
+def pairs_figure(agg: Aggregate) -> Figure | None:
+    """Inferences/s and average W of each pair's MoE and dense task, side by side.
+
+    A task without the figure gets no bar (never one at 0) and its row says "no energy data"; a
+    panel with no data at all says so instead of drawing axes. X tick labels are few and slanted.
+    """
     pairs = sorted((p for p in agg.pairs if p.moe.inferences_per_s and p.dense.inferences_per_s), key=pair_order)
     if not pairs:
         return None
@@ -141,27 +199,40 @@ def throughput_power_per_pair(agg: Aggregate) -> bytes | None:
         panels = ((a1, "inferences_per_s", "inferences / s", True), (a2, "power_w", "average W", False))
         sides = ((-w / 2, "moe", "#1f77b4", "MoE"), (w / 2, "dense", DENSE_COLOR, "dense"))
         for ax, attr, xlabel, log in panels:
+            drawn = False
             for offset, side, color, label in sides:
-                ests = [getattr(getattr(p, side), attr) for p in pairs]
-                vals = [e.mean if e else 0.0 for e in ests]
-                err = _errbars([e if e else Estimate(0.0, None, None, 0) for e in ests])[1]
-                ax.barh([y + offset for y in ys], vals, height=w, xerr=err, color=color,
-                        alpha=0.85 if side == "moe" else 0.55, label=label,
-                        error_kw={"elinewidth": 0.8, "capsize": 2})
+                rows = [(y + offset, e) for y, p in zip(ys, pairs)
+                        if (e := getattr(getattr(p, side), attr)) is not None]
+                if not rows:
+                    continue
+                vals, err = _errbars(e for _, e in rows)
+                ax.barh([y for y, _ in rows], vals, height=w, xerr=err, color=color,
+                        alpha=0.85 if side == "moe" else 0.55, label=label, error_kw={"elinewidth": 0.8, "capsize": 2})
+                drawn = True
+            ax.grid(axis="y", visible=False)
+            if not drawn:
+                ax.text(0.5, 0.5, "no energy data", transform=ax.transAxes, ha="center", va="center",
+                        color="#888888")
+                ax.set_xticks([])
+                ax.set_xlabel(xlabel)
+                continue
+            for y, p in zip(ys, pairs):
+                if getattr(p.moe, attr) is None or getattr(p.dense, attr) is None:
+                    ax.annotate("no energy data", xy=(0, y), xycoords=("axes fraction", "data"), xytext=(4, 0),
+                                textcoords="offset points", va="center", fontsize=7, color="#888888")
             ax.set_xlabel(xlabel)
             if log:
                 ax.set_xscale("log")
-            ax.grid(axis="y", visible=False)
+            _readable_x(ax, log)
         a1.set_yticks(ys, labels, fontsize=7)
         a1.invert_yaxis()
         a1.legend(frameon=False, loc="lower right")
-        a2.set_title("no energy measured" if all(p.moe.power_w is None for p in pairs) else "")
         fig.tight_layout()
-        return png(fig)
+        return fig
 
 
 def ep_share(agg: Aggregate) -> bytes | None:
-    """Per expert-parallel degree: measured scaling loss (1 − speedup/d) and analytic comm share."""
+    """Per expert-parallel degree: measured scaling loss (1 − speedup/d) and measured comm share of time."""
     pts = [p for p in agg.ep if p.degree > 1]
     if not pts:
         return None
@@ -181,11 +252,11 @@ def ep_share(agg: Aggregate) -> bytes | None:
                 ax.bar(xs, [100 * v for v in vals], width=width * 0.9, color=color, alpha=0.8,
                        yerr=[[100 * v for v in err[0]], [100 * v for v in err[1]]], capsize=2,
                        label=f"{impl}: scaling loss 1 − S/d (measured)")
-            analytic = [task_comm_share(p.stats.result) for p in mine]
-            if any(a is not None for a in analytic):
-                ax.scatter([x for x, a in zip(xs, analytic) if a is not None],
-                           [100 * a for a in analytic if a is not None], marker="D", color="white",
-                           edgecolor=color, zorder=3, label=f"{impl}: all-to-all share (analytic)")
+            measured = [p.comm.time_share if p.comm else None for p in mine]
+            if any(a is not None for a in measured):
+                ax.scatter([x for x, a in zip(xs, measured) if a is not None],
+                           [100 * a for a in measured if a is not None], marker="D", color="white",
+                           edgecolor=color, zorder=3, label=f"{impl}: dispatch + combine share (measured)")
         ax.set_xticks(range(len(degrees)), [str(d) for d in degrees])
         ax.set_xlabel("expert-parallel degree d")
         ax.set_ylabel("share of time (%)")

@@ -1,29 +1,41 @@
 """The report's tables as plain cells (`TableData`), rendered by rich in the terminal and as HTML.
 
-Both renderings share the cells, so the terminal and the page always say the same thing.
+Both renderings share the cells, so the terminal and the page always say the same thing. What
+would repeat in every row (why energy is unavailable, a task's warnings, a long reason) is said
+once, as a numbered footnote under the table, and marked in the cells (¹, ², ...).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any
 
-from rich.console import Group, RenderableType
-from rich.table import Table
+from rich.console import RenderableType
 from rich.text import Text
 
 from moecluster.orchestrator.aggregate import Aggregate, Estimate, TaskStats
-from moecluster.orchestrator.estimate.measured import compare, task_comm_share
+from moecluster.orchestrator.aggregate.bootstrap import RESAMPLES, RNG_SEED
+from moecluster.orchestrator.aggregate.bootstrap import METHOD as BOOTSTRAP
+from moecluster.orchestrator.aggregate.breakeven import SEEDS_METHOD
+from moecluster.orchestrator.aggregate.checks import MIN_WINDOWS, few_windows
+from moecluster.orchestrator.aggregate.ep import ep_left_out
+from moecluster.orchestrator.estimate.measured import compare
 
 from . import fmt
+from .howran import drift_text, form_text, idle_text
 from .labels import model_name, pair_order, series_title, setting, task_names, task_order
+from .terminal import FittedTable
 
 DAGGER = "† the 95 % CI of the ratio contains 1: the repeats cannot tell which side is better."
 
 
 @dataclass
 class TableData:
-    """A titled table of formatted cells; the first `left` columns are text (left-aligned)."""
+    """A titled table of formatted cells; the first `left` columns are text (left-aligned).
+
+    `footnotes` are said once under the table; `note(text)` returns the mark of one for a cell.
+    """
 
     title: str
     columns: list[str]
@@ -32,6 +44,7 @@ class TableData:
     caption: str = ""
     row_styles: list[str] = field(default_factory=list)
     text_columns: tuple[int, ...] = ()  # further text columns beyond the first `left`
+    footnotes: list[str] = field(default_factory=list)
 
     def add_row(self, *cells: str, style: str = "") -> None:
         self.rows.append([str(c) for c in cells])
@@ -42,33 +55,25 @@ class TableData:
         self.rows.append([title] + [""] * (len(self.columns) - 1))
         self.row_styles.append("group")
 
-    def _rich_table(self, title: str | None, caption: str | None) -> Table:
-        t = Table(title=title, title_justify="left", title_style="bold", pad_edge=False, caption=caption,
-                  caption_justify="left")
-        for i, c in enumerate(self.columns):
-            text = i < self.left or i in self.text_columns
-            t.add_column(c, justify="left" if text else "right", overflow="fold")
-        return t
+    def note(self, text: str) -> str:
+        """The footnote mark for `text` ("¹"), numbered in order of first use; each text is listed once."""
+        if text not in self.footnotes:
+            self.footnotes.append(text)
+        return fmt.superscript(self.footnotes.index(text) + 1)
+
+    def marks(self, texts: list[str] | tuple[str, ...]) -> str:
+        """The marks of several footnotes ("¹ ³"), "" for none."""
+        return " ".join(self.note(t) for t in texts)
+
+    @property
+    def notes(self) -> list[str]:
+        """What goes under the table: the caption, then each footnote after its mark."""
+        return ([self.caption] if self.caption else []) + [f"{fmt.superscript(i)} {text}"
+                                                           for i, text in enumerate(self.footnotes, 1)]
 
     def to_rich(self) -> RenderableType:
-        """One rich table, or one per group (a terminal table cannot span a row across columns)."""
-        if "group" not in self.row_styles:
-            t = self._rich_table(self.title, self.caption or None)
-            for row, style in zip(self.rows, self.row_styles):
-                t.add_row(*row, style=style or None)
-            return t
-        tables: list[RenderableType] = [Text(self.title, style="bold")]
-        current: Table | None = None
-        for row, style in zip(self.rows, self.row_styles):
-            if style == "group":
-                current = self._rich_table(f"  {row[0]}", None)
-                current.title_style = "italic"
-                tables.append(current)
-            elif current is not None:
-                current.add_row(*row, style=style or None)
-        if self.caption:
-            tables.append(Text(self.caption, style="dim"))
-        return Group(*tables)
+        """The table for the terminal, fitted to the width it is drawn at (`terminal.FittedTable`)."""
+        return FittedTable(self)
 
 
 def _table(title: str, columns: list[str], left: int = 1, text: tuple[int, ...] = ()) -> TableData:
@@ -81,6 +86,22 @@ def _when(ts: float) -> str:
 
 Line = tuple[str, str]  # (text, style: "" | "bold" | "dim" | "ok" | "bad" | "warn")
 STYLES = {"": None, "bold": "bold", "dim": "dim", "ok": "green", "bad": "bold red", "warn": "yellow"}
+
+
+def warning_lines(agg: Aggregate) -> list[Line]:
+    """The run's warnings in brief: tasks with fewer than `MIN_WINDOWS` windows, and how many tasks
+    carry any warning (listed with the table "Tasks: how each ran")."""
+    names = task_names(agg)
+    few = [names[s.task_id] for s in agg.tasks if few_windows(s.n_windows)]
+    lines: list[Line] = []
+    if few:
+        lines.append((f"warning: {len(few)} of {len(agg.tasks)} tasks measured over fewer than {MIN_WINDOWS} windows,"
+                      f" so their intervals are very wide or absent: {', '.join(few)}", "warn"))
+    warned = sum(1 for s in agg.tasks if s.warnings)
+    if warned:
+        lines.append((f"warning: {warned} of {len(agg.tasks)} tasks carry warnings (see \"Tasks: how each ran\")",
+                      "warn"))
+    return lines
 
 
 def header(agg: Aggregate, run_id: str, meta: Mapping[str, Any]) -> list[Line]:
@@ -97,18 +118,26 @@ def header(agg: Aggregate, run_id: str, meta: Mapping[str, Any]) -> list[Line]:
         (f"devices: {', '.join(gpus) or '-'}; energy: {', '.join(sources) or '-'};"
          f" {_when(start)} – {_when(end)}", "")]
     lines += [(f"{k}: {v}", "dim") for k, v in meta.items()]
-    return lines
+    return lines + warning_lines(agg)
 
 
 def _m(e: Estimate | None) -> str:
     return fmt.num(e.mean if e else None)
 
 
+def _fig(t: TableData, e: Estimate | None, show: Callable[[Estimate | None], str], why: str | None) -> str:
+    """`e` shown by `show`, else "n/a" with the footnote mark of why it is missing (when known)."""
+    if e is not None:
+        return show(e)
+    return f"n/a{t.note(why)}" if why else "n/a"
+
+
 def pairs_table(agg: Aggregate) -> TableData:
-    t = _table("MoE beside its dense twin (ratio = MoE / dense, mean [95 % CI])",
-               ["model", "params MoE / dense", "inf/s MoE", "inf/s dense", "ratio", "W MoE", "W dense", "ratio",
-                "inf/J MoE", "inf/J dense", "ratio", "ratio above idle"], left=1)
+    t = _table("MoE beside its dense twin (geometric mean over windows; ratio = MoE / dense [95 % CI])",
+               ["model", "params MoE / dense", "inf/s MoE", "inf/s dense", "inf/s ratio", "W MoE", "W dense",
+                "W ratio", "inf/J MoE", "inf/J dense", "inf/J ratio", "inf/J ratio above idle"], left=1)
     current = None
+    seeds = len({s.spec.seed for s in agg.tasks}) > 1
     for p in sorted(agg.pairs, key=pair_order):
         m, d = p.moe, p.dense
         head = series_title(p)
@@ -116,12 +145,15 @@ def pairs_table(agg: Aggregate) -> TableData:
             t.group(head)
             current = head
         note = m.energy_note or d.energy_note
-        t.add_row(model_name(m.spec), f"{fmt.params(m.total_params)} / {fmt.params(d.total_params)}",
+        above = m.above_idle_note or d.above_idle_note
+        name = f"{model_name(m.spec)} seed {m.spec.seed}" if seeds else model_name(m.spec)
+        t.add_row(f"{name} {t.marks(p.warnings)}".rstrip(),
+                  f"{fmt.params(m.total_params)} / {fmt.params(d.total_params)}",
                   _m(m.inferences_per_s), _m(d.inferences_per_s), fmt.ratio(p.inferences_per_s),
-                  _m(m.power_w), _m(d.power_w), fmt.ratio(p.power_w),
-                  _m(m.inferences_per_j), _m(d.inferences_per_j),
-                  fmt.ratio(p.inferences_per_j) if p.inferences_per_j else (note or "n/a"),
-                  fmt.ratio(p.inferences_per_j_above_idle))
+                  _fig(t, m.power_w, _m, note), _fig(t, d.power_w, _m, note), _fig(t, p.power_w, fmt.ratio, note),
+                  _fig(t, m.inferences_per_j, _m, note), _fig(t, d.inferences_per_j, _m, note),
+                  _fig(t, p.inferences_per_j, fmt.ratio, note),
+                  _fig(t, p.inferences_per_j_above_idle, fmt.ratio, above))
     if agg.incomplete:
         t.group("incomplete pairs")
         for ip in agg.incomplete:
@@ -138,19 +170,39 @@ def _task_rows(agg: Aggregate) -> list[tuple[str, str, TaskStats]]:
 
 
 def tasks_table(agg: Aggregate) -> TableData:
-    t = _table("Tasks (mean [95 % CI] over measurement windows)",
-               ["task", "params total / active", "win", "inferences/s", "avg W", "J / window", "inferences/J",
-                "inf/J above idle", "idle W", "energy source"], text=(9,))
+    t = _table("Tasks: throughput and energy (geometric mean [95 % CI] over measurement windows)",
+               ["task", "windows", "inferences/s", "W", "J / window", "inferences/J", "inf/J above idle"])
+    current = None
+    for head, name, s in _task_rows(agg):
+        if head != current:
+            t.group(head)
+            current = head
+        few = few_windows(s.n_windows)
+        note = s.energy_note
+        t.add_row(name, f"{s.n_windows}{t.note(few) if few else ''}", fmt.est(s.inferences_per_s),
+                  _fig(t, s.power_w, fmt.est, note), _fig(t, s.energy_j, fmt.est, note),
+                  _fig(t, s.inferences_per_j, fmt.est, note),
+                  _fig(t, s.inferences_per_j_above_idle, fmt.est, s.above_idle_note))
+    return t
+
+
+def task_runs_table(agg: Aggregate) -> TableData:
+    """How each task ran: its parameters, the form chosen for its model, drift, idle and warnings."""
+    t = _table("Tasks: how each ran (form chosen by measurement: layout · kernel · graph; drift: last window"
+               " over first − 1)",
+               ["task", "params total / active", "form", "drift", "idle", "energy source", "warnings"],
+               text=(2, 3, 4, 5, 6))
     current = None
     for head, name, s in _task_rows(agg):
         if head != current:
             t.group(head)
             current = head
         r = s.result
-        t.add_row(name, f"{fmt.params(s.total_params)} / {fmt.params(s.active_params)}", str(s.n_windows),
-                  fmt.est(s.inferences_per_s), fmt.est(s.power_w), fmt.est(s.energy_j), fmt.est(s.inferences_per_j),
-                  fmt.est(s.inferences_per_j_above_idle) if s.inferences_per_j_above_idle else (s.idle_note or "n/a"),
-                  fmt.num(r.idle_power_w), r.energy_source or (s.energy_note or ""))
+        form, form_notes = form_text(r.form)
+        idle = idle_text(r) + (t.note(f"idle: {r.idle_note}") if r.idle_note else "")
+        source = (r.energy_source or "none") + (t.note(s.energy_note) if s.energy_note else "")
+        t.add_row(name, f"{fmt.params(s.total_params)} / {fmt.params(s.active_params)}",
+                  f"{form}{t.marks(form_notes)}", drift_text(r.drift), idle, source, t.marks(s.warnings) or "none")
     return t
 
 
@@ -165,7 +217,7 @@ def normalisations_table(agg: Aggregate) -> TableData:
             t.group(head)
             current = head
         if s.energy_note:
-            t.add_row(name, s.energy_note, *[""] * 4)
+            t.add_row(name, *[f"n/a{t.note(s.energy_note)}"] * 5)
             continue
         t.add_row(name, fmt.est(s.j_per_inference, fmt.sci), fmt.est(s.j_per_inference_per_total_param, fmt.sci),
                   fmt.est(s.j_per_inference_per_active_param, fmt.sci),
@@ -173,16 +225,20 @@ def normalisations_table(agg: Aggregate) -> TableData:
     return t
 
 
+BREAKEVEN_METHOD = (f"95 % CI: {BOOTSTRAP} ({RESAMPLES:,} resamples, RNG seed {RNG_SEED}); ≤ / >: an end"
+                    f" beyond the swept sizes. Several seeds at one size: {SEEDS_METHOD}.")
+
+
 def breakeven_table(agg: Aggregate) -> TableData:
     t = _table("Break-even: where MoE inferences/J overtakes dense (interpolated in log10 total parameters)",
-               ["series", "energy", "sizes", "swept", "break-even", "95 % CI", "verdict"], left=2, text=(6,))
+               ["series", "energy", "sizes swept", "break-even", "95 % CI"], left=2, text=(3, 4))
     for label, bes in (("total", agg.break_evens), ("above idle", agg.break_evens_above_idle)):
         for b in bes:
-            t.add_row(b.key.label(), label, str(len(b.points)),
-                      f"{fmt.params(b.min_params)} – {fmt.params(b.max_params)}",
-                      fmt.params(b.params) if b.params else "none", b.interval_text, b.verdict)
+            t.add_row(b.key.label(), label, f"{len(b.points)}: {fmt.params(b.min_params)} – {fmt.params(b.max_params)}",
+                      fmt.params(b.params) if b.params else b.outcome, b.interval_text)
     if not agg.break_evens and not agg.break_evens_above_idle:
-        t.add_row("no series sweeps two or more sizes with energy", *[""] * 6)
+        t.add_row("no series sweeps two or more sizes with energy", *[""] * 4)
+    t.caption = BREAKEVEN_METHOD
     return t
 
 
@@ -206,16 +262,10 @@ def roofline_table(agg: Aggregate) -> TableData:
 
 
 def ep_table(agg: Aggregate) -> TableData:
-    t = _table("Expert parallelism (against the same MoE on one GPU)",
-               ["task", "EP degree", "against", "speedup", "scaling loss 1 − S/d", "inf/J vs EP 1",
-                "comm share (analytic)"], left=1, text=(2,))
-    names = task_names(agg)
-    for p in agg.ep:
-        t.add_row(f"{names.get(p.stats.task_id, p.stats.task_id)} · {setting(p.stats.spec)}", str(p.degree),
-                  p.baseline.task_id if p.baseline else "no EP 1 task",
-                  fmt.est(p.speedup), fmt.est(p.scaling_loss, fmt.pct), fmt.ratio(p.energy_ratio),
-                  fmt.pct(task_comm_share(p.stats.result)))
-    return t
+    """The expert-parallel table, built in `report.ep` (imported here late: it imports `TableData`)."""
+    from .ep import ep_table as build
+
+    return build(agg)
 
 
 def cluster_section(agg: Aggregate) -> tuple[TableData | None, list[Line]]:
@@ -267,11 +317,11 @@ def sections(agg: Aggregate) -> list[TableData]:
     if agg.pairs or agg.incomplete:
         out.append(pairs_table(agg))
     if agg.tasks:
-        out += [tasks_table(agg), normalisations_table(agg)]
+        out += [tasks_table(agg), task_runs_table(agg), normalisations_table(agg)]
     out.append(breakeven_table(agg))
     if any(compare(r) for r in agg.results):
         out.append(roofline_table(agg))
-    if agg.ep:
+    if agg.ep or ep_left_out(agg.tasks):
         out.append(ep_table(agg))
     return out
 

@@ -8,12 +8,12 @@ The token never appears on a command line or in a log.
 """
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 ACCELERATOR_PREFIX = "accelerator_type:"
-ACCELERATOR_LABEL = "ray.io/accelerator-type"
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 NAMESPACE = "moecluster"
 
@@ -75,9 +75,9 @@ def _enable_token_auth() -> None:
     if os.environ.get(AUTH_MODE_ENV) is not None:
         return
     os.environ[AUTH_MODE_ENV] = "token"
-    from ray._raylet import Config
+    raylet = importlib.import_module("ray._raylet")  # compiled: no attributes for a type checker to see
 
-    Config.initialize("")
+    raylet.Config.initialize("")
 
 
 def connect(options: ClusterOptions) -> None:
@@ -85,8 +85,8 @@ def connect(options: ClusterOptions) -> None:
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # workers use this interpreter as it is
     import ray
 
-    kwargs: dict[str, Any] = dict(namespace=NAMESPACE, include_dashboard=options.include_dashboard,
-                                  log_to_driver=False, configure_logging=True, logging_level="WARNING")
+    kwargs: dict[str, Any] = {"namespace": NAMESPACE, "include_dashboard": options.include_dashboard,
+                              "log_to_driver": False, "configure_logging": True, "logging_level": "WARNING"}
     if options.address is None:
         # "local" always starts a new instance: a bare ray.init() would silently join any
         # cluster already running on this machine (a stale `ray start`, another user's).
@@ -119,8 +119,7 @@ def disconnect() -> None:
 def inventory() -> Inventory:
     """The alive nodes and what each advertises (CPUs, GPUs, accelerator type)."""
     import ray
-
-    from moecluster.orchestrator.node_agents import node_names
+    from moecluster.agents.node.names import node_names
 
     alive = [n for n in ray.nodes() if n.get("Alive")]
     names = node_names(alive)
@@ -137,9 +136,8 @@ def probe_nodes(timeout_s: float = 60.0) -> dict[str, Any]:
     """Each alive node's own facts (GPUs, driver, torch, CUDA), from a zero-resource task pinned
     to it; a node that does not answer in time is listed with the reason."""
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     from moecluster.orchestrator.environment import local_facts
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     probe = ray.remote(num_cpus=0, max_retries=0)(local_facts)
     inv = inventory()

@@ -7,6 +7,8 @@ the cluster and every client read a fresh random token from `RAY_AUTH_TOKEN`.
 """
 from __future__ import annotations
 
+import importlib
+
 import secrets
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
@@ -30,7 +32,9 @@ def node_args(model: str, gpus: int = 2, cpus: int = 1) -> dict:
 def auth_env() -> Iterator[dict[str, str]]:
     """RAY_AUTH_MODE=token with a fresh token, for this process (Ray's cached config refreshed)
     and its children; restored afterwards."""
-    from ray._raylet import AuthenticationTokenLoader, Config
+    # private Ray (>= 2.52) classes that its stubs do not declare
+    raylet = importlib.import_module("ray._raylet")
+    Config, AuthenticationTokenLoader = raylet.Config, raylet.AuthenticationTokenLoader
 
     def refresh() -> None:  # Ray caches both the mode and the token per process
         Config.initialize("")

@@ -1,78 +1,179 @@
-"""Gangs: a pair whose MoE task needs several GPUs (expert parallelism) runs as one rank per
-GPU, the ranks held together by a placement group (`STRICT_PACK` by default: one node).
+"""Gangs: an expert-parallel pair on `n` GPUs, run by `n` Ray actors in one placement group.
 
-Each rank gets torchrun's environment (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`,
-`LOCAL_WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`; the master is rank 0's node), so the
-expert-parallel runner can `init_process_group("env://")`. Rank 0 runs the whole pair (the
-dense twins use its GPU); the other ranks run the MoE task only. Their results are merged
-into rank 0's: the gang's GPUs, and per window the energy and power summed over ranks
-(unavailable if any rank lacks it); inferences are rank 0's (the runner reports the gang's).
+One attempt:
+1. a placement group of `n` one-GPU bundles (`STRICT_PACK` by default: one node; the sweep's
+   `placement_strategy` otherwise, e.g. `SPREAD`);
+2. once it is placed, one `GangRankActor` per rank on bundle `rank` (one call at a time, no
+   restarts: a rank that dies is not replaced inside a running process group);
+3. rank 0's `rendezvous()` picks its node's address and a port free there; that object
+   reference is an argument of every rank's `run()`, so Ray hands the address to the ranks
+   without a round trip through the head;
+4. every rank joins the process group and measures (`agents.parallel.run_gang_rank`); rank 0
+   returns the gang's results, the others [].
+
+A gang fails as one. The first rank whose call errors or whose actor dies ends the attempt:
+every actor of the gang is killed (a rank blocked in a collective with a dead peer goes
+with it) and the placement group removed. The gang is then retried whole — new placement
+group, new actors, new port — up to `max_retries` times. Its results are handed back once,
+after every rank of one attempt returned.
 """
 from __future__ import annotations
 
-import random
-from dataclasses import replace
-from typing import Any, Sequence
+import contextlib
+from dataclasses import dataclass
+from typing import Any
 
-from moecluster.agents.records import TaskResult, TaskSpec, Window
+import ray
+from moecluster.agents.records import TaskResult
+from moecluster.orchestrator.sweep import PairPlan
+from ray.exceptions import RayActorError
+from ray.util.placement_group import PlacementGroup, placement_group, placement_group_table, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-PORT_RANGE = (20000, 40000)
+from .cluster import ACCELERATOR_PREFIX
+from .remote import GangRankActor
+from .resources import ACCELERATOR_SHARE, PairResources
+
+# After a rank fails, how long to wait for the other ranks' errors (the first error seen may be
+# a survivor's broken collective; the dead rank's own error names the cause).
+SETTLE_S = 1.0
 
 
-def rank_env(rank: int, world: int, bundle_nodes: Sequence[str], master_addr: str, port: int) -> dict[str, str]:
-    local = [i for i, n in enumerate(bundle_nodes) if n == bundle_nodes[rank]]
-    return {"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(local.index(rank)),
-            "LOCAL_WORLD_SIZE": str(len(local)), "MASTER_ADDR": master_addr, "MASTER_PORT": str(port)}
+@dataclass(frozen=True)
+class GangOutcome:
+    """How a gang ended: rank 0's results, or why every attempt failed (`error`)."""
+
+    results: tuple[TaskResult, ...]
+    error: str | None
+    attempts: int
 
 
-def master_port(pair_id: str) -> int:
-    return random.Random(pair_id).randrange(*PORT_RANGE)
+def first_line(exc: BaseException) -> str:
+    """`Type: last line of the message` (Ray errors carry the remote traceback before it)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}"[:500]
 
 
-def bundle_nodes(pg: Any) -> list[str]:
-    """The node id of every bundle of a ready placement group, in bundle order."""
-    from ray.util.placement_group import placement_group_table
+def actor_name(pair: PairPlan, attempt: int, rank: int) -> str:
+    """The Ray name of one rank's actor (run, pair, attempt and rank; unique within a cluster)."""
+    return f"gang-{pair.tasks[0].run_id}-{pair.pair_id}-a{attempt}-r{rank}"
 
+
+def bundle_nodes(pg: PlacementGroup) -> list[str]:
+    """The node id of every bundle of a placed group, in bundle (rank) order."""
     table = placement_group_table(pg)["bundles_to_node_id"]
     return [table[i] for i in sorted(table)]
 
 
-def rank_specs(specs: Sequence[TaskSpec], rank: int) -> list[TaskSpec]:
-    return list(specs) if rank == 0 else [s for s in specs if s.kind == "moe"]
+def local_ranks(nodes: list[str]) -> list[int]:
+    """Each rank's index among the ranks on its node (`nodes`: each rank's node, in rank order)."""
+    return [nodes[:rank].count(node) for rank, node in enumerate(nodes)]
 
 
-def _sum(values: Sequence[float | None]) -> float | None:
-    return None if any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
+class GangRun:
+    """One gang's attempts. The scheduler waits on `waiting()` and hands each ready reference
+    to `advance()`, which returns the outcome once the gang is over."""
 
+    def __init__(self, pair: PairPlan, res: PairResources, *, max_retries: int, tracker: Any = None) -> None:
+        if res.ranks < 2:
+            raise ValueError(f"pair {pair.pair_id}: a gang needs at least 2 ranks, not {res.ranks}")
+        self.pair, self.res = pair, res
+        self._max_retries = max_retries
+        self._tracker = tracker
+        self.attempts = 0
+        self._pg: PlacementGroup | None = None
+        self._placing: Any = None  # the placement group's ready() reference while it waits
+        self._actors: list[Any] = []
+        self._runs: dict[Any, int] = {}  # run() reference -> rank
+        self._returned: dict[int, list[TaskResult]] = {}
+        self._start()
 
-def merge_ranks(per_rank: Sequence[Sequence[TaskResult]]) -> list[TaskResult]:
-    """Rank 0's results, with every other rank's result of the same task folded in."""
-    merged = []
-    for head in per_rank[0]:
-        others = [r for rank in per_rank[1:] for r in rank if r.spec.task_id == head.spec.task_id]
+    def waiting(self) -> list[Any]:
+        """The references whose readiness moves the gang on."""
+        if self._placing is not None:
+            return [self._placing]
+        return [ref for ref, rank in self._runs.items() if rank not in self._returned]
+
+    def advance(self, ref: Any) -> GangOutcome | None:
+        """React to `ref` being ready; the outcome when the gang is over, else None."""
+        if self._placing is not None and ref == self._placing:
+            self._placing = None
+            if self._pg is None:
+                return None
+            try:
+                self._launch(self._pg)
+            except Exception as exc:  # noqa: BLE001 - e.g. the group went with its node
+                return self._fail({-1: exc})
+            return None
+        rank = self._runs.get(ref)
+        if rank is None or rank in self._returned:
+            return None  # a reference of an earlier attempt
+        try:
+            self._returned[rank] = list(ray.get(ref))
+        except Exception as exc:  # noqa: BLE001 - a rank's error or death ends the attempt
+            return self._fail({rank: exc, **self._other_errors(ref)})
+        if len(self._returned) < self.res.ranks:
+            return None
+        self.cancel()
+        return GangOutcome(results=tuple(self._returned[0]), error=None, attempts=self.attempts)
+
+    def cancel(self) -> None:
+        """End the current attempt: kill every actor, remove the placement group."""
+        for actor in self._actors:
+            with contextlib.suppress(Exception):  # already dead
+                ray.kill(actor, no_restart=True)
+        if self._pg is not None:
+            with contextlib.suppress(Exception):  # already gone with its node
+                remove_placement_group(self._pg)
+        self._actors, self._runs, self._pg, self._placing = [], {}, None, None
+
+    # -- one attempt ---------------------------------------------------------------------------
+    def _start(self) -> None:
+        self.attempts += 1
+        self._returned = {}
+        self._pg = placement_group([self.res.bundle() for _ in range(self.res.ranks)], strategy=self.res.strategy,
+                                   name=f"moecluster {self.pair.pair_id} attempt {self.attempts}")
+        self._placing = self._pg.ready()
+
+    def _launch(self, pg: PlacementGroup) -> None:
+        world = self.res.ranks
+        local = local_ranks(bundle_nodes(pg))
+        resources = ({ACCELERATOR_PREFIX + self.res.accelerator_type: ACCELERATOR_SHARE}
+                     if self.res.accelerator_type else {})
+        self._actors = [
+            GangRankActor.options(
+                name=actor_name(self.pair, self.attempts, rank), num_cpus=self.res.cpus, num_gpus=self.res.gpus,
+                resources=resources, max_concurrency=1, max_restarts=0, max_task_retries=0,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=rank),
+            ).remote(rank, world, local[rank])
+            for rank in range(world)]
+        meet = self._actors[0].rendezvous.remote()
+        specs = list(self.pair.tasks)
+        self._runs = {actor.run.remote(specs, meet, tracker=self._tracker if rank == 0 else None): rank
+                      for rank, actor in enumerate(self._actors)}
+
+    def _other_errors(self, failed: Any) -> dict[int, BaseException]:
+        """The other ranks' errors that arrive within `SETTLE_S` (their results are not kept)."""
+        others = [r for r, rank in self._runs.items() if r != failed and rank not in self._returned]
         if not others:
-            merged.append(head)
-            continue
-        failed = next((r for r in [head, *others] if r.status != "ok"), None)
-        if failed is not None:
-            merged.append(replace(head, status="failed", error=failed.error,
-                                  windows=(), gpus=head.gpus + tuple(g for r in others for g in r.gpus)))
-            continue
-        windows = []
-        for i, w in enumerate(head.windows):
-            ws = [w] + [r.windows[i] for r in others if i < len(r.windows)]
-            complete = len(ws) == len(others) + 1
-            windows.append(Window(
-                inferences=w.inferences, duration_s=w.duration_s,
-                energy_j=_sum([x.energy_j for x in ws]) if complete else None,
-                sampled_energy_j=_sum([x.sampled_energy_j for x in ws]) if complete else None,
-                avg_power_w=_sum([x.avg_power_w for x in ws]) if complete else None,
-                max_power_w=_sum([x.max_power_w for x in ws]) if complete else None))
-        lacking = any(w.energy_j is None for w in windows) and head.energy_source is not None
-        merged.append(replace(
-            head, gpus=head.gpus + tuple(g for r in others for g in r.gpus), windows=tuple(windows),
-            energy_source=None if lacking else head.energy_source,
-            energy_unavailable_reason="energy missing on some rank of the gang" if lacking
-            else head.energy_unavailable_reason,
-            idle_power_w=_sum([head.idle_power_w] + [r.idle_power_w for r in others])))
-    return merged
+            return {}
+        ready, _ = ray.wait(others, num_returns=len(others), timeout=SETTLE_S)
+        out: dict[int, BaseException] = {}
+        for ref in ready:
+            try:
+                ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - collected for the message
+                out[self._runs[ref]] = exc
+        return out
+
+    def _fail(self, errors: dict[int, BaseException]) -> GangOutcome | None:
+        """End this attempt (a dead rank's error named first); start the next attempt, or give the
+        failed outcome once `max_retries` retries are spent."""
+        died = sorted(errors, key=lambda r: (not isinstance(errors[r], RayActorError), r))
+        why = "; ".join(f"{'placing' if r < 0 else f'rank {r}'}: {first_line(errors[r])}" for r in died)
+        self.cancel()
+        if self.attempts <= self._max_retries:
+            self._start()
+            return None
+        return GangOutcome(results=(), error=f"gang of {self.res.ranks} failed {self.attempts} time(s); last: {why}",
+                           attempts=self.attempts)

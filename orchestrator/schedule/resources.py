@@ -79,6 +79,9 @@ def check_feasible(pairs: list[PairPlan], inv: Inventory, cpus_per_task: float) 
             known = ", ".join(inv.accelerator_types) or "none advertised"
             raise ClusterError(f"pair {pair.pair_id}: no node has accelerator_type {res.accelerator_type!r}"
                              f" (cluster: {known})")
+        if res.ranks > 1 and not res.bundle():
+            raise ClusterError(f"pair {pair.pair_id} is a gang of {res.ranks} ranks with neither GPUs nor CPUs to"
+                               " hold each rank in its placement group: give --cpus-per-task above 0")
         if not fits(res, inv):
             what = f"{res.ranks} x ({res.gpus} GPU, {res.cpus:g} CPU)"
             raise ClusterError(f"pair {pair.pair_id} needs {what} placed {res.strategy}; no node of the"

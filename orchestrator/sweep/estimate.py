@@ -2,15 +2,16 @@
 watchdog, not a measurement.
 
 The pair runner (see `moecluster.agents.pair`) runs every repeat as a fresh `run_task` call, so that
-each window follows its own warm-up after the other model ran (A B A B): every repeat pays
-the build, the runner's idle-power window, the warm-up and the window itself.
+each window follows its own warm-up after the other model ran (A B B A): every repeat pays
+the build (with the choice of its fastest form and a CUDA-graph capture), the warm-up and the
+window itself. Idle power is read once per GPU and run, after the GPU settled (up to a minute),
+which the estimate leaves out.
 """
 from __future__ import annotations
 
 from moecluster.agents.records import TaskSpec
 
-IDLE_WINDOW_S = 1.0  # the runner's idle-power reading before every warm-up
-BASE_BUILD_S = 1.0  # imports, weight init, input generation of a small model
+BASE_BUILD_S = 2.0  # imports, weight init, input generation, form choice and capture of a small model
 INIT_S_PER_PARAM = {"cuda": 2e-9, "cpu": 2e-8}  # weight init and copy, per parameter
 COMPILE_S = {"cuda": 40.0, "cpu": 30.0}  # first torch.compile of a model in a fresh worker
 TRAIN_S_PER_PARAM_EPOCH = {"cuda": 5e-9, "cpu": 5e-7}  # 10,000 samples per epoch (seed's task)
@@ -28,8 +29,8 @@ def build_estimate_s(spec: TaskSpec, params_total: int) -> float:
 
 
 def task_estimate_s(spec: TaskSpec, params_total: int) -> float:
-    """Seconds the task occupies its GPU(s): every repeat builds, idles, warms up and measures."""
-    per_repeat = build_estimate_s(spec, params_total) + IDLE_WINDOW_S + spec.warmup_s + spec.duration_s
+    """Seconds the task occupies its GPU(s): every repeat builds, warms up and measures."""
+    per_repeat = build_estimate_s(spec, params_total) + spec.warmup_s + spec.duration_s
     return spec.repeats * per_repeat
 
 

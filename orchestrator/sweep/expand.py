@@ -4,17 +4,22 @@ For every model × impl × dtype × batch size × compile × ... × expert-paral
 one pair: the MoE task (`kind="moe"`) and one dense twin per match mode (`kind="dense"`,
 `impl="dense"`, `match="total"`/`"active"`/`"seed"`), sized by `match_dense`.
 
-Dense twins are *not* shared between the MoE implementations of one shape: every pair
-measures its own twin, interleaved with its MoE (A B A B) on the same GPU, so each
-MoE/dense ratio is taken under one GPU's conditions (GPUs of one model differ by a few
-percent in power) and drift cancels within the pair. It costs extra dense runs (with three
-impls and one match mode, 6 tasks instead of 4), and buys clean ratios, one simple join key
-(`pair_id`) for the report, and repeated dense runs of one shape that give a noise floor.
+By default dense twins are *not* shared between the MoE implementations of one shape: every
+pair measures its own twin, interleaved with its MoE on the same GPU, so each MoE/dense ratio
+is taken under one GPU's conditions (GPUs of one model differ by a few percent in power). With
+`share_twins: true` one pair holds the twins and one MoE task per implementation, all run in
+one counterbalanced sequence on one GPU: the same property at 5 tasks instead of 9 for three
+implementations and two match modes.
+
+Pairs alternate which side starts (`TaskSpec.reverse_order` on every other pair), so an order
+effect that the counterbalanced rounds leave cancels across the sweep too.
 """
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from moecluster.agents.records import TaskSpec
 from moecluster.agents.workloads.mlp.shapes import ShapeError, match_dense
@@ -30,7 +35,8 @@ GRAPH_SAFE_IMPLS = ("grouped",)
 class PairPlan:
     """One scheduling unit: the tasks of a pair, run alternately on the same GPU(s).
 
-    `tasks` lists the dense twin(s) first, then the MoE task (A B A B, dense first).
+    `tasks` lists the dense twin(s) first, then the MoE task(s), in the order of the first
+    round (reversed when the tasks' `reverse_order` is set).
     `gpus` is the gang size when the pair runs on GPUs: the MoE task's expert-parallel
     degree (dense twins use the gang's first GPU).
     """
@@ -51,7 +57,12 @@ class PairPlan:
 
     @property
     def moe(self) -> TaskSpec:
+        """The (first) MoE task; a pair with shared twins holds one per implementation."""
         return next(t for t in self.tasks if t.kind == "moe")
+
+    @property
+    def moes(self) -> tuple[TaskSpec, ...]:
+        return tuple(t for t in self.tasks if t.kind == "moe")
 
 
 @dataclass(frozen=True)
@@ -66,11 +77,12 @@ class Plan:
         return [t for p in self.pairs for t in p.tasks]
 
 
-def _pair_id(model: str, point: dict[str, object], varying: list[str]) -> str:
-    parts = [model, str(point["impl"]), DTYPE_SHORT[str(point["dtype"])], f"b{point['batch_size']}"]
-    labels = {
+def _pair_id(model: str, point: dict[str, object], varying: list[str], with_impl: bool = True) -> str:
+    parts = [model] + ([str(point["impl"])] if with_impl else [])
+    parts += [DTYPE_SHORT[str(point["dtype"])], f"b{point['batch_size']}"]
+    labels: dict[str, Callable[[Any], str]] = {
         "compile": lambda v: "compiled" if v else "eager",
-        "cuda_graphs": lambda v: "graphs" if v else "nographs",
+        "cuda_graphs": lambda v: {None: "graphsauto", True: "graphs", False: "nographs"}[v],
         "load": str,
         "zipf_s": lambda v: f"zipf{v:g}",
         "train_epochs": lambda v: f"train{v}",
@@ -82,9 +94,23 @@ def _pair_id(model: str, point: dict[str, object], varying: list[str]) -> str:
     return "-".join(parts)
 
 
+def _graph_problem(point: dict[str, object]) -> str | None:
+    """Why a grid point that *requires* CUDA graphs cannot run (None when it can)."""
+    if point["cuda_graphs"] is True and point["impl"] not in GRAPH_SAFE_IMPLS:
+        return (f"cuda_graphs: true needs impl {' or '.join(GRAPH_SAFE_IMPLS)}"
+                f" ({point['impl']} syncs with the host); leave cuda_graphs unset to capture where possible")
+    return None
+
+
 def expand(sweep: SweepFile, run_id: str = "local") -> Plan:
-    """Every pair of the sweep, in file order (models outermost, then the axes in `AXES` order)."""
+    """Every pair of the sweep, in file order (models outermost, then the axes in `AXES` order).
+
+    With `share_twins`, the `impl` axis folds into the pair: one pair per remaining grid
+    point, holding the dense twins and one MoE task per implementation.
+    """
     varying = sweep.varying()
+    axes = [a for a in AXES if not (sweep.share_twins and a == "impl")]
+    impls_per_pair = list(sweep.impl) if sweep.share_twins else [None]
     pairs: list[PairPlan] = []
     skipped: list[str] = []
     for index, entry in enumerate(sweep.models):
@@ -96,26 +122,35 @@ def expand(sweep: SweepFile, run_id: str = "local") -> Plan:
             except ShapeError as exc:
                 raise SweepError(f"models[{index}] ({entry.label}): no dense twin for match {mode}: {exc}") from None
         preset = entry.preset if entry.is_plain_preset else None
-        for values in itertools.product(*(getattr(sweep, a) for a in AXES)):
-            point = dict(zip(AXES, values))
-            pair_id = _pair_id(entry.label, point, varying)
-            if point["cuda_graphs"] and point["impl"] not in GRAPH_SAFE_IMPLS:
-                skipped.append(f"{pair_id}: cuda_graphs needs impl {' or '.join(GRAPH_SAFE_IMPLS)}"
-                               f" ({point['impl']} syncs with the host)")
+        for values in itertools.product(*(getattr(sweep, a) for a in axes)):
+            base = dict(zip(axes, values))
+            points = [dict(base, impl=impl) if impl is not None else base for impl in impls_per_pair]
+            pair_id = _pair_id(entry.label, points[0], varying, with_impl=not sweep.share_twins)
+            runnable = []
+            for point in points:
+                problem = _graph_problem(point)
+                if problem:
+                    skipped.append(f"{pair_id}{'' if not sweep.share_twins else '/' + str(point['impl'])}: {problem}")
+                else:
+                    runnable.append(point)
+            if not runnable:
                 continue
+            point = runnable[0]
             common = dict(pair_id=pair_id, preset=preset, run_id=run_id, workload=sweep.workload,
                           dtype=point["dtype"], batch_size=point["batch_size"], device=sweep.device,
                           duration_s=sweep.duration_s, warmup_s=sweep.warmup_s, repeats=sweep.repeats,
                           compile=point["compile"], cuda_graphs=point["cuda_graphs"], load=point["load"],
                           zipf_s=point["zipf_s"], train_epochs=point["train_epochs"], seed=point["seed"],
-                          meter=sweep.meter, sample_power=sweep.sample_power)
+                          meter=sweep.meter, sample_power=sweep.sample_power, reverse_order=len(pairs) % 2 == 1)
             tasks = [TaskSpec(task_id=f"{pair_id}-dense-{mode}", kind="dense", impl="dense", match=mode,
                               model=dense.as_model(), expert_parallel=1, **common)  # type: ignore[arg-type]
                      for mode, dense in twins.items()]
-            tasks.append(TaskSpec(task_id=f"{pair_id}-moe", kind="moe", impl=point["impl"],  # type: ignore[arg-type]
-                                  model=moe_shape.as_model(), expert_parallel=point["expert_parallel"],
-                                  **common))  # type: ignore[arg-type]
-            params = [d.params() for d in twins.values()] + [moe_shape.params()]
+            for p in runnable:
+                suffix = f"-{p['impl']}" if sweep.share_twins else ""
+                tasks.append(TaskSpec(task_id=f"{pair_id}-moe{suffix}", kind="moe", impl=p["impl"],  # type: ignore[arg-type]
+                                      model=moe_shape.as_model(), expert_parallel=p["expert_parallel"],
+                                      **common))  # type: ignore[arg-type]
+            params = [d.params() for d in twins.values()] + [moe_shape.params()] * len(runnable)
             pairs.append(PairPlan(
                 pair_id=pair_id, model=entry.label, tasks=tuple(tasks),
                 params_total=tuple(p.total for p in params),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -141,7 +142,7 @@ def _owner(loc: Loc) -> type[BaseModel]:
     return ModelEntry if len(loc) >= 2 and loc[0] == "models" else SweepFile
 
 
-def _message(err: dict[str, Any], loc: Loc) -> str:
+def _message(err: Mapping[str, Any], loc: Loc) -> str:
     kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
     if kind == "extra_forbidden":
         key = str(loc[-1])

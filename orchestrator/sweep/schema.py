@@ -46,7 +46,7 @@ class ModelEntry(_Strict):
     """One MoE model: a preset (with optional field overrides) or an explicit shape."""
 
     preset: str | None = None
-    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     num_experts: int | None = Field(default=None, gt=0)
     expert_hidden_dim: int | None = Field(default=None, gt=0)
     expert_num_layers: int | None = Field(default=None, gt=0)
@@ -114,7 +114,9 @@ class SweepFile(_Strict):
     dtype: Axis[DType] = ["float32"]
     batch_size: Axis[Annotated[int, Field(gt=0)]] = [128]
     compile: Axis[bool] = [False]
-    cuda_graphs: Axis[bool] = [False]
+    # None: capture a CUDA graph wherever the model allows (recorded where not); true: required;
+    # false: eager, the seed's way
+    cuda_graphs: Axis[Optional[bool]] = [None]
     load: Axis[Load] = ["router"]
     zipf_s: Axis[Annotated[float, Field(ge=0)]] = [1.2]
     train_epochs: Axis[Annotated[int, Field(ge=0)]] = [0]
@@ -123,6 +125,9 @@ class SweepFile(_Strict):
     accelerator_type: Axis[Optional[Annotated[str, Field(min_length=1)]]] = [None]
     # dense twins: one per match mode, inside every pair
     match: Axis[Match] = ["total"]
+    # true: the MoE implementations of one grid point share one set of dense twins (one pair
+    # holds the twins and one MoE task per impl, in counterbalanced order on one GPU)
+    share_twins: bool = False
     # measurement
     duration_s: float = Field(default=30.0, gt=0)
     warmup_s: float = Field(default=5.0, ge=0)
@@ -158,6 +163,11 @@ class SweepFile(_Strict):
                 if ep > 1 and experts % ep:
                     raise FieldProblem(("expert_parallel",), f"{ep} does not divide num_experts ({experts})"
                                        f" of models[{i}] ({model.label}): experts are split evenly over GPUs")
+        for ep in self.expert_parallel:
+            for batch in self.batch_size:
+                if ep > 1 and batch % ep:
+                    raise FieldProblem(("batch_size",), f"{batch} is not divisible by expert_parallel {ep}:"
+                                       " the global batch is split evenly over the gang's ranks")
         return self
 
     def varying(self) -> list[str]:

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from moecluster.agents.devices import FakeDevices
-from moecluster.agents.records import GpuRecord, TaskResult, Window
+from moecluster.agents.meters.idle import IdleCache, SettlePolicy
+from moecluster.agents.meters.peaks import GemmCase, PeakCache, PeakPlan, StreamCase
+from moecluster.agents.records import TaskResult, TaskSpec, Window
 from moecluster.orchestrator.schedule.cluster import ClusterError, Inventory, NodeInfo
-from moecluster.orchestrator.schedule.gang import merge_ranks, rank_env, rank_specs
-from moecluster.agents.pair import run_pair
+from moecluster.agents.pair import merge_repeats, round_order, run_pair
 from moecluster.orchestrator.schedule.resources import check_feasible, pair_resources, parallel_slots
 from moecluster.orchestrator.sweep import expand, parse_sweep
 
@@ -33,59 +35,89 @@ def tiny_pair(extra: str = ""):  # type: ignore[no-untyped-def]
     return pair
 
 
-def test_run_pair_alternates_and_merges_repeats_on_fake_gpus() -> None:
+def quick() -> dict[str, Any]:
+    """run_pair's caches for tests: a tiny peak plan, a short idle span, nothing written to disk."""
+    plan = PeakPlan(gemms=(GemmCase(32, 32, 32),), streams=(StreamCase(1),), samples=1, sample_s=0.001,
+                    min_calls=1, max_call_s=10.0, warmup_s=0.0)
+    return dict(peaks=PeakCache(plan=plan), idle_cache=IdleCache(policy=SettlePolicy(span_s=0.2, block_s=0.1)))
+
+
+def name(spec: TaskSpec) -> str:
+    return spec.kind + (spec.match or "")
+
+
+def test_run_pair_counterbalances_and_merges_repeats_on_fake_gpus() -> None:
     pair = tiny_pair()
     order: list[tuple[str, int]] = []
     with FakeDevices(2, node="node-x", name="Fake TEST") as devices:
         results = run_pair(pair.tasks, devices=devices, gpu_indices=[1], node="node-x",
-                           on_window=lambda spec, r: order.append((spec.kind + (spec.match or ""), r)))
+                           on_window=lambda spec, r: order.append((name(spec), r)), **quick())
     assert order == [("densetotal", 0), ("denseactive", 0), ("moe", 0),
-                     ("densetotal", 1), ("denseactive", 1), ("moe", 1)]
+                     ("moe", 1), ("denseactive", 1), ("densetotal", 1)]
     assert [r.spec for r in results] == list(pair.tasks)
+    assert sorted(w.position for r in results for w in r.windows) == list(range(6))
+    assert [[w.position for w in r.windows] for r in results] == [[0, 5], [1, 4], [2, 3]]
+    (idle,) = {r.idle_power_w for r in results}  # one settled idle for the GPU, shared by every task of the run
+    assert idle == pytest.approx(60.0, rel=1e-3)
     for r in results:
         assert r.status == "ok", r.error
         assert r.spec.repeats == 2 and len(r.windows) == 2
         assert r.energy_source == "fake-power-model" and all(w.energy_j and w.energy_j > 0 for w in r.windows)
+        assert all(w.aligned for w in r.windows) and set(r.drift) == {"inferences_per_s", "inferences_per_j"}
+        assert r.idle_settle_s == 0.0 and "settled after 0.0 s" in r.idle_note
         assert [(g.node, g.index, g.name) for g in r.gpus] == [("node-x", 1, "Fake TEST")]
         assert r.roofline is not None and r.roofline.time_s > 0
         assert r.started_at < r.finished_at
+    assert [r.idle_note.startswith("cached for run local") for r in results] == [False, True, True]
+
+
+def test_reverse_order_starts_the_pair_from_its_last_task() -> None:
+    pair = tiny_pair()
+    specs = [replace(t, reverse_order=True, repeats=1) for t in (pair.tasks[0], pair.tasks[2])]
+    order: list[str] = []
+    results = run_pair(specs, on_window=lambda spec, r: order.append(name(spec)), **quick())
+    assert order == ["moe", "densetotal"]
+    assert [r.windows[0].position for r in results] == [1, 0] and all(r.drift == {} for r in results)
+
+
+def test_rounds_are_palindromes_per_pair_of_rounds() -> None:
+    seq = [i for r in range(4) for i in round_order(3, r)]
+    assert seq == [0, 1, 2, 2, 1, 0, 0, 1, 2, 2, 1, 0]
+    assert [i for r in range(2) for i in round_order(2, r, reverse=True)] == [1, 0, 0, 1]
 
 
 def test_a_failing_task_stops_alone_and_names_its_repeat() -> None:
     pair = tiny_pair()
     broken = replace(pair.tasks[0], model={**pair.tasks[0].model, "hidden_dim": 0})
     runs: list[str] = []
-    results = run_pair([broken, pair.tasks[2]], on_window=lambda spec, r: runs.append(spec.task_id))
+    results = run_pair([broken, pair.tasks[2]], on_window=lambda spec, r: runs.append(spec.task_id),
+                       **quick())
     assert runs.count(broken.task_id) == 1 and runs.count(pair.tasks[2].task_id) == 2
     assert results[0].status == "failed" and results[0].error.startswith("repeat 1/2: ")
     assert results[0].energy_source is None
     assert results[1].status == "ok" and len(results[1].windows) == 2
 
 
-def _ok(task_spec, gpu: int, energy: float | None) -> TaskResult:  # type: ignore[no-untyped-def]
-    return TaskResult(spec=task_spec, status="ok", gpus=(GpuRecord("n", gpu, f"GPU-{gpu}", "Fake"),),
-                      windows=(Window(inferences=100, duration_s=1.0, energy_j=energy, avg_power_w=energy),),
-                      energy_source="fake-power-model", idle_power_w=50.0)
+def _repeat(task_spec: TaskSpec, position: int, rate: float, **kw: Any) -> TaskResult:
+    window = Window(inferences=int(100 * rate), duration_s=1.0, energy_j=10.0, position=position)
+    return TaskResult(spec=task_spec, status="ok", windows=(window,), energy_source="fake-power-model", **kw)
 
 
-def test_gang_ranks_merge_into_rank_zero() -> None:
-    pair = tiny_pair("expert_parallel: 2\n")
-    assert [t.kind for t in rank_specs(pair.tasks, 1)] == ["moe"]
-    rank0 = [_ok(t, 0, 10.0) for t in pair.tasks]
-    merged = merge_ranks([rank0, [_ok(pair.moe, 1, 7.0)]])
-    moe = merged[-1]
-    assert [g.index for g in moe.gpus] == [0, 1] and moe.windows[0].energy_j == 17.0
-    assert moe.windows[0].inferences == 100 and moe.idle_power_w == 100.0
-    assert merged[:-1] == rank0[:-1]
-    lacking = merge_ranks([rank0, [_ok(pair.moe, 1, None)]])[-1]
-    assert lacking.windows[0].energy_j is None and lacking.energy_source is None
-    assert lacking.energy_unavailable_reason
-
-
-def test_rank_env_is_torchrun_style() -> None:
-    env = rank_env(2, 3, ["a", "b", "b"], "10.0.0.1", 29999)
-    assert env == {"RANK": "2", "WORLD_SIZE": "3", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
-                   "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29999"}
+def test_merge_repeats_keeps_form_idle_drift_and_warnings_readable() -> None:
+    task = tiny_pair().moe
+    idle = dict(idle_power_w=61.0, idle_settle_s=3.0)
+    runs = [
+        _repeat(task, 0, 1.0, form={"kernel": "bmm", "candidates": "bmm 1.0 ms"}, idle_note="settled after 3.0 s",
+                warnings=("idle power did not settle", "energy resolution coarse"), **idle),
+        _repeat(task, 3, 1.1, form={"kernel": "bmm", "candidates": "bmm 1.1 ms"},
+                idle_note="cached for run r: settled after 3.0 s", warnings=("idle power did not settle",), **idle),
+    ]
+    merged = merge_repeats(task, runs)
+    assert [w.position for w in merged.windows] == [0, 3]
+    assert merged.form == {"kernel": "bmm", "candidates": "bmm 1.0 ms | bmm 1.1 ms"}
+    assert merged.idle_power_w == 61.0 and merged.idle_settle_s == 3.0 and merged.idle_note == "settled after 3.0 s"
+    assert merged.drift == pytest.approx({"inferences_per_s": 0.1, "inferences_per_j": 0.1})
+    assert merged.warnings == ("idle power did not settle", "repeat 1/2: energy resolution coarse")
 
 
 def inventory(*nodes: tuple[float, float, str | None]) -> Inventory:

@@ -1,18 +1,34 @@
 """The runner end to end on the CPU: fixed windows, energy from the fake device, failures as data."""
+from typing import Any, Callable
+
 import pytest
+import torch
 
 from moecluster.agents.devices import FakeDevices
-from moecluster.agents.records import TaskResult, TaskSpec
-from moecluster.agents.runner import run_task
+from moecluster.agents.meters.idle import IdleCache, SettlePolicy
+from moecluster.agents.meters.idle import IdleReading
+from moecluster.agents.meters.peaks import GemmCase, PeakCache, PeakPlan, Peaks, StreamCase
+from moecluster.agents.records import ParamCounts, TaskResult, TaskSpec, Window
+from moecluster.agents.runner import _run_until, resolution_warning, run_task, window_drift
+from moecluster.agents.workloads.base import Prepared
 from moecluster.agents.workloads.mlp.shapes import MoEShape
+from moecluster.agents.workloads.mlp.workload import MlpWorkload
 
 SHAPE = MoEShape(num_experts=4, expert_hidden_dim=16, expert_num_layers=2, top_k=2)
+TINY_PEAKS = PeakPlan(gemms=(GemmCase(32, 32, 32),), streams=(StreamCase(1),), samples=1, sample_s=0.001,
+                      min_calls=1, max_call_s=10.0, warmup_s=0.0)
+QUICK_IDLE = SettlePolicy(span_s=0.2, block_s=0.1, timeout_s=5.0)
 
 
 def spec(**kw) -> TaskSpec:
     base = dict(task_id="t1", pair_id="p1", kind="moe", impl="grouped", model=SHAPE.as_model(), device="cpu",
                 duration_s=0.3, warmup_s=0.05, repeats=2, batch_size=16)
     return TaskSpec(**{**base, **kw})
+
+
+def quick(**kw: Any) -> dict[str, Any]:
+    """run_task's caches for tests: a tiny peak plan and a short idle span, nothing written to disk."""
+    return dict(peaks=PeakCache(plan=TINY_PEAKS), idle_cache=IdleCache(policy=QUICK_IDLE), **kw)
 
 
 class Recorder:
@@ -30,11 +46,13 @@ class Recorder:
 
 
 def test_cpu_task_measures_windows_and_reports_energy_unavailable():
-    r = run_task(spec())
+    r = run_task(spec(), **quick())
     assert r.status == "ok", r.error
     assert len(r.windows) == 2 and all(w.inferences > 0 and w.duration_s >= 0.3 for w in r.windows)
     assert r.energy_source is None and "cpu" in r.energy_unavailable_reason
-    assert all(w.energy_j is None for w in r.windows) and r.inferences_per_j is None
+    assert all(w.energy_j is None and w.energy_resolution_j is None and not w.aligned for w in r.windows)
+    assert r.inferences_per_j is None and r.idle_power_w is None and r.idle_note is None
+    assert [w.position for w in r.windows] == [0, 1] and set(r.drift) == {"inferences_per_s"}
     assert sum(r.expert_tokens) == 16 * 2
     assert 0 < r.roofline.fraction and r.roofline.bound in ("compute", "memory")
     assert r.params.total == SHAPE.params().total
@@ -44,17 +62,64 @@ def test_cpu_task_measures_windows_and_reports_energy_unavailable():
 def test_fake_meter_energy_follows_the_power_model_and_observer_sees_it():
     devices = FakeDevices(count=2, idle_w=40.0, busy_w=200.0, node="n1")
     obs = Recorder()
-    r = run_task(spec(meter="fake"), devices=devices, gpu_indices=[1], node="n1", observer=obs)
+    r = run_task(spec(meter="fake"), devices=devices, gpu_indices=[1], node="n1", **quick(observer=obs))
     assert r.status == "ok", r.error
     assert r.gpus[0].uuid == devices.gpus[1].info.uuid and r.gpus[0].node == "n1"
     assert r.energy_source == "fake-power-model"
     for w in r.windows:
+        assert w.aligned and w.energy_resolution_j is not None and w.energy_resolution_j < 0.01 * w.energy_j
         assert w.energy_j == pytest.approx(200.0 * w.duration_s, rel=1e-3)
     assert r.idle_power_w == pytest.approx(40.0, rel=1e-3)
+    assert r.idle_settle_s == 0.0 and r.idle_note.startswith("settled after")
+    assert set(r.drift) == {"inferences_per_s", "inferences_per_j"} and r.warnings == ()
     assert obs.events[0] == ("started", "t1", [devices.gpus[1].info.uuid])
     assert obs.events[-1] == ("finished", "ok")
     totals = [e[1] for e in obs.events if e[0] == "progress"]
     assert totals == sorted(totals) and totals[-1] == sum(w.inferences for w in r.windows)
+
+
+def test_idle_and_peaks_are_measured_before_the_model_is_built_and_the_form_is_kept(monkeypatch):
+    order: list[str] = []
+
+    class RecordingPeaks(PeakCache):
+        def get(self, device: torch.device, dtype: torch.dtype) -> Peaks:
+            order.append("peaks")
+            return super().get(device, dtype)
+
+    class RecordingIdle(IdleCache):
+        def get(self, run_id: str, uuid: str) -> IdleReading | None:
+            order.append("idle")
+            return super().get(run_id, uuid)
+
+    prepare = MlpWorkload.prepare
+
+    def recording_prepare(self: MlpWorkload, spec: TaskSpec, device: torch.device, dtype: torch.dtype) -> Prepared:
+        order.append("prepare")
+        prepared = prepare(self, spec, device, dtype)
+        prepared.form = {**prepared.form, "layout": "test-layout"}
+        return prepared
+
+    monkeypatch.setattr(MlpWorkload, "prepare", recording_prepare)
+    r = run_task(spec(meter="fake", repeats=1), devices=FakeDevices(1), peaks=RecordingPeaks(plan=TINY_PEAKS),
+                 idle_cache=RecordingIdle(policy=QUICK_IDLE))
+    assert r.status == "ok", r.error
+    assert order == ["idle", "peaks", "prepare"]
+    assert r.form["layout"] == "test-layout" and r.drift == {}
+
+
+def test_drift_is_last_over_first_minus_one():
+    a = Window(inferences=1000, duration_s=1.0, energy_j=100.0)
+    b = Window(inferences=900, duration_s=1.0, energy_j=100.0)
+    assert window_drift([a, b]) == pytest.approx({"inferences_per_s": -0.1, "inferences_per_j": -0.1})
+    assert window_drift([a, Window(inferences=1100, duration_s=1.0)]) == pytest.approx({"inferences_per_s": 0.1})
+    assert window_drift([a]) == {}
+
+
+def test_a_window_coarser_than_one_percent_is_warned_about():
+    assert resolution_warning(100.0, 0.5, 0.1) is None
+    text = resolution_warning(100.0, 3.0, 0.1)
+    assert "3 % of the window's 100 J" in text and "100 ms" in text and "10 s" in text
+    assert resolution_warning(100.0, None, 0.1) is None and resolution_warning(None, 3.0, 0.1) is None
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -62,7 +127,39 @@ def test_fake_meter_energy_follows_the_power_model_and_observer_sees_it():
     (dict(impl="fancy"), "fancy"),
     (dict(model={"num_experts": 2, "expert_hidden_dim": 4, "expert_num_layers": 1, "top_k": 3}), "top_k"),
     (dict(dtype="float8"), "float8"),
+    (dict(meter="fake", run_id="../etc"), "run id"),
 ])
 def test_failures_are_returned_not_raised(bad, message):
-    r = run_task(spec(**bad))
+    r = run_task(spec(**bad), **quick())
     assert r.status == "failed" and message in r.error
+
+
+def test_keeping_busy_queues_at_most_two_batches_and_stops_on_the_update():
+    """A simulated device finishing one batch per three host polls; the counter updates at poll 20."""
+    launched: list[int] = []
+    polls = [0]
+    finished = [0]
+
+    def step() -> None:
+        launched.append(len(launched) - finished[0])  # batches already in flight when this one is queued
+
+    def mark() -> Callable[[], bool]:
+        index = len(launched) - 1
+
+        def done() -> bool:
+            polls[0] += 1
+            if polls[0] % 3 == 0:
+                finished[0] = min(finished[0] + 1, len(launched))
+            return finished[0] > index
+        return done
+
+    def until() -> bool:
+        polls[0] += 1
+        return polls[0] >= 20
+
+    prepared = Prepared(model=torch.nn.Identity(), inputs=torch.zeros(1), items_per_batch=1, step=step,
+                        params=ParamCounts(total=1, active_per_token=1), flops_per_item=1.0, bytes_per_batch=1.0)
+    synced: list[bool] = []
+    steps = _run_until(prepared, until, lambda: synced.append(True), mark)
+    assert steps == len(launched) >= 3 and max(launched) <= 1  # never more than one waiting behind one running
+    assert polls[0] in (20, 21) and synced == [True]

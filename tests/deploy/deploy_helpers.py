@@ -21,7 +21,9 @@ SERVING = re.compile(r"serving (https?://\S+/metrics)")
 
 def moecluster_cmd() -> list[str]:
     exe = Path(sys.executable).with_name("moecluster")
-    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from moecluster.orchestrator.cli import main; main()"]
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-c", "from moecluster.orchestrator.cli import main; main()"]
 
 
 class AgentProcess:

@@ -1,42 +1,30 @@
 """The seed's models in torch: a dense MLP and an MoE of MLP experts with three implementations.
 
 All MoE implementations compute the same function from the same weights. Expert weights
-are stacked per layer in `nn.Linear` layout, `weight[l]: [E, out, in]`, `bias[l]: [E, out]`:
-`naive` and `sorted` apply one expert slice at a time, `grouped` multiplies every expert
-of a layer in one grouped GEMM (`torch._grouped_mm`), falling back to a per-expert loop
-where the device or dtype lacks it (the reason is kept in `grouped_fallback_reason`).
+are stacked per layer in `nn.Linear` layout, `weight[l]: [E, out, in]`, `bias[l]: [E, out]`.
+`naive` and `sorted` are the seed's code, kept as references: they apply one expert slice at
+a time and sync with the host. `grouped` runs every expert of a layer at once with one of the
+kernels of `experts.py`, chosen by measurement per task (`kernel`), and exposes that as
+`experts_forward` for expert-parallel code. The dense MLP lives in `dense.py`.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .shapes import IMPLS, DenseShape, MoEShape
+from .dense import DenseMLP
+from .derived import DerivedTensors
+from .experts import EXPERT_LOOP, GROUPED_KERNELS, GROUPED_MM, PADDED_BMM, expert_loop, fallback_order, grouped_mm, \
+    padded_bmm
+from .shapes import IMPLS, MoEShape
 
-# grouped: tokens per expert from which another kernel beats the ragged grouped GEMM
-# (measured on the H100 at xxl, bf16: benchmarks/results/moe_kernels_h100.json)
-PADDED_BMM_FROM_ROWS = 384
-EXPERT_LOOP_FROM_ROWS = 1024
-
-
-class DenseMLP(nn.Module):
-    """`Linear(in, h) ReLU [Linear(h, h) ReLU]*(L-1) Linear(h, out)`, as the seed's baseline."""
-
-    def __init__(self, shape: DenseShape) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        for i, (d_in, d_out) in enumerate(shape.layer_dims()):
-            layers.append(nn.Linear(d_in, d_out))
-            if i < shape.num_layers:
-                layers.append(nn.ReLU())
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+__all__ = ["EXPERT_LOOP", "GROUPED_KERNELS", "GROUPED_MM", "IMPLS", "PADDED_BMM", "DenseMLP", "ModelFactory", "MoEMLP",
+           "zipf_experts"]
 
 
 class MoEMLP(nn.Module):
@@ -58,9 +46,11 @@ class MoEMLP(nn.Module):
             nn.init.uniform_(w, -bound, bound)
             nn.init.uniform_(b, -bound, bound)
         self.forced_experts: Tensor | None = None  # [B, k] expert ids replacing top-k (skewed load)
-        self.grouped_fallback_reason: str | None = None
-        self._grouped_probed = False
-        self._padded_last: tuple[Tensor, Tensor] | None = None
+        self.kernel: str | None = None  # grouped kernel chosen by measurement; None: the fallback order's first
+        self.grouped_fallback_reason: str | None = None  # why _grouped_mm cannot run (last device/dtype asked)
+        self._grouped_mm_probe: dict[tuple[str, torch.dtype], str | None] = {}
+        self._padded_last = DerivedTensors()
+        self._host_counts: tuple[int, ...] | None = None  # set only inside `counts_fixed`
 
     # -- routing ------------------------------------------------------------------------
     def route(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -82,9 +72,9 @@ class MoEMLP(nn.Module):
     # -- one expert, one slice at a time ----------------------------------------------------
     def _expert(self, e: int, h: Tensor) -> Tensor:
         last = len(self.weight) - 1
-        for l, (w, b) in enumerate(zip(self.weight, self.bias)):
+        for i, (w, b) in enumerate(zip(self.weight, self.bias)):
             h = F.linear(h, w[e], b[e])
-            if l < last:
+            if i < last:
                 h = F.relu(h)
         return h
 
@@ -134,97 +124,109 @@ class MoEMLP(nn.Module):
         counts = torch.bincount(flat_idx, minlength=self.shape.num_experts).tolist()
         return self._combine(x, token, gate, self._loop_sorted(xs, counts))
 
-    # -- grouped GEMM ------------------------------------------------------------------------
-    def _grouped_layers(self) -> list[tuple[Tensor, Tensor]]:
-        """Per layer (weight as [E, in, out] column-major view, bias [E, out]).
+    # -- grouped: every expert of a layer at once ---------------------------------------------
+    def _grouped_mm_layers(self) -> list[tuple[Tensor, Tensor]]:
+        """Per layer (weight as `[E, in, out]` column-major view, bias `[E, out]`).
 
         The fast grouped kernel needs every row stride to be a multiple of 16 bytes, so the
-        output layer (10 wide) gets a zero-padded copy, built once in the model's dtype;
-        its extra columns are cut off after the last GEMM.
+        output layer (10 wide) gets a zero-padded copy in the model's dtype, derived from
+        the weights and rebuilt whenever they change (`load_state_dict`, `.to`, in-place
+        writes); its extra columns are cut off after the last GEMM.
         """
         layers = [(w.transpose(-2, -1), b) for w, b in zip(self.weight, self.bias)]
         w, b = self.weight[-1], self.bias[-1]
-        out = w.shape[1]
-        pad = -out % max(1, 16 // w.element_size())
+        pad = -w.shape[1] % max(1, 16 // w.element_size())
         if pad:
-            if self._padded_last is None or self._padded_last[0].dtype != w.dtype \
-                    or self._padded_last[0].device != w.device:
-                self._padded_last = (F.pad(w.detach(), (0, 0, 0, pad)).contiguous(),
-                                     F.pad(b.detach(), (0, pad)).contiguous())
-            layers[-1] = (self._padded_last[0].transpose(-2, -1), self._padded_last[1])
+            w_pad, b_pad = self._padded_last.get([w, b], lambda: (F.pad(w.detach(), (0, 0, 0, pad)).contiguous(),
+                                                                  F.pad(b.detach(), (0, pad)).contiguous()))
+            layers[-1] = (w_pad.transpose(-2, -1), b_pad)
         return layers
 
-    def _probe_grouped(self, x: Tensor) -> None:
-        """Try `torch._grouped_mm` once on every layer shape; remember why it cannot run."""
-        self._grouped_probed = True
+    def derived_tensors(self) -> tuple[Tensor, ...]:
+        """The derived copies the grouped kernels read (a CUDA graph must keep them alive)."""
+        return self._padded_last.tensors
+
+    def grouped_mm_unavailable(self, device: torch.device, dtype: torch.dtype) -> str | None:
+        """Why `torch._grouped_mm` cannot run every layer shape here (tried once per device
+        and dtype), or None where it can."""
+        key = (str(device), dtype)
+        if key not in self._grouped_mm_probe:
+            self._grouped_mm_probe[key] = self._probe_grouped_mm(device, dtype)
+        reason = self._grouped_mm_probe[key]
+        self.grouped_fallback_reason = reason
+        return reason
+
+    def _probe_grouped_mm(self, device: torch.device, dtype: torch.dtype) -> str | None:
         if not hasattr(torch, "_grouped_mm"):
-            self.grouped_fallback_reason = f"torch {torch.__version__} has no _grouped_mm"
-            return
-        E = self.shape.num_experts
-        offs = torch.arange(1, E + 1, device=x.device, dtype=torch.int32) * 8
+            return f"torch {torch.__version__} has no _grouped_mm"
+        num_experts = self.shape.num_experts
+        offs = torch.arange(1, num_experts + 1, device=device, dtype=torch.int32) * 8
         try:
-            for w, _ in self._grouped_layers():
-                a = torch.randn(8 * E, w.shape[-2], device=x.device, dtype=x.dtype)
-                torch._grouped_mm(a, w, offs=offs)
+            with torch.no_grad():
+                for w, _ in self._grouped_mm_layers():
+                    a = torch.ones(8 * num_experts, w.shape[-2], device=device, dtype=dtype)  # no RNG drawn
+                    torch._grouped_mm(a, w, offs=offs)
         except (RuntimeError, NotImplementedError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            self.grouped_fallback_reason = f"_grouped_mm unavailable for {x.dtype} on {x.device.type}: {first}"
+            return f"_grouped_mm unavailable for {dtype} on {device.type}: {first}"
+        return None
 
-    def grouped_kernel(self, x: Tensor) -> str:
-        """Which grouped kernel runs for this batch.
+    def kernel_order(self, rows: int, device: torch.device, dtype: torch.dtype) -> list[tuple[str, str | None]]:
+        """Every grouped kernel for `rows` token copies, in the fallback order of the H100's
+        thresholds, each with why it cannot run here (None where it can)."""
+        unavailable = self.grouped_mm_unavailable(device, dtype)
+        fast = unavailable is None and (device.type != "cuda" or (
+            dtype == torch.bfloat16 and torch.cuda.get_device_capability(device)[0] >= 9))
+        order = fallback_order(rows / self.shape.num_experts, fast)
+        return [(k, unavailable if k == GROUPED_MM else None) for k in order]
 
-        `grouped_mm`: the ragged grouped GEMM, no host sync; it wins while experts see few
-        tokens (reading the weights dominates). `padded_bmm`: one cuBLAS batched GEMM over
-        experts padded to the fullest one (one host sync); it wins where the ragged kernel has
-        no fast path (float32, float16, pre-Hopper) and at mid-size loads. `expert_loop`: one
-        cuBLAS GEMM per expert on the sorted tokens; at large loads cuBLAS's own tiles beat
-        both grouped forms, so grouped never falls behind `sorted`.
+    def grouped_kernel(self, h_sorted: Tensor) -> str:
+        """The kernel `experts_forward` runs: the measured choice (`self.kernel`), else the
+        first runnable kernel of the fallback order."""
+        if self.kernel is not None:
+            return self.kernel
+        order = self.kernel_order(h_sorted.shape[0], h_sorted.device, h_sorted.dtype)
+        return next(k for k, why in order if why is None)
+
+    @contextmanager
+    def counts_fixed(self, host_counts: Sequence[int]) -> Iterator[None]:
+        """Within: `padded_bmm` and `expert_loop` take the per-expert counts from here instead
+        of reading them from the device (no host sync), so a batch can be captured in a CUDA
+        graph. Valid only for inputs with exactly these counts (a task's inputs are fixed)."""
+        if len(host_counts) != self.shape.num_experts:
+            raise ValueError(f"{len(host_counts)} counts for {self.shape.num_experts} experts")
+        self._host_counts = tuple(int(c) for c in host_counts)
+        try:
+            yield
+        finally:
+            self._host_counts = None
+
+    def experts_forward(self, h_sorted: Tensor, counts: Tensor) -> Tensor:
+        """Every expert's layers on token copies sorted by expert: `[N, in]` -> `[N, out]`.
+
+        `counts`: tokens per expert, `[E]` int on the device, summing to N. Runs the chosen
+        grouped kernel (`grouped_kernel`); expert-parallel code calls it on a local model that
+        holds a slice of the experts.
         """
-        if not self._grouped_probed:
-            self._probe_grouped(x)
-        if not x.is_cuda:
-            return "padded_bmm" if self.grouped_fallback_reason else "grouped_mm"
-        rows_per_expert = x.shape[0] * self.shape.top_k / self.shape.num_experts
-        if rows_per_expert >= EXPERT_LOOP_FROM_ROWS:
-            return "expert_loop"
-        fast = x.dtype == torch.bfloat16 and torch.cuda.get_device_capability(x.device)[0] >= 9
-        if fast and self.grouped_fallback_reason is None and rows_per_expert < PADDED_BMM_FROM_ROWS:
-            return "grouped_mm"
-        return "padded_bmm"
+        kernel = self.grouped_kernel(h_sorted)
+        if kernel == GROUPED_MM:
+            return grouped_mm(self._grouped_mm_layers(), h_sorted, counts, self.shape.output_dim)
+        layers = list(zip(self.weight, self.bias))
+        if kernel == PADDED_BMM:
+            return padded_bmm(layers, h_sorted, counts, self._host_counts)
+        if kernel == EXPERT_LOOP:
+            return expert_loop(layers, h_sorted, counts, self._host_counts)
+        raise ValueError(f"unknown grouped kernel {kernel!r} ({', '.join(GROUPED_KERNELS)})")
 
-    def _forward_padded_bmm(self, x: Tensor, flat_idx: Tensor, token: Tensor, gate: Tensor, h: Tensor) -> Tensor:
-        E = self.shape.num_experts
-        counts = torch.bincount(flat_idx, minlength=E)
-        capacity = int(counts.max())
-        starts = torch.cumsum(counts, 0) - counts
-        slot = torch.arange(flat_idx.shape[0], device=x.device) - starts[flat_idx]
-        buf = h.new_zeros(E, capacity, h.shape[1])
-        buf[flat_idx, slot] = h
-        last = len(self.weight) - 1
-        for l, (w, b) in enumerate(zip(self.weight, self.bias)):
-            buf = torch.baddbmm(b.unsqueeze(1), buf, w.transpose(-2, -1))
-            if l < last:
-                buf = F.relu(buf)
-        return self._combine(x, token, gate, buf[flat_idx, slot])
+    def expert_counts(self, flat_idx: Tensor) -> Tensor:
+        """Tokens per expert `[E]` (int32) of expert ids, without a host sync (unlike bincount on CUDA)."""
+        counts = torch.zeros(self.shape.num_experts, dtype=torch.int32, device=flat_idx.device)
+        return counts.index_add_(0, flat_idx, torch.ones_like(flat_idx, dtype=torch.int32))
 
     def _forward_grouped(self, x: Tensor, gates: Tensor, idx: Tensor) -> Tensor:
-        """Every layer of all experts as one grouped GEMM (see `grouped_kernel`)."""
-        kernel = self.grouped_kernel(x)
+        """Sort token copies by expert, run every expert at once (`experts_forward`), combine."""
         flat_idx, token, gate, h = self._dispatch(x, gates, idx)
-        if kernel == "padded_bmm":
-            return self._forward_padded_bmm(x, flat_idx, token, gate, h)
-        if kernel == "expert_loop":
-            counts = torch.bincount(flat_idx, minlength=self.shape.num_experts).tolist()
-            return self._combine(x, token, gate, self._loop_sorted(h, counts))
-        counts = torch.zeros(self.shape.num_experts, dtype=torch.int32, device=x.device)
-        counts.index_add_(0, flat_idx, torch.ones_like(flat_idx, dtype=torch.int32))
-        offs = torch.cumsum(counts, 0, dtype=torch.int32)
-        layers = self._grouped_layers()
-        for l, (w, b) in enumerate(layers):
-            h = torch._grouped_mm(h, w, offs=offs) + b[flat_idx]
-            if l < len(layers) - 1:
-                h = F.relu(h)
-        return self._combine(x, token, gate, h[:, : self.shape.output_dim])
+        return self._combine(x, token, gate, self.experts_forward(h, self.expert_counts(flat_idx)))
 
 
 def zipf_experts(num_tokens: int, num_experts: int, top_k: int, exponent: float,

@@ -20,6 +20,11 @@ ALIGNMENTS = (128, 64, 32, 16, 8, 4, 2, 1)  # tensor-core friendly first
 
 MatchMode = Literal["total", "active", "seed"]
 IMPLS = ("naive", "sorted", "grouped")  # MoE implementations (agents.workloads.mlp.models)
+# the implementations that sync with the host every batch (the seed's code), so no CUDA graph can hold them
+HOST_SYNC = {
+    "naive": "naive syncs with the host (mask.any() per expert)",
+    "sorted": "sorted syncs with the host (.tolist() of the per-expert counts)",
+}
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 
 

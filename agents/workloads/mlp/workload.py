@@ -1,17 +1,28 @@
-"""The seed's MLP workload behind the `Workload` interface (dense twin or MoE)."""
+"""The seed's MLP workload behind the `Workload` interface (dense twin or MoE).
+
+`prepare` builds the model and its fixed inputs, then puts the model into its fastest form by
+measurement (`agents.workloads.forms`): the dense twin's weight layout, grouped's kernel, and
+a CUDA graph or not, so both sides of a comparison run at their best; the form and every
+candidate's time are recorded in `Prepared.form`.
+"""
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
 from ...records import ParamCounts, TaskSpec
 from ..base import Prepared
-from .models import IMPLS, DenseMLP, MoEMLP, zipf_experts
-from .shapes import DenseShape, MoEShape, ShapeError
+from ..forms import PROCESS_FORM_CACHE, FormCache, Tools, choose_form, output_tolerance
+from ..graphs import graph_policy
+from .dense import DenseMLP
+from .form_options import FormKey, model_options
+from .models import IMPLS, MoEMLP, zipf_experts
+from .shapes import HOST_SYNC, DenseShape, MoEShape, ShapeError
 from .training import synthetic_classification, train
 
 LOADS = ("router", "zipf")
-GRAPH_SAFE = ("dense", "grouped")  # implementations with no host sync in forward
 
 
 def shape_of(spec: TaskSpec) -> DenseShape | MoEShape:
@@ -21,8 +32,24 @@ def shape_of(spec: TaskSpec) -> DenseShape | MoEShape:
         raise ShapeError(f"bad {spec.kind} model fields {sorted(spec.model)}: {exc}") from None
 
 
+def _runner(model: nn.Module, inputs: Tensor, compiled: bool) -> Callable[[], Tensor]:
+    """One batch of `model` (torch.compile'd if asked) on the task's fixed inputs."""
+    fn = torch.compile(model) if compiled else model
+
+    def run() -> Tensor:
+        return fn(inputs)
+    return run
+
+
 class MlpWorkload:
+    """The seed's MLP pairs. `forms`: where form choices are kept (the process's cache by
+    default, so the repeats of a pair measure once); `tools`: how forms are timed/captured."""
+
     name = "mlp"
+
+    def __init__(self, forms: FormCache | None = None, tools: Tools | None = None) -> None:
+        self.forms = PROCESS_FORM_CACHE if forms is None else forms
+        self.tools = tools
 
     def validate(self, spec: TaskSpec) -> None:
         shape_of(spec)
@@ -34,9 +61,11 @@ class MlpWorkload:
             raise ValueError(f"load {spec.load!r} unknown ({', '.join(LOADS)})")
         if spec.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {spec.batch_size}")
-        if spec.cuda_graphs and spec.impl not in GRAPH_SAFE:
-            raise ValueError(f"cuda_graphs needs an implementation without host syncs ({', '.join(GRAPH_SAFE)}),"
-                             f" not {spec.impl!r}")
+        if spec.cuda_graphs and spec.impl in HOST_SYNC:
+            raise ValueError(f"cuda_graphs: true is impossible for impl {spec.impl}: {HOST_SYNC[spec.impl]};"
+                             " leave cuda_graphs unset to capture where possible")
+        if spec.cuda_graphs and spec.device != "cuda":
+            raise ValueError(f"cuda_graphs: true needs device cuda; device {spec.device} has no CUDA graphs")
 
     def params(self, spec: TaskSpec) -> ParamCounts:
         return shape_of(spec).params()
@@ -76,32 +105,21 @@ class MlpWorkload:
                                                     spec.zipf_s, gen).to(device)
             with torch.inference_mode():
                 expert_tokens = tuple(model.expert_tokens(inputs))
-                if spec.impl == "grouped":
-                    model(inputs)  # probe the grouped GEMM now, not inside the window
-            if model.grouped_fallback_reason:
-                notes.append(f"grouped fell back to a per-expert loop: {model.grouped_fallback_reason}")
             hit = sum(1 for t in expert_tokens if t > 0)
             bytes_per_batch = shape.bytes_per_batch(spec.batch_size, inputs.element_size(), experts_hit=hit)
 
-        fn = torch.compile(model) if spec.compile else model
-        step = self._graph_step(fn, inputs, spec, model) if spec.cuda_graphs else (lambda: fn(inputs))
-        return Prepared(model=model, inputs=inputs, items_per_batch=spec.batch_size, step=step,
+        candidates = model_options(model, inputs, expert_tokens, compiled=spec.compile)
+        key = FormKey(kind=spec.kind, impl=spec.impl, model=tuple(sorted(spec.model.items())), dtype=spec.dtype,
+                      batch_size=spec.batch_size, device=str(device), compile=spec.compile,
+                      cuda_graphs=spec.cuda_graphs, expert_tokens=expert_tokens)
+        chosen = choose_form(candidates.options, _runner(model, inputs, spec.compile), device=device,
+                             policy=graph_policy(device, spec.cuda_graphs), tolerance=output_tolerance(dtype),
+                             cache=self.forms, key=key, keepalive=(inputs,), tools=self.tools)
+        if isinstance(model, DenseMLP):
+            model.release_derived()  # the [in,out] copies, unless the chosen layout reads them
+        form = dict(chosen.form)
+        if candidates.skipped:
+            form["skipped"] = "; ".join(candidates.skipped)
+        return Prepared(model=model, inputs=inputs, items_per_batch=spec.batch_size, step=chosen.step,
                         params=shape.params(), flops_per_item=shape.flops_per_item(),
-                        bytes_per_batch=bytes_per_batch, expert_tokens=expert_tokens, notes=notes)
-
-    @staticmethod
-    def _graph_step(fn: object, inputs: Tensor, spec: TaskSpec, model: nn.Module):  # type: ignore[no-untyped-def]
-        if inputs.device.type != "cuda":
-            raise ValueError("cuda_graphs needs device cuda")
-        if isinstance(model, MoEMLP) and model.grouped_fallback_reason:
-            raise ValueError(f"cuda_graphs impossible: {model.grouped_fallback_reason}")
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.inference_mode(), torch.cuda.stream(stream):
-            for _ in range(3):
-                fn(inputs)  # type: ignore[operator]
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(graph):
-            fn(inputs)  # type: ignore[operator]
-        return graph.replay
+                        bytes_per_batch=bytes_per_batch, expert_tokens=expert_tokens, notes=notes, form=form)

@@ -1,41 +1,68 @@
 """Per-task figures, seed 000's normalisations, idle subtraction and pairs, on records with known values."""
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import pytest
 
 import moecluster_synthetic as syn
-from moecluster.orchestrator.aggregate import all_task_stats, pair_ratios, task_stats
+from moecluster.agents.records import TaskResult
+from moecluster.orchestrator.aggregate import Estimate, all_task_stats, pair_ratios, task_stats
 from moecluster.orchestrator.aggregate.tasks import normalisations
 
 
-def test_task_means_are_the_known_values() -> None:
+def _gm(values: Sequence[float]) -> float:
+    """The geometric mean, by hand."""
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def _energies(r: TaskResult) -> list[float]:
+    out = [w.energy_j for w in r.windows if w.energy_j is not None]
+    assert len(out) == len(r.windows)
+    return out
+
+
+def _mean(e: Estimate | None) -> float:
+    assert e is not None
+    return e.mean
+
+
+def test_task_figures_are_geometric_means_of_the_windows() -> None:
     r = syn.task("t", "p", "moe", rate=15_762.55, eff=95.35, total=368_287_260, active=92_083_590)
     s = task_stats(r)
     assert s.inferences_per_s is not None and s.inferences_per_j is not None and s.power_w is not None
-    assert s.inferences_per_s.mean == pytest.approx(15_762.55, rel=1e-12)
-    assert s.inferences_per_j.mean == pytest.approx(95.35, rel=1e-12)
-    assert s.inferences_per_j.lo < 95.35 < s.inferences_per_j.hi  # type: ignore[operator]
-    expected_w = sum(w.energy_j / w.duration_s for w in r.windows) / 3  # type: ignore[operator]
-    assert s.power_w.mean == pytest.approx(expected_w)
-    assert s.energy_note is None and s.n_windows == 3
+    rates = [w.inferences / w.duration_s for w in r.windows]
+    effs = [w.inferences / j for w, j in zip(r.windows, _energies(r))]
+    assert s.inferences_per_s.mean == pytest.approx(_gm(rates), rel=1e-12)
+    assert s.inferences_per_j.mean == pytest.approx(_gm(effs), rel=1e-12)
+    # within cv²/2 of the arithmetic means the synthetic windows were built around
+    assert s.inferences_per_s.mean == pytest.approx(15_762.55, rel=1e-3)
+    assert s.inferences_per_j.mean == pytest.approx(95.35, rel=1e-3)
+    lo, hi = s.inferences_per_j.lo, s.inferences_per_j.hi
+    assert lo is not None and hi is not None and lo < s.inferences_per_j.mean < hi
+    assert s.power_w.mean == pytest.approx(_gm([j / w.duration_s for w, j in zip(r.windows, _energies(r))]))
+    assert s.energy_note is None and s.n_windows == 3 and s.warnings == ()
+    assert s.samples["inferences_per_j"] == pytest.approx(effs)
 
 
 def test_energy_above_idle_subtracts_idle_power_times_duration() -> None:
     r = syn.task("t", "p", "dense", rate=1000.0, eff=5.0, total=10, active=10, idle_w=60.0)
     s = task_stats(r)
-    above = [w.energy_j - 60.0 * w.duration_s for w in r.windows]  # type: ignore[operator]
+    above = [j - 60.0 * w.duration_s for w, j in zip(r.windows, _energies(r))]
     eff = [w.inferences / a for w, a in zip(r.windows, above)]
     assert s.energy_above_idle_j is not None and s.inferences_per_j_above_idle is not None
-    assert s.energy_above_idle_j.mean == pytest.approx(sum(above) / 3)
-    assert s.inferences_per_j_above_idle.mean == pytest.approx(sum(eff) / 3)
-    assert s.inferences_per_j_above_idle.mean > s.inferences_per_j.mean  # type: ignore[union-attr]
+    assert s.energy_above_idle_j.mean == pytest.approx(_gm(above))
+    assert s.inferences_per_j_above_idle.mean == pytest.approx(_gm(eff))
+    assert s.inferences_per_j_above_idle.mean > _mean(s.inferences_per_j)
+    assert s.above_idle_note is None
 
 
 def test_idle_above_busy_is_reported_not_negative() -> None:
     r = syn.task("t", "p", "dense", rate=1000.0, eff=100.0, total=10, active=10, idle_w=40.0)  # 10 W busy
     s = task_stats(r)
     assert s.inferences_per_j_above_idle is None and s.energy_above_idle_j is None
-    assert s.idle_note is not None and "not positive" in s.idle_note
+    assert s.above_idle_note is not None and "not positive" in s.above_idle_note
 
 
 def test_unavailable_energy_is_never_zero() -> None:
@@ -69,14 +96,15 @@ def test_seed_000_table_reproduced() -> None:
 def test_task_normalisations_divide_by_parameters() -> None:
     r = syn.task("t", "p", "moe", rate=4081.49, eff=16.19, total=2_789_237_600, active=697_328_240)
     s = task_stats(r)
-    j_per_inf = sum(w.energy_j / w.inferences for w in r.windows) / 3  # type: ignore[operator]
+    j_per_inf = _gm([j / w.inferences for w, j in zip(r.windows, _energies(r))])
     assert s.j_per_inference is not None and s.j_per_inference.mean == pytest.approx(j_per_inf)
+    assert s.inferences_per_j is not None and s.j_per_inference.mean == pytest.approx(1 / s.inferences_per_j.mean)
     assert s.j_per_inference_per_total_param is not None
     assert s.j_per_inference_per_total_param.mean == pytest.approx(j_per_inf / 2_789_237_600)
-    assert s.j_per_inference_per_active_param.mean == pytest.approx(j_per_inf / 697_328_240)  # type: ignore[union-attr]
+    assert _mean(s.j_per_inference_per_active_param) == pytest.approx(j_per_inf / 697_328_240)
     # one MLP inference routes one token
-    assert s.j_per_token_per_active_param.mean == pytest.approx(j_per_inf / 697_328_240)  # type: ignore[union-attr]
-    assert s.tokens_per_j.mean == pytest.approx(16.19)  # type: ignore[union-attr]
+    assert _mean(s.j_per_token_per_active_param) == pytest.approx(j_per_inf / 697_328_240)
+    assert _mean(s.tokens_per_j) == pytest.approx(1 / j_per_inf)
 
 
 def test_pairs_give_moe_over_dense_ratios() -> None:
@@ -106,7 +134,25 @@ def test_several_dense_twins_and_incomplete_pairs() -> None:
     ratios, incomplete = pair_ratios(all_task_stats(results), [failed])
     assert sorted(str(p.match) for p in ratios) == ["active", "total"]
     by_match = {p.match: p for p in ratios}
-    assert by_match["active"].inferences_per_j.mean == pytest.approx(700.0 / 900.0)  # type: ignore[union-attr]
+    assert _mean(by_match["active"].inferences_per_j) == pytest.approx(700.0 / 900.0)
     assert [(i.pair_id, i.reason) for i in incomplete] == [("lonely", "MoE task failed")]
     _, alone = pair_ratios(all_task_stats([moe]))
     assert [(i.pair_id, i.reason) for i in alone] == [(moe.spec.pair_id, "no dense twin in this run")]
+
+
+def test_several_moe_tasks_share_their_dense_twins() -> None:
+    """A pair holding one MoE task per implementation: each is compared with every dense twin of the pair."""
+    dense, sorted_moe = syn.preset_pair("large", 95.35, 57.37, impl="sorted")
+    pid = sorted_moe.spec.pair_id
+    grouped = syn.task("large-grouped", pid, "moe", rate=16_000.0, eff=110.0, total=368_287_260, active=92_083_590,
+                       impl="grouped", preset="large")
+    active = syn.task("large-active", pid, "dense", rate=30_000.0, eff=150.0, total=92_000_000, active=92_000_000,
+                      match="active", preset="large")
+    ratios, incomplete = pair_ratios(all_task_stats([dense, sorted_moe, grouped, active]))
+    assert not incomplete
+    assert sorted((p.moe.spec.impl, str(p.match)) for p in ratios) == [
+        ("grouped", "active"), ("grouped", "total"), ("sorted", "active"), ("sorted", "total")]
+    shared = {p.dense.task_id for p in ratios if p.match == "total"}
+    assert shared == {dense.spec.task_id}
+    by = {(p.moe.spec.impl, p.match): p for p in ratios}
+    assert _mean(by[("grouped", "total")].inferences_per_j) == pytest.approx(110.0 / 57.37, rel=1e-3)

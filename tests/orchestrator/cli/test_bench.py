@@ -6,7 +6,7 @@ import pytest
 
 
 def moecluster(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(["moecluster", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(["moecluster", *args], check=False, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.parametrize("preset, params", [("small", "2,687,192"), ("medium", "63,418,800"),
@@ -32,6 +32,9 @@ def test_dry_run_json_with_overrides():
     (["--batch-size", "0"], "--batch-size"),
     (["--expert-hidden-dim", "-4"], "--expert-hidden-dim"),
     (["--device", "cuda", "--duration", "1"], "--device cuda"),
+    (["--cuda-graphs", "--eager"], "--cuda-graphs and --eager exclude each other"),
+    (["--cuda-graphs", "--impl", "naive"], "--cuda-graphs is impossible with --impl naive: naive syncs with the host"),
+    (["--cuda-graphs", "--device", "cpu"], "--cuda-graphs needs --device cuda"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, culprit):
     out = moecluster("bench", *args)
@@ -52,8 +55,31 @@ def test_cpu_pair_runs_and_reports_json():
         assert r["roofline"]["fraction"] > 0
 
 
+def test_help_names_the_graph_modes():
+    out = moecluster("bench", "--help")
+    assert out.returncode == 0 and "--eager" in out.stdout and "--cuda-graphs" in out.stdout
+
+
 def test_cpu_pair_table_with_fake_meter():
     out = moecluster("bench", "--device", "cpu", "--duration", "0.2", "--warmup", "0", "--meter", "fake",
                      timeout=300)
     assert out.returncode == 0, out.stderr
     assert "MoE / dense" in out.stdout and "fake-power-model" in out.stdout
+
+
+def test_the_forms_table_shows_each_models_form_with_brackets_intact():
+    from rich.console import Console
+
+    from moecluster.agents.records import TaskResult, TaskSpec
+    from moecluster.orchestrator.cli.bench import _form_table
+
+    spec = TaskSpec(task_id="t", pair_id="p", kind="dense", impl="dense", model={}, match="total")
+    form = {"layout": "addmm [in,out]", "kernel": "torch.addmm", "graph": "captured",
+            "candidates": "F.linear [out,in] graph 1.000 ms; addmm [in,out] graph 0.900 ms"}
+    table = _form_table([TaskResult(spec=spec, status="ok", form=form)])
+    assert table is not None
+    console = Console(width=300, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert "addmm [in,out]" in text and "F.linear [out,in] graph 1.000 ms" in text
+    assert _form_table([TaskResult(spec=spec, status="ok")]) is None

@@ -13,6 +13,7 @@ import pytest
 import moecluster_synthetic as syn
 from moecluster.orchestrator.aggregate import aggregate
 from moecluster.orchestrator.report import page, write_html
+from moecluster.orchestrator.report.plots import pairs_figure
 
 PNG = re.compile(r'<img alt="([a-z]+)" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
 
@@ -48,12 +49,37 @@ def test_page_is_self_contained_and_has_the_tables(html_text: str) -> None:
     assert not re.search(r'(src|href)="(?!data:)', html_text)  # nothing fetched from anywhere
     assert "<script" not in html_text
     captions = re.findall(r"<caption>(.*?)</caption>", html_text)
-    for title in ("Break-even", "MoE beside its dense twin", "Tasks", "Seed 000", "Measured vs roofline",
-                  "Expert parallelism", "Failed tasks"):
+    for title in ("Break-even", "MoE beside its dense twin", "Tasks: throughput and energy", "Tasks: how each ran",
+                  "Seed 000", "Measured vs roofline", "Expert parallelism", "Failed tasks"):
         assert any(c.startswith(title) for c in captions), title
     assert "MoE overtakes dense at 112M parameters" in html_text
     assert "unavailable: device cpu: no GPU energy counter" in html_text
     assert "cluster-wide: not measured: no Prometheus URL given" in html_text
+
+
+def test_footnotes_are_said_once_under_their_table(html_text: str) -> None:
+    pairs = html_text.split("<caption>MoE beside its dense twin")[1].split("</table>")[1].split("<table>")[0]
+    notes = re.findall(r'<p class="note">(.*?)</p>', pairs)
+    assert any(n.startswith("† the 95 % CI of the ratio contains 1") for n in notes)
+    assert [n for n in notes if "no GPU energy counter" in n] == ["² unavailable: device cpu: no GPU energy counter"]
+    assert "percentile bootstrap over windows and seeds" in html_text  # the method, named
+
+
+def test_figure_2_draws_no_power_where_none_was_measured_and_slants_its_ticks() -> None:
+    no_energy = aggregate(syn.preset_pair("large", None, None) + syn.preset_pair("small", None, None))
+    fig = pairs_figure(no_energy)
+    assert fig is not None
+    throughput, power = fig.axes
+    assert len(throughput.patches) == 4 and len(power.patches) == 0  # bars for inf/s only: never one at 0 W
+    assert [t.get_text() for t in power.texts] == ["no energy data"]
+    assert all(label.get_rotation() == 30 for label in throughput.get_xticklabels())
+    mixed = pairs_figure(aggregate(syn.preset_pair("large", None, None) + syn.preset_pair("small", 700.0, 5000.0)))
+    assert mixed is not None
+    _, power = mixed.axes
+    assert len(power.patches) == 2 and [t.get_text() for t in power.texts] == ["no energy data"]
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
 def test_absent_figures_say_why() -> None:

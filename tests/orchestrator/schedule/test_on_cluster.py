@@ -106,17 +106,6 @@ def test_twelve_task_sweep_stores_each_task_once_and_keeps_pairs_on_one_gpu_mode
     store.close()
 
 
-def test_gang_holds_two_gpus_of_one_node(cluster: Any, tmp_path: Path) -> None:
-    pairs, store, _ = run(BASE.replace("repeats: 2", "repeats: 1") + "impl: sorted\nexpert_parallel: 2\n", tmp_path)
-    results = {r.spec.kind: r for r in store.results()}
-    assert all(r.status == "ok" for r in results.values()), [r.error for r in results.values()]
-    moe, dense = results["moe"], results["dense"]
-    assert len(moe.gpus) == 2 and len({g.node for g in moe.gpus}) == 1 and len({g.uuid for g in moe.gpus}) == 2
-    assert dense.gpus[0] in moe.gpus  # the twin ran on rank 0's GPU
-    assert moe.windows[0].energy_j is not None and moe.windows[0].avg_power_w > dense.windows[0].avg_power_w
-    store.close()
-
-
 def test_watchdog_records_an_overdue_pair_as_failed(cluster: Any, tmp_path: Path) -> None:
     text = BASE.replace("duration_s: 0.3", "duration_s: 30").replace("repeats: 2", "repeats: 1") + "impl: naive\n"
     _, store, events = run(text, tmp_path, watchdog=lambda estimate_s: 3.0)

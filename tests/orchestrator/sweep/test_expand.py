@@ -86,3 +86,41 @@ def test_quickstart_example_is_small_and_quick_on_cpu(examples: Path) -> None:
     plan = expand(load_sweep(examples / "quickstart.yaml"))
     assert all(t.device == "cpu" for t in plan.tasks)
     assert sum(p.total_estimated_s for p in plan.pairs) < 120
+
+
+def test_cuda_graphs_default_captures_where_possible_for_every_impl() -> None:
+    plan = expand(parse_sweep("name: x\nmodels: [{preset: small}]\nimpl: [naive, sorted, grouped]\n"))
+    assert not plan.skipped and len(plan.pairs) == 3
+    assert {t.cuda_graphs for t in plan.tasks} == {None}
+
+
+def test_shared_twins_put_every_impl_beside_one_set_of_twins() -> None:
+    plan = expand(parse_sweep("name: x\nmodels: [{preset: small}]\nimpl: [naive, sorted, grouped]\n"
+                              "match: [total, active]\nbatch_size: [128, 256]\nshare_twins: true\n"))
+    assert [p.pair_id for p in plan.pairs] == ["small-fp32-b128", "small-fp32-b256"]
+    pair = plan.pairs[0]
+    assert [(t.kind, t.impl, t.match) for t in pair.tasks] == [
+        ("dense", "dense", "total"), ("dense", "dense", "active"),
+        ("moe", "naive", None), ("moe", "sorted", None), ("moe", "grouped", None)]
+    assert [t.task_id for t in pair.moes] == ["small-fp32-b128-moe-naive", "small-fp32-b128-moe-sorted",
+                                               "small-fp32-b128-moe-grouped"]
+    assert len(pair.estimated_s) == len(pair.tasks) == len(pair.params_total)
+
+
+def test_shared_twins_skip_only_the_impls_that_cannot_meet_required_graphs() -> None:
+    plan = expand(parse_sweep("name: x\nmodels: [{preset: small}]\nimpl: [naive, grouped]\nshare_twins: true\n"
+                              "cuda_graphs: true\n"))
+    assert [t.impl for t in plan.pairs[0].moes] == ["grouped"]
+    assert plan.skipped == ("small-fp32-b128/naive: cuda_graphs: true needs impl grouped (naive syncs with the"
+                            " host); leave cuda_graphs unset to capture where possible",)
+
+
+def test_pairs_alternate_which_side_starts() -> None:
+    plan = expand(parse_sweep("name: x\nmodels: [{preset: small}]\nbatch_size: [1, 2, 3, 4]\n"))
+    assert [p.tasks[0].reverse_order for p in plan.pairs] == [False, True, False, True]
+    assert all(len({t.reverse_order for t in p.tasks}) == 1 for p in plan.pairs)
+
+
+def test_model_names_may_hold_dashes() -> None:
+    plan = expand(parse_sweep("name: x\nmodels: [{preset: small, name: mixtral-8x7b}]\n"))
+    assert plan.pairs[0].pair_id.startswith("mixtral-8x7b-")

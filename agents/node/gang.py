@@ -1,0 +1,75 @@
+"""One rank of an expert-parallel gang: the body of a Ray actor holding one GPU of the gang.
+
+The head places one actor per rank in the gang's placement group (bundle index = rank). Rank 0
+picks the rendezvous — its node's address and a port free there — and Ray hands that to every
+rank as an argument of `run`, which joins the process group and calls
+`agents.parallel.gang.run_gang_rank`. Rank 0 returns the gang's results (one record per task,
+measured over all ranks); the other ranks return []. The process group is set up and torn
+down by `run_gang_rank`; an actor that dies takes its rank with it, and the head then ends the
+whole gang (every actor killed, the placement group removed) and retries it as one.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from moecluster.agents.meters.peaks import PeakCache
+from moecluster.agents.records import TaskResult, TaskSpec
+
+from .place import fake_devices, gpu_indices, here
+from .progress import pair_observer
+
+
+@dataclass(frozen=True)
+class Rendezvous:
+    """Where the gang's ranks meet: rank 0's node address and a port that was free there."""
+
+    address: str
+    port: int
+
+
+def backend_for(specs: Sequence[TaskSpec]) -> tuple[str, str]:
+    """The process group's backend and the ranks' device: NCCL between CUDA GPUs, gloo on the
+    CPU (tests, laptops; said explicitly, so a CPU sweep on a GPU node stays on the CPU)."""
+    return ("nccl", "cuda") if specs[0].device == "cuda" else ("gloo", "cpu")
+
+
+class GangRank:
+    """Rank `rank` of a gang of `world_size` (one Ray actor process, one GPU of the gang);
+    `local_rank`: its index among the gang's ranks on its node (numbers its fake GPU where Ray
+    gave it none, e.g. a gang of CPU slots)."""
+
+    def __init__(self, rank: int, world_size: int, local_rank: int = 0) -> None:
+        if not 0 <= rank < world_size or not 0 <= local_rank <= rank:
+            raise ValueError(f"rank {rank} (local rank {local_rank}) outside a gang of {world_size}")
+        self._rank, self._world_size, self._local_rank = rank, world_size, local_rank
+
+    def rendezvous(self) -> Rendezvous:
+        """This node's address and a port free on it, for the gang's process group (rank 0)."""
+        from moecluster.agents.parallel.group import free_port, node_address
+
+        return Rendezvous(address=node_address(), port=free_port())
+
+    def run(self, specs: Sequence[TaskSpec], rendezvous: Rendezvous, tracker: Any = None) -> list[TaskResult]:
+        """Join the gang at `rendezvous` and measure `specs` as this rank; rank 0 returns the
+        gang's results, the others []. Rank 0 reports each start to `tracker`."""
+        from moecluster.agents.parallel.gang import run_gang_rank
+        from moecluster.agents.parallel.group import GangContext
+
+        place = here()
+        pair_id = specs[0].pair_id
+        if tracker is not None and self._rank == 0:
+            tracker.started.remote(pair_id, 0, place.node, list(place.gpu_ids))
+        backend, device = backend_for(specs)
+        # Ray shows each rank's actor only its own GPU, so every rank computes on the one it sees.
+        ctx = GangContext(rank=self._rank, world_size=self._world_size, master_addr=rendezvous.address,
+                          master_port=rendezvous.port, backend=backend, device=device, local_rank=self._local_rank)
+        devices = fake_devices(specs, place)
+        try:
+            return run_gang_rank(specs, ctx, devices=devices, gpu_indices=gpu_indices(devices, place),
+                                 node=place.node, observer=pair_observer(tracker if self._rank == 0 else None,
+                                                                         pair_id), peaks=PeakCache())
+        finally:
+            if devices is not None:
+                devices.close()

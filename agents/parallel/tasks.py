@@ -1,0 +1,153 @@
+"""A task of a pair, built on one rank of a gang: the MoE expert parallel, the dense twin data parallel.
+
+Both sides of a pair run on the same N GPUs with the same global batch B, so they compare like
+with like: the MoE splits its experts over the ranks and exchanges token copies (`ep_moe`); the
+dense twin runs whole on every rank, on B/N rows each, with nothing to exchange in a forward.
+
+Built in two stages, because a gang must agree before any collective runs:
+
+- `build_local` (no collectives): validates, builds the model with the workload (the MoE whole,
+  on the global batch, so its routing, load and accounting are the one-device model's), and
+  checks the split (E and B divisible by N). Each rank may fail here on its own; the gang
+  compares notes before going on.
+- `share` (collectives): the MoE's weights and inputs are broadcast from rank 0 (ranks built
+  them from one seed, but training on a GPU need not be bitwise reproducible), then each rank
+  keeps its slice of the experts and its shard of the rows, and the whole model is dropped.
+
+The MoE runs eagerly: an expert-parallel step reads its split sizes on the host, so it cannot be
+captured in a CUDA graph, and `compile` is not applied to it (the record says so). The dense twin
+runs in whatever form the workload chose for its B/N rows (a CUDA graph where possible).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from ..records import ParamCounts, TaskSpec
+from ..workloads.base import Prepared, get_workload, torch_dtype
+from ..workloads.mlp.models import MoEMLP
+from ..workloads.mlp.shapes import MoEShape
+from .ep_moe import ExpertParallelMoE, experts_per_rank, shard_rows
+from .group import Gang
+from .roofline import data_parallel_bytes, expert_parallel_bytes
+
+Parallel = Literal["expert", "data"]
+EP_GRAPH = "none: an expert-parallel step reads its all-to-all split sizes on the host"
+
+
+@dataclass(frozen=True)
+class LocalBuild:
+    """A task's model as this rank built it, before the gang shares anything."""
+
+    spec: TaskSpec
+    parallel: Parallel
+    prepared: Prepared
+    dtype: torch.dtype
+
+
+@dataclass(frozen=True)
+class GangTask:
+    """A task ready to run on this rank: `step()` runs one step of the gang's global batch (this rank's part).
+
+    `items_per_step`: the global batch; `bytes_per_batch`: what a global batch moves over the gang
+    (`roofline`); `ep`, `shard`: the expert-parallel module and this rank's rows (MoE only).
+    """
+
+    spec: TaskSpec
+    parallel: Parallel
+    step: Callable[[], object]
+    dtype: torch.dtype
+    items_per_step: int
+    flops_per_item: float
+    bytes_per_batch: float
+    params: ParamCounts
+    expert_tokens: tuple[int, ...]
+    notes: tuple[str, ...]
+    form: Mapping[str, str]
+    warnings: tuple[str, ...] = ()
+    ep: ExpertParallelMoE | None = None
+    shard: Tensor | None = None
+
+    def alltoall_sizes(self, world_size: int) -> tuple[float, float]:
+        """Bytes each rank sends on average in one dispatch and one combine (send buffers, own chunk included)."""
+        if self.ep is None or self.shard is None:
+            raise ValueError(f"task {self.spec.task_id} is not expert parallel")
+        copies = self.items_per_step // world_size * self.ep.top_k
+        elem = self.shard.element_size()
+        return (float(copies * self.shard.shape[1] * elem),
+                float(copies * self.ep.experts.shape.output_dim * elem))
+
+
+def build_local(spec: TaskSpec, rank: int, world_size: int, device: torch.device) -> LocalBuild:
+    """Validate `spec` for a gang of `world_size` on `device` and build its model here (no collectives)."""
+    if spec.device != device.type:
+        raise ValueError(f"task device {spec.device!r} but the gang runs on {device.type}")
+    if spec.repeats < 1 or spec.duration_s <= 0 or spec.warmup_s < 0:
+        raise ValueError("repeats must be >= 1, duration_s > 0 and warmup_s >= 0")
+    workload = get_workload(spec.workload)
+    workload.validate(spec)
+    dtype = torch_dtype(spec.dtype)
+    shard_rows(spec.batch_size, world_size, rank)
+    if spec.kind == "moe":
+        if spec.expert_parallel != world_size:
+            raise ValueError(f"expert_parallel {spec.expert_parallel} but the gang has {world_size} ranks")
+        if spec.cuda_graphs:
+            raise ValueError(f"cuda_graphs: true is impossible expert parallel: {EP_GRAPH.removeprefix('none: ')}")
+        experts_per_rank(int(spec.model["num_experts"]), world_size)
+        prepared = workload.prepare(dataclasses.replace(spec, cuda_graphs=False, compile=False), device, dtype)
+        if not isinstance(prepared.model, MoEMLP):
+            raise ValueError(f"workload {spec.workload!r} built no MoEMLP for an MoE task")
+        return LocalBuild(spec=spec, parallel="expert", prepared=prepared, dtype=dtype)
+    rank_spec = dataclasses.replace(spec, batch_size=spec.batch_size // world_size)
+    return LocalBuild(spec=spec, parallel="data", prepared=workload.prepare(rank_spec, device, dtype), dtype=dtype)
+
+
+def _form(prepared: Prepared) -> dict[str, str]:
+    return {str(k): str(v) for k, v in dict(getattr(prepared, "form", None) or {}).items()}
+
+
+def _broadcast(tensors: list[Tensor]) -> None:
+    with torch.no_grad():
+        for t in tensors:
+            dist.broadcast(t, src=0)
+
+
+def share(build: LocalBuild, gang: Gang) -> GangTask:
+    """The task ready on this rank (a collective for an MoE: every rank must call it)."""
+    spec, prepared, n = build.spec, build.prepared, gang.world_size
+    if build.parallel == "data":
+        form = {**_form(prepared), "parallel": f"data over {n} ranks, {spec.batch_size // n} rows each"}
+        return GangTask(spec=spec, parallel="data", step=prepared.step, dtype=build.dtype,
+                        items_per_step=spec.batch_size, flops_per_item=prepared.flops_per_item,
+                        bytes_per_batch=data_parallel_bytes(prepared.bytes_per_batch, n), params=prepared.params,
+                        expert_tokens=prepared.expert_tokens, notes=tuple(prepared.notes), form=form)
+    full = prepared.model
+    assert isinstance(full, MoEMLP)
+    shared = [*full.parameters(), prepared.inputs]
+    if full.forced_experts is not None:
+        shared.append(full.forced_experts)
+    _broadcast(shared)
+    ep = ExpertParallelMoE(full, gang.rank, n)
+    shard = prepared.inputs[shard_rows(spec.batch_size, n, gang.rank)].contiguous()
+    shape = full.shape
+    assert isinstance(shape, MoEShape)
+    form = {"parallel": f"expert over {n} ranks, {ep.local_experts} experts and {shard.shape[0]} rows each",
+            "experts": ep.experts_form, "graph": EP_GRAPH}
+    warnings = ("compile: not applied to the expert-parallel MoE (eager)",) if spec.compile else ()
+
+    def step() -> Tensor:
+        out: Tensor = ep(shard)
+        return out
+
+    return GangTask(spec=spec, parallel="expert", step=step, dtype=build.dtype, items_per_step=spec.batch_size,
+                    flops_per_item=prepared.flops_per_item,
+                    bytes_per_batch=expert_parallel_bytes(prepared.bytes_per_batch, shape.router_params(),
+                                                          shard.element_size(), n),
+                    params=prepared.params, expert_tokens=prepared.expert_tokens, notes=tuple(prepared.notes),
+                    form=form, warnings=warnings, ep=ep, shard=shard)

@@ -1,0 +1,38 @@
+"""The warnings beside a task's figures: few windows, a roofline above 1, and the node's own."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import moecluster_synthetic as syn
+from moecluster.orchestrator.aggregate import task_stats
+from moecluster.orchestrator.aggregate.checks import few_windows, task_warnings
+
+
+def test_three_windows_warn_of_nothing() -> None:
+    r = syn.task("t", "p", "moe", rate=1000.0, eff=10.0, total=10, active=5)
+    assert task_warnings(r) == () and task_stats(r).warnings == ()
+
+
+def test_fewer_than_three_windows_are_named() -> None:
+    two = syn.task("t", "p", "moe", rate=1000.0, eff=10.0, total=10, active=5, spread=(-0.01, 0.01))
+    one = syn.task("t", "p", "moe", rate=1000.0, eff=10.0, total=10, active=5, spread=(0.0,))
+    assert task_warnings(two) == ("fewer than 3 windows (2): a t interval with 1 degree of freedom, very wide",)
+    assert task_warnings(one) == ("fewer than 3 windows (1): no interval",)
+    assert few_windows(3) is None
+
+
+def test_roofline_above_one_says_why() -> None:
+    r = syn.task("t", "p", "moe", rate=1000.0, eff=10.0, total=10, active=5)
+    assert r.roofline is not None
+    fast = replace(r, roofline=replace(r.roofline, fraction=1.3, note="the peak GEMM ran in float32"))
+    assert task_warnings(fast) == ("roofline fraction 1.30 above 1: the peak GEMM ran in float32",)
+    unexplained = replace(r, roofline=replace(r.roofline, fraction=1.3))
+    assert task_warnings(unexplained) == ("roofline fraction 1.30 above 1: faster than the peaks measured on the"
+                                          " device allow",)
+
+
+def test_the_nodes_warnings_come_first_and_once() -> None:
+    r = syn.task("t", "p", "moe", rate=1000.0, eff=10.0, total=10, active=5, spread=(0.0,))
+    node = ("energy resolution ±0.5 J is 2 % of the window's 25 J (above 1 %): use longer windows",
+            "fewer than 3 windows (1): no interval")
+    assert task_warnings(replace(r, warnings=node)) == node

@@ -1,0 +1,26 @@
+"""How a task ran, in brief: form, drift and idle as the tables show them."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import moecluster_synthetic as syn
+from moecluster.orchestrator.report.howran import drift_text, form_text, idle_text
+
+
+def test_form_keeps_the_short_part_and_hands_back_the_reason() -> None:
+    form = {"layout": "sorted", "kernel": "bmm", "graph": "eager: data-dependent shapes", "candidates": "bmm 1.2 ms"}
+    assert form_text(form) == ("sorted · bmm · eager", ["graph eager: data-dependent shapes"])
+    assert form_text({"graph": "captured"}) == ("captured", [])
+    assert form_text({}) == ("not recorded", [])
+
+
+def test_drift_is_signed_percent_per_figure() -> None:
+    assert drift_text({"inferences_per_j": 0.003, "inferences_per_s": -0.012}) == "inf/s −1.2 %, inf/J +0.3 %"
+    assert drift_text({}) == "n/a"
+
+
+def test_idle_says_how_long_it_took_to_settle() -> None:
+    r = syn.task("t", "p", "dense", rate=1000.0, eff=5.0, total=10, active=10, idle_w=41.25)
+    assert idle_text(r) == "41.2 W"
+    assert idle_text(replace(r, idle_settle_s=12.0)) == "41.2 W, settled in 12 s"
+    assert idle_text(replace(r, idle_power_w=None)) == "n/a"

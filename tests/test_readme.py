@@ -1,0 +1,75 @@
+"""Every repository path the README cites exists and is tracked by git, so a reader (or a clone) finds it.
+
+A citation is a path in inline code, in a fenced code block or in a link target that starts with one of the
+repository's own folders (`benchmarks/`, `examples/`, ...). Placeholders (`runs/<run-id>/`, globs) are not
+paths and are left out. A folder counts as tracked when git tracks a file under it.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+FOLDERS = ("agents", "benchmarks", "dashboards", "deploy", "examples", "orchestrator", "scripts", "tests")
+_PATH = re.compile(r"(?:\./)?(?:%s)/[\w.\-/]*" % "|".join(FOLDERS))
+_PLACEHOLDER = re.compile(r"[<>*{}$]")
+_FENCE = re.compile(r"^```.*?^```", re.DOTALL | re.MULTILINE)
+_INLINE = re.compile(r"`([^`\n]+)`")
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def cited_paths(markdown: str) -> list[str]:
+    """The repository paths `markdown` cites, in order of first appearance, without duplicates."""
+    spans = [m.group(0) for m in _FENCE.finditer(markdown)]
+    prose = _FENCE.sub("", markdown)
+    spans += _INLINE.findall(prose) + [target.split("#")[0] for target in _LINK.findall(prose)]
+    found: dict[str, None] = {}
+    for span in spans:
+        for token in span.split():
+            if _PLACEHOLDER.search(token):
+                continue
+            match = _PATH.match(token.strip("'\"(),;:"))
+            if match:
+                found[match.group(0).removeprefix("./").rstrip(".,;:")] = None
+    return list(found)
+
+
+@cache
+def tracked_files() -> frozenset[str]:
+    """`git ls-files` of the repository; skips the calling test outside a git checkout."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed: cannot tell tracked files")
+    done = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"not a git checkout ({done.stderr.strip()}): cannot tell tracked files")
+    return frozenset(done.stdout.split("\0")) - {""}
+
+
+CITED = cited_paths(README.read_text(encoding="utf-8")) if README.exists() else []
+
+
+def test_the_readme_cites_repository_paths() -> None:
+    assert README.exists()
+    assert CITED, "the README cites no repository path: the citation pattern no longer matches it"
+
+
+def test_citations_are_found_in_code_spans_blocks_and_links() -> None:
+    text = ("Run `bash scripts/test.sh`, see [the plot](benchmarks/results/a.png#top) and `runs/<run-id>/`, "
+            "`benchmarks/results/runs/<run>/x`, `examples/*.yaml`.\n"
+            "```bash\nmoecluster submit ./examples/quickstart.yaml --set duration_s=5\n```\n")
+    assert cited_paths(text) == ["examples/quickstart.yaml", "scripts/test.sh", "benchmarks/results/a.png"]
+
+
+@pytest.mark.parametrize("path", CITED)
+def test_cited_path_exists_and_is_tracked(path: str) -> None:
+    assert (ROOT / path).exists(), f"README cites {path}, which does not exist"
+    tracked = tracked_files()
+    folder = path.rstrip("/") + "/"
+    assert path in tracked or any(f.startswith(folder) for f in tracked), \
+        f"README cites {path}, which git does not track (ignored or never added?)"
