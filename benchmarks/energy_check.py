@@ -16,11 +16,15 @@ import torch
 
 from _common import environment, print_table, write_json
 from moecluster.agents.devices import open_devices
-from moecluster.agents.meters.energy import EnergyMeter
+from moecluster.agents.meters.energy import Alignment, EnergyMeter
+
 from moecluster.agents.records import TaskSpec
 from moecluster.agents.runner import _run_for, _sync, resolve_device, select_gpus
 from moecluster.agents.workloads.base import get_workload, torch_dtype
 from moecluster.agents.workloads.mlp.shapes import match_dense, preset
+
+# counter and sampler over the very same span: no edge alignment (the runner aligns; this compares)
+UNALIGNED = Alignment(enabled=False)
 
 CONFIGS = [  # (label, preset, kind, impl, dtype, batch): one compute-heavy, one launch-bound
     ("xxl dense bf16 b8192", "xxl", "dense", "dense", "bfloat16", 8192),
@@ -52,7 +56,7 @@ def main() -> None:
         prepared = get_workload("mlp").prepare(spec, device, torch_dtype(dtype))
         with torch.inference_mode():
             _run_for(prepared, 3.0, sync, 3)
-            fine = EnergyMeter(devices, gpus, sample_interval_s=0.01)
+            fine = EnergyMeter(devices, gpus, sample_interval_s=0.01, alignment=UNALIGNED)
             steps, r = fine.measure(lambda prepared=prepared: _run_for(prepared, args.window_s, sync))
             agreement.append({"config": label, "window_s": r.duration_s, "counter_j": r.energy_j,
                               "sampled_10ms_j": r.sampled_energy_j, "samples": r.samples,
@@ -66,7 +70,8 @@ def main() -> None:
                         n = _run_for(prepared, args.overhead_window_s, sync)
                         dt = time.perf_counter() - t0
                     else:
-                        m = EnergyMeter(devices, gpus, sample_interval_s=0.1 if mode == "on_100ms" else 0.01)
+                        m = EnergyMeter(devices, gpus, sample_interval_s=0.1 if mode == "on_100ms" else 0.01,
+                                        alignment=UNALIGNED)
                         n, rd = m.measure(lambda prepared=prepared: _run_for(prepared, args.overhead_window_s, sync))
                         dt = rd.duration_s
                     rates[mode].append(int(n) * batch / dt)  # type: ignore[call-overload]

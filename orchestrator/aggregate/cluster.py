@@ -11,7 +11,7 @@ are placed by their own start time when the record carries one (`Window.started_
 seconds). A record without it is placed only where its layout is certain: a single window,
 which the runner ends just before the task finishes (the roofline peaks it measures after the
 window are cached on a warm worker), on GPUs no other task used meanwhile. Tasks whose windows
-cannot be placed (repeats merged from separate runs, interleaved A B A B with the twin) are
+cannot be placed (repeats merged from separate runs, interleaved A B B A with the twin) are
 left out of the check, each with the reason.
 """
 from __future__ import annotations

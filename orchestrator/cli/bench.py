@@ -212,7 +212,7 @@ def bench(preset: str, num_experts: int | None, expert_hidden_dim: int | None, e
 
 
 def run_pair_alternating(specs: list[TaskSpec], repeats: int) -> list[TaskResult]:
-    """Run dense and MoE windows alternately (A B A B) so thermal drift cancels; one merged
+    """Run dense and MoE windows in counterbalanced order (A B B A) so drift cancels; one merged
     result per model (all windows, one roofline over them), as a scheduled pair does."""
     from moecluster.agents.pair import run_pair
 

@@ -170,6 +170,11 @@ def _submit(sweep_file: Path | None, dry_run: bool, as_json: bool, resume_id: st
         plan = expand(sweep, run_id=run_id)
         pairs = list(plan.pairs)
     _refuse_gangs_without_node_side(pairs, source)
+    from moecluster.orchestrator.sweep.estimate import short_window_warning
+
+    warning = short_window_warning(sweep.duration_s, sweep.device, sweep.meter)
+    if warning:
+        click.echo(f"moecluster: warning: {warning}", err=True)
     if dry_run:
         _print_plan(replace(plan, pairs=tuple(pairs)), sweep, as_json)
         return

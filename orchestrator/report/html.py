@@ -129,8 +129,11 @@ def _lines(lines: list[Line]) -> str:
 
 
 def figure_html(name: str, make: Callable[[Aggregate], bytes | None], agg: Aggregate, caption: str,
-                absent: str) -> str:
+                absent: str, sink: dict[str, bytes] | None = None) -> str:
+    """The figure embedded as base64 PNG (or why it is absent); its PNG also goes to `sink`."""
     data = make(agg)
+    if data is not None and sink is not None:
+        sink[name] = data
     if data is None:
         return f'<p class="absent" data-figure="{_e(name)}">{_e(absent)}</p>'
     b64 = base64.b64encode(data).decode("ascii")
@@ -150,7 +153,7 @@ def findings(agg: Aggregate) -> list[str]:
     return out
 
 
-def page(agg: Aggregate, run_id: str, meta: Mapping[str, Any]) -> str:
+def page(agg: Aggregate, run_id: str, meta: Mapping[str, Any], figures: dict[str, bytes] | None = None) -> str:
     """The whole page as one string."""
     head = header(agg, run_id, meta)
     parts = [f"<h1>{_e(head[0][0])}</h1>", *[f'<p class="meta">{_e(t)}</p>' for t, _ in head[1:]]]
@@ -163,7 +166,7 @@ def page(agg: Aggregate, run_id: str, meta: Mapping[str, Any]) -> str:
         "efficiency", plots.efficiency_vs_params, agg,
         "<b>Figure 1.</b> Inferences per joule against the MoE's total parameters, for the dense twin and each MoE "
         "implementation (error bars: 95 % CI over windows). Dotted lines mark the break-even, the shaded band its "
-        "95 % interval.", "Figure 1 absent: no pair has energy readings on both sides."))
+        "95 % interval.", "Figure 1 absent: no pair has energy readings on both sides.", figures))
     parts.append(table_html(breakeven_table(agg)))
     if agg.pairs or agg.incomplete:
         parts.append("<h2>2. MoE beside dense, pair by pair</h2>")
@@ -171,7 +174,7 @@ def page(agg: Aggregate, run_id: str, meta: Mapping[str, Any]) -> str:
         parts.append(figure_html(
             "pairs", plots.throughput_power_per_pair, agg,
             "<b>Figure 2.</b> Throughput (log scale) and average power of each pair's MoE and dense task "
-            "(error bars: 95 % CI).", "Figure 2 absent: no complete pair."))
+            "(error bars: 95 % CI).", "Figure 2 absent: no complete pair.", figures))
     if agg.tasks:
         parts.append("<h2>3. Tasks and seed 000's normalisations</h2>")
         parts.append(table_html(tasks_table(agg)))
@@ -182,16 +185,16 @@ def page(agg: Aggregate, run_id: str, meta: Mapping[str, Any]) -> str:
         "roofline", plots.measured_vs_roofline, agg,
         "<b>Figure 3.</b> Measured time and energy per inference against the roofline's (dashed: at the roofline). "
         "The vertical distance is how many times the ideal implementation's cost each task paid.",
-        "Figure 3 absent: no task carries a roofline."))
+        "Figure 3 absent: no task carries a roofline.", figures))
     if any(row for row in roofline_table(agg).rows):
         parts.append(table_html(roofline_table(agg)))
     parts.append("<h2>5. Expert parallelism</h2>")
     parts.append(figure_html(
         "ep", plots.ep_share, agg,
-        "<b>Figure 4.</b> Per expert-parallel degree d: the measured scaling loss 1 − speedup/d against the same "
-        "MoE on one GPU (bars, 95 % CI; an upper bound on the communication share) and the share of the step's "
-        "time in dispatch + combine, measured in the gang's timed pass (diamonds; absent where not measured).",
-        "Figure 4 absent: this run has no task with an expert-parallel degree above 1."))
+        "<b>Figure 4.</b> Against the global batch size, per MoE and expert-parallel degree d: the share of the "
+        "step's time in dispatch + combine, measured in the gang's timed pass (solid, diamonds), and the measured "
+        "scaling loss 1 − speedup/d against the same MoE on one GPU (dashed, 95 % CI).",
+        "Figure 4 absent: this run has no task with an expert-parallel degree above 1.", figures))
     if ep_shown(agg):
         parts.append(table_html(ep_table(agg)))
     parts.append("<h2>6. Cluster-wide energy</h2>")
@@ -212,8 +215,12 @@ def page(agg: Aggregate, run_id: str, meta: Mapping[str, Any]) -> str:
 
 
 def write_html(agg: Aggregate, run_id: str, meta: Mapping[str, Any], out_dir: Path) -> Path:
-    """Write `out_dir/index.html` (self-contained); its path."""
+    """Write `out_dir/index.html` (self-contained) and each figure beside it as `figure-<name>.png`
+    (for citing one figure); the page's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, bytes] = {}
     path = out_dir / "index.html"
-    path.write_text(page(agg, run_id, meta), encoding="utf-8")
+    path.write_text(page(agg, run_id, meta, figures), encoding="utf-8")
+    for name, data in figures.items():
+        (out_dir / f"figure-{name}.png").write_bytes(data)
     return path

@@ -22,6 +22,7 @@ from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter  # noqa: E4
 
 from moecluster.orchestrator.aggregate import Aggregate, BreakEven, Estimate, SeriesKey, replicate_ci  # noqa: E402
 from moecluster.orchestrator.aggregate.breakeven import series_key  # noqa: E402
+from moecluster.orchestrator.aggregate.ep import EpPoint  # noqa: E402
 from moecluster.orchestrator.estimate.measured import compare  # noqa: E402
 
 from . import fmt  # noqa: E402
@@ -231,37 +232,40 @@ def pairs_figure(agg: Aggregate) -> Figure | None:
         return fig
 
 
+def _ep_model(p: EpPoint) -> str:
+    m = dict(p.stats.spec.model)
+    return f"E{m.get('num_experts', '?')} k{m.get('top_k', '?')} {p.stats.spec.impl}"
+
+
 def ep_share(agg: Aggregate) -> bytes | None:
-    """Per expert-parallel degree: measured scaling loss (1 − speedup/d) and measured comm share of time."""
+    """Against batch size, per MoE configuration and expert-parallel degree d > 1: the measured share
+    of the step's time in dispatch + combine (solid, diamonds) and the measured scaling loss
+    1 − speedup/d against the same MoE on one GPU (dashed, with its 95 % CI)."""
     pts = [p for p in agg.ep if p.degree > 1]
     if not pts:
         return None
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(5.6, 3.4))
+        fig, ax = plt.subplots(figsize=(6.0, 3.6))
         extra: dict[str, str] = {}
-        impls = sorted({p.stats.spec.impl for p in pts})
-        degrees = sorted({p.degree for p in pts})
-        width = min(0.45, 0.8 / max(1, len(impls)))
-        for i, impl in enumerate(impls):
-            mine = [p for p in pts if p.stats.spec.impl == impl]
-            xs = [degrees.index(p.degree) + (i - (len(impls) - 1) / 2) * width for p in mine]
-            loss = [p.scaling_loss for p in mine]
-            color = _color(impl, extra)
-            if any(loss):
-                vals, err = _errbars([e if e else Estimate(0.0, None, None, 0) for e in loss])
-                ax.bar(xs, [100 * v for v in vals], width=width * 0.9, color=color, alpha=0.8,
-                       yerr=[[100 * v for v in err[0]], [100 * v for v in err[1]]], capsize=2,
-                       label=f"{impl}: scaling loss 1 − S/d (measured)")
-            measured = [p.comm.time_share if p.comm else None for p in mine]
-            if any(a is not None for a in measured):
-                ax.scatter([x for x, a in zip(xs, measured) if a is not None],
-                           [100 * a for a in measured if a is not None], marker="D", color="white",
-                           edgecolor=color, zorder=3, label=f"{impl}: dispatch + combine share (measured)")
-        ax.set_xticks(range(len(degrees)), [str(d) for d in degrees])
-        ax.set_xlabel("expert-parallel degree d")
+        for model, degree in sorted({(_ep_model(p), p.degree) for p in pts}):
+            mine = sorted((p for p in pts if _ep_model(p) == model and p.degree == degree),
+                          key=lambda p: p.stats.spec.batch_size)
+            color = _color(f"{model} d{degree}", extra)
+            xs = [p.stats.spec.batch_size for p in mine]
+            share = [(x, 100 * p.comm.time_share) for x, p in zip(xs, mine) if p.comm and p.comm.time_share is not None]
+            if share:
+                ax.plot(*zip(*share), marker="D", color=color, label=f"{model}, d={degree}: dispatch + combine")
+            loss = [(x, p.scaling_loss) for x, p in zip(xs, mine) if p.scaling_loss is not None]
+            if loss:
+                vals, err = _errbars([e for _, e in loss])
+                ax.errorbar([x for x, _ in loss], [100 * v for v in vals],
+                            yerr=[[100 * v for v in err[0]], [100 * v for v in err[1]]], color=color, ls="--",
+                            marker="o", mfc="white", capsize=2, label=f"{model}, d={degree}: scaling loss 1 − S/d")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size (global)")
         ax.set_ylabel("share of time (%)")
-        ax.set_xlim(-0.6, len(degrees) - 0.4)
-        ax.legend(frameon=False, fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=2)
+        ax.axhline(0, color="0.5", lw=0.6)
+        ax.legend(frameon=False, fontsize=6.5, loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=2)
         fig.tight_layout()
         return png(fig)
 

@@ -51,7 +51,8 @@ class FittedTable:
             t.add_column(d.columns[i], justify="left" if text else "right", overflow="fold",
                          min_width=self._label_width() if i == 0 else None, max_width=text_cap if text else None)
         for row, style in rows:
-            t.add_row(*(_stack(row[i]) if stacked else row[i] for i in columns), style=style or None)
+            # cells are plain text: a form like "addmm [in,out]" is no rich markup
+            t.add_row(*(Text(_stack(row[i]) if stacked else row[i]) for i in columns), style=style or None)
         return t
 
     def _rows(self) -> list[tuple[list[str], str]]:

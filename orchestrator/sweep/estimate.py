@@ -43,3 +43,25 @@ def watchdog_s(pair_estimate_s: float) -> float:
     estimate plus 480 s (420 s of keepalive and a minute of slack).
     """
     return 2.0 * pair_estimate_s + 480.0
+
+
+# How often NVML's energy counter moved on the H100 here (about every 100 ms); other GPUs differ,
+# and every window reports the resolution it actually had.
+TYPICAL_COUNTER_PERIOD_S = 0.1
+
+
+def short_window_warning(duration_s: float, device: str, meter: str, tolerance: float = 0.01) -> str | None:
+    """A warning when windows are too short for the energy counter to resolve `tolerance` even
+    unaligned (the runner aligns edges to counter updates, which does better; each window
+    reports its own resolution), else None."""
+    from moecluster.agents.meters.energy import min_window_s
+
+    if device != "cuda" or meter in ("none", "fake"):
+        return None
+    bound = min_window_s(TYPICAL_COUNTER_PERIOD_S, tolerance)
+    if duration_s >= bound:
+        return None
+    period_ms = TYPICAL_COUNTER_PERIOD_S * 1e3
+    return (f"duration_s {duration_s:g}: NVML's energy counter moves about every {period_ms:.0f} ms,"
+            f" so a window needs {bound:g} s to stay within {tolerance:.0%} without edge alignment; windows are"
+            " aligned and each result states its energy resolution, but prefer longer windows")

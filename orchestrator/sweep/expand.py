@@ -38,7 +38,7 @@ class PairPlan:
     `tasks` lists the dense twin(s) first, then the MoE task(s), in the order of the first
     round (reversed when the tasks' `reverse_order` is set).
     `gpus` is the gang size when the pair runs on GPUs: the MoE task's expert-parallel
-    degree (dense twins use the gang's first GPU).
+    degree (the dense twins then run data-parallel on the same GPUs).
     """
 
     pair_id: str
@@ -77,7 +77,7 @@ class Plan:
         return [t for p in self.pairs for t in p.tasks]
 
 
-def _pair_id(model: str, point: dict[str, object], varying: list[str], with_impl: bool = True) -> str:
+def _pair_id(model: str, point: dict[str, Any], varying: list[str], with_impl: bool = True) -> str:
     parts = [model] + ([str(point["impl"])] if with_impl else [])
     parts += [DTYPE_SHORT[str(point["dtype"])], f"b{point['batch_size']}"]
     labels: dict[str, Callable[[Any], str]] = {
@@ -94,7 +94,7 @@ def _pair_id(model: str, point: dict[str, object], varying: list[str], with_impl
     return "-".join(parts)
 
 
-def _graph_problem(point: dict[str, object]) -> str | None:
+def _graph_problem(point: dict[str, Any]) -> str | None:
     """Why a grid point that *requires* CUDA graphs cannot run (None when it can)."""
     if point["cuda_graphs"] is True and point["impl"] not in GRAPH_SAFE_IMPLS:
         return (f"cuda_graphs: true needs impl {' or '.join(GRAPH_SAFE_IMPLS)}"
@@ -123,7 +123,7 @@ def expand(sweep: SweepFile, run_id: str = "local") -> Plan:
                 raise SweepError(f"models[{index}] ({entry.label}): no dense twin for match {mode}: {exc}") from None
         preset = entry.preset if entry.is_plain_preset else None
         for values in itertools.product(*(getattr(sweep, a) for a in axes)):
-            base = dict(zip(axes, values))
+            base: dict[str, Any] = dict(zip(axes, values))
             points = [dict(base, impl=impl) if impl is not None else base for impl in impls_per_pair]
             pair_id = _pair_id(entry.label, points[0], varying, with_impl=not sweep.share_twins)
             runnable = []
@@ -136,28 +136,28 @@ def expand(sweep: SweepFile, run_id: str = "local") -> Plan:
             if not runnable:
                 continue
             point = runnable[0]
-            common = dict(pair_id=pair_id, preset=preset, run_id=run_id, workload=sweep.workload,
+            common: dict[str, Any] = dict(pair_id=pair_id, preset=preset, run_id=run_id, workload=sweep.workload,
                           dtype=point["dtype"], batch_size=point["batch_size"], device=sweep.device,
                           duration_s=sweep.duration_s, warmup_s=sweep.warmup_s, repeats=sweep.repeats,
                           compile=point["compile"], cuda_graphs=point["cuda_graphs"], load=point["load"],
                           zipf_s=point["zipf_s"], train_epochs=point["train_epochs"], seed=point["seed"],
                           meter=sweep.meter, sample_power=sweep.sample_power, reverse_order=len(pairs) % 2 == 1)
             tasks = [TaskSpec(task_id=f"{pair_id}-dense-{mode}", kind="dense", impl="dense", match=mode,
-                              model=dense.as_model(), expert_parallel=1, **common)  # type: ignore[arg-type]
+                              model=dense.as_model(), expert_parallel=1, **common)
                      for mode, dense in twins.items()]
-            for p in runnable:
-                suffix = f"-{p['impl']}" if sweep.share_twins else ""
-                tasks.append(TaskSpec(task_id=f"{pair_id}-moe{suffix}", kind="moe", impl=p["impl"],  # type: ignore[arg-type]
-                                      model=moe_shape.as_model(), expert_parallel=p["expert_parallel"],
-                                      **common))  # type: ignore[arg-type]
+            for moe_point in runnable:
+                suffix = f"-{moe_point['impl']}" if sweep.share_twins else ""
+                tasks.append(TaskSpec(task_id=f"{pair_id}-moe{suffix}", kind="moe", impl=moe_point["impl"],
+                                      model=moe_shape.as_model(), expert_parallel=moe_point["expert_parallel"],
+                                      **common))
             params = [d.params() for d in twins.values()] + [moe_shape.params()] * len(runnable)
             pairs.append(PairPlan(
                 pair_id=pair_id, model=entry.label, tasks=tuple(tasks),
                 params_total=tuple(p.total for p in params),
                 params_active=tuple(p.active_per_token for p in params),
                 estimated_s=tuple(task_estimate_s(t, p.total) for t, p in zip(tasks, params)),
-                gpus=int(point["expert_parallel"]),  # type: ignore[call-overload]
-                accelerator_type=point["accelerator_type"],  # type: ignore[arg-type]
+                gpus=int(point["expert_parallel"]),
+                accelerator_type=point["accelerator_type"],
                 placement_strategy=sweep.placement_strategy))
     if not pairs:
         raise SweepError(f"sweep {sweep.name!r} expands to no task: " + "; ".join(skipped[:3]))

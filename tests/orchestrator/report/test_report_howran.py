@@ -24,3 +24,16 @@ def test_idle_says_how_long_it_took_to_settle() -> None:
     assert idle_text(r) == "41.2 W"
     assert idle_text(replace(r, idle_settle_s=12.0)) == "41.2 W, settled in 12 s"
     assert idle_text(replace(r, idle_power_w=None)) == "n/a"
+
+
+def test_a_form_with_brackets_reaches_the_terminal_as_written() -> None:
+    from rich.console import Console
+
+    from moecluster.orchestrator.report.tables import TableData
+    from moecluster.orchestrator.report.terminal import FittedTable
+
+    data = TableData(title="forms", columns=["task", "form"], text_columns=(1,))
+    data.add_row("xxl dense/total", "addmm [in,out] · captured")
+    console = Console(width=120, record=True)
+    console.print(FittedTable(data))
+    assert "addmm [in,out] · captured" in console.export_text()

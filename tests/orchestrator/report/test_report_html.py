@@ -110,3 +110,10 @@ def test_chromium_renders_the_page(tmp_path: Path) -> None:
     figure = img.crop((100, 350, 1180, 1000))
     dark = sum(figure.histogram()[:128])
     assert dark > 2000
+
+
+def test_every_embedded_figure_is_also_written_beside_the_page(tmp_path: Path) -> None:
+    path = write_html(aggregate(syn.demo_results()), "demo", {}, tmp_path / "html")
+    pngs = sorted(p.name for p in path.parent.glob("figure-*.png"))
+    assert len(pngs) == path.read_text().count("data:image/png;base64,")
+    assert pngs and all((path.parent / p).read_bytes().startswith(b"\x89PNG") for p in pngs)

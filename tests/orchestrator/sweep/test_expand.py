@@ -124,3 +124,12 @@ def test_pairs_alternate_which_side_starts() -> None:
 def test_model_names_may_hold_dashes() -> None:
     plan = expand(parse_sweep("name: x\nmodels: [{preset: small, name: mixtral-8x7b}]\n"))
     assert plan.pairs[0].pair_id.startswith("mixtral-8x7b-")
+
+
+def test_short_gpu_windows_get_a_warning_naming_the_bound() -> None:
+    from moecluster.orchestrator.sweep.estimate import short_window_warning
+
+    warning = short_window_warning(3.0, "cuda", "auto")
+    assert warning is not None and "duration_s 3" in warning and "10 s" in warning
+    assert short_window_warning(10.0, "cuda", "auto") is None
+    assert short_window_warning(3.0, "cpu", "auto") is None and short_window_warning(3.0, "cuda", "fake") is None
