@@ -12,7 +12,8 @@ runs=benchmarks/results/runs
 mc() { python3 -c 'from moecluster.orchestrator.cli import main; main()' "$@"; }
 nvidia-smi --query-gpu=name,driver_version,power.limit,temperature.gpu,power.draw --format=csv
 if [ -f "$runs/$run_id/results.sqlite" ]; then
-  timeout -s INT -k 30 "$limit_s" bash -c "$(declare -f mc); mc submit --resume $run_id --runs-dir $runs --no-agents $*" \
+  # a resumed run takes its own stored sweep: extra arguments (--set ...) only shape a new run
+  timeout -s INT -k 30 "$limit_s" bash -c "$(declare -f mc); mc submit --resume $run_id --runs-dir $runs --no-agents" \
     2>&1 | tee "$OUT/submit_$run_id.log"
 else
   timeout -s INT -k 30 "$limit_s" bash -c "$(declare -f mc); mc submit $sweep --run-id $run_id --runs-dir $runs --no-agents $*" \
