@@ -31,7 +31,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..workloads.mlp.models import MoEMLP
+from ..workloads.mlp.models import MoEMLP, route_top_k
 
 PHASES = ("route", "dispatch", "experts", "combine")
 EP_IMPLS = ("grouped", "sorted")  # `naive` loops over every expert with masks: a one-device form only
@@ -141,13 +141,7 @@ class ExpertParallelMoE(nn.Module):
 
     def route(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(gates [b, k], expert ids [b, k]) of this rank's rows, as `MoEMLP.route` computes them."""
-        logits = self.router(x)
-        if self.forced_experts is not None and self.forced_experts.shape[0] == x.shape[0]:
-            idx = self.forced_experts
-            chosen = logits.gather(1, idx)
-        else:
-            chosen, idx = torch.topk(logits, self.top_k, dim=1)
-        return F.softmax(chosen, dim=1), idx
+        return route_top_k(self.router, x, self.top_k, self.forced_experts)
 
     def _experts(self, h_sorted: Tensor, counts_host: list[int], counts_device: Tensor) -> Tensor:
         if h_sorted.shape[0] == 0:

@@ -27,6 +27,19 @@ __all__ = ["EXPERT_LOOP", "GROUPED_KERNELS", "GROUPED_MM", "IMPLS", "PADDED_BMM"
            "zipf_experts"]
 
 
+
+def route_top_k(router: nn.Module, x: Tensor, top_k: int, forced: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The seed's routing, shared by the one-device and the expert-parallel MoE: (gates [B, k],
+    expert ids [B, k]), top-k on the router's logits (or the `forced` ids of a skewed load,
+    when they are given for exactly these rows), gates the softmax over the k chosen logits."""
+    logits = router(x)
+    if forced is not None and forced.shape[0] == x.shape[0]:
+        idx = forced
+        chosen = logits.gather(1, idx)
+    else:
+        chosen, idx = torch.topk(logits, top_k, dim=1)
+    return F.softmax(chosen, dim=1), idx
+
 class MoEMLP(nn.Module):
     """Router `Linear(in, E)` with bias, top-k on its logits, softmax over the k chosen gates."""
 
@@ -55,13 +68,7 @@ class MoEMLP(nn.Module):
     # -- routing ------------------------------------------------------------------------
     def route(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(gates [B, k], expert ids [B, k]); gates are the softmax over the k chosen logits."""
-        logits = self.router(x)
-        if self.forced_experts is not None and self.forced_experts.shape[0] == x.shape[0]:
-            idx = self.forced_experts
-            chosen = logits.gather(1, idx)
-        else:
-            chosen, idx = torch.topk(logits, self.shape.top_k, dim=1)
-        return F.softmax(chosen, dim=1), idx
+        return route_top_k(self.router, x, self.shape.top_k, self.forced_experts)
 
     def expert_tokens(self, x: Tensor) -> list[int]:
         """Tokens routed to each expert for input `x` (the realised load)."""

@@ -9,20 +9,11 @@ from typing import Callable
 
 import pytest
 
+from fake_clock import Clock
+
 from moecluster.agents.devices import FakeDevices, NoDevices, Unsupported
 from moecluster.agents.meters.energy import (SOURCE_FAKE, SOURCE_SAMPLED, Alignment, CounterWatch, EnergyMeter,
                                              PowerSampler, min_window_s)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
 
 
 def fake(clock: Clock, count: int = 1, **kw: float) -> tuple[FakeDevices, EnergyMeter]:

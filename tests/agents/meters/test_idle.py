@@ -8,21 +8,12 @@ import math
 
 import pytest
 
+from fake_clock import Clock
+
 from moecluster.agents.devices import FakeDevices, NoDevices
 from moecluster.agents.meters.energy import EnergyMeter
 from moecluster.agents.meters.idle import (IdleCache, IdleReading, SettlePolicy, check_run_id, idle_for_run,
                                            measure_settled)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
 
 
 def warm_gpu(tau_s: float, count: int = 1) -> tuple[Clock, FakeDevices, EnergyMeter]:
