@@ -26,7 +26,14 @@ def runs_root(option: str | os.PathLike[str] | None = None) -> Path:
 
 
 def find_run(root: Path, run_id: str) -> Path:
-    """The directory of `run_id` under `root`; InputError naming the run if absent."""
+    """The directory of `run_id` under `root`; InputError naming the run if absent.
+
+    The id is checked on every lookup, not only on creation: `../x`, `/etc` or `a/b` would
+    otherwise reach outside `root` (report, status, --resume all come through here).
+    """
+    if not RUN_ID_PATTERN.match(run_id):
+        raise InputError(f"run {run_id!r}: not a run id (letters, digits, '-', '_' and '.', starting with a"
+                         " letter or digit; no path separators)")
     path = root / run_id
     if not (path / "results.sqlite").exists():
         known = sorted(p.name for p in root.iterdir() if (p / "results.sqlite").exists()) if root.is_dir() else []

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from moecluster.agents.records import TaskResult, TaskSpec
 
@@ -43,14 +43,46 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
-class RunStore:
-    """The SQLite store of one run directory (`runs/<run-id>/results.sqlite`)."""
+class StoreDamaged(ValueError):
+    """A store that cannot be read: not SQLite, truncated, without its tables, or a bad record.
 
-    def __init__(self, run_dir: Path) -> None:
+    The message names the file (and the task, for a bad record), so the CLI can name the
+    damaged run in one line while the other runs stay readable.
+    """
+
+
+class RunStore:
+    """The SQLite store of one run directory (`runs/<run-id>/results.sqlite`).
+
+    `read_only=True` (runs, status, report) opens the file with SQLite's `mode=ro`: a reader
+    never creates, repairs or rewrites a store (a zero-byte file stays zero bytes), and a damaged
+    one raises `StoreDamaged` instead of a traceback.
+    """
+
+    def __init__(self, run_dir: Path, *, read_only: bool = False) -> None:
         self.path = Path(run_dir) / STORE_NAME
-        self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.executescript(_SCHEMA)
+        self.read_only = read_only
+        if not read_only:
+            self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.executescript(_SCHEMA)
+            return
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            raise StoreDamaged(f"{self.path}: missing or empty (0 bytes)")
+        try:
+            self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                         isolation_level=None, timeout=30)
+            for table in ("results", "plan", "meta"):
+                self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreDamaged(f"{self.path}: not a readable run store ({exc})") from None
+
+    def _read(self, sql: str) -> list[tuple[Any, ...]]:
+        """All rows of `sql`; StoreDamaged naming the file when SQLite cannot read them."""
+        try:
+            return self._conn.execute(sql).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreDamaged(f"{self.path}: not a readable run store ({exc})") from None
 
     # -- results ---------------------------------------------------------------------------
     def add(self, result: TaskResult, attempts: int = 1) -> bool:
@@ -71,19 +103,22 @@ class RunStore:
             return cur.rowcount > 0
 
     def results(self) -> list[TaskResult]:
-        return list(self._iter("SELECT record FROM results ORDER BY finished_at"))
-
-    def _iter(self, sql: str) -> Iterator[TaskResult]:
-        for (record,) in self._conn.execute(sql):
-            yield TaskResult.from_json(record)
+        """Every stored result, oldest first; StoreDamaged naming the task of a bad record."""
+        out = []
+        for task_id, record in self._read("SELECT task_id, record FROM results ORDER BY finished_at"):
+            try:
+                out.append(TaskResult.from_json(record))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise StoreDamaged(f"{self.path}: the record of task {task_id!r} is damaged ({exc})") from None
+        return out
 
     def task_status(self) -> dict[str, str]:
         """task_id -> status of every stored task."""
-        return dict(self._conn.execute("SELECT task_id, status FROM results"))
+        return {k: v for k, v in self._read("SELECT task_id, status FROM results")}
 
     def attempts(self) -> dict[str, int]:
         """task_id -> how many times the stored run of the task was started."""
-        return dict(self._conn.execute("SELECT task_id, attempts FROM results"))
+        return {k: v for k, v in self._read("SELECT task_id, attempts FROM results")}
 
     # -- plan ------------------------------------------------------------------------------
     def set_plan(self, tasks: Iterable[tuple[TaskSpec, float]]) -> None:
@@ -99,15 +134,19 @@ class RunStore:
 
     def planned(self) -> list[tuple[TaskSpec, float]]:
         """The planned tasks in sweep order, with their estimated seconds."""
-        rows = self._conn.execute("SELECT spec, estimated_s FROM plan ORDER BY position")
-        return [(TaskSpec.from_dict(json.loads(spec)), est) for spec, est in rows]
+        out = []
+        for task_id, spec, est in self._read("SELECT task_id, spec, estimated_s FROM plan ORDER BY position"):
+            try:
+                out.append((TaskSpec.from_dict(json.loads(spec)), est))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise StoreDamaged(f"{self.path}: the plan of task {task_id!r} is damaged ({exc})") from None
+        return out
 
     def counts(self) -> dict[str, int]:
         """Tasks planned, stored `ok`, stored `failed`, and missing (planned, not stored)."""
-        (planned,) = self._conn.execute("SELECT COUNT(*) FROM plan").fetchone()
-        by_status = dict(self._conn.execute("SELECT status, COUNT(*) FROM results GROUP BY status"))
-        (missing,) = self._conn.execute(
-            "SELECT COUNT(*) FROM plan WHERE task_id NOT IN (SELECT task_id FROM results)").fetchone()
+        ((planned,),) = self._read("SELECT COUNT(*) FROM plan")
+        by_status = {k: v for k, v in self._read("SELECT status, COUNT(*) FROM results GROUP BY status")}
+        ((missing,),) = self._read("SELECT COUNT(*) FROM plan WHERE task_id NOT IN (SELECT task_id FROM results)")
         return {"planned": planned, "ok": by_status.get("ok", 0), "failed": by_status.get("failed", 0),
                 "missing": missing}
 
@@ -118,7 +157,11 @@ class RunStore:
                                    [(k, json.dumps(v)) for k, v in values.items()])
 
     def meta(self) -> dict[str, Any]:
-        return {k: json.loads(v) for k, v in self._conn.execute("SELECT key, value FROM meta")}
+        rows = self._read("SELECT key, value FROM meta")
+        try:
+            return {k: json.loads(v) for k, v in rows}
+        except ValueError as exc:
+            raise StoreDamaged(f"{self.path}: the run facts (meta) are damaged ({exc})") from None
 
     def close(self) -> None:
         self._conn.close()

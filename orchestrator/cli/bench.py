@@ -25,6 +25,7 @@ from moecluster.agents.workloads.mlp.shapes import (
 from moecluster.agents.workloads.mlp.shapes import preset as preset_shape
 
 from .errors import InputError
+from .finite import FiniteFloatRange
 
 
 def console(stderr: bool = False) -> Console:
@@ -150,15 +151,15 @@ def _form_table(results: list[TaskResult]) -> Table | None:
 @click.option("--dtype", type=click.Choice(DTYPE_NAMES), default="float32", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--device", type=click.Choice(["cuda", "cpu"]), default=None, help="Default: cuda if present, else cpu.")
-@click.option("--duration", "duration_s", type=click.FloatRange(min=0, min_open=True), default=30.0,
+@click.option("--duration", "duration_s", type=FiniteFloatRange(min=0, min_open=True), default=30.0,
               show_default=True, help="Seconds of each measurement window.")
-@click.option("--warmup", "warmup_s", type=click.FloatRange(min=0), default=5.0, show_default=True,
+@click.option("--warmup", "warmup_s", type=FiniteFloatRange(min=0), default=5.0, show_default=True,
               help="Seconds of warm-up before the first window (at least 3 batches).")
 @click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
               help="Windows per model, alternating dense and MoE.")
 @click.option("--load", type=click.Choice(["router", "zipf"]), default="router", show_default=True,
               help="Expert load: the router's own top-k, or a Zipf-skewed assignment.")
-@click.option("--zipf-s", type=click.FloatRange(min=0), default=1.2, show_default=True, help="Zipf exponent.")
+@click.option("--zipf-s", type=FiniteFloatRange(min=0), default=1.2, show_default=True, help="Zipf exponent.")
 @click.option("--train-epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Train both models on the seed's synthetic task first (the seed uses 15).")
 @click.option("--compile/--no-compile", "compile_", default=False, help="torch.compile the models.")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ from moecluster.orchestrator.report.fmt import params as _params, seconds as _ti
 
 from .errors import InputError
 
+# Far above any real model (1e15 parameters), far below float overflow: `1e400` is refused, not a traceback.
+_MAX_COUNT = 1e15
 _SUFFIX = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 
 
@@ -27,7 +30,10 @@ def parse_count(text: str, name: str) -> int:
     m = re.fullmatch(r"\s*([0-9][0-9_,]*\.?[0-9]*(?:e[0-9]+)?)\s*([kKmMbBgGtT]?)\s*", text)
     if not m:
         raise InputError(f"{name}: {text!r} is not a count (e.g. 5.6B, 5.6e9, 5600000000)")
-    return int(round(float(m.group(1).replace(",", "").replace("_", "")) * _SUFFIX[m.group(2).lower()]))
+    count = float(m.group(1).replace(",", "").replace("_", "")) * _SUFFIX[m.group(2).lower()]
+    if not math.isfinite(count) or count > _MAX_COUNT:
+        raise InputError(f"{name}: {text!r} is too large (at most {_MAX_COUNT:.0e})")
+    return int(round(count))
 
 
 def _explicit(experts: int | None, top_k: int | None, expert_params: str | None, shared_params: str | None,

@@ -10,10 +10,12 @@ import click
 from rich.console import Console
 
 from moecluster.orchestrator.aggregate import aggregate
-from moecluster.orchestrator.report import FORMATS, frames, load_run, render, run_meta, write, write_html
+from moecluster.orchestrator.report import FORMATS, frames, render, run_meta, write, write_html
 from moecluster.orchestrator.rundir import find_run, runs_root
+from moecluster.orchestrator.store import RunStore, StoreDamaged
 
 from .errors import InputError
+from .outdir import writable_dir
 
 PIPE_WIDTH = 200  # columns of the tables when stdout is not a terminal and COLUMNS is not set
 
@@ -86,7 +88,14 @@ def report(run_id: str, runs_dir: Path | None, formats: tuple[str, ...], out_dir
     parallelism and, with --prometheus, the energy of every GPU of the cluster over the run.
     """
     run_dir = find_run(runs_root(runs_dir), run_id)
-    results = load_run(run_dir)
+    for option, directory in (("--out", out_dir if formats else None), ("--html", html_dir)):
+        if directory is not None:
+            writable_dir(directory, option)
+    try:
+        with RunStore(run_dir, read_only=True) as store:  # a report never writes the store
+            results = store.results()
+    except StoreDamaged as exc:
+        raise InputError(f"run {run_id!r} is damaged: {exc}") from None
     if not results:
         raise InputError(f"run {run_id!r} has no stored results yet ({run_dir})")
     err = Console(stderr=True)
@@ -109,9 +118,15 @@ def report(run_id: str, runs_dir: Path | None, formats: tuple[str, ...], out_dir
         target = out_dir or run_dir / "report"
         export_meta = {"run_id": run_id, **meta, "cluster": agg.cluster_note}
         for fmt in formats:
-            written += write(tables, target, fmt, export_meta)
+            try:
+                written += write(tables, target, fmt, export_meta)
+            except OSError as exc:
+                raise InputError(f"--out {target}: cannot write: {exc.strerror or exc}") from None
     if html_dir is not None:
-        written.append(write_html(agg, run_id, meta, html_dir))
+        try:
+            written.append(write_html(agg, run_id, meta, html_dir))
+        except OSError as exc:
+            raise InputError(f"--html {html_dir}: cannot write: {exc.strerror or exc}") from None
     for path in written:
         click.echo(f"wrote {path}", err=not quiet)
 

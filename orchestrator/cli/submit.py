@@ -21,9 +21,16 @@ import click
 import yaml
 
 from moecluster.orchestrator import rundir
-from moecluster.orchestrator.store import RunStore
+from moecluster.orchestrator.store import RunStore, StoreDamaged
 
 from .errors import InputError
+from .finite import FiniteFloatRange
+
+# A real sweep is tens to a few thousand tasks; 10,000 is hours of GPU time at the shortest
+# windows. `--max-tasks` raises it; the count is taken before expanding (sweep/size.py).
+DEFAULT_MAX_TASKS = 10_000
+# A dry run prints the first rows of a bigger plan and a summary line, not every row.
+DRY_RUN_ROWS = 200
 
 if TYPE_CHECKING:
     from moecluster.orchestrator.sweep import PairPlan, Plan, SweepFile
@@ -99,11 +106,13 @@ def _start_agents(run_dir: Path, port: int, device: str) -> None:
               help="Override a top-level sweep key, e.g. --set repeats=1 --set 'batch_size=[128, 512]'.")
 @click.option("--meter", type=click.Choice(["auto", "nvml", "fake", "none"]),
               help="Energy source for every task (overrides the sweep's `meter`).")
+@click.option("--max-tasks", type=click.IntRange(min=1), default=DEFAULT_MAX_TASKS, show_default=True,
+              help="Refuse a sweep planning more tasks than this (counted before expanding).")
 @click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True,
               help="Ray retries of a pair lost with its node or worker (a failing task is not retried).")
 @click.option("--num-gpus", type=click.IntRange(min=0), help="GPUs of the local instance (default: detected).")
 @click.option("--num-cpus", type=click.IntRange(min=1), help="CPUs of the local instance (default: detected).")
-@click.option("--cpus-per-task", type=click.FloatRange(min=0), default=1.0, show_default=True,
+@click.option("--cpus-per-task", type=FiniteFloatRange(min=0), default=1.0, show_default=True,
               help="CPUs each pair (each rank) holds besides its GPU.")
 @click.option("--agents/--no-agents", default=True, show_default=True,
               help="Make sure a metrics agent serves on every node (for Prometheus and Grafana).")
@@ -111,23 +120,28 @@ def _start_agents(run_dir: Path, port: int, device: str) -> None:
 @click.option("--dashboard/--no-dashboard", default=False, show_default=True,
               help="Start Ray's dashboard with the local instance.")
 def submit(sweep_file: Path | None, dry_run: bool, as_json: bool, address: str | None, resume_id: str | None,
-           runs_dir: Path | None, run_id: str | None, sets: tuple[str, ...], meter: str | None, max_retries: int,
+           runs_dir: Path | None, run_id: str | None, sets: tuple[str, ...], meter: str | None, max_tasks: int,
+           max_retries: int,
            num_gpus: int | None, num_cpus: int | None, cpus_per_task: float, agents: bool, agent_port: int,
            dashboard: bool) -> None:
     """Run a sweep of matched dense/MoE pairs on Ray and store every result as it arrives."""
     from moecluster.orchestrator.sweep import SweepError
 
     try:
-        _submit(sweep_file, dry_run, as_json, resume_id, runs_dir, run_id, sets, meter,
+        _submit(sweep_file, dry_run, as_json, resume_id, runs_dir, run_id, sets, meter, max_tasks,
                 dict(address=address, max_retries=max_retries, num_gpus=num_gpus, num_cpus=num_cpus,
                      cpus_per_task=cpus_per_task, agents=agents, agent_port=agent_port, dashboard=dashboard))
     except SweepError as exc:
         raise InputError(str(exc)) from None
+    except StoreDamaged as exc:
+        raise InputError(f"run {resume_id!r} is damaged: {exc}") from None
 
 
 def _submit(sweep_file: Path | None, dry_run: bool, as_json: bool, resume_id: str | None, runs_dir: Path | None,
-            run_id: str | None, sets: tuple[str, ...], meter: str | None, run_options: dict[str, Any]) -> None:
+            run_id: str | None, sets: tuple[str, ...], meter: str | None, max_tasks: int,
+            run_options: dict[str, Any]) -> None:
     from moecluster.orchestrator.sweep import expand, load_sweep
+    from moecluster.orchestrator.sweep.size import check_task_count
 
     root = rundir.runs_root(runs_dir)
     if resume_id is not None:
@@ -135,7 +149,7 @@ def _submit(sweep_file: Path | None, dry_run: bool, as_json: bool, resume_id: st
             raise click.UsageError("--resume RUN_ID takes the run's own sweep: give no SWEEP_FILE, --run-id,"
                                    " --set or --meter")
         run_dir = rundir.find_run(root, resume_id)
-        with RunStore(run_dir) as store:
+        with RunStore(run_dir, read_only=True) as store:
             meta = store.meta()
         from . import submit_views as views
 
@@ -145,7 +159,7 @@ def _submit(sweep_file: Path | None, dry_run: bool, as_json: bool, resume_id: st
         source = run_dir / rundir.SWEEP_FILE
         sweep = load_sweep(source)
         plan = expand(sweep, run_id=resume_id)
-        with RunStore(run_dir) as store:
+        with RunStore(run_dir, read_only=True) as store:
             planned = [spec.task_id for spec, _ in store.planned()]
             status = store.task_status()
         if planned != [t.task_id for t in plan.tasks]:
@@ -167,6 +181,7 @@ def _submit(sweep_file: Path | None, dry_run: bool, as_json: bool, resume_id: st
         run_id = rundir.check_run_id(run_id) if run_id else rundir.new_run_id(sweep.name)
         if explicit and (root / run_id).exists():
             raise InputError(f"run {run_id!r} already exists under {root} (use --resume {run_id} to finish it)")
+        check_task_count(sweep, max_tasks)
         plan = expand(sweep, run_id=run_id)
         pairs = list(plan.pairs)
     _refuse_gangs_without_node_side(pairs, source)
@@ -205,8 +220,26 @@ def _print_plan(plan: Plan, sweep: SweepFile, as_json: bool) -> None:
                                "skipped": list(plan.skipped)}, indent=2))
         return
     out = views.console()
-    out.print(views.plan_table(plan, f"sweep {sweep.name}: dry run, nothing started"))
+    shown = _first_pairs(plan, DRY_RUN_ROWS)
+    out.print(views.plan_table(replace(plan, pairs=shown), f"sweep {sweep.name}: dry run, nothing started"))
+    hidden = len(plan.pairs) - len(shown)
+    if hidden:
+        shown_rows = sum(len(p.tasks) for p in shown)
+        out.print(f"... first {shown_rows} of {len(plan.tasks):,} tasks shown; {hidden:,} more pairs not printed"
+                  " (--json lists every task)", highlight=False)
     out.print(views.plan_summary(plan), highlight=False)
+
+
+def _first_pairs(plan: Plan, max_rows: int) -> tuple[PairPlan, ...]:
+    """The leading pairs of `plan` whose tasks fit in `max_rows` table rows (at least one pair)."""
+    shown: list[PairPlan] = []
+    rows = 0
+    for pair in plan.pairs:
+        if shown and rows + len(pair.tasks) > max_rows:
+            break
+        shown.append(pair)
+        rows += len(pair.tasks)
+    return tuple(shown)
 
 
 def _run(pairs: list[PairPlan], plan: Plan, sweep: SweepFile, *, root: Path, run_id: str, resume: bool,
@@ -286,10 +319,18 @@ def runs(runs_dir: Path | None, as_json: bool) -> None:
     from . import submit_views as views
 
     root = rundir.runs_root(runs_dir)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    damaged: list[str] = []
     for path in rundir.list_runs(root):
-        with RunStore(path) as store:
-            meta, counts = store.meta(), store.counts()
+        try:
+            with RunStore(path, read_only=True) as store:
+                meta, counts = store.meta(), store.counts()
+        except StoreDamaged as exc:
+            # One damaged run is named; the others are still listed.
+            damaged.append(f"run {path.name} is damaged: {exc}")
+            rows.append({"run": path.name, "sweep": "", "state": "damaged", "created": "", "damaged": str(exc),
+                         **{k: "?" for k in ("ok", "failed", "missing", "planned")}})
+            continue
         created = meta.get("created_at")
         rows.append({"run": path.name, "sweep": meta.get("sweep", ""), "state": views.run_state(meta),
                      "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else "", **counts})
@@ -299,6 +340,8 @@ def runs(runs_dir: Path | None, as_json: bool) -> None:
         click.echo(f"no runs under {root}")
     else:
         views.console().print(views.runs_table(rows, str(root)))
+        for line in damaged:
+            click.echo(f"moecluster: warning: {line}", err=True)
 
 
 @click.command()
@@ -310,10 +353,13 @@ def status(run_id: str, runs_dir: Path | None, as_json: bool) -> None:
     from . import submit_views as views
 
     run_dir = rundir.find_run(rundir.runs_root(runs_dir), run_id)
-    with RunStore(run_dir) as store:
-        meta, counts, attempts = store.meta(), store.counts(), store.attempts()
-        planned = [spec for spec, _ in store.planned()]
-        results = {r.spec.task_id: r for r in store.results()}
+    try:
+        with RunStore(run_dir, read_only=True) as store:
+            meta, counts, attempts = store.meta(), store.counts(), store.attempts()
+            planned = [spec for spec, _ in store.planned()]
+            results = {r.spec.task_id: r for r in store.results()}
+    except StoreDamaged as exc:
+        raise InputError(f"run {run_id!r} is damaged: {exc}") from None
     state = views.run_state(meta)
     if as_json:
         click.echo(json.dumps({"run": run_id, "state": state, "meta": meta, "counts": counts,

@@ -25,6 +25,7 @@ from moecluster.agents.records import TaskSpec
 from moecluster.agents.workloads.mlp.shapes import ShapeError, match_dense
 from .estimate import task_estimate_s
 from .loader import SweepError
+from .memory import check_task_memory
 from .schema import AXES, SweepFile
 
 DTYPE_SHORT = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
@@ -151,6 +152,8 @@ def expand(sweep: SweepFile, run_id: str = "local") -> Plan:
                                       model=moe_shape.as_model(), expert_parallel=moe_point["expert_parallel"],
                                       **common))
             params = [d.params() for d in twins.values()] + [moe_shape.params()] * len(runnable)
+            for task, p in zip(tasks, params):
+                check_task_memory(task, p.total)
             pairs.append(PairPlan(
                 pair_id=pair_id, model=entry.label, tasks=tuple(tasks),
                 params_total=tuple(p.total for p in params),

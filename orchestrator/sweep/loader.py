@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from .aliases import MAX_EXPANDED_NODES, expanded_size_exceeds
 from .schema import FieldProblem, ModelEntry, SweepFile
 from .suggest import did_you_mean
 
@@ -68,6 +69,9 @@ def parse_sweep(text: str, path: Path = Path("<sweep>"), overrides: dict[str, An
     if not isinstance(root, yaml.MappingNode):
         raise SweepError.at(path, root.start_mark.line + 1 if root else None, "",
                          "not a sweep: the file must be a YAML mapping (name:, models:, impl:, ...)")
+    if expanded_size_exceeds(root):
+        raise SweepError.at(path, None, "", f"YAML aliases expand to more than {MAX_EXPANDED_NODES:,} nodes;"
+                            " a sweep is a few hundred (write the values out, or use fewer nested aliases)")
     lines = _line_map(root, (), path)
     data = yaml.safe_load(text)
     data.setdefault("name", re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem).strip("-.") or "sweep")
@@ -161,6 +165,8 @@ def _message(err: Mapping[str, Any], loc: Loc) -> str:
         return f"must be {err['msg'].removeprefix('Input should be ')}, got {value!r}"
     if kind == "string_pattern_mismatch":
         return f"{value!r} may hold only letters, digits, '-', '_' and '.', starting with a letter or digit"
+    if kind == "finite_number":
+        return f"must be a finite number, got {value!r}"
     if kind == "too_short":
         return "must not be empty"
     return err["msg"]

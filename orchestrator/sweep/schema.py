@@ -39,7 +39,8 @@ class FieldProblem(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # allow_inf_nan=False: `duration_s: .inf` is one line naming the key, not a run that never ends.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class ModelEntry(_Strict):

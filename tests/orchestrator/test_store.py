@@ -49,3 +49,36 @@ def test_plan_counts_and_meta(tmp_path: Path) -> None:
         store.set_meta(state="running", pid=123)
         store.set_meta(state="finished")
         assert store.meta() == {"state": "finished", "pid": 123}
+
+
+def test_read_only_never_writes_and_names_a_damaged_store(tmp_path: Path) -> None:
+    import sqlite3
+
+    import pytest
+
+    from moecluster.orchestrator.store import StoreDamaged
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "results.sqlite").write_bytes(b"")
+    with pytest.raises(StoreDamaged, match="empty"):
+        RunStore(empty, read_only=True)
+    assert (empty / "results.sqlite").stat().st_size == 0
+
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "results.sqlite").write_bytes(b"\x13\x37" * 4096)
+    with pytest.raises(StoreDamaged, match="not a readable run store"):
+        RunStore(junk, read_only=True)
+
+    with RunStore(tmp_path) as store:
+        store.add(result("good", "ok", 1.0))
+        store.add(result("bad", "ok", 2.0))
+    with sqlite3.connect(tmp_path / "results.sqlite") as conn:
+        conn.execute("UPDATE results SET record = '{not json' WHERE task_id = 'bad'")
+    with RunStore(tmp_path, read_only=True) as store:
+        assert store.task_status() == {"good": "ok", "bad": "ok"}
+        with pytest.raises(StoreDamaged, match="record of task 'bad' is damaged"):
+            store.results()
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            store.set_meta(state="x")

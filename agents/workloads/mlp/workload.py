@@ -41,6 +41,27 @@ def _runner(model: nn.Module, inputs: Tensor, compiled: bool) -> Callable[[], Te
     return run
 
 
+def check_device_memory(spec: TaskSpec, device: torch.device, dtype: torch.dtype) -> None:
+    """ValueError with both numbers when the weights cannot fit in the GPU's free memory.
+
+    Checked before anything is allocated, so a model too big for the device fails at once
+    with the memory it needs and the memory there is, instead of an out-of-memory error
+    midway. The model is built in torch's default dtype, then converted: the larger element
+    size of the two is what the weights need at their peak. CPU tasks are not checked.
+    """
+    if device.type != "cuda":
+        return
+    element = max(torch.empty((), dtype=torch.get_default_dtype()).element_size(),
+                  torch.empty((), dtype=dtype).element_size())
+    total = shape_of(spec).params().total
+    needed = total * element
+    free, capacity = torch.cuda.mem_get_info(device)
+    if needed > free:
+        raise ValueError(f"task {spec.task_id}: the weights need {needed / 2**30:,.2f} GiB ({total:,} parameters ×"
+                         f" {element} bytes), but {device} has {free / 2**30:,.2f} GiB free of"
+                         f" {capacity / 2**30:,.2f} GiB")
+
+
 class MlpWorkload:
     """The seed's MLP pairs. `forms`: where form choices are kept (the process's cache by
     default, so the repeats of a pair measure once); `tools`: how forms are timed/captured."""
@@ -72,6 +93,7 @@ class MlpWorkload:
 
     def prepare(self, spec: TaskSpec, device: torch.device, dtype: torch.dtype) -> Prepared:
         self.validate(spec)
+        check_device_memory(spec, device, dtype)
         shape = shape_of(spec)
         gen = torch.Generator().manual_seed(spec.seed)
         torch.manual_seed(spec.seed)

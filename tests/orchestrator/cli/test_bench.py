@@ -33,6 +33,10 @@ def test_dry_run_json_with_overrides():
     (["--expert-hidden-dim", "-4"], "--expert-hidden-dim"),
     (["--device", "cuda", "--duration", "1"], "--device cuda"),
     (["--cuda-graphs", "--eager"], "--cuda-graphs and --eager exclude each other"),
+    (["--duration", "inf"], "'--duration': 'inf' is not a finite number"),
+    (["--duration", "nan"], "'--duration': 'nan' is not a finite number"),
+    (["--warmup", "inf"], "'--warmup': 'inf' is not a finite number"),
+    (["--zipf-s", "nan"], "'--zipf-s': 'nan' is not a finite number"),
     (["--cuda-graphs", "--impl", "naive"], "--cuda-graphs is impossible with --impl naive: naive syncs with the host"),
     (["--cuda-graphs", "--device", "cpu"], "--cuda-graphs needs --device cuda"),
 ])

@@ -41,6 +41,14 @@ BAD = {
                          " is larger than num_experts (8)"),
     "empty grid": (GOOD + "impl: []\n", "t.yaml:4: impl: empty list"),
     "not yaml": ("name: t\nmodels: [{preset: small}\n", "t.yaml:3: not valid YAML"),
+    "infinite duration": (GOOD + "duration_s: .inf\n", "t.yaml:4: duration_s: must be a finite number, got inf"),
+    "nan in a grid": (GOOD + "zipf_s: [1.0, .nan]\n", "t.yaml:4: zipf_s[1]: must be a finite number, got nan"),
+    "model too big": ("name: t\nmodels: [{name: huge, num_experts: 8, top_k: 2, expert_hidden_dim: 100000000,"
+                      " expert_num_layers: 3}]\n",
+                      "task huge-grouped-fp32-b128-dense-total: 1.6e+17 parameters × 4 bytes (float32) need"),
+    "alias bomb": ("".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+                   .join(["a: &a [x, x, x, x, x, x, x, x, x, x]\n", GOOD]),
+                   "t.yaml: YAML aliases expand to more than 100,000 nodes"),
 }
 
 
@@ -63,6 +71,11 @@ def test_bad_sweep_is_one_line_exit_2_and_leaves_nothing(case: str, tmp_path: Pa
     (["submit", "absent.yaml"], "absent.yaml: no such file"),
     (["submit", str(QUICKSTART), "--set", "repeats"], "expected KEY=VALUE"),
     (["submit", str(QUICKSTART), "--set", "repeats=0"], "--set: repeats: must be greater than 0"),
+    (["submit", str(QUICKSTART), "--set", "duration_s=.inf"], "--set: duration_s: must be a finite number, got inf"),
+    (["submit", str(QUICKSTART), "--set", "duration_s=.inf", "--dry-run"], "--set: duration_s: must be a finite"),
+    (["submit", str(QUICKSTART), "--set", "seed=[0, 1, 2]", "--max-tasks", "17", "--dry-run"],
+     "plans 18 tasks (3 impl × 3 seed × 2 tasks per pair), more than --max-tasks 17"),
+    (["submit", str(QUICKSTART), "--cpus-per-task", "nan"], "'--cpus-per-task': 'nan' is not a finite number"),
     (["submit", str(QUICKSTART), "--run-id", "a b"], "--run-id 'a b'"),
     (["submit", str(QUICKSTART), "--resume", "x"], "--resume RUN_ID takes the run's own sweep"),
     (["submit", "--resume", "nope"], "run 'nope' not found"),
@@ -167,3 +180,13 @@ def test_killed_head_loses_nothing_and_resume_completes(one_node_cluster: tuple[
         after = {r.spec.task_id: r.finished_at for r in store.results()}
     assert len(after) == 12
     assert all(after[t] == finished for t, finished in before.items())  # what was stored is kept as it was
+
+
+def test_big_dry_run_prints_the_first_rows_and_a_summary(tmp_path: Path) -> None:
+    seeds = ", ".join(str(i) for i in range(150))
+    proc = cli("submit", str(QUICKSTART), "--dry-run", "--set", f"seed=[{seeds}]", "--set", "impl=grouped",
+               "--runs-dir", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    assert "first 200 of 300 tasks shown; 50 more pairs not printed" in proc.stdout
+    assert "150 pairs, 300 tasks" in proc.stdout and "seed149" not in proc.stdout
+    assert not (tmp_path / "r").exists()

@@ -64,6 +64,9 @@ def test_sweep_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (("--experts", "8"), "an explicit shape needs --top-k, --expert-params as well"),
     (("--experts", "8", "--top-k", "2", "--expert-params", "lots"), "--expert-params: 'lots' is not a count"),
     (("--experts", "2", "--top-k", "4", "--expert-params", "1M"), "top_k (4) exceeds num_experts (2)"),
+    (("--experts", "8", "--top-k", "2", "--expert-params", "1e400"), "--expert-params: '1e400' is too large"),
+    (("--experts", "8", "--top-k", "2", "--expert-params", "1M", "--shared-params", "1e20"),
+     "--shared-params: '1e20' is too large"),
 ])
 def test_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str) -> None:
     rc, _, err = _main(capsys, "estimate", *args)

@@ -146,3 +146,15 @@ def test_overrides_replace_keys_and_are_blamed_as_set(issue_example: str) -> Non
 def test_default_name_is_the_file_stem() -> None:
     sweep = parse_sweep("models: [{preset: small}]\n", Path("my sweep.yaml"))
     assert sweep.name == "my-sweep"
+
+
+def test_small_aliases_still_load() -> None:
+    sweep = parse_sweep("name: t\nmodels: [{preset: small, num_experts: &e 4}]\nbatch_size: [*e]\n")
+    assert sweep.batch_size == [4]
+
+
+def test_alias_bomb_is_refused_before_expansion() -> None:
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]" for p, c in zip("abcdefgh", "bcdefghi")]
+    err = error_of("\n".join(levels) + "\nname: t\nmodels: [{preset: small}]\n")
+    assert "aliases expand to more than 100,000 nodes" in str(err)

@@ -1,0 +1,35 @@
+"""Count a sweep's tasks from its axes alone, and refuse a plan too big to be meant.
+
+A grid of 1.8 M tasks used to expand silently for minutes (and gigabytes) before anything was
+printed. The count is a product of list lengths, known before a single task is built, so a
+plan over the cap is one line naming the product, and `--max-tasks` raises the cap when meant.
+"""
+from __future__ import annotations
+
+import math
+
+from .loader import SweepError
+from .schema import AXES, SweepFile
+
+
+def task_count(sweep: SweepFile) -> tuple[int, str]:
+    """The number of tasks `expand` builds at most, and the product that gives it.
+
+    Grid points skipped as impossible are not subtracted: this is the upper bound, computed
+    without expanding anything. The text reads e.g. `2 models × 3 impl × 4 batch_size × 2 tasks per pair`.
+    """
+    axes = [a for a in AXES if not (sweep.share_twins and a == "impl")]
+    sizes = [(len(sweep.models), "models")] + [(len(getattr(sweep, a)), a) for a in axes]
+    per_pair = len(sweep.match) + (len(sweep.impl) if sweep.share_twins else 1)
+    count = math.prod(n for n, _ in sizes) * per_pair
+    factors = [f"{n:,} {name}" for n, name in sizes if n > 1] + [f"{per_pair} tasks per pair"]
+    return count, " × ".join(factors)
+
+
+def check_task_count(sweep: SweepFile, max_tasks: int) -> int:
+    """The sweep's task count; SweepError naming the product when it is above `max_tasks`."""
+    count, product = task_count(sweep)
+    if count > max_tasks:
+        raise SweepError(f"sweep {sweep.name!r} plans {count:,} tasks ({product}), more than --max-tasks"
+                         f" {max_tasks:,}: shorten a grid axis, or raise --max-tasks if it is meant")
+    return count

@@ -1,0 +1,25 @@
+"""Counting a sweep's tasks before expanding it, and the cap on a plan's size."""
+from __future__ import annotations
+
+import pytest
+
+from moecluster.orchestrator.sweep import SweepError, expand, parse_sweep
+from moecluster.orchestrator.sweep.size import check_task_count, task_count
+
+
+@pytest.mark.parametrize("extra", ["",
+                                   "impl: [naive, sorted, grouped]\nmatch: [total, active]\nbatch_size: [1, 2]\n",
+                                   "impl: [naive, sorted]\nshare_twins: true\nmatch: [total, active]\n"
+                                   "seed: [0, 1, 2]\n"])
+def test_count_is_the_expanded_number_of_tasks(extra: str) -> None:
+    sweep = parse_sweep("name: t\nmodels: [{preset: small}, {preset: medium}]\n" + extra)
+    count, _ = task_count(sweep)
+    assert count == len(expand(sweep).tasks)
+
+
+def test_over_the_cap_names_the_product_of_the_axes() -> None:
+    sweep = parse_sweep("name: t\nmodels: [{preset: small}]\nbatch_size: [1, 2, 3, 4, 5]\nseed: [0, 1, 2]\n")
+    assert check_task_count(sweep, 30) == 30
+    with pytest.raises(SweepError) as info:
+        check_task_count(sweep, 29)
+    assert "plans 30 tasks (5 batch_size × 3 seed × 2 tasks per pair), more than --max-tasks 29" in str(info.value)
