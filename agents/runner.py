@@ -84,6 +84,15 @@ def select_gpus(devices: DeviceSet, device: torch.device, gpu_indices: Sequence[
     return [by_index[i] for i in indices]
 
 
+def gpu_records(gpus: Sequence[Gpu], device: torch.device, node: str) -> tuple[GpuRecord, ...]:
+    """What a result says of the GPUs it ran on: the metered ones, else (no meter) the CUDA device itself."""
+    records = tuple(GpuRecord(node=node, index=g.info.index, uuid=g.info.uuid, name=g.info.name) for g in gpus)
+    if device.type == "cuda" and not records:
+        records = (GpuRecord(node=node, index=device.index or 0, uuid=_cuda_uuid(device),
+                             name=torch.cuda.get_device_name(device)),)
+    return records
+
+
 def versions(devices: DeviceSet) -> dict[str, str]:
     out = {"torch": torch.__version__, "python": platform.python_version()}
     try:
@@ -98,7 +107,8 @@ def versions(devices: DeviceSet) -> dict[str, str]:
     return out
 
 
-def _set_fake_load(gpus: Sequence[Gpu], load: float) -> None:
+def set_fake_load(gpus: Sequence[Gpu], load: float) -> None:
+    """Tell fake GPUs how busy they are (their power model); real ones ignore it."""
     for g in gpus:
         if isinstance(g, FakeGpu):
             g.set_load(load)
@@ -274,12 +284,8 @@ def run_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indices: S
             devices = open_task_devices(spec, device, node)
         gpus = select_gpus(devices, device, gpu_indices)
         meter = EnergyMeter(devices, gpus, sample_interval_s=0.1 if spec.sample_power else None)
-        gpu_records = tuple(GpuRecord(node=node, index=g.info.index, uuid=g.info.uuid, name=g.info.name)
-                            for g in gpus)
-        if device.type == "cuda" and not gpu_records:
-            name = torch.cuda.get_device_name(device)
-            gpu_records = (GpuRecord(node=node, index=device.index or 0, uuid=_cuda_uuid(device), name=name),)
-        _set_fake_load(gpus, 0.0)
+        records = gpu_records(gpus, device, node)
+        set_fake_load(gpus, 0.0)
         idle = idle_for_run(meter, spec.run_id, idle_cache if idle_cache is not None else IdleCache())
         meter.update_period_s()  # now, while the device is quiet anyway, not between warm-up and window
         pk = (peaks or PeakCache()).get(device, dtype)
@@ -290,7 +296,7 @@ def run_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indices: S
         if observer is not None:
             observer.started(spec, [g.info for g in gpus])
         with torch.inference_mode():
-            _set_fake_load(gpus, 1.0)
+            set_fake_load(gpus, 1.0)
             _run_for(prepared, spec.warmup_s, sync, min_steps=MIN_WARMUP_STEPS)
             windows: list[Window] = []
             readings: list[EnergyReading] = []
@@ -298,7 +304,7 @@ def run_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indices: S
             for r in range(spec.repeats):
                 steps, reading, window_start = _measure_window(meter, prepared, spec.duration_s, device,
                                                                _progress(observer, done, prepared.items_per_batch))
-                _set_fake_load(gpus, 1.0 if r + 1 < spec.repeats else 0.0)
+                set_fake_load(gpus, 1.0 if r + 1 < spec.repeats else 0.0)
                 n = steps * prepared.items_per_batch
                 done += n
                 windows.append(_window(reading, n, window_start, r))
@@ -307,7 +313,7 @@ def run_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indices: S
                     observer.progress(done)
                 say(f"{spec.task_id}: window {r + 1}/{spec.repeats}: {n / reading.duration_s:,.0f} inferences/s")
         result = TaskResult(
-            spec=spec, node=node, started_at=started, status="ok", gpus=gpu_records, params=prepared.params,
+            spec=spec, node=node, started_at=started, status="ok", gpus=records, params=prepared.params,
             windows=tuple(windows),
             energy_source=reading.source, energy_unavailable_reason=reading.unavailable_reason,
             idle_power_w=idle.power_w if idle else None,
@@ -318,7 +324,7 @@ def run_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indices: S
             form=dict(prepared.form),
             drift=window_drift(windows), warnings=_warnings(readings, idle), finished_at=time.time())
     except Exception as exc:  # noqa: BLE001 - a task failure is data, not a crash
-        _set_fake_load(gpus, 0.0)
+        set_fake_load(gpus, 0.0)
         say(traceback.format_exc())
         result = TaskResult(spec=spec, node=node, started_at=started, status="failed",
                             error=f"{type(exc).__name__}: {exc}", finished_at=time.time())

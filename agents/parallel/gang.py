@@ -56,7 +56,8 @@ from .group import Gang, GangContext, process_group
 from .lockstep import StepPlan, run_steps, warm_up
 from .merge import RankWindow, energy_source, merge_phases, merge_window, window_notes
 from .phases import PhaseClock
-from .rank_setup import RankFacts, open_rank_devices, rank_facts, rank_gpus, set_fake_load
+from ..runner import set_fake_load
+from .rank_setup import RankFacts, open_rank_devices, rank_facts, rank_gpus
 from .results import GangWindow, failed_result, gang_result
 from .tasks import GangTask, LocalBuild, build_local, share
 

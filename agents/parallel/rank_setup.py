@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..devices import DeviceSet, FakeGpu, Gpu, open_devices
+from ..devices import DeviceSet, Gpu, open_devices
 from ..meters.energy import EnergyMeter
 from ..meters.idle import IdleCache, IdleReading, idle_for_run
 from ..meters.peaks import PeakCache, Peaks
 from ..records import GpuRecord, TaskSpec
-from ..runner import open_task_devices, select_gpus, versions
+from ..runner import gpu_records, open_task_devices, select_gpus, set_fake_load, versions
 from ..workloads.base import torch_dtype
 
 
@@ -48,25 +48,10 @@ def rank_gpus(devices: DeviceSet, device: torch.device, gpu_indices: Sequence[in
     return select_gpus(devices, device, gpu_indices)
 
 
-def _cuda_record(device: torch.device, node: str) -> GpuRecord:
-    uuid = str(torch.cuda.get_device_properties(device).uuid)
-    return GpuRecord(node=node, index=device.index or 0, uuid=uuid if uuid.startswith("GPU-") else f"GPU-{uuid}",
-                     name=torch.cuda.get_device_name(device))
-
-
-def set_fake_load(gpus: Sequence[Gpu], load: float) -> None:
-    """Tell fake GPUs how busy they are (their power model); real ones ignore it."""
-    for g in gpus:
-        if isinstance(g, FakeGpu):
-            g.set_load(load)
-
-
 def rank_facts(rank: int, specs: Sequence[TaskSpec], devices: DeviceSet, gpus: Sequence[Gpu], meter: EnergyMeter,
                device: torch.device, node: str, peaks: PeakCache, idle_cache: IdleCache) -> RankFacts:
     """Read this rank's idle power and peaks (nothing may run on its GPU meanwhile) and describe it."""
-    records = tuple(GpuRecord(node=node, index=g.info.index, uuid=g.info.uuid, name=g.info.name) for g in gpus)
-    if device.type == "cuda" and not records:
-        records = (_cuda_record(device, node),)
+    records = gpu_records(gpus, device, node)
     set_fake_load(gpus, 0.0)
     idle = idle_for_run(meter, specs[0].run_id, idle_cache)
     measured: dict[str, Peaks] = {}

@@ -108,10 +108,6 @@ def build_local(spec: TaskSpec, rank: int, world_size: int, device: torch.device
     return LocalBuild(spec=spec, parallel="data", prepared=workload.prepare(rank_spec, device, dtype), dtype=dtype)
 
 
-def _form(prepared: Prepared) -> dict[str, str]:
-    return {str(k): str(v) for k, v in dict(getattr(prepared, "form", None) or {}).items()}
-
-
 def _broadcast(tensors: list[Tensor]) -> None:
     with torch.no_grad():
         for t in tensors:
@@ -122,7 +118,7 @@ def share(build: LocalBuild, gang: Gang) -> GangTask:
     """The task ready on this rank (a collective for an MoE: every rank must call it)."""
     spec, prepared, n = build.spec, build.prepared, gang.world_size
     if build.parallel == "data":
-        form = {**_form(prepared), "parallel": f"data over {n} ranks, {spec.batch_size // n} rows each"}
+        form = {**prepared.form, "parallel": f"data over {n} ranks, {spec.batch_size // n} rows each"}
         return GangTask(spec=spec, parallel="data", step=prepared.step, dtype=build.dtype,
                         items_per_step=spec.batch_size, flops_per_item=prepared.flops_per_item,
                         bytes_per_batch=data_parallel_bytes(prepared.bytes_per_batch, n), params=prepared.params,
