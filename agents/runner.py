@@ -15,6 +15,7 @@ did not settle adds a warning to the result.
 """
 from __future__ import annotations
 
+import math
 import platform
 import socket
 import time
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
 
 PROGRESS_EVERY_S = 0.5
 MIN_WARMUP_STEPS = 3
-MAX_IN_FLIGHT = 2  # batches queued at once (one running, one waiting) while kept busy until an update
+QUEUE_AHEAD_S = 0.05  # seconds of work queued ahead of the device while batches are launched
+MAX_QUEUED = 1000  # and never more batches than this
 RESOLUTION_WARN_FRACTION = 0.01  # warn when a window's energy resolution exceeds this share of its energy
 CPU_ENERGY_REASON = "device cpu: GPU energy counters do not see CPU work, and RAPL is not read"
 
@@ -118,24 +120,59 @@ def _sync(device: torch.device) -> Callable[[], None]:
     return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
 
-def _run_for(prepared: Prepared, seconds: float, sync: Callable[[], None], min_steps: int = 1,
-             on_progress: Callable[[int], None] | None = None) -> int:
-    """Launch batches until `seconds` have passed (no host sync per batch), then drain."""
-    clock = time.perf_counter
-    deadline = clock() + seconds
-    last_report = clock()
-    steps = 0
-    while True:
+def _queue_cap(done: int, elapsed_s: float, ahead_s: float) -> int:
+    """How many batches may be queued: about `ahead_s` of work at the pace seen so far (2 until one finished)."""
+    if done <= 0 or elapsed_s <= 0:
+        return 2
+    return max(2, min(MAX_QUEUED, math.ceil(ahead_s * done / elapsed_s)))
+
+
+def _launch(prepared: Prepared, stop: Callable[[int], bool], sync: Callable[[], None],
+            mark: Callable[[], Callable[[], bool]], on_progress: Callable[[int], None] | None = None,
+            clock: Callable[[], float] = time.perf_counter, ahead_s: float = QUEUE_AHEAD_S) -> int:
+    """Launch batches (no host sync per batch) until `stop(steps)`, then drain; returns the steps launched.
+
+    About `ahead_s` of work is queued at a time (the host waits for older batches, polling `stop`
+    meanwhile): enough to hide launch gaps, and a stop is seen promptly. An unbounded queue holds up
+    to a thousand launches, so a window of one-second batches would drain for a quarter of an hour
+    after its deadline (and a small batch's window would run seconds past its nominal length).
+    """
+    in_flight: deque[Callable[[], bool]] = deque()
+    steps = done = 0
+    start = last_report = clock()
+    stopped = stop(0)
+    while not stopped:
+        while in_flight and in_flight[0]():
+            in_flight.popleft()
+            done += 1
+        while len(in_flight) >= _queue_cap(done, clock() - start, ahead_s):
+            if in_flight[0]():
+                in_flight.popleft()
+                done += 1
+            elif stop(steps):
+                stopped = True
+                break
+        if stopped:
+            break
         prepared.step()
         steps += 1
+        in_flight.append(mark())
         now = clock()
-        if now >= deadline and steps >= min_steps:
-            break
         if on_progress is not None and now - last_report >= PROGRESS_EVERY_S:
             on_progress(steps)
             last_report = now
+        stopped = stop(steps)
     sync()
     return steps
+
+
+def _run_for(prepared: Prepared, seconds: float, sync: Callable[[], None], mark: Callable[[], Callable[[], bool]],
+             min_steps: int = 1, on_progress: Callable[[int], None] | None = None,
+             clock: Callable[[], float] = time.perf_counter) -> int:
+    """Launch batches for `seconds` (at least `min_steps`), then drain."""
+    deadline = clock() + seconds
+    return _launch(prepared, lambda steps: steps >= min_steps and clock() >= deadline, sync, mark,
+                   on_progress, clock)
 
 
 def _marker(device: torch.device) -> Callable[[], Callable[[], bool]]:
@@ -151,30 +188,9 @@ def _marker(device: torch.device) -> Callable[[], Callable[[], bool]]:
 
 
 def _run_until(prepared: Prepared, until: Until, sync: Callable[[], None],
-               mark: Callable[[], Callable[[], bool]]) -> int:
-    """Keep the device busy with more batches (uncounted) until `until()`; then drain.
-
-    At most `MAX_IN_FLIGHT` batches are queued at a time (the host waits for older ones, polling
-    `until` meanwhile), so the device never goes idle, the closing update is seen as soon as it
-    comes, and the drain after it is short (an unbounded queue could hold seconds of work).
-    """
-    in_flight: deque[Callable[[], bool]] = deque()
-    steps = 0
-    stop = until()
-    while not stop:
-        while not stop and len(in_flight) >= MAX_IN_FLIGHT:
-            if in_flight[0]():
-                in_flight.popleft()
-            else:
-                stop = until()
-        if stop:
-            break
-        prepared.step()
-        steps += 1
-        in_flight.append(mark())
-        stop = until()
-    sync()
-    return steps
+               mark: Callable[[], Callable[[], bool]], clock: Callable[[], float] = time.perf_counter) -> int:
+    """Keep the device busy with more batches (uncounted) until `until()`; then drain (a short drain)."""
+    return _launch(prepared, lambda _steps: until(), sync, mark, clock=clock)
 
 
 def window_drift(windows: Sequence[Window]) -> dict[str, float]:
@@ -230,7 +246,7 @@ def _measure_window(meter: EnergyMeter, prepared: Prepared, duration_s: float, d
 
     def work() -> int:
         marks.append(time.time())
-        return _run_for(prepared, duration_s, sync, 1, progress)
+        return _run_for(prepared, duration_s, sync, mark, 1, progress)
 
     def keep_busy(until: Until) -> int:
         return _run_until(prepared, until, sync, mark)
@@ -297,7 +313,7 @@ def run_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indices: S
             observer.started(spec, [g.info for g in gpus])
         with torch.inference_mode():
             set_fake_load(gpus, 1.0)
-            _run_for(prepared, spec.warmup_s, sync, min_steps=MIN_WARMUP_STEPS)
+            _run_for(prepared, spec.warmup_s, sync, _marker(device), min_steps=MIN_WARMUP_STEPS)
             windows: list[Window] = []
             readings: list[EnergyReading] = []
             done = 0

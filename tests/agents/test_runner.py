@@ -9,7 +9,7 @@ from moecluster.agents.meters.idle import IdleCache, SettlePolicy
 from moecluster.agents.meters.idle import IdleReading
 from moecluster.agents.meters.peaks import GemmCase, PeakCache, PeakPlan, Peaks, StreamCase
 from moecluster.agents.records import ParamCounts, TaskResult, TaskSpec, Window
-from moecluster.agents.runner import _run_until, resolution_warning, run_task, window_drift
+from moecluster.agents.runner import QUEUE_AHEAD_S, _run_for, _run_until, resolution_warning, run_task, window_drift
 from moecluster.agents.workloads.base import Prepared
 from moecluster.agents.workloads.mlp.shapes import MoEShape
 from moecluster.agents.workloads.mlp.workload import MlpWorkload
@@ -134,32 +134,57 @@ def test_failures_are_returned_not_raised(bad, message):
     assert r.status == "failed" and message in r.error
 
 
-def test_keeping_busy_queues_at_most_two_batches_and_stops_on_the_update():
-    """A simulated device finishing one batch per three host polls; the counter updates at poll 20."""
-    launched: list[int] = []
-    polls = [0]
-    finished = [0]
+class SimulatedQueue:
+    """A device that runs queued batches of `step_s` one after another, on a host clock that moves
+    `poll_s` at every read: what the launch loop sees of a GPU, without one."""
 
-    def step() -> None:
-        launched.append(len(launched) - finished[0])  # batches already in flight when this one is queued
+    def __init__(self, step_s: float, poll_s: float = 1e-4) -> None:
+        self.step_s, self.poll_s = step_s, poll_s
+        self.now_s = 0.0
+        self.busy_until_s = 0.0
+        self.busy_s = 0.0
+        self.max_ahead_s = 0.0
 
-    def mark() -> Callable[[], bool]:
-        index = len(launched) - 1
+    def clock(self) -> float:
+        self.now_s += self.poll_s
+        return self.now_s
 
-        def done() -> bool:
-            polls[0] += 1
-            if polls[0] % 3 == 0:
-                finished[0] = min(finished[0] + 1, len(launched))
-            return finished[0] > index
-        return done
+    def step(self) -> None:
+        start = max(self.now_s, self.busy_until_s)
+        self.busy_until_s = start + self.step_s
+        self.busy_s += self.step_s
+        self.max_ahead_s = max(self.max_ahead_s, self.busy_until_s - self.now_s)
 
-    def until() -> bool:
-        polls[0] += 1
-        return polls[0] >= 20
+    def mark(self) -> Callable[[], bool]:
+        finish = self.busy_until_s
+        return lambda: self.clock() >= finish
 
-    prepared = Prepared(model=torch.nn.Identity(), inputs=torch.zeros(1), items_per_batch=1, step=step,
+    def sync(self) -> None:
+        self.now_s = max(self.now_s, self.busy_until_s)
+
+    def prepared(self) -> Prepared:
+        return Prepared(model=torch.nn.Identity(), inputs=torch.zeros(1), items_per_batch=1, step=self.step,
                         params=ParamCounts(total=1, active_per_token=1), flops_per_item=1.0, bytes_per_batch=1.0)
-    synced: list[bool] = []
-    steps = _run_until(prepared, until, lambda: synced.append(True), mark)
-    assert steps == len(launched) >= 3 and max(launched) <= 1  # never more than one waiting behind one running
-    assert polls[0] in (20, 21) and synced == [True]
+
+
+@pytest.mark.parametrize("step_s", [1.0, 0.05, 1e-3])
+def test_a_window_ends_within_a_batch_or_two_of_its_deadline_however_long_a_batch_is(step_s):
+    """Batches of 1 s used to queue a thousand deep: a 3 s window drained for a quarter of an hour."""
+    q = SimulatedQueue(step_s)
+    steps = _run_for(q.prepared(), 3.0, q.sync, q.mark, clock=q.clock)
+    assert q.now_s <= 3.0 + 2 * step_s + QUEUE_AHEAD_S + 0.01
+    assert q.busy_s >= 3.0 - 2 * step_s  # and the device was never left waiting for the host
+    assert steps == round(q.busy_s / step_s)
+
+
+def test_small_batches_queue_about_the_allowed_work_ahead():
+    q = SimulatedQueue(1e-3)
+    _run_for(q.prepared(), 1.0, q.sync, q.mark, clock=q.clock)
+    assert QUEUE_AHEAD_S / 2 <= q.max_ahead_s <= QUEUE_AHEAD_S + 3e-3
+
+
+def test_keeping_busy_stops_promptly_on_the_update():
+    q = SimulatedQueue(0.5)
+    until_s = 2.2
+    _run_until(q.prepared(), lambda: q.now_s >= until_s, q.sync, q.mark, clock=q.clock)
+    assert until_s <= q.now_s <= until_s + 2 * 0.5  # at most the running batch and one queued behind it
