@@ -65,6 +65,14 @@ def unavailable(device: torch.device, dtype: torch.dtype) -> str | None:
     return None
 
 
+def tma_available(device: torch.device) -> bool:
+    """Whether TMA tiles are worth trying: Hopper or later (or the interpreter), and a Triton with host
+    tensor descriptors."""
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (9, 0):
+        return False
+    return kernels().tma_supported() is None
+
+
 def precision_for(dtype: torch.dtype, precision: str) -> str:
     """tl.dot's input precision for this dtype: the asked one for float32, irrelevant (ieee) otherwise."""
     if precision not in PRECISIONS:
@@ -119,7 +127,7 @@ def forward(layers: Layers, x: Tensor, flat_ids: Tensor, gates: Tensor | None, t
         k.layer(h, w, b, out, sorted_ids, block_expert, num_copies=num_copies, top_k=top_k, gather=i == 0,
                 scatter=i == last, relu=i < last, gate=gates if i == last else None, precision=dot_precision,
                 block_m=tiles.block_m, block_n=tile.block_n, block_k=tile.block_k, group_m=tile.group_m,
-                num_warps=tile.num_warps, num_stages=tile.num_stages)
+                num_warps=tile.num_warps, num_stages=tile.num_stages, tma=tile.tma)
         h = out
     return h
 
@@ -176,7 +184,7 @@ def tune(layers: Layers, x: Tensor, flat_ids: Tensor, gates: Tensor, top_k: int,
             k.layer(src, w, b, dst, sorted_ids, block_expert, num_copies=num_copies, top_k=top_k, gather=i == 0,
                     scatter=last, relu=not last, gate=gates if last else None, precision=dot_precision,
                     block_m=block_m, block_n=tile.block_n, block_k=tile.block_k, group_m=tile.group_m,
-                    num_warps=tile.num_warps, num_stages=tile.num_stages)
+                    num_warps=tile.num_warps, num_stages=tile.num_stages, tma=tile.tma)
         launch()  # compiles; a failure raises here and the candidate is recorded as failed
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -185,7 +193,8 @@ def tune(layers: Layers, x: Tensor, flat_ids: Tensor, gates: Tensor, top_k: int,
     element_bytes = x.element_size()
     load = Load(num_copies=num_copies, num_experts=num_experts)
     try:
-        return search(load, [(int(w.shape[2]), int(w.shape[1])) for w, _ in layers], element_bytes, time_layer)
+        return search(load, [(int(w.shape[2]), int(w.shape[1])) for w, _ in layers], element_bytes, time_layer,
+                      tma=tma_available(device))
     finally:
         state.clear()
 

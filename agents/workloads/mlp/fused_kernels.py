@@ -133,6 +133,60 @@ def _layer_kernel(a_ptr, w_ptr, b_ptr, c_ptr, ids_ptr, block_expert_ptr, gate_pt
     tl.store(c_ptr + c_rows[:, None] * stride_cm + offs_n[None, :], acc.to(c_ptr.dtype.element_ty), mask=c_mask)
 
 
+@triton.jit
+def _layer_tma_kernel(a_ptr, a_desc, w_desc, b_ptr, c_ptr, c_desc, ids_ptr, block_expert_ptr, gate_ptr,
+                      num_copies, N, K, num_blocks, top_k, stride_am, stride_be, stride_cm,
+                      GATHER: tl.constexpr, SCATTER: tl.constexpr, RELU: tl.constexpr, GATE: tl.constexpr,
+                      PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+    """`_layer_kernel` with tensor-memory-accelerator copies (Hopper on): weight tiles always, activation
+    tiles where they are contiguous in the padded order (not gathered), and the padded output; N % BLOCK_N == 0
+    (a weight tile never crosses into the next expert's rows). Out-of-range K columns read as zeros."""
+    pid = tl.program_id(0)
+    blocks_n = tl.cdiv(N, BLOCK_N)
+    in_group = GROUP_M * blocks_n
+    first_m = (pid // in_group) * GROUP_M
+    group_size = tl.minimum(num_blocks - first_m, GROUP_M)
+    pid_m = first_m + (pid % in_group) % group_size
+    pid_n = (pid % in_group) // group_size
+    expert = tl.load(block_expert_ptr + pid_m)
+    if expert < 0:
+        return
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    ids = tl.load(ids_ptr + offs_m)
+    live = ids < num_copies
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    a_ptrs = a_ptr + (ids // top_k).to(tl.int64)[:, None] * stride_am + offs_k[None, :]
+    w_row = expert * N + pid_n * BLOCK_N
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
+        if GATHER:
+            a = tl.load(a_ptrs, mask=live[:, None] & (offs_k[None, :] < K - k * BLOCK_K), other=0.0)
+            a_ptrs += BLOCK_K
+        else:
+            a = a_desc.load([pid_m * BLOCK_M, k * BLOCK_K])
+        w = w_desc.load([w_row, k * BLOCK_K])
+        if UPCAST:
+            a = a.to(tl.float32)
+            w = w.to(tl.float32)
+        acc = tl.dot(a, w.T, acc, input_precision=PRECISION)
+    expert = expert.to(tl.int64)
+    bias = tl.load(b_ptr + expert * stride_be + offs_n, mask=offs_n < N, other=0.0)
+    acc += bias[None, :].to(tl.float32)
+    if RELU:
+        acc = tl.maximum(acc, 0.0)
+    if GATE:
+        gate = tl.load(gate_ptr + ids, mask=live, other=0.0)
+        acc *= gate[:, None].to(tl.float32)
+    if SCATTER:
+        c_mask = live[:, None] & (offs_n[None, :] < N)
+        tl.store(c_ptr + ids.to(tl.int64)[:, None] * stride_cm + offs_n[None, :], acc.to(c_ptr.dtype.element_ty),
+                 mask=c_mask)
+    else:
+        c_desc.store([pid_m * BLOCK_M, pid_n * BLOCK_N], acc.to(c_desc.dtype))
+
+
 def _pow2(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
@@ -158,10 +212,24 @@ def align(flat_ids: Tensor, num_experts: int, block_m: int) -> tuple[Tensor, Ten
     return sorted_ids, block_expert
 
 
+def tma_supported() -> str | None:
+    """Why the TMA variant cannot be built here (this Triton has no host tensor descriptors), or None."""
+    try:
+        importlib.import_module("triton.tools.tensor_descriptor")
+    except ImportError as exc:
+        return f"Triton {triton.__version__} has no host tensor descriptors ({exc})"
+    return None
+
+
+def _descriptor(t: Tensor, block: list[int]) -> Any:
+    cls = importlib.import_module("triton.tools.tensor_descriptor").TensorDescriptor
+    return cls(t, list(t.shape), list(t.stride()), block)
+
+
 def layer(a: Tensor, w: Tensor, b: Tensor, out: Tensor, sorted_ids: Tensor, block_expert: Tensor, *,
           num_copies: int, top_k: int, gather: bool, scatter: bool, relu: bool, gate: Tensor | None,
           precision: str, block_m: int, block_n: int, block_k: int, group_m: int, num_warps: int,
-          num_stages: int) -> None:
+          num_stages: int, tma: bool = False) -> None:
     """Launch one layer: `a` [rows, K] (input rows if `gather`, else padded order), `w` [E, N, K], `b` [E, N],
     into `out` ([num_copies, N] if `scatter`, else padded order [blocks * block_m, N])."""
     n_out, k_in = w.shape[1], w.shape[2]
@@ -172,6 +240,19 @@ def layer(a: Tensor, w: Tensor, b: Tensor, out: Tensor, sorted_ids: Tensor, bloc
     # there it multiplies float32 copies, whose products are the same exact ones; compiled code never upcasts
     upcast = a.device.type == "cpu" and a.element_size() < 4
     grid = (blocks * triton.cdiv(n_out, block_n),)
+    if tma:
+        if n_out % block_n:
+            raise ValueError(f"the TMA layer needs N ({n_out}) to be a multiple of BLOCK_N ({block_n})")
+        w_desc = _descriptor(w.view(-1, k_in), [block_n, block_k])
+        a_desc = None if gather else _descriptor(a, [block_m, block_k])
+        c_desc = None if scatter else _descriptor(out, [block_m, block_n])
+        _layer_tma_kernel[grid](a, a_desc, w_desc, b, out, c_desc, sorted_ids, block_expert,
+                                gate if gate is not None else b, num_copies, n_out, k_in, blocks, top_k,
+                                a.stride(0), b.stride(0), out.stride(0),
+                                GATHER=gather, SCATTER=scatter, RELU=relu, GATE=gate is not None,
+                                PRECISION=precision, UPCAST=upcast, BLOCK_M=block_m, BLOCK_N=block_n,
+                                BLOCK_K=block_k, GROUP_M=group_m, num_warps=num_warps, num_stages=num_stages)
+        return
     _layer_kernel[grid](a, w, b, out, sorted_ids, block_expert, gate if gate is not None else b,
                         num_copies, n_out, k_in, blocks, top_k,
                         a.stride(0), w.stride(0), w.stride(1), b.stride(0), out.stride(0),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 ROLES = ("first", "hidden", "last")
 SHARED_MEMORY_BYTES = 200 * 1024  # candidates whose pipeline needs more are not tried (H100: 227 KiB per block)
@@ -31,9 +31,11 @@ class Tile:
     group_m: int
     num_warps: int
     num_stages: int
+    tma: bool = False  # weights (and contiguous activations, outputs) copied by the tensor memory accelerator
 
     def label(self) -> str:
-        return f"N{self.block_n} K{self.block_k} G{self.group_m} w{self.num_warps} s{self.num_stages}"
+        tma = " tma" if self.tma else ""
+        return f"N{self.block_n} K{self.block_k} G{self.group_m} w{self.num_warps} s{self.num_stages}{tma}"
 
     def shared_bytes(self, block_m: int, element_bytes: int) -> int:
         """Shared memory of its software pipeline: A and W tiles of every stage."""
@@ -127,9 +129,10 @@ def _compute(element_bytes: int) -> list[Tile]:
 
 
 def candidates(role: str, block_m: int, n_out: int, k_in: int, element_bytes: int,
-               rows_per_expert: float) -> list[Tile]:
+               rows_per_expert: float, tma: bool = False) -> list[Tile]:
     """The tiles tried for one layer role at one BLOCK_M, likeliest first (the first is the default):
-    streaming tiles while an expert's rows fill fewer than two blocks, GEMM tiles beyond."""
+    streaming tiles while an expert's rows fill fewer than two blocks, GEMM tiles beyond; with
+    `tma` (Hopper on, 16-bit dtypes) the first two again with TMA copies."""
     if role == "last" or n_out <= 32:  # h -> out: a few output columns, a long K: stream K
         width = _pow2_at_least(n_out)
         tiles = [Tile(width, 128, 1, 4, 4), Tile(width, 256, 1, 4, 3), Tile(width, 64, 1, 4, 4)]
@@ -138,6 +141,8 @@ def candidates(role: str, block_m: int, n_out: int, k_in: int, element_bytes: in
         tiles = [t for t in tiles if t.block_n <= _pow2_at_least(n_out)]
     if role == "first":
         tiles = tiles[:3]  # one layer of L: fewer tries
+    if tma and element_bytes == 2:
+        tiles += [replace(t, tma=True) for t in tiles[:2] if n_out % t.block_n == 0]
     fits = [t for t in dict.fromkeys(tiles) if t.shared_bytes(block_m, element_bytes) <= SHARED_MEMORY_BYTES]
     return fits or [Tile(_pow2_at_least(min(n_out, 64)), 32, 1, 4, 2)]
 
@@ -177,7 +182,7 @@ TimeLayer = Callable[[str, int, Tile], float]  # (role, BLOCK_M, tile) -> second
 
 
 def search(load: Load, layer_dims: Sequence[tuple[int, int]], element_bytes: int,
-           time_layer: TimeLayer) -> tuple[FusedTiles, tuple[Trial, ...]]:
+           time_layer: TimeLayer, tma: bool = False) -> tuple[FusedTiles, tuple[Trial, ...]]:
     """The fastest tiles for this load, measured greedily, role by role.
 
     BLOCK_M is chosen on the role that dominates (the hidden layers; the first layer where there
@@ -193,7 +198,7 @@ def search(load: Load, layer_dims: Sequence[tuple[int, int]], element_bytes: int
     def fastest(role: str, block_m: int) -> tuple[float, Tile] | None:
         k_in, n_out = dims[role]
         best: tuple[float, Tile] | None = None
-        for tile in candidates(role, block_m, n_out, k_in, element_bytes, load.rows_per_expert):
+        for tile in candidates(role, block_m, n_out, k_in, element_bytes, load.rows_per_expert, tma):
             try:
                 seconds = time_layer(role, block_m, tile)
             except Exception as exc:  # noqa: BLE001 - a candidate that cannot compile or launch is recorded, not fatal

@@ -13,8 +13,8 @@ import torch
 
 from moecluster.agents.workloads.mlp import fused
 from moecluster.agents.workloads.mlp.experts import FUSED
-from moecluster.agents.workloads.mlp.fused_tiles import ROLES, Load, TileCache, block_m_candidates, candidates, \
-    default_tiles
+from moecluster.agents.workloads.mlp.fused_tiles import ROLES, FusedTiles, Load, TileCache, block_m_candidates, \
+    candidates, default_tiles
 from moecluster.agents.workloads.mlp.models import MoEMLP
 from moecluster.agents.workloads.mlp.shapes import MoEShape
 
@@ -84,15 +84,16 @@ def test_every_fused_tile_candidate_matches_the_float64_reference(dtype: torch.d
     base = default_tiles(load, dims, x.element_size(), "test")
     tried = 0
     for block_m in block_m_candidates(load.rows_per_expert, x.element_size()):
-        for role in ROLES:
-            k_in, n_out = role_dims[role]
-            for tile in candidates(role, block_m, n_out, k_in, x.element_size(), load.rows_per_expert):
-                tiles = type(base)(block_m=block_m, how="test", **{**{r: getattr(base, r) for r in ROLES}, role: tile})
-                model.tile_cache.put(model._fused_family(x), load, tiles)
-                with torch.inference_mode():
-                    err = rel_err(model(x), ref)
-                assert err < tolerance, f"BLOCK_M {block_m} {role} {tile.label()}: relative error {err:.2e}"
-                tried += 1
+        per_role = {role: candidates(role, block_m, role_dims[role][1], role_dims[role][0], x.element_size(),
+                                     load.rows_per_expert, tma=True) for role in ROLES}
+        for i in range(max(len(c) for c in per_role.values())):  # the i-th candidate of every role at once
+            picks = {role: c[i] if i < len(c) else getattr(base, role) for role, c in per_role.items()}
+            tiles = FusedTiles(block_m=block_m, how="test", **picks)
+            model.tile_cache.put(model._fused_family(x), load, tiles)
+            with torch.inference_mode():
+                err = rel_err(model(x), ref)
+            assert err < tolerance, f"{tiles.label()}: relative error {err:.2e}"
+        tried += sum(len(c) for c in per_role.values())
     assert tried >= 12
 
 
