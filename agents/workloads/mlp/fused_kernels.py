@@ -229,9 +229,10 @@ def _descriptor(t: Tensor, block: list[int]) -> Any:
 def layer(a: Tensor, w: Tensor, b: Tensor, out: Tensor, sorted_ids: Tensor, block_expert: Tensor, *,
           num_copies: int, top_k: int, gather: bool, scatter: bool, relu: bool, gate: Tensor | None,
           precision: str, block_m: int, block_n: int, block_k: int, group_m: int, num_warps: int,
-          num_stages: int, tma: bool = False) -> None:
+          num_stages: int, tma: bool = False) -> Any:
     """Launch one layer: `a` [rows, K] (input rows if `gather`, else padded order), `w` [E, N, K], `b` [E, N],
-    into `out` ([num_copies, N] if `scatter`, else padded order [blocks * block_m, N])."""
+    into `out` ([num_copies, N] if `scatter`, else padded order [blocks * block_m, N]). Returns what Triton's
+    launch returns (the compiled kernel on a GPU: registers, spills, shared memory for diagnostics)."""
     n_out, k_in = w.shape[1], w.shape[2]
     if a.stride(1) != 1 or w.stride(2) != 1 or out.stride(1) != 1 or b.stride(1) != 1:
         raise ValueError("the fused layer needs row-major activations and [E, out, in] weights with unit inner stride")
@@ -246,20 +247,19 @@ def layer(a: Tensor, w: Tensor, b: Tensor, out: Tensor, sorted_ids: Tensor, bloc
         w_desc = _descriptor(w.view(-1, k_in), [block_n, block_k])
         a_desc = None if gather else _descriptor(a, [block_m, block_k])
         c_desc = None if scatter else _descriptor(out, [block_m, block_n])
-        _layer_tma_kernel[grid](a, a_desc, w_desc, b, out, c_desc, sorted_ids, block_expert,
-                                gate if gate is not None else b, num_copies, n_out, k_in, blocks, top_k,
-                                a.stride(0), b.stride(0), out.stride(0),
-                                GATHER=gather, SCATTER=scatter, RELU=relu, GATE=gate is not None,
-                                PRECISION=precision, UPCAST=upcast, BLOCK_M=block_m, BLOCK_N=block_n,
-                                BLOCK_K=block_k, GROUP_M=group_m, num_warps=num_warps, num_stages=num_stages)
-        return
-    _layer_kernel[grid](a, w, b, out, sorted_ids, block_expert, gate if gate is not None else b,
-                        num_copies, n_out, k_in, blocks, top_k,
-                        a.stride(0), w.stride(0), w.stride(1), b.stride(0), out.stride(0),
-                        GATHER=gather, SCATTER=scatter, RELU=relu, GATE=gate is not None,
-                        EVEN_K=k_in % block_k == 0, EVEN_N=n_out % block_n == 0, PRECISION=precision,
-                        UPCAST=upcast, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, GROUP_M=group_m,
-                        num_warps=num_warps, num_stages=num_stages)
+        return _layer_tma_kernel[grid](a, a_desc, w_desc, b, out, c_desc, sorted_ids, block_expert,
+                                       gate if gate is not None else b, num_copies, n_out, k_in, blocks, top_k,
+                                       a.stride(0), b.stride(0), out.stride(0),
+                                       GATHER=gather, SCATTER=scatter, RELU=relu, GATE=gate is not None,
+                                       PRECISION=precision, UPCAST=upcast, BLOCK_M=block_m, BLOCK_N=block_n,
+                                       BLOCK_K=block_k, GROUP_M=group_m, num_warps=num_warps, num_stages=num_stages)
+    return _layer_kernel[grid](a, w, b, out, sorted_ids, block_expert, gate if gate is not None else b,
+                               num_copies, n_out, k_in, blocks, top_k,
+                               a.stride(0), w.stride(0), w.stride(1), b.stride(0), out.stride(0),
+                               GATHER=gather, SCATTER=scatter, RELU=relu, GATE=gate is not None,
+                               EVEN_K=k_in % block_k == 0, EVEN_N=n_out % block_n == 0, PRECISION=precision,
+                               UPCAST=upcast, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, GROUP_M=group_m,
+                               num_warps=num_warps, num_stages=num_stages)
 
 
 def version() -> str:

@@ -132,7 +132,7 @@ def candidates(role: str, block_m: int, n_out: int, k_in: int, element_bytes: in
                rows_per_expert: float, tma: bool = False) -> list[Tile]:
     """The tiles tried for one layer role at one BLOCK_M, likeliest first (the first is the default):
     streaming tiles while an expert's rows fill fewer than two blocks, GEMM tiles beyond; with
-    `tma` (Hopper on, 16-bit dtypes) the first two again with TMA copies."""
+    `tma` (Hopper on, 16-bit dtypes) the first (hidden: first two) again with TMA copies."""
     if role == "last" or n_out <= 32:  # h -> out: a few output columns, a long K: stream K
         width = _pow2_at_least(n_out)
         tiles = [Tile(width, 128, 1, 4, 4), Tile(width, 256, 1, 4, 3), Tile(width, 64, 1, 4, 4)]
@@ -142,7 +142,7 @@ def candidates(role: str, block_m: int, n_out: int, k_in: int, element_bytes: in
     if role == "first":
         tiles = tiles[:3]  # one layer of L: fewer tries
     if tma and element_bytes == 2:
-        tiles += [replace(t, tma=True) for t in tiles[:2] if n_out % t.block_n == 0]
+        tiles += [replace(t, tma=True) for t in tiles[:2 if role == "hidden" else 1] if n_out % t.block_n == 0]
     fits = [t for t in dict.fromkeys(tiles) if t.shared_bytes(block_m, element_bytes) <= SHARED_MEMORY_BYTES]
     return fits or [Tile(_pow2_at_least(min(n_out, 64)), 32, 1, 4, 2)]
 
