@@ -67,6 +67,31 @@ def _place_kernel(ids_ptr, counts_ptr, cursor_ptr, sorted_ptr, block_expert_ptr,
 
 
 @triton.jit
+def _block_of(pid, N, num_blocks, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """(block of rows, block of columns) of program `pid`: GROUP_M row blocks take each column of
+    weight tiles in turn, so a weight tile is read while still in L2 (and once where GROUP_M is 1)."""
+    blocks_n = tl.cdiv(N, BLOCK_N)
+    in_group = GROUP_M * blocks_n
+    first_m = (pid // in_group) * GROUP_M
+    group_size = tl.minimum(num_blocks - first_m, GROUP_M)
+    return first_m + (pid % in_group) % group_size, (pid % in_group) // group_size
+
+
+@triton.jit
+def _epilogue(acc, b_ptr, expert, stride_be, offs_n, N, ids, live, gate_ptr, RELU: tl.constexpr,
+              GATE: tl.constexpr):
+    """The expert's bias, then ReLU (hidden layers) or the copy's gate (the last), in float32."""
+    bias = tl.load(b_ptr + expert.to(tl.int64) * stride_be + offs_n, mask=offs_n < N, other=0.0)
+    acc += bias[None, :].to(tl.float32)
+    if RELU:
+        acc = tl.maximum(acc, 0.0)
+    if GATE:
+        gate = tl.load(gate_ptr + ids, mask=live, other=0.0)
+        acc *= gate[:, None].to(tl.float32)
+    return acc
+
+
+@triton.jit
 def _layer_kernel(a_ptr, w_ptr, b_ptr, c_ptr, ids_ptr, block_expert_ptr, gate_ptr,
                   num_copies, N, K, num_blocks, top_k,
                   stride_am, stride_we, stride_wn, stride_be, stride_cm,
@@ -74,13 +99,7 @@ def _layer_kernel(a_ptr, w_ptr, b_ptr, c_ptr, ids_ptr, block_expert_ptr, gate_pt
                   EVEN_K: tl.constexpr, EVEN_N: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
     """One layer of every expert: rows of block m times W[expert of m]^T, bias, ReLU or gate, stored."""
-    pid = tl.program_id(0)
-    blocks_n = tl.cdiv(N, BLOCK_N)
-    in_group = GROUP_M * blocks_n
-    first_m = (pid // in_group) * GROUP_M
-    group_size = tl.minimum(num_blocks - first_m, GROUP_M)
-    pid_m = first_m + (pid % in_group) % group_size
-    pid_n = (pid % in_group) // group_size
+    pid_m, pid_n = _block_of(tl.program_id(0), N, num_blocks, BLOCK_N, GROUP_M)
     expert = tl.load(block_expert_ptr + pid_m)
     if expert < 0:
         return
@@ -117,13 +136,7 @@ def _layer_kernel(a_ptr, w_ptr, b_ptr, c_ptr, ids_ptr, block_expert_ptr, gate_pt
         acc = tl.dot(a, w, acc, input_precision=PRECISION)
         a_ptrs += BLOCK_K
         w_ptrs += BLOCK_K
-    bias = tl.load(b_ptr + expert * stride_be + offs_n, mask=offs_n < N, other=0.0)
-    acc += bias[None, :].to(tl.float32)
-    if RELU:
-        acc = tl.maximum(acc, 0.0)
-    if GATE:
-        gate = tl.load(gate_ptr + ids, mask=live, other=0.0)
-        acc *= gate[:, None].to(tl.float32)
+    acc = _epilogue(acc, b_ptr, expert, stride_be, offs_n, N, ids, live, gate_ptr, RELU, GATE)
     if SCATTER:
         c_rows = ids.to(tl.int64)
         c_mask = live[:, None] & (offs_n[None, :] < N)
@@ -142,13 +155,7 @@ def _layer_tma_kernel(a_ptr, a_desc, w_desc, b_ptr, c_ptr, c_desc, ids_ptr, bloc
     """`_layer_kernel` with tensor-memory-accelerator copies (Hopper on): weight tiles always, activation
     tiles where they are contiguous in the padded order (not gathered), and the padded output; N % BLOCK_N == 0
     (a weight tile never crosses into the next expert's rows). Out-of-range K columns read as zeros."""
-    pid = tl.program_id(0)
-    blocks_n = tl.cdiv(N, BLOCK_N)
-    in_group = GROUP_M * blocks_n
-    first_m = (pid // in_group) * GROUP_M
-    group_size = tl.minimum(num_blocks - first_m, GROUP_M)
-    pid_m = first_m + (pid % in_group) % group_size
-    pid_n = (pid % in_group) // group_size
+    pid_m, pid_n = _block_of(tl.program_id(0), N, num_blocks, BLOCK_N, GROUP_M)
     expert = tl.load(block_expert_ptr + pid_m)
     if expert < 0:
         return
@@ -171,14 +178,7 @@ def _layer_tma_kernel(a_ptr, a_desc, w_desc, b_ptr, c_ptr, c_desc, ids_ptr, bloc
             a = a.to(tl.float32)
             w = w.to(tl.float32)
         acc = tl.dot(a, w.T, acc, input_precision=PRECISION)
-    expert = expert.to(tl.int64)
-    bias = tl.load(b_ptr + expert * stride_be + offs_n, mask=offs_n < N, other=0.0)
-    acc += bias[None, :].to(tl.float32)
-    if RELU:
-        acc = tl.maximum(acc, 0.0)
-    if GATE:
-        gate = tl.load(gate_ptr + ids, mask=live, other=0.0)
-        acc *= gate[:, None].to(tl.float32)
+    acc = _epilogue(acc, b_ptr, expert, stride_be, offs_n, N, ids, live, gate_ptr, RELU, GATE)
     if SCATTER:
         c_mask = live[:, None] & (offs_n[None, :] < N)
         tl.store(c_ptr + ids.to(tl.int64)[:, None] * stride_cm + offs_n[None, :], acc.to(c_ptr.dtype.element_ty),
