@@ -161,26 +161,31 @@ def tune(layers: Layers, x: Tensor, flat_ids: Tensor, gates: Tensor, top_k: int,
     hidden = 1 if len(layers) > 2 else len(layers) - 1
     roles = {"first": 0, "hidden": hidden, "last": len(layers) - 1}
     x = x.contiguous()
-    state: dict[int, tuple[Tensor, Tensor, Tensor, Tensor]] = {}
+    state: dict[tuple[str, int], tuple[Tensor, ...]] = {}
 
-    def buffers(block_m: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        if block_m not in state:
+    def buffers(role: str, block_m: int) -> tuple[Tensor, ...]:
+        """(sorted ids, expert per block, input, output) of one role at one BLOCK_M, shaped as a forward's
+        (a TMA candidate meets the strides it will meet)."""
+        if ("align", block_m) not in state:
             state.clear()  # one BLOCK_M's buffers at a time
-            sorted_ids, block_expert = k.align(flat_ids, num_experts, block_m)
-            width = max(max(int(w.shape[1]), int(w.shape[2])) for w, _ in layers)
-            a = torch.rand(sorted_ids.numel(), width, device=device).to(x.dtype)
-            c = torch.empty_like(a)
-            state[block_m] = (sorted_ids, block_expert, a, c)
-        return state[block_m]
+            state[("align", block_m)] = k.align(flat_ids, num_experts, block_m)
+        if (role, block_m) not in state:
+            for key in [key for key in state if key[0] != "align"]:
+                del state[key]  # one role's activations at a time (the search takes roles in turn)
+            sorted_ids, _ = state[("align", block_m)]
+            w = layers[roles[role]][0]
+            rows = sorted_ids.numel()
+            src = x if role == "first" else torch.rand(rows, w.shape[2], device=device).to(x.dtype)
+            dst = torch.empty(num_copies, w.shape[1], dtype=torch.float32, device=device) if role == "last" \
+                else torch.empty(rows, w.shape[1], dtype=x.dtype, device=device)
+            state[(role, block_m)] = (src, dst)
+        return (*state[("align", block_m)], *state[(role, block_m)])
 
     def time_layer(role: str, block_m: int, tile: Tile) -> float:
-        sorted_ids, block_expert, a, c = buffers(block_m)
+        sorted_ids, block_expert, src, dst = buffers(role, block_m)
         i = roles[role]
         w, b = layers[i]
         last = i == len(layers) - 1
-        src = x if i == 0 else a[:, :w.shape[2]]
-        dst = torch.empty(num_copies, w.shape[1], dtype=torch.float32, device=device) if last \
-            else c[:, :w.shape[1]]
 
         def launch() -> None:
             k.layer(src, w, b, dst, sorted_ids, block_expert, num_copies=num_copies, top_k=top_k, gather=i == 0,

@@ -267,6 +267,7 @@ class MoEMLP(nn.Module):
             family = self._fused_family(x)
             cached = self.tile_cache.get(family, load)
             if cached is not None:
+                self.fused_trials = ()  # nothing measured now
                 return cached
             tiles, self.fused_trials = fused.tune(list(zip(self.weight, self.bias)), x, idx.flatten(),
                                                   gates.flatten(), self.shape.top_k, self.fused_precision)

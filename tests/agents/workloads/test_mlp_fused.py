@@ -58,7 +58,8 @@ def test_search_takes_block_m_from_the_hidden_layers_then_the_fastest_tile_of_ea
     hidden = candidates("hidden", large, 4096, 4096, 2, load.rows_per_expert)
     first = candidates("first", large, 4096, 784, 2, load.rows_per_expert)
     last = candidates("last", large, 10, 4096, 2, load.rows_per_expert)
-    times = {("hidden", large, hidden[2]): 2e-4, ("hidden", small, candidates("hidden", small, 4096, 4096, 2, 32)[0]): 3e-4,
+    small_hidden = candidates("hidden", small, 4096, 4096, 2, 32)[0]
+    times = {("hidden", large, hidden[2]): 2e-4, ("hidden", small, small_hidden): 3e-4,
              ("first", large, first[1]): 5e-5, ("last", large, last[-1]): 1e-5}
     time_layer, calls = scripted_timer(times)
     tiles, trials = search(load, XXL_DIMS, 2, time_layer)
