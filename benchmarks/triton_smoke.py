@@ -8,7 +8,7 @@ for up to three loads, the hardest target first (every candidate's time or failu
 re-times. Every step prints its traceback instead of
 ending the run, and steps that would start after `--budget-s` are skipped (said so).
 
-    python benchmarks/triton_smoke.py [--budget-s 55] [--json $OUT/triton_smoke.json]
+    python benchmarks/triton_smoke.py [--budget-s 45] [--json $OUT/triton_smoke.json]
 
 (`--device cpu --preset small` with TRITON_INTERPRET=1 runs the same steps in Triton's interpreter,
 a dry run of this script, not of the GPU.)
@@ -205,7 +205,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="xxl")
     ap.add_argument("--batches", default="128,8192")
-    ap.add_argument("--budget-s", type=float, default=55.0)
+    ap.add_argument("--budget-s", type=float, default=45.0, help="no step starts after this many seconds")
     ap.add_argument("--json", default="", help="also write every step's results here")
     ap.add_argument("--device", default="cuda")
     args = ap.parse_args()

@@ -25,6 +25,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
+from ..forms import Timer
 from ..timing import time_call_s
 from .fused_tiles import Family, FusedTiles, Load, Tile, Trial, max_blocks, search
 
@@ -39,7 +40,6 @@ INTERPRETER = "TRITON_INTERPRET"
 MIN_CAPABILITY = (8, 0)  # tensor-core tl.dot (mma) from Ampere on
 
 Layers = Sequence[tuple[Tensor, Tensor]]
-Timer = Callable[[Callable[[], object], torch.device], float]
 
 
 def kernels() -> ModuleType:

@@ -115,8 +115,8 @@ def block_m_candidates(rows_per_expert: float, element_bytes: int) -> tuple[int,
 def _streaming(element_bytes: int) -> list[Tile]:
     """Few rows per block: the layer streams its weights; deep K pipelines keep HBM busy. In fp32
     (products on CUDA cores) wider N tiles give each thread more products per shared-memory read."""
-    if element_bytes >= 4:
-        return [Tile(128, 32, 1, 4, 4), Tile(64, 64, 1, 4, 4), Tile(128, 64, 1, 8, 3), Tile(256, 32, 1, 8, 3)]
+    if element_bytes >= 4:  # BLOCK_M 16 splits an expert's rows more often: GROUP_M 4 runs its blocks side by side
+        return [Tile(128, 32, 4, 4, 4), Tile(64, 64, 4, 4, 4), Tile(128, 64, 4, 8, 3), Tile(256, 32, 4, 8, 3)]
     return [Tile(64, 128, 1, 4, 4), Tile(128, 128, 1, 4, 3), Tile(64, 256, 1, 4, 3), Tile(32, 256, 1, 4, 4)]
 
 
