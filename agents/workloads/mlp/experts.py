@@ -9,6 +9,10 @@ Three kernels compute the same function from stacked weights `w[l]: [E, out, in]
   capacity is read from the device (one host sync) unless fixed in advance.
 - `expert_loop`: one GEMM per expert on its slice; the slice sizes are read from the device
   (one host sync) unless fixed in advance. At large loads cuBLAS's own tiles win.
+- `fused_triton`: the fused path of `fused.py` (Triton kernels: permutation, and each layer with
+  bias and ReLU in its epilogue, tiles tuned per load); it takes the unsorted copies and gates
+  itself (`MoEMLP` calls it before any sort), no host sync. Never first in the fallback order:
+  it runs only where it measured fastest.
 
 Which one runs is measured per task (`agents.workloads.forms`); `fallback_order` is the
 order the H100's measurements suggest, used to break ties and before anything is measured.
@@ -24,7 +28,8 @@ from torch import Tensor
 GROUPED_MM = "grouped_mm"
 PADDED_BMM = "padded_bmm"
 EXPERT_LOOP = "expert_loop"
-GROUPED_KERNELS = (GROUPED_MM, PADDED_BMM, EXPERT_LOOP)
+FUSED = "fused_triton"
+GROUPED_KERNELS = (GROUPED_MM, PADDED_BMM, EXPERT_LOOP, FUSED)
 
 # tokens per expert from which another kernel beat the ragged grouped GEMM
 # (measured on the H100 at xxl, bf16: benchmarks/results/moe_kernels_h100.json)
@@ -38,15 +43,16 @@ def fallback_order(rows_per_expert: float, fast_grouped_mm: bool) -> tuple[str, 
     """All grouped kernels, the likeliest fastest first, by the H100's thresholds.
 
     `fast_grouped_mm`: the ragged GEMM has a fast path here (bf16 on Hopper, or any dtype
-    where nothing else was measured); without one it goes last.
+    where nothing else was measured); without one it goes before only the fused kernel, which
+    is always last: it needs its tiles tuned, so it runs only where a measurement chose it.
     """
     if rows_per_expert >= EXPERT_LOOP_FROM_ROWS:
-        return (EXPERT_LOOP, PADDED_BMM, GROUPED_MM)
+        return (EXPERT_LOOP, PADDED_BMM, GROUPED_MM, FUSED)
     if fast_grouped_mm and rows_per_expert < PADDED_BMM_FROM_ROWS:
-        return (GROUPED_MM, PADDED_BMM, EXPERT_LOOP)
+        return (GROUPED_MM, PADDED_BMM, EXPERT_LOOP, FUSED)
     if fast_grouped_mm:
-        return (PADDED_BMM, GROUPED_MM, EXPERT_LOOP)
-    return (PADDED_BMM, EXPERT_LOOP, GROUPED_MM)
+        return (PADDED_BMM, GROUPED_MM, EXPERT_LOOP, FUSED)
+    return (PADDED_BMM, EXPERT_LOOP, GROUPED_MM, FUSED)
 
 
 def expert_ids(counts: Tensor, rows: int) -> Tensor:

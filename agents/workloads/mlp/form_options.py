@@ -3,7 +3,9 @@
 - dense: every weight layout / GEMM call of `dense.DENSE_LAYOUTS` (the twin runs its fastest,
   as the MoE does);
 - grouped: every grouped kernel that can run here (`experts.py`), in the fallback order of the
-  H100's thresholds; the host-syncing ones (`padded_bmm`, `expert_loop`) are captured in a
+  H100's thresholds; the fused Triton kernel has its tiles tuned for the task's load first
+  (`MoEMLP.tune_fused`: compiling and measuring at prepare, never in a window); the
+  host-syncing ones (`padded_bmm`, `expert_loop`) are captured in a
   CUDA graph with the per-expert counts fixed at prepare, which is sound because a task
   repeats one fixed batch (the graph's output is checked against eager before it is used);
 - naive and sorted: the seed's code as it is, the references; they sync with the host, so
@@ -19,7 +21,8 @@ from torch import Tensor, nn
 
 from ..forms import FormOption, GraphPlan
 from .dense import ADDMM_IN_OUT, DENSE_LAYOUTS, F_LINEAR, DenseMLP, dense_layouts
-from .experts import GROUPED_MM, PADDED_BMM
+from . import fused
+from .experts import EXPERT_LOOP, FUSED, PADDED_BMM
 from .models import MoEMLP
 from .shapes import HOST_SYNC
 
@@ -81,25 +84,47 @@ def _padded_bytes(model: MoEMLP, expert_tokens: Sequence[int], dtype: torch.dtyp
     return max(expert_tokens, default=0) * shape.num_experts * width * torch.empty((), dtype=dtype).element_size()
 
 
+def _fused_tiles(model: MoEMLP, inputs: Tensor) -> tuple[tuple[tuple[str, str], ...], str | None]:
+    """Tune the fused kernel for this load (prepare time): its record aspects, or why it cannot run."""
+    rows = inputs.shape[0] * model.shape.top_k
+    if inputs.is_cuda:
+        block_m = 128  # the largest BLOCK_M tried: the most padding
+        need = fused.buffer_bytes(rows, model.shape.num_experts, block_m, list(zip(model.weight, model.bias)),
+                                  inputs.element_size())
+        free = torch.cuda.mem_get_info(inputs.device)[0]
+        if need > PADDED_MEMORY_SHARE * free:
+            return (), f"its activation buffers ({need / 2**30:.1f} GiB) exceed half the free GPU memory"
+    try:
+        tiles = model.tune_fused(inputs)
+    except (RuntimeError, ValueError) as exc:
+        return (), f"tuning failed: {str(exc).strip().splitlines()[0][:200]}"
+    aspects = (("layout", GROUPED_LAYOUT), ("kernel", FUSED), ("tiles", tiles.label()))
+    note = fused.precision_note(inputs.dtype, model.fused_precision)
+    return aspects + ((("precision", note),) if note else ()), None
+
+
 def grouped_options(model: MoEMLP, inputs: Tensor, expert_tokens: Sequence[int]) -> Options:
     """Every grouped kernel that can run for these inputs, the likeliest fastest first."""
     rows = inputs.shape[0] * model.shape.top_k
     options: list[FormOption] = []
     skipped: list[str] = []
     for kernel, why_not in model.kernel_order(rows, inputs.device, inputs.dtype):
+        aspects: tuple[tuple[str, str], ...] = (("layout", GROUPED_LAYOUT), ("kernel", kernel))
         if why_not is None and kernel == PADDED_BMM and inputs.is_cuda:
             need = _padded_bytes(model, expert_tokens, inputs.dtype)
             free = torch.cuda.mem_get_info(inputs.device)[0]
             if need > PADDED_MEMORY_SHARE * free:
                 why_not = f"its padded buffer ({need / 2**30:.1f} GiB) exceeds half the free GPU memory"
+        if why_not is None and kernel == FUSED:
+            aspects, why_not = _fused_tiles(model, inputs)
         if why_not is not None:
             skipped.append(f"{kernel}: {why_not}")
             continue
-        fixed = kernel != GROUPED_MM
+        fixed = kernel in (PADDED_BMM, EXPERT_LOOP)
         graph = GraphPlan(note=FIXED_COUNTS, context=lambda: model.counts_fixed(expert_tokens)) if fixed \
             else GraphPlan(note=f"captured; {CHECKED}")
-        options.append(FormOption(name=kernel, aspects=(("layout", GROUPED_LAYOUT), ("kernel", kernel)),
-                                  use=_set(model, "kernel", kernel), graph=graph, keepalive=model.derived_tensors))
+        options.append(FormOption(name=kernel, aspects=aspects, use=_set(model, "kernel", kernel), graph=graph,
+                                  keepalive=model.derived_tensors))
     return Options(options=tuple(options), skipped=tuple(skipped))
 
 

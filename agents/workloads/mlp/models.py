@@ -5,7 +5,9 @@ are stacked per layer in `nn.Linear` layout, `weight[l]: [E, out, in]`, `bias[l]
 `naive` and `sorted` are the seed's code, kept as references: they apply one expert slice at
 a time and sync with the host. `grouped` runs every expert of a layer at once with one of the
 kernels of `experts.py`, chosen by measurement per task (`kernel`), and exposes that as
-`experts_forward` for expert-parallel code. The dense MLP lives in `dense.py`.
+`experts_forward` for expert-parallel code; its fused Triton kernel (`fused.py`) takes the
+unsorted copies itself and has its tiles tuned per load at prepare (`tune_fused`). The dense
+MLP lives in `dense.py`.
 """
 from __future__ import annotations
 
@@ -18,13 +20,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .dense import DenseMLP
+from . import fused
 from .derived import DerivedTensors
-from .experts import EXPERT_LOOP, GROUPED_KERNELS, GROUPED_MM, PADDED_BMM, expert_loop, fallback_order, grouped_mm, \
-    padded_bmm
+from .experts import EXPERT_LOOP, FUSED, GROUPED_KERNELS, GROUPED_MM, PADDED_BMM, expert_ids, expert_loop, \
+    fallback_order, grouped_mm, padded_bmm
+from .fused_tiles import PROCESS_TILE_CACHE, FusedTiles, Load, TileCache, Trial
 from .shapes import IMPLS, MoEShape
 
-__all__ = ["EXPERT_LOOP", "GROUPED_KERNELS", "GROUPED_MM", "IMPLS", "PADDED_BMM", "DenseMLP", "ModelFactory", "MoEMLP",
-           "zipf_experts"]
+__all__ = ["EXPERT_LOOP", "FUSED", "GROUPED_KERNELS", "GROUPED_MM", "IMPLS", "PADDED_BMM", "DenseMLP", "ModelFactory",
+           "MoEMLP", "zipf_experts"]
 
 
 
@@ -64,6 +68,9 @@ class MoEMLP(nn.Module):
         self._grouped_mm_probe: dict[tuple[str, torch.dtype], str | None] = {}
         self._padded_last = DerivedTensors()
         self._host_counts: tuple[int, ...] | None = None  # set only inside `counts_fixed`
+        self.fused_precision = fused.DEFAULT_PRECISION  # fp32 products of the fused kernel: exact unless asked
+        self.tile_cache: TileCache = PROCESS_TILE_CACHE  # the fused kernel's tuned tiles (per process)
+        self.fused_trials: tuple[Trial, ...] = ()  # every candidate of the last tuning, for the record
 
     # -- routing ------------------------------------------------------------------------
     def route(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -185,7 +192,8 @@ class MoEMLP(nn.Module):
         fast = unavailable is None and (device.type != "cuda" or (
             dtype == torch.bfloat16 and torch.cuda.get_device_capability(device)[0] >= 9))
         order = fallback_order(rows / self.shape.num_experts, fast)
-        return [(k, unavailable if k == GROUPED_MM else None) for k in order]
+        why = {GROUPED_MM: unavailable, FUSED: fused.unavailable(device, dtype)}
+        return [(k, why.get(k)) for k in order]
 
     def grouped_kernel(self, h_sorted: Tensor) -> str:
         """The kernel `experts_forward` runs: the measured choice (`self.kernel`), else the
@@ -216,6 +224,11 @@ class MoEMLP(nn.Module):
         holds a slice of the experts.
         """
         kernel = self.grouped_kernel(h_sorted)
+        if kernel == FUSED:
+            rows = h_sorted.shape[0]
+            tiles = self.fused_tiles(rows, h_sorted)
+            return fused.forward(self._fused_layers(), h_sorted, expert_ids(counts, rows), None, 1, tiles,
+                                 self.fused_precision, h_sorted.dtype)
         if kernel == GROUPED_MM:
             return grouped_mm(self._grouped_mm_layers(), h_sorted, counts, self.shape.output_dim)
         layers = list(zip(self.weight, self.bias))
@@ -230,8 +243,49 @@ class MoEMLP(nn.Module):
         counts = torch.zeros(self.shape.num_experts, dtype=torch.int32, device=flat_idx.device)
         return counts.index_add_(0, flat_idx, torch.ones_like(flat_idx, dtype=torch.int32))
 
+    # -- the fused Triton kernel ------------------------------------------------------------
+    def _fused_layers(self) -> list[tuple[Tensor, Tensor]]:
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            raise RuntimeError("the fused Triton kernels have no backward: run them under torch.no_grad() or"
+                               " inference_mode, or train with impl sorted")
+        return list(zip(self.weight, self.bias))
+
+    def _fused_family(self, x: Tensor) -> fused.Family:
+        return fused.family(list(zip(self.weight, self.bias)), x.device, x.dtype, self.fused_precision)
+
+    def fused_tiles(self, num_copies: int, x: Tensor) -> FusedTiles:
+        """The tiles a fused forward of `num_copies` copies runs with; never measures (see `tune_fused`)."""
+        load = Load(num_copies=num_copies, num_experts=self.shape.num_experts)
+        return self.tile_cache.lookup(self._fused_family(x), load, x.element_size())
+
+    def tune_fused(self, x: Tensor) -> FusedTiles:
+        """Tile the fused kernel for the load of input `x` by measurement (prepare time only), once per
+        process and load: the routing of `x` sets the load; later forwards of it take these tiles."""
+        with torch.inference_mode():
+            gates, idx = self.route(x)
+            load = Load(num_copies=idx.numel(), num_experts=self.shape.num_experts)
+            family = self._fused_family(x)
+            cached = self.tile_cache.get(family, load)
+            if cached is not None:
+                self.fused_trials = ()  # nothing measured now
+                return cached
+            tiles, self.fused_trials = fused.tune(list(zip(self.weight, self.bias)), x, idx.flatten(),
+                                                  gates.flatten(), self.shape.top_k, self.fused_precision)
+        self.tile_cache.put(family, load, tiles)
+        return tiles
+
+    def _forward_fused(self, x: Tensor, gates: Tensor, idx: Tensor) -> Tensor:
+        """Permutation, every expert layer and the gate in Triton kernels; the combine sums each token's k copies."""
+        tiles = self.fused_tiles(idx.numel(), x)
+        y = fused.forward(self._fused_layers(), x, idx.flatten(), gates.flatten(), self.shape.top_k, tiles,
+                          self.fused_precision, torch.float32)
+        return y.view(x.shape[0], self.shape.top_k, -1).sum(1).to(x.dtype)
+
     def _forward_grouped(self, x: Tensor, gates: Tensor, idx: Tensor) -> Tensor:
-        """Sort token copies by expert, run every expert at once (`experts_forward`), combine."""
+        """Sort token copies by expert, run every expert at once (`experts_forward`), combine; the fused
+        kernel takes the unsorted copies itself."""
+        if self.kernel == FUSED:
+            return self._forward_fused(x, gates, idx)
         flat_idx, token, gate, h = self._dispatch(x, gates, idx)
         return self._combine(x, token, gate, self.experts_forward(h, self.expert_counts(flat_idx)))
 

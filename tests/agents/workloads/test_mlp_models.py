@@ -6,6 +6,7 @@ from moecluster.agents.records import TaskSpec
 from moecluster.agents.workloads.forms import FormCache
 from moecluster.agents.workloads.mlp.experts import (
     EXPERT_LOOP,
+    FUSED,
     GROUPED_KERNELS,
     GROUPED_MM,
     PADDED_BMM,
@@ -58,6 +59,10 @@ def available_kernels(model: MoEMLP, x: torch.Tensor) -> list[str]:
     return [k for k, why in model.kernel_order(x.shape[0] * SHAPE.top_k, x.device, x.dtype) if why is None]
 
 
+def why_unavailable(model: MoEMLP, x: torch.Tensor, kernel: str) -> str:
+    return dict(model.kernel_order(x.shape[0] * SHAPE.top_k, x.device, x.dtype))[kernel] or "available"
+
+
 def test_naive_matches_a_float64_reference(moe_and_input):
     model, x = moe_and_input
     with torch.no_grad():
@@ -80,7 +85,7 @@ def test_every_grouped_kernel_matches_a_float64_reference_on_fresh_inputs(moe_an
     for seed in (10, 11):
         x = torch.randn(37, SHAPE.input_dim, generator=torch.Generator().manual_seed(seed))
         if kernel not in available_kernels(model, x):
-            pytest.skip(f"{kernel}: {model.grouped_fallback_reason}")
+            pytest.skip(f"{kernel}: {why_unavailable(model, x, kernel)}")
         model.kernel = kernel
         with torch.no_grad():
             assert model.grouped_kernel(x) == kernel
@@ -93,7 +98,7 @@ def test_experts_forward_runs_sorted_copies_with_idle_experts(moe_and_input, ker
     counts = torch.tensor([3, 0, 5, 1, 0, 2])  # two experts receive nothing
     h = torch.randn(int(counts.sum()), SHAPE.input_dim, generator=torch.Generator().manual_seed(5))
     if kernel not in available_kernels(model, h):
-        pytest.skip(f"{kernel}: {model.grouped_fallback_reason}")
+        pytest.skip(f"{kernel}: {why_unavailable(model, h, kernel)}")
     model.kernel = kernel
     eid = torch.repeat_interleave(torch.arange(SHAPE.num_experts), counts)
     ref = torch.stack([expert_reference(model, int(e), row) for e, row in zip(eid, h)])
@@ -156,7 +161,8 @@ def test_the_fallback_order_follows_the_h100_thresholds():
     assert fallback_order(10, fast_grouped_mm=True)[0] == GROUPED_MM
     assert fallback_order(500, fast_grouped_mm=True)[0] == PADDED_BMM
     assert fallback_order(5000, fast_grouped_mm=True)[0] == EXPERT_LOOP
-    assert fallback_order(10, fast_grouped_mm=False)[-1] == GROUPED_MM
+    assert fallback_order(10, fast_grouped_mm=False)[-2] == GROUPED_MM
+    assert all(fallback_order(r, f)[-1] == FUSED for r in (1, 500, 5000) for f in (True, False))  # measured only
     assert all(sorted(fallback_order(r, f)) == sorted(GROUPED_KERNELS) for r in (1, 500, 5000) for f in (True, False))
 
 
