@@ -8,10 +8,11 @@ The token never appears on a command line or in a log.
 """
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass, field
 from typing import Any
+
+from moecluster.orchestrator.raycompat import RayTooOld, private_raylet, require_ray
 
 ACCELERATOR_PREFIX = "accelerator_type:"
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
@@ -75,14 +76,20 @@ def _enable_token_auth() -> None:
     if os.environ.get(AUTH_MODE_ENV) is not None:
         return
     os.environ[AUTH_MODE_ENV] = "token"
-    raylet = importlib.import_module("ray._raylet")  # compiled: no attributes for a type checker to see
-
+    try:
+        raylet = private_raylet()  # compiled: no attributes for a type checker to see
+    except RayTooOld as exc:
+        raise ClusterError(str(exc)) from None
     raylet.Config.initialize("")
 
 
 def connect(options: ClusterOptions) -> None:
     """`ray.init` for a local instance or an existing cluster; InputError in one line if it fails."""
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # workers use this interpreter as it is
+    try:
+        require_ray()
+    except RayTooOld as exc:
+        raise ClusterError(str(exc)) from None
     import ray
 
     kwargs: dict[str, Any] = {"namespace": NAMESPACE, "include_dashboard": options.include_dashboard,
