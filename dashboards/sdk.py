@@ -1,0 +1,40 @@
+"""The parts of grafana-foundation-sdk the dashboards use, imported in one place.
+
+The SDK is the `grafana` extra: a missing one is named in one line (`MissingExtra`). Its
+generated modules warn on import that the v1 dashboard model has a v2 successor; these
+dashboards use v1 (the classic JSON model) on purpose: Grafana 10, 11 and 12 import and
+provision it, while the v2 model needs Grafana 12 with its new dashboard APIs switched on.
+"""
+from __future__ import annotations
+
+import warnings
+
+from moecluster.agents.extras import require
+
+require("grafana_foundation_sdk", extra="grafana", feature="Grafana dashboards (moecluster dashboards)")
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"grafana_foundation_sdk\..*")
+    warnings.filterwarnings("ignore", message="Prefer using dashboardv2", category=DeprecationWarning)
+    from grafana_foundation_sdk.builders import bargauge, stat, statetimeline, table, timeseries
+    from grafana_foundation_sdk.builders.common import ReduceDataOptions, VizLegendOptions
+    from grafana_foundation_sdk.builders.dashboard import (
+        Dashboard,
+        DashboardLink,
+        DatasourceVariable,
+        QueryVariable,
+        Row,
+        ThresholdsConfig,
+    )
+    from grafana_foundation_sdk.builders.prometheus import Dataquery as PromQuery
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.cog.plugins import register_default_plugins
+    from grafana_foundation_sdk.models import common as common_models
+    from grafana_foundation_sdk.models import dashboard as dashboard_models
+    from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+__all__ = [
+    "Dashboard", "DashboardLink", "DatasourceVariable", "JSONEncoder", "PromQuery", "PromQueryFormat", "QueryVariable", "ReduceDataOptions",
+    "Row", "ThresholdsConfig", "VizLegendOptions", "bargauge", "common_models", "dashboard_models",
+    "register_default_plugins", "stat", "statetimeline", "table", "timeseries",
+]
