@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cluster, results, sweep
-from .sdk import JSONEncoder, dashboard_models, register_default_plugins
+from .sdk import JSONEncoder, dashboard_models, prometheus_models, register_default_plugins
 
 #: uid -> builder, in the order Grafana's dashboard list shows them
 BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
@@ -44,8 +44,9 @@ def _first_difference(a: Any, b: Any, path: str = "$") -> str | None:
 
 
 def check_model(data: Mapping[str, Any]) -> Any:
-    """The SDK's `Dashboard` read from `data`; DashboardModelError unless it writes `data` back unchanged
-    and every panel's queries and options decode into the SDK's typed models (not its unknown-data bags)."""
+    """The SDK's `Dashboard` read from `data`; DashboardModelError unless it writes `data` back unchanged,
+    every query decodes into the SDK's Prometheus query model and every panel's options into its panel
+    plugin's typed options (not the SDK's untyped bags)."""
     register_default_plugins()
     model = dashboard_models.Dashboard.from_json(dict(data))
     again = json.loads(JSONEncoder(sort_keys=True).encode(model))
@@ -56,8 +57,9 @@ def check_model(data: Mapping[str, Any]) -> Any:
         if isinstance(panel, dashboard_models.RowPanel):
             continue
         for target in panel.targets or []:
-            if type(target).__module__.endswith("cog.runtime"):  # UnknownDataquery: not a Prometheus query
-                raise DashboardModelError(f"panel {panel.title!r}: a query the SDK does not read as Prometheus's")
+            if not isinstance(target, prometheus_models.Dataquery):
+                raise DashboardModelError(f"panel {panel.title!r}: a query the SDK reads as {type(target).__name__}"
+                                          f" from {type(target).__module__}, not as a Prometheus query")
         if isinstance(panel.options, dict) and panel.options:
             raise DashboardModelError(f"panel {panel.title!r} ({panel.type_val}): options the SDK does not type")
     return model

@@ -11,6 +11,7 @@ from typing import Any
 
 from . import DATASOURCE_NAME, DATASOURCE_UID, FOLDER_UID
 from .sdk import (
+    AnnotationQuery,
     Dashboard,
     DashboardLink,
     DatasourceVariable,
@@ -150,8 +151,12 @@ def label_variable(name: str, label: str, metric: str, *, title: str, multi: boo
 def new_dashboard(title: str, uid: str, description: str, time_from: str = "now-1h") -> Dashboard:
     link = (DashboardLink("moecluster").type(dashboard_models.DashboardLinkType.DASHBOARDS).tags([TAG])
             .as_dropdown(True).include_vars(False).keep_time(True))
+    # Grafana's own annotations (the built-in query every dashboard it saves carries)
+    builtin = (AnnotationQuery().name("Annotations & Alerts").built_in(1).enable(True).hide(True)
+               .icon_color("rgba(0, 211, 255, 1)").type("dashboard")
+               .datasource(common_models.DataSourceRef(type_val="grafana", uid="-- Grafana --")))
     return (Dashboard(title).uid(uid).description(description).tags([TAG]).refresh(REFRESH)
-            .time(time_from, "now").timezone("browser").link(link)
+            .time(time_from, "now").timezone("browser").link(link).annotation(builtin)
             .tooltip(dashboard_models.DashboardCursorSync.CROSSHAIR).with_variable(datasource_variable()))
 
 

@@ -19,6 +19,7 @@ with warnings.catch_warnings():
     from grafana_foundation_sdk.builders import bargauge, stat, statetimeline, table, timeseries
     from grafana_foundation_sdk.builders.common import ReduceDataOptions, VizLegendOptions
     from grafana_foundation_sdk.builders.dashboard import (
+        AnnotationQuery,
         Dashboard,
         DashboardLink,
         DatasourceVariable,
@@ -31,10 +32,11 @@ with warnings.catch_warnings():
     from grafana_foundation_sdk.cog.plugins import register_default_plugins
     from grafana_foundation_sdk.models import common as common_models
     from grafana_foundation_sdk.models import dashboard as dashboard_models
+    from grafana_foundation_sdk.models import prometheus as prometheus_models
     from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 __all__ = [
-    "Dashboard", "DashboardLink", "DatasourceVariable", "JSONEncoder", "PromQuery", "PromQueryFormat", "QueryVariable", "ReduceDataOptions",
+    "AnnotationQuery", "Dashboard", "DashboardLink", "DatasourceVariable", "JSONEncoder", "PromQuery", "PromQueryFormat", "QueryVariable", "ReduceDataOptions",
     "Row", "ThresholdsConfig", "VizLegendOptions", "bargauge", "common_models", "dashboard_models",
-    "register_default_plugins", "stat", "statetimeline", "table", "timeseries",
+    "prometheus_models", "register_default_plugins", "stat", "statetimeline", "table", "timeseries",
 ]

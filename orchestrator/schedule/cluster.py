@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from moecluster.agents.extras import require_ray_dashboard
 from moecluster.orchestrator.raycompat import RayTooOld, private_raylet, require_ray
 
 ACCELERATOR_PREFIX = "accelerator_type:"
@@ -95,6 +96,8 @@ def connect(options: ClusterOptions) -> None:
     kwargs: dict[str, Any] = {"namespace": NAMESPACE, "include_dashboard": options.include_dashboard,
                               "log_to_driver": False, "configure_logging": True, "logging_level": "WARNING"}
     if options.address is None:
+        if options.include_dashboard:
+            require_ray_dashboard()  # MissingExtra naming the `dashboard` extra, before Ray starts
         # "local" always starts a new instance: a bare ray.init() would silently join any
         # cluster already running on this machine (a stale `ray start`, another user's).
         kwargs.update(address="local", num_cpus=options.num_cpus, num_gpus=options.num_gpus,
