@@ -36,7 +36,8 @@ with warnings.catch_warnings():
     from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 __all__ = [
-    "AnnotationQuery", "Dashboard", "DashboardLink", "DatasourceVariable", "JSONEncoder", "PromQuery", "PromQueryFormat", "QueryVariable", "ReduceDataOptions",
-    "Row", "ThresholdsConfig", "VizLegendOptions", "bargauge", "common_models", "dashboard_models",
-    "prometheus_models", "register_default_plugins", "stat", "statetimeline", "table", "timeseries",
+    "AnnotationQuery", "Dashboard", "DashboardLink", "DatasourceVariable", "JSONEncoder", "PromQuery",
+    "PromQueryFormat", "QueryVariable", "ReduceDataOptions", "Row", "ThresholdsConfig", "VizLegendOptions", "bargauge",
+    "common_models", "dashboard_models", "prometheus_models", "register_default_plugins", "stat", "statetimeline",
+    "table", "timeseries",
 ]

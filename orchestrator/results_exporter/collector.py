@@ -1,8 +1,8 @@
 """Run stores as Prometheus gauges: progress of every run, and the figures of its finished tasks.
 
 Every scrape lists the runs under the runs directory; a run's series are computed from its store
-(opened read-only) by the aggregate functions the report uses, and kept until the store changes
-(a running sweep adds a row per finished task; a finished run is computed once). A figure that
+(opened read-only) by the aggregate functions the report uses, and kept until its task counts or
+run facts change (a running sweep adds a row per finished task; a finished run is computed once). A figure that
 was not measured (a task without energy, a gang without phase energy) has no series, never a 0.
 
 Series (gauges; `_ci95_low`/`_ci95_high` beside an estimate where it has an interval):
@@ -21,6 +21,7 @@ Series (gauges; `_ci95_low`/`_ci95_high` beside an estimate where it has an inte
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -36,7 +37,7 @@ from moecluster.orchestrator.aggregate.pairs import PairRatio, pair_ratios
 from moecluster.orchestrator.aggregate.stats import Estimate
 from moecluster.orchestrator.aggregate.tasks import TaskStats, all_task_stats
 from moecluster.orchestrator.rundir import list_runs
-from moecluster.orchestrator.store import STORE_NAME, RunStore, StoreDamaged
+from moecluster.orchestrator.store import RunStore, StoreDamaged
 
 RUN_LABELS = ("run", "sweep", "state")
 TASK_LABELS = ("run", "task", "pair", "kind", "impl", "preset", "match", "dtype", "batch_size", "ep",
@@ -159,31 +160,32 @@ def run_series(run: str, meta: dict[str, object], counts: dict[str, int], result
     return out
 
 
-def _store_key(run_dir: Path) -> tuple[int, ...]:
-    """What changes when the store does: size and mtime of the file and of its write-ahead log."""
-    key: list[int] = []
-    for name in (STORE_NAME, STORE_NAME + "-wal"):
-        try:
-            st = (run_dir / name).stat()
-        except OSError:
-            key += [-1, -1]
-            continue
-        key += [st.st_mtime_ns, st.st_size]
-    return tuple(key)
+def _damaged(run: str, exc: StoreDamaged) -> RunSeries:
+    log.warning("run %s is damaged: %s", run, exc)
+    damaged = RunSeries()
+    damaged.add("moecluster_run_info", [run, "", "damaged"], 1.0)
+    return damaged
 
 
 def read_run(run_dir: Path) -> RunSeries:
     """The series of the run in `run_dir`; a damaged store gives `moecluster_run_info{state="damaged"}` alone."""
-    run = run_dir.name
     try:
         with RunStore(run_dir, read_only=True) as store:
             meta, counts, results = store.meta(), store.counts(), store.results()
     except StoreDamaged as exc:
-        log.warning("run %s is damaged: %s", run, exc)
-        damaged = RunSeries()
-        damaged.add("moecluster_run_info", [run, "", "damaged"], 1.0)
-        return damaged
-    return run_series(run, meta, counts, results)
+        return _damaged(run_dir.name, exc)
+    return run_series(run_dir.name, meta, counts, results)
+
+
+def store_version(run_dir: Path) -> str:
+    """What the exported series depend on besides the immutable `ok` records: the task counts and the
+    run facts. The store never rewrites an `ok` row (a retry replaces a failed one, which changes the
+    counts), so equal versions mean equal series. Two cheap queries instead of parsing every record."""
+    try:
+        with RunStore(run_dir, read_only=True) as store:
+            return json.dumps([store.counts(), store.meta()], sort_keys=True, default=str)
+    except StoreDamaged as exc:
+        return f"damaged: {exc}"
 
 
 class ResultsCollector(Collector):
@@ -195,7 +197,7 @@ class ResultsCollector(Collector):
         self.runs_root = Path(runs_root)
         self.max_runs = max_runs
         self._lock = threading.Lock()
-        self._cache: dict[Path, tuple[tuple[int, ...], RunSeries]] = {}
+        self._cache: dict[Path, tuple[str, RunSeries]] = {}
 
     def describe(self) -> Iterable[Metric]:
         return []  # the series vary with the runs; skip the registry's dry run
@@ -209,12 +211,12 @@ class ResultsCollector(Collector):
         return runs[-self.max_runs:] if self.max_runs is not None else runs
 
     def _series(self, run_dir: Path) -> RunSeries:
-        key = _store_key(run_dir)
+        version = store_version(run_dir)
         cached = self._cache.get(run_dir)
-        if cached is not None and cached[0] == key:
+        if cached is not None and cached[0] == version:
             return cached[1]
         series = read_run(run_dir)
-        self._cache[run_dir] = (key, series)
+        self._cache[run_dir] = (version, series)
         return series
 
     def _collect(self) -> list[Metric]:

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from moecluster.agents.extras import EXTRAS, MissingExtra, missing_message, require, require_ray_dashboard
+from moecluster.agents.extras import EXTRAS, MissingExtra, require, require_ray_dashboard
 
 
 def test_missing_module_names_the_feature_and_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from grafana_api import GrafanaApi
 from moecluster.dashboards import DATASOURCE_UID, FOLDER_UID
@@ -20,7 +19,8 @@ from moecluster.dashboards.datasource import prometheus_datasource
 from moecluster.dashboards.export import check_model
 
 _SCRIPT = Path(sys.executable).with_name("moecluster")
-CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-c", "from moecluster.orchestrator.cli import main; main()"]
+CLI = ([str(_SCRIPT)] if _SCRIPT.exists()
+       else [sys.executable, "-c", "from moecluster.orchestrator.cli import main; main()"])
 TOKEN = "glsa_stand-in-token-0123456789abcdef"
 
 
