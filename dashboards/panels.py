@@ -89,7 +89,7 @@ def stat_panel(title: str, description: str, unit: str, *queries: PromQuery, spa
 
 def threshold_at_one() -> ThresholdsConfig:
     """Red below 1, green from 1: for ratios where above 1 favours MoE (or the larger degree)."""
-    return ThresholdsConfig().mode(dashboard_models.ThresholdsMode.ABSOLUTE).steps([
+    return ThresholdsConfig().mode(dashboard_models.ThresholdsMode("absolute")).steps([
         dashboard_models.Threshold(value=None, color="red"), dashboard_models.Threshold(value=1.0, color="green")])
 
 
@@ -149,7 +149,7 @@ def label_variable(name: str, label: str, metric: str, *, title: str, multi: boo
 
 
 def new_dashboard(title: str, uid: str, description: str, time_from: str = "now-1h") -> Dashboard:
-    link = (DashboardLink("moecluster").type(dashboard_models.DashboardLinkType.DASHBOARDS).tags([TAG])
+    link = (DashboardLink("moecluster").type(dashboard_models.DashboardLinkType("dashboards")).tags([TAG])
             .as_dropdown(True).include_vars(False).keep_time(True))
     # Grafana's own annotations (the built-in query every dashboard it saves carries)
     builtin = (AnnotationQuery().name("Annotations & Alerts").built_in(1).enable(True).hide(True)

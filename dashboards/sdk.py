@@ -7,10 +7,21 @@ provision it, while the v2 model needs Grafana 12 with its new dashboard APIs sw
 """
 from __future__ import annotations
 
+import sys
 import warnings
 
-from moecluster.agents.extras import require
+from moecluster.agents.extras import MissingExtra, require
 
+
+def _python_supported() -> bool:
+    """The SDK's own floor: it uses enum.StrEnum and typing.Self (a function, so that mypy, which checks
+    this package as Python 3.10, still checks the module below)."""
+    return sys.version_info >= (3, 11)
+
+
+if not _python_supported():
+    raise MissingExtra(f"Grafana dashboards need Python >= 3.11 (grafana-foundation-sdk 0.0.21 requires it);"
+                       f" this is Python {sys.version_info.major}.{sys.version_info.minor}")
 require("grafana_foundation_sdk", extra="grafana", feature="Grafana dashboards (moecluster dashboards)")
 
 with warnings.catch_warnings():
