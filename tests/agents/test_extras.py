@@ -18,6 +18,8 @@ def test_missing_module_names_the_feature_and_the_extra(monkeypatch: pytest.Monk
 
 
 def test_submodule_of_a_missing_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [m for m in sys.modules if m.startswith("grafana_foundation_sdk.")]:
+        monkeypatch.delitem(sys.modules, name)  # imported by other tests: forget them for this one
     monkeypatch.setitem(sys.modules, "grafana_foundation_sdk", None)
     with pytest.raises(MissingExtra, match=r"needs grafana_foundation_sdk .*moecluster\[grafana\]"):
         require("grafana_foundation_sdk.builders.dashboard", extra="grafana", feature="dashboards")
