@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# A GPU worker: the node agent as a systemd service (deploy/systemd/moecluster-agent.service),
+# run as this user so that it reads the task labels the Ray workers (same user) publish in
+# /tmp/moecluster-<uid>/tasks, from the virtualenv setup-node.sh made.
+set -euo pipefail
+SRC="$HOME/moecluster"
+UNIT=/etc/systemd/system/moecluster-agent.service
+sudo install -m 0644 "$SRC/deploy/systemd/moecluster-agent.service" "$UNIT"
+sudo mkdir -p "$UNIT.d"
+sudo tee "$UNIT.d/ray-cluster.conf" >/dev/null <<CONF
+[Service]
+User=$(id -un)
+Group=$(id -gn)
+ExecStart=
+ExecStart=$HOME/venv/bin/moecluster agent \$MOECLUSTER_AGENT_ARGS
+Environment=MOECLUSTER_AGENT_ARGS="--host 0.0.0.0 --port 9400 --device nvml"
+CONF
+sudo systemctl daemon-reload
+sudo systemctl enable --now moecluster-agent
+sudo systemctl restart moecluster-agent   # a re-run of `ray up` picks up a new checkout
+for _ in $(seq 30); do
+  curl -sf localhost:9400/healthz >/dev/null && break
+  sleep 1
+done
+curl -sf localhost:9400/metrics | grep -m1 '^moecluster_agent_gpus'
