@@ -3,21 +3,10 @@
 # run as this user so that it reads the task labels the Ray workers (same user) publish in
 # /tmp/moecluster-<uid>/tasks, from the virtualenv setup-node.sh made.
 set -euo pipefail
-SRC="$HOME/moecluster"
-UNIT=/etc/systemd/system/moecluster-agent.service
-sudo install -m 0644 "$SRC/deploy/systemd/moecluster-agent.service" "$UNIT"
-sudo mkdir -p "$UNIT.d"
-sudo tee "$UNIT.d/ray-cluster.conf" >/dev/null <<CONF
-[Service]
-User=$(id -un)
-Group=$(id -gn)
-ExecStart=
+source "$(dirname "$0")/units.sh"
+install_unit moecluster-agent "ExecStart=
 ExecStart=$HOME/venv/bin/moecluster agent \$MOECLUSTER_AGENT_ARGS
-Environment=MOECLUSTER_AGENT_ARGS="--host 0.0.0.0 --port 9400 --device nvml"
-CONF
-sudo systemctl daemon-reload
-sudo systemctl enable --now moecluster-agent
-sudo systemctl restart moecluster-agent   # a re-run of `ray up` picks up a new checkout
+Environment=MOECLUSTER_AGENT_ARGS=\"--host 0.0.0.0 --port 9400 --device nvml\""
 for _ in $(seq 30); do
   curl -sf localhost:9400/healthz >/dev/null && break
   sleep 1

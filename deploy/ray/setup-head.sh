@@ -5,21 +5,11 @@
 set -euo pipefail
 SRC="$HOME/moecluster"
 RUNS="$HOME/runs"
-UNIT=/etc/systemd/system/moecluster-results.service
-sudo install -m 0644 "$SRC/deploy/systemd/moecluster-results.service" "$UNIT"
-sudo mkdir -p "$UNIT.d"
-sudo tee "$UNIT.d/ray-cluster.conf" >/dev/null <<CONF
-[Service]
-User=$(id -un)
-Group=$(id -gn)
-Environment=MOECLUSTER_RUNS_DIR=$RUNS
+source "$(dirname "$0")/units.sh"
+install_unit moecluster-results "Environment=MOECLUSTER_RUNS_DIR=$RUNS
 ReadWritePaths=$RUNS
 ExecStart=
-ExecStart=$HOME/venv/bin/moecluster dashboards serve-results \$MOECLUSTER_RESULTS_ARGS
-CONF
-sudo systemctl daemon-reload
-sudo systemctl enable --now moecluster-results
-sudo systemctl restart moecluster-results
+ExecStart=$HOME/venv/bin/moecluster dashboards serve-results \$MOECLUSTER_RESULTS_ARGS"
 if ! command -v docker >/dev/null || ! docker compose version >/dev/null 2>&1; then
   sudo apt-get update -qq
   sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-compose-v2 >/dev/null

@@ -14,6 +14,6 @@ community plugin installed), and the numbers are the report's own: this module e
 recomputation in PromQL.
 """
 from .collector import ResultsCollector, RunSeries, run_series
-from .server import ResultsExporter, ResultsExporterConfig, serve
+from .server import ResultsExporterConfig, exporting, serve
 
-__all__ = ["ResultsCollector", "ResultsExporter", "ResultsExporterConfig", "RunSeries", "run_series", "serve"]
+__all__ = ["ResultsCollector", "ResultsExporterConfig", "RunSeries", "exporting", "run_series", "serve"]

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
 
 from .collector import ResultsCollector
 
 DEFAULT_PORT = 9401
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 log = logging.getLogger("moecluster.results")
 
 
@@ -39,70 +39,39 @@ class ResultsExporterConfig:
             raise ValueError(f"max runs {self.max_runs} must be at least 1")
 
 
-class ResultsExporter:
-    """`start()` serves the collector over HTTP; `stop()` ends it. A context manager for tests."""
-
-    def __init__(self, config: ResultsExporterConfig) -> None:
-        self.config = config
-        self.collector = ResultsCollector(config.runs_dir, max_runs=config.max_runs)
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("results exporter not started")
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        host = self.config.host
-        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
-        return f"http://{host}:{self.port}/metrics"
-
-    def start(self) -> "ResultsExporter":
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(self.collector)
-        self._server, self._thread = start_http_server(self.config.port, addr=self.config.host, registry=registry)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5.0)
-            self._thread = None
-
-    def __enter__(self) -> "ResultsExporter":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+def _url(host: str, port: int) -> str:
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    return f"http://{f'[{host}]' if ':' in host and not host.startswith('[') else host}:{port}/metrics"
 
 
-def serve(config: ResultsExporterConfig, *, on_ready: Callable[[ResultsExporter], None] | None = None) -> None:
-    """Serve until SIGTERM or SIGINT, then stop cleanly."""
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: object) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    exporter = ResultsExporter(config)
+@contextmanager
+def exporting(config: ResultsExporterConfig) -> Iterator[str]:
+    """Serve the run stores' series over HTTP for the `with` block; yields the /metrics URL."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ResultsCollector(config.runs_dir, max_runs=config.max_runs))
+    server, thread = start_http_server(config.port, addr=config.host, registry=registry)
     try:
-        exporter.start()
-        log.info("serving %s (runs under %s, the %s most recent)", exporter.url, config.runs_dir,
-                 config.max_runs if config.max_runs is not None else "all")
-        if on_ready is not None:
-            on_ready(exporter)
-        while not stop.wait(0.5):
-            pass
+        yield _url(config.host, int(server.server_address[1]))
     finally:
-        exporter.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        server.shutdown()
+        server.server_close()
+        thread.join(5.0)
+
+
+def serve(config: ResultsExporterConfig, *, on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then stop cleanly.
+
+    The stop signals are blocked before the server's thread starts (so it inherits the mask) and
+    then awaited in this thread: no handler runs in the middle of a scrape."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        with exporting(config) as url:
+            log.info("serving %s (runs under %s, the %s most recent)", url, config.runs_dir,
+                     config.max_runs if config.max_runs is not None else "all")
+            if on_ready is not None:
+                on_ready(url)
+            received = signal.sigwait(STOP_SIGNALS)
+            log.info("received %s, stopping", signal.Signals(received).name)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     log.info("stopped")

@@ -67,16 +67,17 @@ def test_cluster_launcher_configs_match_rays_schema() -> None:
 
 def test_setup_scripts_parse_and_install_moecluster_and_the_agent() -> None:
     scripts = {p.name: p.read_text() for p in (DEPLOY / "ray").glob("*.sh")}
-    assert set(scripts) == {"setup-node.sh", "setup-gpu-worker.sh", "setup-head.sh"}
+    assert set(scripts) == {"setup-node.sh", "setup-gpu-worker.sh", "setup-head.sh", "units.sh"}
     for name in scripts:
         out = subprocess.run(["bash", "-n", str(DEPLOY / "ray" / name)], capture_output=True, text=True)
         assert out.returncode == 0, (name, out.stderr)
-        assert scripts[name].startswith("#!/usr/bin/env bash") and "set -euo pipefail" in scripts[name]
+        if name != "units.sh":  # sourced, not run
+            assert scripts[name].startswith("#!/usr/bin/env bash") and "set -euo pipefail" in scripts[name]
     assert 'pip install -q -e "$SRC' in scripts["setup-node.sh"]
-    assert "systemctl enable --now moecluster-agent" in scripts["setup-gpu-worker.sh"]
-    assert "systemctl enable --now moecluster-results" in scripts["setup-head.sh"]
+    assert "install_unit moecluster-agent " in scripts["setup-gpu-worker.sh"]
+    assert "install_unit moecluster-results " in scripts["setup-head.sh"]
     assert "docker compose up -d" in scripts["setup-head.sh"]
-    exec_lines = re.findall(r'Environment=MOECLUSTER_AGENT_ARGS="([^"]+)"', scripts["setup-gpu-worker.sh"])
+    exec_lines = re.findall(r'Environment=MOECLUSTER_AGENT_ARGS=\\"([^"\\]+)\\"', scripts["setup-gpu-worker.sh"])
     assert exec_lines and parse_moecluster(["agent", *shlex.split(exec_lines[0])]).params["device"] == "nvml"
 
 
@@ -171,3 +172,59 @@ def test_kuberay_cluster_runs_the_agent_beside_every_gpu_worker() -> None:
     scrape = yaml.safe_load((DEPLOY / "kuberay" / "prometheus-scrape.yaml").read_text())["scrape_configs"][0]
     keep = {r["regex"] for r in scrape["relabel_configs"] if r.get("action") == "keep"}
     assert keep == {"moecluster", "agent-metrics|results-metrics"} and scrape["honor_labels"] is True
+
+
+def _sandbox(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """A home with this checkout and a venv, and shims for sudo, systemctl, curl and docker that
+    record what the setup scripts ask of them."""
+    home, bin_dir, units = tmp_path / "home", tmp_path / "bin", tmp_path / "units"
+    (home / "venv" / "bin").mkdir(parents=True)
+    (home / "moecluster").mkdir()
+    (home / "moecluster" / "deploy").symlink_to(DEPLOY)
+    (home / "runs").mkdir()
+    units.mkdir()  # /etc/systemd/system exists on a real node
+    shutil.copy("/bin/true", home / "venv" / "bin" / "moecluster")
+    bin_dir.mkdir()
+    shims = {"sudo": 'exec env "$@"',
+             "systemctl": 'echo "systemctl $*" >> "$SANDBOX/calls"',
+             "curl": 'echo "moecluster_agent_gpus{node=\\"n\\"} 4"',
+             "docker": 'echo "docker $* runs=$MOECLUSTER_RUNS_DIR password=$GRAFANA_ADMIN_PASSWORD_FILE"'
+                       ' >> "$SANDBOX/calls"'}
+    for name, body in shims.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {**os.environ, "SANDBOX": str(tmp_path), "HOME": str(home), "SYSTEMD_DIR": str(units),
+           "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    return env, units
+
+
+def test_setup_scripts_install_the_units_and_start_the_compose(tmp_path: Path) -> None:
+    """setup-gpu-worker.sh and setup-head.sh run in a sandbox: the units they install (with their
+    drop-ins) pass systemd-analyze verify, and compose starts with the runs and the password file."""
+    env, units = _sandbox(tmp_path)
+    for script in ("setup-gpu-worker.sh", "setup-head.sh"):
+        out = subprocess.run(["bash", str(DEPLOY / "ray" / script)], capture_output=True, text=True, env=env,
+                             timeout=60)
+        assert out.returncode == 0, (script, out.stdout, out.stderr)
+    home = Path(env["HOME"])
+    calls = (tmp_path / "calls").read_text().splitlines()
+    for name in ("moecluster-agent", "moecluster-results"):
+        assert f"systemctl enable {name}" in calls and f"systemctl restart {name}" in calls
+        dropin = (units / f"{name}.service.d" / "ray-cluster.conf").read_text()
+        assert f"ExecStart=\nExecStart={home}/venv/bin/moecluster " in dropin
+    assert calls[-1] == (f"docker compose up -d runs={home}/runs "
+                         f"password={home}/.moecluster/grafana-admin-password")
+    password = home / ".moecluster" / "grafana-admin-password"
+    assert stat_mode(password) == 0o640 and len(password.read_text().strip()) == 48
+    assert json.loads((home / "runs" / "prometheus_targets.json").read_text()) == []
+    systemd_analyze = shutil.which("systemd-analyze")
+    if systemd_analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    out = subprocess.run([systemd_analyze, "verify", *map(str, sorted(units.glob("*.service")))],
+                         capture_output=True, text=True, timeout=60,
+                         env={**env, "SYSTEMD_UNIT_PATH": f"{units}:", "SYSTEMD_LOG_LEVEL": "notice"})
+    assert out.returncode == 0 and out.stdout + out.stderr == "", out.stdout + out.stderr
+
+
+def stat_mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777

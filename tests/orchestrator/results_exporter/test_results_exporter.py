@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import moecluster_synthetic as syn
 from moecluster.orchestrator.aggregate import all_task_stats, ep_points, pair_ratios
-from moecluster.orchestrator.results_exporter import ResultsCollector, ResultsExporter, ResultsExporterConfig
+from moecluster.orchestrator.results_exporter import ResultsCollector, ResultsExporterConfig, exporting
 from moecluster.orchestrator.results_exporter import collector as collector_module
 from moecluster.orchestrator.store import RunStore
 
@@ -104,9 +104,9 @@ def test_most_recent_runs_and_a_damaged_store(runs: Path) -> None:
 
 
 def test_served_over_http(runs: Path) -> None:
-    with ResultsExporter(ResultsExporterConfig(runs_dir=runs, port=0)) as exporter:
-        assert exporter.url.startswith("http://127.0.0.1:")
-        with urllib.request.urlopen(exporter.url, timeout=10) as resp:
+    with exporting(ResultsExporterConfig(runs_dir=runs, port=0)) as url:
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics")
+        with urllib.request.urlopen(url, timeout=10) as resp:
             body = resp.read().decode()
     assert 'moecluster_run_tasks{run="demo",state="planned"}' in body
     assert "# HELP moecluster_pair_inferences_per_joule_ratio MoE task over its dense twin" in body
