@@ -9,17 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .panels import (
-    DS,
-    finish,
-    label_variable,
-    new_dashboard,
-    organize,
-    prom,
-    stat_panel,
-    table_panel,
-    timeseries_panel,
-)
+from .panels import DS, finish, label_variable, new_dashboard, organize, prom, stat_panel, table_panel, timeseries_panel
 from .sdk import Row, dashboard_models, statetimeline
 
 UID = "moecluster-cluster"

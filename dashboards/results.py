@@ -8,20 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .panels import (
-    INFERENCES_PER_J,
-    INFERENCES_PER_S,
-    TIMES,
-    bars_panel,
-    finish,
-    label_variable,
-    new_dashboard,
-    organize,
-    prom,
-    table_panel,
-    threshold_at_one,
-    transformation,
-)
+from .panels import (INFERENCES_PER_J, INFERENCES_PER_S, TIMES, bars_panel, finish, label_variable, new_dashboard,
+    organize, prom, table_panel, threshold_at_one, transformation)
 from .sdk import Row
 
 UID = "moecluster-results"

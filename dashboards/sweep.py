@@ -11,19 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .panels import (
-    INFERENCES_PER_J,
-    INFERENCES_PER_S,
-    bars_panel,
-    finish,
-    label_variable,
-    new_dashboard,
-    organize,
-    prom,
-    stat_panel,
-    table_panel,
-    timeseries_panel,
-)
+from .panels import (INFERENCES_PER_J, INFERENCES_PER_S, bars_panel, finish, label_variable, new_dashboard, organize,
+    prom, stat_panel, table_panel, timeseries_panel)
 from .sdk import Row
 
 UID = "moecluster-sweep"

@@ -215,7 +215,8 @@ def test_every_variable_lists_values(live: Live) -> None:
 
 def test_live_task_power_and_efficiency_follow_the_power_model(live: Live) -> None:
     """Over the sweep, each task's power from its energy counter reaches the GPU's 300 W once its
-    rate window lies inside the task's windows, and never exceeds it (nothing counted twice)."""
+    rate window lies inside the task's windows, and never exceeds it (a neighbour's energy counted
+    too would show as up to twice that)."""
     by_title = {q.panel: q for q in panel_queries(live.dashboards["moecluster-sweep"])}
     start, end = live.live_span_s
     got: dict[str, dict[str, dict[float, float]]] = {}
@@ -226,8 +227,9 @@ def test_live_task_power_and_efficiency_follow_the_power_model(live: Live) -> No
         assert {s["metric"]["kind"] for s in series} == {"dense", "moe"}, (title, series)
         got[title] = {s["metric"]["task"]: {t: float(v) for t, v in s["values"]} for s in series}
     for task, power in got["Power per task"].items():
-        assert max(power.values()) == pytest.approx(POWER_W, rel=0.02), (task, power)
-        assert all(w <= POWER_W * 1.02 for w in power.values()), (task, power)  # nothing counted twice
+        # 5 %: Prometheus stamps a sample at the scrape's start, the agent reads the counter a little later
+        assert max(power.values()) == pytest.approx(POWER_W, rel=0.05), (task, power)
+        assert all(w <= POWER_W * 1.05 for w in power.values()), (task, power)  # nothing counted twice
         per_j, per_s = got["Inferences per joule"][task], got["Inferences per second"][task]
         common = set(power) & set(per_j) & set(per_s)
         assert len(common) >= 3, (task, power, per_j)
