@@ -9,7 +9,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from . import DATASOURCE_NAME, DATASOURCE_UID, FOLDER_UID
+from . import DATASOURCE_NAME, DATASOURCE_UID
 from .sdk import (
     AnnotationQuery,
     Dashboard,
@@ -174,5 +174,5 @@ def finish(builder: Dashboard) -> dict[str, Any]:
     return data
 
 
-__all__ = ["DS", "FOLDER_UID", "bars_panel", "finish", "label_variable", "new_dashboard", "organize", "prom",
+__all__ = ["DS", "bars_panel", "finish", "label_variable", "new_dashboard", "organize", "prom",
            "stat_panel", "table_panel", "threshold_at_one", "timeseries_panel", "transformation"]
