@@ -1,7 +1,7 @@
 """The dashboards' PromQL and `report --prometheus` against a real Prometheus, during and after a real sweep.
 
-A standalone node agent (fake GPU at a constant 300 W, the fake meter's busy power) serves this
-host's node; `moecluster submit` runs a real dense/MoE pair (`meter: fake`, CPU) on a local Ray,
+A standalone node agent (two fake GPUs at a constant 300 W, the fake meter's busy power) serves
+this host's node; `moecluster submit` runs a real dense/MoE pair (`meter: fake`, CPU) on a local Ray,
 reuses that agent (`--agent-port`) and writes the file_sd targets Prometheus reads; the runner's
 observer publishes the running task to the agent; the head's results exporter serves the run
 stores (the new run, and the committed two-H200 expert-parallel run for the EP panels). Prometheus
@@ -10,7 +10,8 @@ stores (the new run, and the committed two-H200 expert-parallel run for the EP p
 While the pair runs, every query of the Cluster and Sweep dashboards must return data (with every
 variable at All and at a concrete value); after it, every query of the Results dashboard; every
 metric a panel names must be in the /metrics of the agent or the results exporter; and the report's
-cluster-wide energy must match the agent's power model and the tasks' own meters.
+cluster-wide energy (the task's GPU and the idle one) must match the agent's power model and the
+tasks' own meters.
 """
 from __future__ import annotations
 
@@ -121,7 +122,9 @@ def live(prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     (tmp / "sweep.yaml").write_text(SWEEP)
     node = socket.gethostname()
     agent_port = free_port()
-    agent = AgentProcess("--device", "fake", "--fake-gpus", "1", "--fake-load", "1", "--node", node, "--host",
+    # two fake GPUs at 300 W: GPU 0 is the one the runner's fake meter names (same node, index 0); GPU 1
+    # runs nothing, so the cluster-wide energy must count an idle GPU too
+    agent = AgentProcess("--device", "fake", "--fake-gpus", "2", "--fake-load", "1", "--node", node, "--host",
                          "0.0.0.0", "--port", str(agent_port), "--interval", "0.1", "--state-dir", str(state))
     results = AgentProcess("--runs-dir", str(runs), "--port", "0", "--max-runs", "0",
                            command=("dashboards", "serve-results"))
@@ -205,7 +208,7 @@ def test_every_cluster_and_sweep_query_returned_data_while_the_pair_ran(live: Li
 
 def test_every_variable_lists_values(live: Live) -> None:
     assert live.variable_values["moecluster-cluster/node"] == [socket.gethostname()]
-    assert live.variable_values["moecluster-cluster/gpu"] == ["0"]
+    assert live.variable_values["moecluster-cluster/gpu"] == ["0", "1"]
     assert live.variable_values["moecluster-sweep/run"] == [RUN_ID]
     assert len(live.variable_values["moecluster-sweep/pair"]) == 1
     for v in variable_queries(live.dashboards["moecluster-results"]):
@@ -288,16 +291,18 @@ def test_results_series_are_the_reports_figures(live: Live, tmp_path: Path) -> N
 
 
 def test_report_cluster_energy_from_the_real_prometheus(live: Live, tmp_path: Path) -> None:
-    """`report --prometheus`: the agent's GPU over the run span at 300 W, and the tasks' own meters agree."""
+    """`report --prometheus`: both GPUs over the run span at 300 W (the idle one included), and the tasks'
+    own meters agree with Prometheus over their windows."""
     proc = subprocess.run([*moecluster_cmd(), "report", RUN_ID, "--runs-dir", str(live.runs), "--prometheus",
                            live.prom.base, "--format", "csv", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     assert "Cluster-wide energy over the run" in proc.stdout and "within ±2%" in proc.stdout, proc.stdout
     cluster = pd.read_csv(tmp_path / "cluster.csv").iloc[0]
-    assert cluster.gpus == 1 and cluster.task_gpus == 1 and bool(cluster.check_ok), cluster.to_dict()
+    assert cluster.gpus == 2 and cluster.task_gpus == 1 and bool(cluster.check_ok), cluster.to_dict()
     assert abs(cluster.check_rel_diff) < 0.005
-    assert cluster.energy_j == pytest.approx(POWER_W * cluster.duration_s, rel=0.005), cluster.to_dict()
+    for column, gpus in (("energy_j", 2), ("task_gpus_energy_j", 1), ("idle_gpus_energy_j", 1)):
+        assert cluster[column] == pytest.approx(gpus * POWER_W * cluster.duration_s, rel=0.005), column
     assert cluster.cluster_inferences_per_j < cluster.tasks_inferences_per_j
 
 
