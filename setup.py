@@ -1,11 +1,12 @@
-"""Maps the top-level `orchestrator/` and `agents/` folders onto the `moecluster.*` namespace.
+"""Maps the top-level `orchestrator/`, `agents/` and `dashboards/` folders onto the `moecluster.*` namespace.
 
 pyproject.toml holds the metadata; this file only computes the package list, because
 setuptools' declarative `packages.find` cannot re-root folders under another name.
 """
 from setuptools import find_packages, setup
 
-ROOTS = {"moecluster.orchestrator": "orchestrator", "moecluster.agents": "agents"}
+ROOTS = {"moecluster.orchestrator": "orchestrator", "moecluster.agents": "agents",
+         "moecluster.dashboards": "dashboards"}
 
 packages = []
 package_dir = {}

@@ -25,7 +25,8 @@ fi
 # lint and type check first: cheap, and a failure names the file and line
 python -m ruff check .
 typed=$(mktemp -d) && mkdir "$typed/moecluster" && ln -s "$PWD/agents" "$typed/moecluster/agents" \
-  && ln -s "$PWD/orchestrator" "$typed/moecluster/orchestrator"
-(cd "$typed" && python -m mypy --config-file "$OLDPWD/pyproject.toml" -p moecluster.agents -p moecluster.orchestrator)
+  && ln -s "$PWD/orchestrator" "$typed/moecluster/orchestrator" && ln -s "$PWD/dashboards" "$typed/moecluster/dashboards"
+(cd "$typed" && python -m mypy --config-file "$OLDPWD/pyproject.toml" -p moecluster.agents -p moecluster.orchestrator \
+  -p moecluster.dashboards)
 rm -rf "$typed"
 exec python -m pytest -q "$@"

@@ -10,13 +10,15 @@ import sys
 
 import click
 
+from moecluster.agents.extras import MissingExtra
+
 from .errors import InputError
 
 
 # command name -> module of this package defining it (in its COMMANDS list). Modules are
 # imported only when their command runs, so `moecluster agent` never loads torch or pandas.
 COMMAND_MODULES = {
-    "agent": "agent", "bench": "bench", "estimate": "estimate", "report": "report",
+    "agent": "agent", "bench": "bench", "dashboards": "dashboards", "estimate": "estimate", "report": "report",
     "runs": "submit", "status": "submit", "submit": "submit",
 }
 
@@ -60,4 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"moecluster: error: {' '.join(exc.format_message().split())}", err=True)
         sys.exit(exc.exit_code)
+    except MissingExtra as exc:  # an optional dependency this command needs is not installed
+        click.echo(f"moecluster: error: {exc}", err=True)
+        sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)

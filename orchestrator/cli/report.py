@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from moecluster.agents.extras import require
 from moecluster.orchestrator.aggregate import aggregate
 from moecluster.orchestrator.report import FORMATS, frames, render, run_meta, write, write_html
 from moecluster.orchestrator.rundir import find_run, runs_root
@@ -88,6 +89,10 @@ def report(run_id: str, runs_dir: Path | None, formats: tuple[str, ...], out_dir
     parallelism and, with --prometheus, the energy of every GPU of the cluster over the run.
     """
     run_dir = find_run(runs_root(runs_dir), run_id)
+    if "parquet" in formats:  # optional dependencies, checked before anything is written
+        require("pyarrow", extra="report", feature="--format parquet")
+    if html_dir is not None:
+        require("matplotlib", extra="report", feature="--html (the report's figures)")
     for option, directory in (("--out", out_dir if formats else None), ("--html", html_dir)):
         if directory is not None:
             writable_dir(directory, option)

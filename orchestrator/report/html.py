@@ -11,9 +11,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from moecluster.agents.extras import require
 from moecluster.orchestrator.aggregate import Aggregate
 
-from . import fmt, plots
+from . import fmt
 from .ep import shown as ep_shown
 from .tables import DAGGER, Line, TableData, breakeven_table, cluster_section, ep_table, failed_table, header, \
     normalisations_table, pairs_table, roofline_table, task_runs_table, tasks_table
@@ -154,7 +155,10 @@ def findings(agg: Aggregate) -> list[str]:
 
 
 def page(agg: Aggregate, run_id: str, meta: Mapping[str, Any], figures: dict[str, bytes] | None = None) -> str:
-    """The whole page as one string."""
+    """The whole page as one string (its figures need matplotlib: the `report` extra)."""
+    require("matplotlib", extra="report", feature="the report's HTML page (its figures)")
+    from . import plots
+
     head = header(agg, run_id, meta)
     parts = [f"<h1>{_e(head[0][0])}</h1>", *[f'<p class="meta">{_e(t)}</p>' for t, _ in head[1:]]]
     found = findings(agg)

@@ -8,10 +8,12 @@ The token never appears on a command line or in a log.
 """
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass, field
 from typing import Any
+
+from moecluster.agents.extras import require_ray_dashboard
+from moecluster.orchestrator.raycompat import RayTooOld, private_raylet, require_ray
 
 ACCELERATOR_PREFIX = "accelerator_type:"
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
@@ -75,19 +77,27 @@ def _enable_token_auth() -> None:
     if os.environ.get(AUTH_MODE_ENV) is not None:
         return
     os.environ[AUTH_MODE_ENV] = "token"
-    raylet = importlib.import_module("ray._raylet")  # compiled: no attributes for a type checker to see
-
+    try:
+        raylet = private_raylet()  # compiled: no attributes for a type checker to see
+    except RayTooOld as exc:
+        raise ClusterError(str(exc)) from None
     raylet.Config.initialize("")
 
 
 def connect(options: ClusterOptions) -> None:
     """`ray.init` for a local instance or an existing cluster; InputError in one line if it fails."""
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # workers use this interpreter as it is
+    try:
+        require_ray()
+    except RayTooOld as exc:
+        raise ClusterError(str(exc)) from None
     import ray
 
     kwargs: dict[str, Any] = {"namespace": NAMESPACE, "include_dashboard": options.include_dashboard,
                               "log_to_driver": False, "configure_logging": True, "logging_level": "WARNING"}
     if options.address is None:
+        if options.include_dashboard:
+            require_ray_dashboard()  # MissingExtra naming the `dashboard` extra, before Ray starts
         # "local" always starts a new instance: a bare ray.init() would silently join any
         # cluster already running on this machine (a stale `ray start`, another user's).
         kwargs.update(address="local", num_cpus=options.num_cpus, num_gpus=options.num_gpus,

@@ -7,11 +7,11 @@ the cluster and every client read a fresh random token from `RAY_AUTH_TOKEN`.
 """
 from __future__ import annotations
 
-import importlib
-
 import secrets
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
+
+from moecluster.orchestrator.raycompat import private_raylet
 
 from .envvars import scoped_environ
 
@@ -33,7 +33,7 @@ def auth_env() -> Iterator[dict[str, str]]:
     """RAY_AUTH_MODE=token with a fresh token, for this process (Ray's cached config refreshed)
     and its children; restored afterwards."""
     # private Ray (>= 2.52) classes that its stubs do not declare
-    raylet = importlib.import_module("ray._raylet")
+    raylet = private_raylet()
     Config, AuthenticationTokenLoader = raylet.Config, raylet.AuthenticationTokenLoader
 
     def refresh() -> None:  # Ray caches both the mode and the token per process

@@ -27,10 +27,11 @@ def moecluster_cmd() -> list[str]:
 
 
 class AgentProcess:
-    """`moecluster agent ...` as a child process; `url` once its log says it serves."""
+    """`moecluster agent ...` (or another serving command, e.g. `dashboards serve-results`) as a
+    child process; `url` once its log says it serves."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.args = [*moecluster_cmd(), "agent", *args]
+    def __init__(self, *args: str, env: dict[str, str] | None = None, command: tuple[str, ...] = ("agent",)) -> None:
+        self.args = [*moecluster_cmd(), *command, *args]
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env={**os.environ, **(env or {})})
         self.lines: list[str] = []

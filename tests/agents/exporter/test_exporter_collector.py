@@ -135,3 +135,58 @@ def test_task_series_for_the_gpus_a_task_owns(clock, tmp_path: Path) -> None:
     obs.finished(TaskResult(spec=spec, status="ok"))
     got = scrape(collector)
     assert "moecluster_task_info" not in got and "moecluster_task_inferences_total" not in got
+
+
+def test_task_energy_counts_only_the_intervals_the_task_held_the_gpu(clock, tmp_path: Path) -> None:
+    """A and B alternate on one GPU (a pair's windows): each task's counter holds the GPU's energy
+    over the scrape intervals it held the GPU at both ends, never its neighbour's."""
+    devices = FakeDevices(1, node="n1", idle_w=100.0, busy_w=300.0, clock=clock)
+    gpu = devices.gpus[0]
+    collector = GpuCollector(devices, node="n1", sampler=None, state_dir=tmp_path)
+    spec = {k: TaskSpec(task_id=k, pair_id="p", kind=kind, impl="grouped", model={}, run_id="r")
+            for k, kind in (("A", "moe"), ("B", "dense"))}
+    obs = FileTaskObserver(tmp_path)
+
+    def task_energy() -> dict[str, float]:
+        return {labels["task"]: v for labels, v in scrape(collector).get("moecluster_task_energy_joules_total", [])}
+
+    obs.started(spec["A"], [gpu.info])
+    gpu.set_load(1.0)
+    assert task_energy() == {"A": 0.0}  # first seen: nothing charged yet
+    clock.advance(10.0)
+    assert task_energy() == {"A": pytest.approx(3000.0)}  # 10 s at 300 W
+    obs.finished(TaskResult(spec=spec["A"], status="ok"))
+    obs.started(spec["B"], [gpu.info])
+    gpu.set_load(0.5)
+    clock.advance(5.0)
+    assert task_energy() == {"B": 0.0}  # the interval across the change is charged to nobody
+    clock.advance(10.0)
+    assert task_energy() == {"B": pytest.approx(2000.0)}  # 10 s at 200 W
+    obs.finished(TaskResult(spec=spec["B"], status="ok"))
+    assert task_energy() == {}  # no task: no series
+    obs.started(spec["A"], [gpu.info])  # A's next window
+    gpu.set_load(1.0)
+    clock.advance(2.0)
+    assert task_energy() == {"A": pytest.approx(3000.0)}  # continues its own total
+    clock.advance(4.0)
+    assert task_energy() == {"A": pytest.approx(4200.0)}
+    gpu_total = by_gpu(scrape(collector), "moecluster_gpu_energy_joules_total")["0"]
+    assert gpu_total == pytest.approx(10 * 300 + 5 * 200 + 10 * 200 + 2 * 300 + 4 * 300)
+
+
+def test_task_energy_stops_while_the_gpu_is_down(clock, tmp_path: Path) -> None:
+    faults = tmp_path / "faults"
+    devices = FakeDevices(1, node="n1", idle_w=100.0, clock=clock, fault_file=faults)
+    collector = GpuCollector(devices, node="n1", sampler=None, state_dir=tmp_path / "tasks")
+    spec = TaskSpec(task_id="A", pair_id="p", kind="moe", impl="grouped", model={}, run_id="r")
+    FileTaskObserver(tmp_path / "tasks").started(spec, [devices.gpus[0].info])
+    scrape(collector)
+    clock.advance(10.0)
+    faults.write_text("0\n")
+    got = scrape(collector)
+    assert "moecluster_task_energy_joules_total" not in got and "moecluster_task_info" in got
+    faults.write_text("")
+    clock.advance(10.0)
+    assert [v for _, v in scrape(collector)["moecluster_task_energy_joules_total"]] == [0.0]
+    clock.advance(10.0)
+    assert [v for _, v in scrape(collector)["moecluster_task_energy_joules_total"]] == [pytest.approx(1000.0)]

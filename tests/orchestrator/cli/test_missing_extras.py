@@ -1,0 +1,70 @@
+"""An optional dependency missing where a command needs it: one line naming the extra, exit 1, nothing written."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import moecluster_synthetic as syn
+from moecluster.orchestrator.cli import main
+
+
+def in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    captured = capsys.readouterr()
+    return int(info.value.code or 0), captured.out, captured.err
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    syn.write_run(tmp_path, "r1", syn.seed_001_sweep("sorted")[:2])
+    return tmp_path
+
+
+@pytest.mark.parametrize("args, module, extra", [
+    (["--format", "csv", "parquet"], "pyarrow", "report"),
+    (["--html", "HTML"], "matplotlib", "report"),
+])
+def test_report_names_the_extra_before_writing(args: list[str], module: str, extra: str, runs: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # as on a node installed without the extra
+    out_dir = runs / "out"
+    args = [str(runs / a) if a == "HTML" else a for a in args]
+    code, out, err = in_process(capsys, "report", "r1", "--runs-dir", str(runs), "--out", str(out_dir), *args)
+    assert code == 1 and err.count("\n") == 1, err
+    assert f"needs {module} (not installed): pip install 'moecluster[{extra}]'" in err
+    assert not out_dir.exists() and not (runs / "HTML").exists() and out == ""
+
+
+def test_report_tables_need_no_extra(runs: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    for module in ("pyarrow", "matplotlib"):
+        monkeypatch.setitem(sys.modules, module, None)
+    code, out, err = in_process(capsys, "report", "r1", "--runs-dir", str(runs), "--format", "csv", "json",
+                                "--out", str(runs / "out"))
+    assert code == 0, err
+    assert (runs / "out" / "tasks.csv").is_file() and "MoE" in out
+
+
+def test_dashboards_without_the_sdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    for name in [m for m in sys.modules if m.startswith(("grafana_foundation_sdk", "moecluster.dashboards"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "grafana_foundation_sdk", None)
+    code, _, err = in_process(capsys, "dashboards", "export", str(tmp_path / "json"))
+    assert code == 1 and err.count("\n") == 1
+    assert "needs grafana_foundation_sdk (not installed): pip install 'moecluster[grafana]'" in err
+
+
+def test_submit_dashboard_without_ray_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`--dashboard` on a node with plain ray: one line, before Ray starts or a run directory exists."""
+    monkeypatch.setitem(sys.modules, "ray.dashboard.optional_deps", None)
+    sweep = Path(__file__).resolve().parents[3] / "examples" / "quickstart.yaml"
+    code, _, err = in_process(capsys, "submit", str(sweep), "--runs-dir", str(tmp_path / "runs"), "--dashboard",
+                              "--no-agents")
+    assert code == 1 and "moecluster[dashboard]" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
