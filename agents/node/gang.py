@@ -47,7 +47,8 @@ class GangRank:
 
     def rendezvous(self) -> Rendezvous:
         """This node's address and a port free on it, for the gang's process group (rank 0)."""
-        from moecluster.agents.parallel.group import free_port, node_address
+        from moecluster.agents.address import node_address
+        from moecluster.agents.parallel.group import free_port
 
         return Rendezvous(address=node_address(), port=free_port())
 
