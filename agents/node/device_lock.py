@@ -93,9 +93,9 @@ def wait_limit_s() -> float:
 
 
 def task_devices(device: str) -> list[str]:
-    """The devices a task on `device` measures on: the UUIDs of the CUDA devices this process sees
-    (Ray shows a task only its own), or the CPU. Empty where CUDA is asked for but absent (the
-    runner then fails the task with its own error)."""
+    """The devices a task on `device` measures on: the UUID of the current CUDA device (the one the
+    runner uses; Ray shows a task only its own), or the CPU. Empty where CUDA is asked for but
+    absent (the runner then fails the task with its own error)."""
     if device != "cuda":
         return [CPU]
     import torch
@@ -104,7 +104,7 @@ def task_devices(device: str) -> list[str]:
 
     if not torch.cuda.is_available():
         return []
-    return [_cuda_uuid(torch.device("cuda", i)) for i in range(torch.cuda.device_count())]
+    return [_cuda_uuid(torch.device("cuda", torch.cuda.current_device()))]
 
 
 def _safe(name: str) -> str:
@@ -297,8 +297,9 @@ def hold_devices(devices: Sequence[str], *, run_id: str, holder: str, lock_dir: 
 
 
 def run_holding_devices(specs: Sequence[TaskSpec], run: Callable[[], list[TaskResult]], *, node: str,
-                        raise_busy: bool = False) -> list[TaskResult]:
+                        raise_busy: bool = False, run_id: str | None = None) -> list[TaskResult]:
     """`run()` while holding the devices `specs` measure on; its results record how they were got.
+    The holder is the specs' run (`run_id` names another, e.g. one `moecluster bench` process).
 
     A device still busy after the wait fails every spec (a failure is data: the head stores it and
     `--resume` runs it again), or raises DeviceBusy with `raise_busy` (a gang's rank: the gang
@@ -319,7 +320,7 @@ def run_holding_devices(specs: Sequence[TaskSpec], run: Callable[[], list[TaskRe
     except ValueError as exc:
         return failed(exc, "")
     try:
-        with hold_devices(task_devices(spec.device), run_id=spec.run_id, holder=f"pair {spec.pair_id}",
+        with hold_devices(task_devices(spec.device), run_id=run_id or spec.run_id, holder=f"pair {spec.pair_id}",
                           wait_s=wait_s) as claim:
             results = run()
     except DeviceBusy as exc:
