@@ -77,8 +77,8 @@ def ensure_node_agents(run_dir: Path, *, port: int = 9400, device: str = "auto",
     probes = _probe_ports(nodes, port)
     taken = [f"{names[nid]} ({p.address}: {p.other})" for nid, p in probes.items() if p.other]
     if taken:
-        raise AgentPortTaken(f"agent port {port} is taken by something that is not a moecluster agent on "
-                             f"{'; '.join(taken)}: free it there or give another --agent-port")
+        raise AgentPortTaken(f"agent port {port} is held by something that is not a moecluster agent (free it"
+                             f" or give another --agent-port) on {'; '.join(taken)}")
     for n in nodes:
         nid = n["NodeID"]
         actor = _existing_actor(nid)
