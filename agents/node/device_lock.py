@@ -16,8 +16,9 @@ its devices, node-locally, for the whole time it measures:
 A task that finds its device busy polls every `POLL_S` until it is free, up to `wait_s`
 (`$MOECLUSTER_DEVICE_WAIT_S`, default 300 s: below the head's watchdog slack), logging once whom it
 waits for; then `DeviceBusy` names the device and its holder. The claim says how the task got its
-devices (`exclusive`: at once; `waited`: after `wait_s`; `unlocked`: the lock directory was
-unusable, so another run may have shared the device) and every result records it.
+devices (`exclusive`: at once; `waited`: after waiting for another run, how long in `wait_s`;
+`unlocked`: the lock directory was unusable, so another run may have shared the device) and every
+result records it (`TaskResult.device_access`, `device_wait_s`).
 
 The locks live in `$MOECLUSTER_LOCK_DIR`, else `/tmp/moecluster-<uid>/locks`, created 0700 and
 refused where another user could write it (`agents.private_dir`). flock locks belong to the open
