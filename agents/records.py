@@ -188,6 +188,11 @@ class TaskResult:
     world_size: int = 1  # ranks of the gang that measured this task (expert or data parallel)
     phases: tuple[PhaseStat, ...] = ()
     alltoall: tuple[AllToAllPoint, ...] = ()
+    # how the task held its devices against other runs on the node (`agents.node.device_lock`):
+    # "exclusive" (at once), "waited" (for `device_wait_s`, another run had them), "unlocked" (no lock
+    # could be taken: another run may have shared them; a warning says why); "" where not recorded
+    device_access: str = ""
+    device_wait_s: float = 0.0
 
     # -- derived figures (means over windows) -------------------------------------------
     @property

@@ -262,7 +262,7 @@ def _window(reading: EnergyReading, inferences: int, started_at: float, position
                   energy_resolution_j=reading.energy_resolution_j, aligned=reading.aligned, position=position)
 
 
-def _warnings(readings: Sequence[EnergyReading], idle: IdleReading | None) -> tuple[str, ...]:
+def _warnings(readings: Sequence[EnergyReading], idle: IdleReading | None, gpus: Sequence[Gpu] = ()) -> tuple[str, ...]:
     out: list[str] = []
     if idle is not None and idle.power_w is not None and not idle.settled:
         out.append(f"idle power {idle.note}")
@@ -271,6 +271,7 @@ def _warnings(readings: Sequence[EnergyReading], idle: IdleReading | None) -> tu
         for text in (r.note, resolution_warning(r.energy_j, r.energy_resolution_j, r.update_period_s)):
             if text:
                 out.append(name + text)
+    out += [f"GPU {g.info.index}: {g.power_note}" for g in gpus if g.power_note]
     return tuple(dict.fromkeys(out))
 
 
@@ -338,7 +339,7 @@ def run_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indices: S
                               windows, pk),
             expert_tokens=prepared.expert_tokens, versions={**versions(devices), **_notes(prepared)},
             form=dict(prepared.form),
-            drift=window_drift(windows), warnings=_warnings(readings, idle), finished_at=time.time())
+            drift=window_drift(windows), warnings=_warnings(readings, idle, gpus), finished_at=time.time())
     except Exception as exc:  # noqa: BLE001 - a task failure is data, not a crash
         set_fake_load(gpus, 0.0)
         say(traceback.format_exc())

@@ -2,13 +2,16 @@
 
 `ensure_node_agents()` runs on the head with Ray initialised. For each alive node it reuses
 an agent that already serves there (our named actor, or a standalone `moecluster agent`,
-e.g. from the systemd unit, answering on the node's address and port), else starts one as a
-Ray actor pinned to the node (`NodeAffinitySchedulingStrategy(soft=False)`, `num_cpus=0`, so
+e.g. from the systemd unit, answering on the node's address and port and recognised by its
+`moecluster_agent_info` series, see `agent_probe`), else starts one as a Ray actor pinned to the
+node (`NodeAffinitySchedulingStrategy(soft=False)`, `num_cpus=0`, so
 it takes no slot from the benchmark). Actors are detached by default: they outlive one
 `submit`, so Grafana keeps its live view between runs and the next submit finds them. The
 addresses go to `run_dir/prometheus_targets.json` in Prometheus' file_sd format, with a copy
 beside the run directories (`<runs root>/prometheus_targets.json`) for a Prometheus whose
-`file_sd_configs` points at one stable path.
+`file_sd_configs` points at one stable path. A port held on some node by anything that is not a
+moecluster agent (dcgm-exporter also defaults to 9400) is neither reused nor worked around:
+`AgentPortTaken` names the node, the address and what answers there, before any agent starts.
 """
 from __future__ import annotations
 
@@ -16,7 +19,6 @@ import json
 import logging
 import os
 import tempfile
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ from moecluster.agents.node.exporter_actor import NodeAgentActor as _NodeAgentBo
 from moecluster.agents.node.names import node_names
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from .agent_probe import PortProbe, probe_port
+
 TARGETS_FILE = "prometheus_targets.json"
 NAMESPACE = "moecluster"
 ACTOR_PREFIX = "moecluster-agent-"
@@ -33,20 +37,9 @@ PROBE_TIMEOUT_S = 2.0
 log = logging.getLogger(__name__)
 
 
-def _agent_node_label(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
-    """The `node` label of a moecluster agent answering at `address`, else None."""
-    try:
-        with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout_s) as resp:
-            body = resp.read().decode("utf-8", "replace")
-    except (OSError, ValueError):
-        return None
-    for line in body.splitlines():
-        if line.startswith("moecluster_agent_info{"):
-            for part in line[line.index("{") + 1:line.index("}")].split(","):
-                key, _, value = part.partition("=")
-                if key == "node":
-                    return value.strip('"')
-    return None
+class AgentPortTaken(RuntimeError):
+    """The agent port is held on some node by something that is not a moecluster agent; one
+    line naming each such node, address and what answers there. Nothing was started."""
 
 
 # The actor's body lives on the node side, so an agent's process imports no head module.
@@ -81,6 +74,11 @@ def ensure_node_agents(run_dir: Path, *, port: int = 9400, device: str = "auto",
     names = node_names(nodes)
     found: dict[str, tuple[str, str]] = {}  # node id -> (node label, address)
     pending: dict[str, Any] = {}
+    probes = _probe_ports(nodes, port)
+    taken = [f"{names[nid]} ({p.address}: {p.other})" for nid, p in probes.items() if p.other]
+    if taken:
+        raise AgentPortTaken(f"agent port {port} is held by something that is not a moecluster agent (free it"
+                             f" or give another --agent-port) on {'; '.join(taken)}")
     for n in nodes:
         nid = n["NodeID"]
         actor = _existing_actor(nid)
@@ -92,13 +90,13 @@ def ensure_node_agents(run_dir: Path, *, port: int = 9400, device: str = "auto",
             except Exception as exc:  # noqa: BLE001 - a dead or stuck actor is replaced
                 log.warning("agent actor on node %s does not answer (%s); replacing it", names[nid], exc)
                 ray.kill(actor)
-        if port:
-            address = f"{n['NodeManagerAddress']}:{port}"
-            label = _agent_node_label(address)
+        probe = probes.get(nid)
+        if probe is not None and probe.node is not None:
+            # An agent labelled as another node (nodes sharing one host) is that node's: start this one's own.
             others = {v for k, v in names.items() if k != nid}
-            if label is not None and label not in others:
-                log.info("reusing the agent already serving on %s (node %s)", address, label)
-                found[nid] = (label, address)
+            if probe.node not in others:
+                log.info("reusing the agent already serving on %s (node %s)", probe.address, probe.node)
+                found[nid] = (probe.node, probe.address)
                 continue
         options: dict[str, Any] = {
             "name": ACTOR_PREFIX + nid, "namespace": NAMESPACE, "get_if_exists": True,
@@ -115,6 +113,15 @@ def ensure_node_agents(run_dir: Path, *, port: int = 9400, device: str = "auto",
     _write_targets(run_dir / TARGETS_FILE, targets)
     _write_targets(run_dir.parent / TARGETS_FILE, targets)
     return [addr for _, addr in targets]
+
+
+def _probe_ports(nodes: Sequence[dict[str, Any]], port: int) -> dict[str, PortProbe]:
+    """What answers on `port` at each node's address (none for port 0: a free port is asked for),
+    for the nodes whose own agent actor is not already there."""
+    if not port:
+        return {}
+    return {n["NodeID"]: probe_port(f"{n['NodeManagerAddress']}:{port}", PROBE_TIMEOUT_S) for n in nodes
+            if _existing_actor(n["NodeID"]) is None}
 
 
 def stop_node_agents(timeout_s: float = 30.0) -> int:

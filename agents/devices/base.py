@@ -59,6 +59,12 @@ class Gpu(ABC):
     @abstractmethod
     def power_limit_w(self) -> float: ...
 
+    @property
+    def power_note(self) -> str | None:
+        """What this GPU's power readings were, where not what `power_w` promises (e.g. a fallback
+        to another NVML reading); None when there is nothing to say."""
+        return None
+
 
 class DeviceSet(ABC):
     """The GPUs of one node, from one backend. Use as a context manager to release it."""

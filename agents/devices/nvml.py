@@ -2,13 +2,17 @@
 
 Energy comes from the hardware counter (`nvmlDeviceGetTotalEnergyConsumption`, Volta and
 newer); power from the instantaneous field (`NVML_FI_DEV_POWER_INSTANT`) where the driver
-has it, else `nvmlDeviceGetPowerUsage` (which on recent GPUs is a 1 s average). NVML speaks
+has it, else `nvmlDeviceGetPowerUsage` (which on recent GPUs is a 1 s average). Only the
+driver's own answer that the field is not supported switches a GPU to the average for good (and
+is logged, and `NvmlGpu.power_note` says so); a read that fails otherwise falls back for that
+reading alone, is counted, and the field is asked again next time. NVML speaks
 milliwatts, millijoules and MHz; every reading here is converted to W, J and Hz. A call the
 GPU or driver cannot answer raises `Unsupported`; any other NVML error (a GPU lost mid-run)
 raises `DeviceError`, naming the GPU.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +24,7 @@ _VALUE_MEMBERS = {"DOUBLE": "dVal", "UNSIGNED_INT": "uiVal", "UNSIGNED_LONG": "u
                   "UNSIGNED_SHORT": "usVal"}
 # NVML return codes that mean "this GPU or driver cannot do that", not "the GPU failed"
 _UNSUPPORTED_CODES = ("NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND")
+log = logging.getLogger(__name__)
 
 
 def _text(value: Any) -> str:
@@ -28,10 +33,15 @@ def _text(value: Any) -> str:
     return text.rstrip("\x00").strip()
 
 
+def _unsupported_code(nvml: Any, code: object) -> bool:
+    """Whether an NVML return code says "not supported" (rather than that the GPU failed)."""
+    codes = {getattr(nvml, name, None) for name in _UNSUPPORTED_CODES} - {None}
+    return code in codes
+
+
 def _unsupported(nvml: Any, exc: Exception) -> bool:
     """Whether an NVMLError says the call is not supported (rather than that the GPU failed)."""
-    codes = {getattr(nvml, name, None) for name in _UNSUPPORTED_CODES} - {None}
-    return getattr(exc, "value", None) in codes
+    return _unsupported_code(nvml, getattr(exc, "value", None))
 
 
 def _field_value(nvml: Any, value: Any) -> float | None:
@@ -57,6 +67,8 @@ class NvmlGpu(Gpu):
         except nvml.NVMLError as exc:
             raise DeviceError(f"NVML GPU {index}: {exc}") from exc
         self._instant_field: bool | None = None  # None: not tried yet; False: this driver lacks it
+        self.instant_failures = 0  # readings of the field that failed and fell back to the average
+        self._instant_error: str | None = None
 
     @property
     def info(self) -> GpuInfo:
@@ -74,34 +86,58 @@ class NvmlGpu(Gpu):
     def energy_j(self) -> float:
         return float(self._call("nvmlDeviceGetTotalEnergyConsumption")) / 1e3  # mJ
 
-    def _instant_power_mw(self) -> float | None:
-        """Instantaneous power in mW from the field, None where this reading did not give it."""
+    def _instant_power_mw(self) -> tuple[float | None, str | None]:
+        """(instantaneous power in mW, None) from the field; else (None, why), where why is None when the
+        driver says it does not have the field (a lasting answer) and the error when this read failed."""
         nvml = self._nvml
         field_id = getattr(nvml, "NVML_FI_DEV_POWER_INSTANT", None)
         if field_id is None or not hasattr(nvml, "nvmlDeviceGetFieldValues"):
-            return None
+            return None, None
         try:
             (value,) = nvml.nvmlDeviceGetFieldValues(self._handle, [field_id])
-        except nvml.NVMLError:
-            return None
+        except nvml.NVMLError as exc:
+            return None, None if _unsupported(nvml, exc) else str(exc)
         if value.nvmlReturn != nvml.NVML_SUCCESS:
-            return None
-        return _field_value(nvml, value)
+            code = value.nvmlReturn
+            return None, None if _unsupported_code(nvml, code) else f"field read returned NVML error {code}"
+        milliwatts = _field_value(nvml, value)
+        return milliwatts, None if milliwatts is not None else f"unknown field value type {value.valueType}"
 
     def power_w(self) -> float:
         """The instantaneous field where the driver has it, else the (averaged) power usage.
 
-        A driver that never gave the field is not asked again; one that gave it once is asked every time
-        (a single failed reading falls back for that reading only).
+        The driver's answer that it lacks the field switches this GPU to the average for good, logged
+        once (`power_note`). Any other failed read of the field (a transient NVML error) falls back for
+        that reading only, is counted in `instant_failures` and logged once; the field is asked again.
         """
         if self._instant_field is not False:
-            milliwatts = self._instant_power_mw()
+            milliwatts, error = self._instant_power_mw()
             if milliwatts is not None:
                 self._instant_field = True
                 return milliwatts / 1e3
-            if self._instant_field is None:
+            if error is None and self._instant_field is None:
                 self._instant_field = False
+                log.info("GPU %d (%s): the driver has no instantaneous power field; power is NVML's averaged "
+                         "power usage from now on", self._info.index, self._info.uuid)
+            else:  # failed now, or "not supported" from a driver that gave the field before
+                error = error or "the driver answered 'not supported' for a field it gave before"
+                self.instant_failures += 1
+                self._instant_error = error
+                if self.instant_failures == 1:
+                    log.warning("GPU %d (%s): instantaneous power read failed (%s); that reading is NVML's "
+                                "averaged power usage, the field is asked again next time",
+                                self._info.index, self._info.uuid, error)
         return float(self._call("nvmlDeviceGetPowerUsage")) / 1e3  # mW
+
+    @property
+    def power_note(self) -> str | None:
+        """What this GPU's power readings are, where they are not all the instantaneous field."""
+        if self._instant_field is False:
+            return "power is NVML's averaged power usage: the driver has no instantaneous power field"
+        if self.instant_failures:
+            return (f"{self.instant_failures} instantaneous power reading(s) failed and used NVML's averaged "
+                    f"power usage instead (last: {self._instant_error})")
+        return None
 
     def utilization_ratio(self) -> float:
         return float(self._call("nvmlDeviceGetUtilizationRates").gpu) / 100.0  # percent

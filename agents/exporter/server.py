@@ -19,13 +19,15 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, make_wsgi_app
 
+from ..address import node_address
 from ..devices import DeviceError, DeviceKind, DeviceSet, FakeDevices, FakeGpu, NoDevices, open_devices
 from .collector import GpuCollector
 from .sampler import PowerSampler
-from .task_labels import default_state_dir
+from .task_labels import default_state_dir, state_dir
 from .web_config import load_web_config
 
 DEVICE_KINDS = ("auto", "nvml", "fake", "none")
+ALL_INTERFACES = "0.0.0.0"
 log = logging.getLogger("moecluster.agent")
 
 
@@ -33,7 +35,7 @@ log = logging.getLogger("moecluster.agent")
 class AgentConfig:
     """Everything the agent needs; validated here so every caller gets the same errors."""
 
-    host: str = "0.0.0.0"
+    host: str | None = None  # None: this node's own address (`node_address()`); ALL_INTERFACES only when asked
     port: int = 9400
     interval_s: float = 0.1
     device: str = "auto"
@@ -62,6 +64,10 @@ class AgentConfig:
     @property
     def resolved_state_dir(self) -> Path:
         return self.state_dir if self.state_dir is not None else default_state_dir()
+
+    def bind_host(self) -> str:
+        """The address to bind: the one given, else this node's own (as other nodes reach it)."""
+        return self.host if self.host is not None else node_address()
 
 
 _DEVICE_KINDS: dict[str, DeviceKind] = {"auto": "auto", "nvml": "nvml", "none": "none", "fake": "fake"}
@@ -149,6 +155,7 @@ class Agent:
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._tls = False
+        self.host = config.bind_host()  # resolved once: the address this agent serves on
 
     @property
     def port(self) -> int:
@@ -158,7 +165,7 @@ class Agent:
 
     @property
     def url(self) -> str:
-        host = self.config.host
+        host = self.host
         host = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
         host = f"[{host}]" if ":" in host and not host.startswith("[") else host
         scheme = "https" if self._tls else "http"
@@ -174,18 +181,21 @@ class Agent:
                 + (f"no GPU readings: {reason}\n" if reason else ""))
 
     def start(self) -> "Agent":
+        """Serve; UnsafeDirectory (a ValueError) before anything starts where the task-label
+        directory is not this user's alone, WebConfigError for a bad web config, OSError where
+        the address cannot be bound."""
+        state = state_dir(self.config.resolved_state_dir)
         tls = load_web_config(self.config.web_config_file) if self.config.web_config_file else None
         self.devices = self._given_devices or open_agent_devices(self.config)
         self.sampler = PowerSampler(self.devices.gpus, self.config.interval_s)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(GpuCollector(self.devices, node=self.config.node, sampler=self.sampler,
-                                       state_dir=self.config.resolved_state_dir, agent_version=_version()))
+                                       state_dir=state, agent_version=_version()))
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         try:
-            server = make_server(self.config.host, self.config.port,
-                                 _app(make_wsgi_app(registry), self.health),
-                                 _server_class(self.config.host, self.config.port), handler_class=_QuietHandler)
+            server = make_server(self.host, self.config.port, _app(make_wsgi_app(registry), self.health),
+                                 _server_class(self.host, self.config.port), handler_class=_QuietHandler)
         except OSError:
             self._close_devices()
             raise
@@ -224,6 +234,10 @@ class Agent:
         self.stop()
 
 
+def _bound(host: str) -> str:
+    return "all interfaces" if host in (ALL_INTERFACES, "::", "") else host
+
+
 def serve(config: AgentConfig, *, on_ready: Callable[[Agent], None] | None = None) -> None:
     """Run the agent in this process until SIGTERM or SIGINT, then stop cleanly."""
     stop = threading.Event()
@@ -239,7 +253,7 @@ def serve(config: AgentConfig, *, on_ready: Callable[[Agent], None] | None = Non
         devices = agent.devices
         assert devices is not None
         log.info("serving %s (bound to %s port %d; node %s, %s devices, %d GPUs, power sampled every %g s, "
-                 "task labels from %s)", agent.url, config.host or "all interfaces", agent.port, config.node,
+                 "task labels from %s)", agent.url, _bound(agent.host), agent.port, config.node,
                  devices.kind, len(devices.gpus), config.interval_s, config.resolved_state_dir)
         if on_ready is not None:
             on_ready(agent)

@@ -11,7 +11,9 @@ see the task's PIDs (another PID namespace, e.g. a container), a file not rewrit
 `STALE_AFTER_S` is ignored instead.
 
 The state directory is `$MOECLUSTER_STATE_DIR`, else `/tmp/moecluster-<uid>/tasks`: the
-agent and the tasks must agree on it (same user, or the variable set for both).
+agent and the tasks must agree on it (same user, or the variable set for both). It is created
+`0700` and refused where another user owns it or others may write it (`state_dir`): the agent
+then does not start, and a task publishes no labels (one warning) but runs.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+
+from ..private_dir import private_dir
 
 if TYPE_CHECKING:
     from ..devices import GpuInfo
@@ -40,6 +44,12 @@ def default_state_dir() -> Path:
     if env:
         return Path(env)
     return Path(tempfile.gettempdir()) / f"moecluster-{os.getuid()}" / "tasks"
+
+
+def state_dir(path: Path | None = None) -> Path:
+    """The state directory (`path`, else the default), created 0700 where missing; UnsafeDirectory
+    (one line) where another user owns it or others may write it (see `agents.private_dir`)."""
+    return private_dir(default_state_dir() if path is None else path, what="task-label state directory")
 
 
 def _pid_namespace() -> str | None:
@@ -100,6 +110,7 @@ class FileTaskObserver:
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self._labels: list[TaskLabel] = []
         self._warned = False
+        self._publishing = False  # the directory was found safe when the task started
 
     def _paths(self) -> list[tuple[Path, TaskLabel]]:
         return [(self.state_dir / f"{label.uuid}.json", label) for label in self._labels]
@@ -122,7 +133,8 @@ class FileTaskObserver:
         ]
 
         def write() -> None:
-            self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            state_dir(self.state_dir)
+            self._publishing = True
             self._write_all()
 
         self._guard("started", write)
@@ -131,15 +143,18 @@ class FileTaskObserver:
         now = time.time()
         self._labels = [_replace(label, inferences_total=int(inferences_total), updated_at=now)
                         for label in self._labels]
-        self._guard("progress", self._write_all)
+        if self._publishing:
+            self._guard("progress", self._write_all)
 
     def finished(self, result: "TaskResult") -> None:
         def remove() -> None:
             for path, _ in self._paths():
                 path.unlink(missing_ok=True)
 
-        self._guard("finished", remove)
+        if self._publishing:
+            self._guard("finished", remove)
         self._labels = []
+        self._publishing = False
 
     def _write_all(self) -> None:
         for path, label in self._paths():

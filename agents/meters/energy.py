@@ -4,7 +4,9 @@
 the start and at the end of `work`. A background `PowerSampler` integrates instantaneous power
 (trapezoids) over the same window: it gives average and maximum power, the cross-check of the
 counter, and the energy itself on GPUs without a counter (labelled as such). With no GPU the
-reading is unavailable, with the reason; it is never a zero.
+reading is unavailable, with the reason; it is never a zero. Samples that do not cover the whole
+window (the sampler's GPU read failed part-way, or its samples begin late or end early) give no
+sampled energy and no maximum at all, with the reason, rather than the energy of part of it.
 
 Why windows are aligned. The counter does not count continuously: it steps when the driver
 updates it (about every 100 ms on an H100). A reading taken at an arbitrary moment is the value
@@ -206,15 +208,40 @@ class PowerSampler:
             self._stop.wait(max(0.0, next_t - now))
 
     def start(self) -> None:
+        try:
+            self._sample()  # the window's opening is covered before the thread runs
+        except DeviceError as exc:
+            self.error = str(exc)
+            return
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self.error is not None:
+            return
         try:
             self._sample()  # close the window with a final point
-        except DeviceError:
-            pass
+        except DeviceError as exc:
+            self.error = str(exc)
+
+    def coverage_problem(self, start_s: float, end_s: float) -> str | None:
+        """Why the samples do not stand for all of [start_s, end_s] (None: they do).
+
+        A failed read (the sampler stops at the first) leaves the rest of the window unsampled, so
+        any failure counts; otherwise the samples must reach each edge within one interval.
+        """
+        if len(self.times) < 2:
+            return f"too few power samples ({self.error})" if self.error else "too few power samples"
+        first, last = self.times[0], self.times[-1]
+        covered = max(0.0, min(end_s, last) - max(start_s, first))
+        share = f"{100 * covered / (end_s - start_s):.0f} %" if end_s > start_s else "none"
+        if self.error:
+            return f"power sampling failed part-way ({self.error}): the samples cover {share} of the window"
+        if first > start_s + self._interval_s or last < end_s - self._interval_s:
+            return f"the power samples cover only {share} of the window"
+        return None
 
     def _power_at(self, t: float) -> float:
         """Power at `t` within the samples' span, linear between samples."""
@@ -448,8 +475,9 @@ class EnergyMeter:
     def _reading(self, t0: float, t_work: float, e0: float | None, closing: _Closing | None,
                  opening: CounterEdge | None, note: str | None, sampler: PowerSampler | None) -> EnergyReading:
         duration = t_work - t0
-        sampled = sampler.energy_j(t0, t_work) if sampler else None
-        max_w = sampler.max_power_w(t0, t_work) if sampler else None
+        gap = sampler.coverage_problem(t0, t_work) if sampler else None
+        sampled = sampler.energy_j(t0, t_work) if sampler and gap is None else None
+        max_w = sampler.max_power_w(t0, t_work) if sampler and gap is None else None
         energy: float | None
         resolution: float | None = None
         aligned = False
@@ -478,8 +506,9 @@ class EnergyMeter:
             energy = sampled
         reason = None
         if energy is None:
-            reason = (f"power sampling failed: {sampler.error}" if sampler and sampler.error
-                      else "too few power samples")
+            reason = gap or "too few power samples"
+        elif gap is not None:  # the counter's energy stands; the samples' cross-check and maximum do not
+            note = "; ".join(filter(None, (note, f"sampled power left out: {gap}")))
         return EnergyReading(
             duration_s=duration, energy_j=energy, source=self.source if energy is not None else None,
             unavailable_reason=reason, sampled_energy_j=sampled,

@@ -6,6 +6,7 @@
 - `task`: the body of a single-GPU pair task;
 - `gang`: one rank of an expert-parallel gang (a Ray actor's body);
 - `capability`: whether this installation has the node side of gangs;
+- `device_lock`: the node-local locks by which a task holds its devices against other runs;
 - `exporter_actor`: the node agent's exporter inside a Ray actor.
 
 The head applies `ray.remote` to these plain functions and classes, so a node process

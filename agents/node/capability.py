@@ -6,7 +6,7 @@ refused in one line instead of running something that is not expert parallelism.
 from __future__ import annotations
 
 NEEDED = {"moecluster.agents.parallel.gang": ("run_gang_rank",),
-          "moecluster.agents.parallel.group": ("GangContext", "free_port", "node_address")}
+          "moecluster.agents.parallel.group": ("GangContext", "free_port")}
 
 
 def gang_problem() -> str | None:

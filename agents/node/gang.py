@@ -17,6 +17,7 @@ from typing import Any
 from moecluster.agents.meters.peaks import PeakCache
 from moecluster.agents.records import TaskResult, TaskSpec
 
+from .device_lock import run_holding_devices
 from .place import fake_devices, gpu_indices, here
 from .progress import pair_observer
 
@@ -47,7 +48,8 @@ class GangRank:
 
     def rendezvous(self) -> Rendezvous:
         """This node's address and a port free on it, for the gang's process group (rank 0)."""
-        from moecluster.agents.parallel.group import free_port, node_address
+        from moecluster.agents.address import node_address
+        from moecluster.agents.parallel.group import free_port
 
         return Rendezvous(address=node_address(), port=free_port())
 
@@ -67,9 +69,11 @@ class GangRank:
                           master_port=rendezvous.port, backend=backend, device=device, local_rank=self._local_rank)
         devices = fake_devices(specs, place)
         try:
-            return run_gang_rank(specs, ctx, devices=devices, gpu_indices=gpu_indices(devices, place),
-                                 node=place.node, observer=pair_observer(tracker if self._rank == 0 else None,
-                                                                         pair_id), peaks=PeakCache())
+            # Each rank holds its own device against other runs (device_lock.py); busy: the gang fails as one.
+            return run_holding_devices(specs, lambda: run_gang_rank(
+                specs, ctx, devices=devices, gpu_indices=gpu_indices(devices, place), node=place.node,
+                observer=pair_observer(tracker if self._rank == 0 else None, pair_id), peaks=PeakCache()),
+                node=place.node, raise_busy=True)
         finally:
             if devices is not None:
                 devices.close()

@@ -15,6 +15,7 @@ from moecluster.agents.meters.peaks import PeakCache
 from moecluster.agents.pair import run_pair
 from moecluster.agents.records import TaskResult, TaskSpec
 
+from .device_lock import run_holding_devices
 from .place import fake_devices, gpu_indices, here
 from .progress import pair_observer
 
@@ -28,8 +29,10 @@ def pair_body(specs: Sequence[TaskSpec], tracker: Any) -> list[TaskResult]:
         tracker.started.remote(pair_id, 0, place.node, list(place.gpu_ids))
     devices = fake_devices(specs, place)
     try:
-        return run_pair(specs, devices=devices, gpu_indices=gpu_indices(devices, place), node=place.node,
-                        observer=pair_observer(tracker, pair_id), peaks=PeakCache())
+        # Device locks: no other run on this node measures on this pair's devices meanwhile (device_lock.py).
+        return run_holding_devices(specs, lambda: run_pair(
+            specs, devices=devices, gpu_indices=gpu_indices(devices, place), node=place.node,
+            observer=pair_observer(tracker, pair_id), peaks=PeakCache()), node=place.node)
     finally:
         if devices is not None:
             devices.close()

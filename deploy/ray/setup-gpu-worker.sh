@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/units.sh"
 install_unit moecluster-agent "ExecStart=
 ExecStart=$HOME/venv/bin/moecluster agent \$MOECLUSTER_AGENT_ARGS
-Environment=MOECLUSTER_AGENT_ARGS=\"--host 0.0.0.0 --port 9400 --device nvml\""
+Environment=MOECLUSTER_AGENT_ARGS=\"--port 9400 --device nvml\""
 for _ in $(seq 30); do
   curl -sf localhost:9400/healthz >/dev/null && break
   sleep 1

@@ -80,11 +80,14 @@ def pair_ratios(stats: Sequence[TaskStats], failed: Sequence[TaskResult] = ()) -
     """Every (MoE, dense twin) combination of each pair, plus the pairs that cannot be formed.
 
     `stats` holds the `ok` tasks; `failed` the failed ones, so a pair whose twin failed is
-    reported as such rather than silently missing.
+    reported as such rather than silently missing, and so is a failed task of a pair whose
+    other tasks are compared (one of two dense twins, one MoE implementation of several).
     """
     failed_kinds: dict[str, set[str]] = defaultdict(set)
+    failed_tasks: dict[str, list[TaskResult]] = defaultdict(list)
     for r in failed:
         failed_kinds[r.spec.pair_id].add(r.spec.kind)
+        failed_tasks[r.spec.pair_id].append(r)
     pair_ids = list(failed_kinds)
     by_pair: dict[str, dict[str, list[TaskStats]]] = defaultdict(lambda: {"moe": [], "dense": []})
     for s in stats:
@@ -102,4 +105,8 @@ def pair_ratios(stats: Sequence[TaskStats], failed: Sequence[TaskResult] = ()) -
         for m in group["moe"]:
             for d in sorted(group["dense"], key=lambda s: str(s.spec.match)):
                 ratios.append(pair_ratio(pid, m, d))
+        for r in failed_tasks.get(pid, []):
+            what, others = ("dense twin", "twin(s)") if r.spec.kind == "dense" else ("MoE task", "MoE task(s)")
+            incomplete.append(IncompletePair(pid, f"{what} {r.spec.label()} failed: only the pair's other"
+                                                  f" {others} are compared"))
     return ratios, incomplete

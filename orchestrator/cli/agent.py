@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from moecluster.agents.exporter.server import DEVICE_KINDS, AgentConfig, serve
+from moecluster.agents.exporter.server import ALL_INTERFACES, DEVICE_KINDS, AgentConfig, serve
 from moecluster.agents.exporter.web_config import WebConfigError
+from moecluster.agents.private_dir import UnsafeDirectory
 
 from .errors import InputError
 
@@ -17,8 +18,11 @@ FAKE_OPTIONS = ("fake_gpus", "fake_idle_w", "fake_busy_w", "fake_load", "fake_fa
 
 @click.command("agent")
 @click.option("--port", type=int, default=9400, show_default=True, help="TCP port of /metrics (0: any free port).")
-@click.option("--host", default="0.0.0.0", show_default=True,
-              help="Address to bind; 127.0.0.1 to serve this machine only (e.g. behind a TLS proxy).")
+@click.option("--host", default=None,
+              help="Address to bind; 127.0.0.1 to serve this machine only (e.g. behind a TLS proxy)."
+                   "  [default: this node's own address, the source address of its default route]")
+@click.option("--all-interfaces", is_flag=True,
+              help=f"Bind every interface ({ALL_INTERFACES}) instead of the node's own address.")
 @click.option("--interval", "interval_s", type=float, default=0.1, show_default=True,
               help="Seconds between background power samples (feeds the per-scrape average and maximum).")
 @click.option("--device", type=click.Choice(DEVICE_KINDS), default="auto", show_default=True,
@@ -36,8 +40,8 @@ FAKE_OPTIONS = ("fake_gpus", "fake_idle_w", "fake_busy_w", "fake_load", "fake_fa
 @click.option("--fake-fault-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="fake: file listing GPU indices (one per line) that fail from now on; edit it to inject faults.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True)
-def agent(port: int, host: str, interval_s: float, device: str, node: str | None, state_dir: Path | None,
-          web_config_file: Path | None, log_level: str, **fake: object) -> None:
+def agent(port: int, host: str | None, all_interfaces: bool, interval_s: float, device: str, node: str | None,
+          state_dir: Path | None, web_config_file: Path | None, log_level: str, **fake: object) -> None:
     """Serve this node's GPU power, energy and running tasks at /metrics for Prometheus.
 
     Per GPU: power (instant, and mean/max of the samples since the last scrape), NVML's energy
@@ -45,23 +49,26 @@ def agent(port: int, host: str, interval_s: float, device: str, node: str | None
     task: `moecluster_task_info` and `moecluster_task_inferences_total`. Read-only; stops
     cleanly on SIGTERM.
     """
+    if all_interfaces and host is not None:
+        raise InputError(f"--all-interfaces binds {ALL_INTERFACES}: give it or --host {host}, not both")
     given = {k: v for k, v in fake.items() if v is not None}
     if given and device != "fake":
         name = "--" + next(iter(given)).replace("_", "-")
         raise InputError(f"{name} needs --device fake (got --device {device})")
     try:
-        config = AgentConfig(host=host, port=port, interval_s=interval_s, device=device,
-                             node=node or socket.gethostname(), state_dir=state_dir,
+        config = AgentConfig(host=ALL_INTERFACES if all_interfaces else host, port=port, interval_s=interval_s,
+                             device=device, node=node or socket.gethostname(), state_dir=state_dir,
                              web_config_file=web_config_file, **given)  # type: ignore[arg-type]
     except ValueError as exc:
         raise InputError(str(exc)) from None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s moecluster-agent %(levelname)s %(message)s")
     try:
         serve(config)
-    except WebConfigError as exc:
+    except (WebConfigError, UnsafeDirectory) as exc:
         raise InputError(str(exc)) from None
     except OSError as exc:
-        raise click.ClickException(f"agent cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+        raise click.ClickException(f"agent cannot serve on {config.bind_host()}:{port}: {exc.strerror or exc}") \
+            from None
 
 
 COMMANDS = [agent]

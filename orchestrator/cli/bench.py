@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
 from dataclasses import replace
 from typing import Any
@@ -214,15 +216,18 @@ def bench(preset: str, num_experts: int | None, expert_hidden_dim: int | None, e
 
 def run_pair_alternating(specs: list[TaskSpec], repeats: int) -> list[TaskResult]:
     """Run dense and MoE windows in counterbalanced order (A B B A) so drift cancels; one merged
-    result per model (all windows, one roofline over them), as a scheduled pair does."""
+    result per model (all windows, one roofline over them), as a scheduled pair does. The device is
+    held against runs of `submit` (and other benches) meanwhile, as a scheduled pair holds it."""
+    from moecluster.agents.node.device_lock import run_holding_devices
     from moecluster.agents.pair import run_pair
 
     err = console(stderr=True)
-    with err.status("") as status:
+    with err.status("waiting for the device if another run holds it") as status:
         def on_window(spec: TaskSpec, r: int) -> None:
             status.update(f"repeat {r + 1}/{repeats}: {spec.label()} ({spec.duration_s:g} s window)")
 
-        return run_pair(specs, on_window=on_window)
+        return run_holding_devices(specs, lambda: run_pair(specs, on_window=on_window), node=socket.gethostname(),
+                                   run_id=f"bench-{os.getpid()}")
 
 
 COMMANDS = [bench]

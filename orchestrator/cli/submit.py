@@ -90,6 +90,10 @@ def _start_agents(run_dir: Path, port: int, device: str) -> None:
                    f"{' '.join(str(exc).split())[:200]}); the sweep runs without live metrics", err=True)
 
 
+def _warn(line: str) -> None:
+    click.echo(f"moecluster: warning: {line}", err=True)
+
+
 @click.command()
 @click.argument("sweep_file", required=False, type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Print the task table (pairs, shapes, parameters, GPUs, estimated"
@@ -247,6 +251,7 @@ def _run(pairs: list[PairPlan], plan: Plan, sweep: SweepFile, *, root: Path, run
          num_cpus: int | None, cpus_per_task: float, agents: bool, agent_port: int, dashboard: bool) -> None:
     from moecluster.orchestrator import schedule
     from moecluster.orchestrator.environment import collect_environment
+    from moecluster.orchestrator.local_submits import registered_submit
 
     from . import submit_views as views
 
@@ -293,7 +298,7 @@ def _run(pairs: list[PairPlan], plan: Plan, sweep: SweepFile, *, root: Path, run
                 scheduler = schedule.Scheduler(store, inv, schedule.ScheduleOptions(
                     max_retries=max_retries, cpus_per_task=cpus_per_task), progress)
                 started = time.time()
-                with progress:
+                with registered_submit(run_id, address, say=_warn), progress:  # warns of another submit here
                     counts = scheduler.run(pairs)
             except KeyboardInterrupt:
                 store.set_meta(state="interrupted", finished_at=time.time())

@@ -92,7 +92,16 @@ def result_line(result: TaskResult) -> str:
     rate = result.inferences_per_s
     rate_s = "n/a" if rate is None else f"{rate:,.0f}"
     return (f"[green]✓[/green] {result.spec.task_id}  {rate_s} inferences/s  {inferences_per_j(result)}"
-            f"  on {where}")
+            f"  on {where}{_device_note(result)}")
+
+
+def _device_note(result: TaskResult) -> str:
+    """How the task held its device, where another run was in the way (device locks)."""
+    if result.device_access == "waited":
+        return f"  [yellow](waited {duration(result.device_wait_s)} while another run used its device)[/yellow]"
+    if result.device_access == "unlocked":
+        return "  [yellow](device not locked: another run may have shared it)[/yellow]"
+    return ""
 
 
 class _Eta(ProgressColumn):

@@ -70,6 +70,7 @@ def tasks_frame(agg: Aggregate) -> pd.DataFrame:
         _e(row, "inferences_per_j_above_idle", s.inferences_per_j_above_idle)
         row.update(idle_power_w=r.idle_power_w, idle_settle_s=r.idle_settle_s, idle_note=r.idle_note,
                    energy_source=r.energy_source, energy_note=s.energy_note, above_idle_note=s.above_idle_note,
+                   device_access=r.device_access, device_wait_s=r.device_wait_s,
                    seed=spec.seed, train_epochs=spec.train_epochs, load=spec.load, zipf_s=spec.zipf_s,
                    compile=spec.compile, cuda_graphs=spec.cuda_graphs)
         row.update(_form(r.form))

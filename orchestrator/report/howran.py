@@ -1,4 +1,5 @@
-"""How a task ran, in brief: the form its model took, its drift over the windows, its idle reading.
+"""How a task ran, in brief: the form its model took, its drift over the windows, its idle reading,
+and whether it had its devices to itself.
 
 The node records the form chosen by measurement (`TaskResult.form`: `layout`, `kernel`, `graph`
 and the candidates' timings), how much the figures drifted from the first window to the last
@@ -47,3 +48,10 @@ def idle_text(result: TaskResult) -> str:
         return "n/a"
     settled = f", settled in {fmt.seconds(result.idle_settle_s)}" if result.idle_settle_s is not None else ""
     return f"{result.idle_power_w:.1f} W{settled}"
+
+
+def device_text(result: TaskResult) -> str:
+    """"own", "waited 42 s" (another run had the device), "unlocked" (it may have been shared), or n/a."""
+    if result.device_access == "waited":
+        return f"waited {fmt.seconds(result.device_wait_s)}"
+    return {"exclusive": "own", "unlocked": "unlocked"}.get(result.device_access, "n/a")

@@ -23,7 +23,7 @@ from moecluster.orchestrator.aggregate.ep import ep_left_out
 from moecluster.orchestrator.estimate.measured import compare
 
 from . import fmt
-from .howran import drift_text, form_text, idle_text
+from .howran import device_text, drift_text, form_text, idle_text
 from .labels import model_name, pair_order, series_title, setting, task_names, task_order
 from .terminal import FittedTable
 
@@ -189,9 +189,9 @@ def tasks_table(agg: Aggregate) -> TableData:
 def task_runs_table(agg: Aggregate) -> TableData:
     """How each task ran: its parameters, the form chosen for its model, drift, idle and warnings."""
     t = _table("Tasks: how each ran (form chosen by measurement: layout · kernel · graph; drift: last window"
-               " over first − 1)",
-               ["task", "params total / active", "form", "drift", "idle", "energy source", "warnings"],
-               text=(2, 3, 4, 5, 6))
+               " over first − 1; device: own, or waited while another run used it)",
+               ["task", "params total / active", "form", "drift", "idle", "energy source", "device", "warnings"],
+               text=(2, 3, 4, 5, 6, 7))
     current = None
     for head, name, s in _task_rows(agg):
         if head != current:
@@ -202,7 +202,8 @@ def task_runs_table(agg: Aggregate) -> TableData:
         idle = idle_text(r) + (t.note(f"idle: {r.idle_note}") if r.idle_note else "")
         source = (r.energy_source or "none") + (t.note(s.energy_note) if s.energy_note else "")
         t.add_row(name, f"{fmt.params(s.total_params)} / {fmt.params(s.active_params)}",
-                  f"{form}{t.marks(form_notes)}", drift_text(r.drift), idle, source, t.marks(s.warnings) or "none")
+                  f"{form}{t.marks(form_notes)}", drift_text(r.drift), idle, source, device_text(r),
+                  t.marks(s.warnings) or "none")
     return t
 
 

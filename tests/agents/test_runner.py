@@ -78,6 +78,21 @@ def test_fake_meter_energy_follows_the_power_model_and_observer_sees_it():
     assert totals == sorted(totals) and totals[-1] == sum(w.inferences for w in r.windows)
 
 
+def test_what_a_gpu_says_of_its_power_readings_reaches_the_result():
+    devices = FakeDevices(count=2, node="n1")
+    gpu = devices.gpus[1]
+
+    class FellBack(type(gpu)):
+        @property
+        def power_note(self):
+            return "1 instantaneous power reading(s) failed and used NVML's averaged power usage instead"
+
+    gpu.__class__ = FellBack
+    r = run_task(spec(meter="fake", repeats=1), devices=devices, gpu_indices=[1], node="n1", **quick())
+    assert r.status == "ok", r.error
+    assert "GPU 1: 1 instantaneous power reading(s) failed and used NVML's averaged power usage instead" in r.warnings
+
+
 def test_idle_and_peaks_are_measured_before_the_model_is_built_and_the_form_is_kept(monkeypatch):
     order: list[str] = []
 

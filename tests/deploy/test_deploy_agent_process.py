@@ -65,15 +65,20 @@ def test_taken_port_is_one_line_and_exit_1() -> None:
     (["--fake-gpus", "3"], "--fake-gpus needs --device fake"),
     (["--interval", "0"], "interval 0.0 s is outside"),
     (["--port", "-1"], "port -1 is outside"),
+    (["--all-interfaces", "--host", "10.0.0.5"], "--all-interfaces binds 0.0.0.0: give it or --host 10.0.0.5"),
+    (["--device", "none", "--state-dir", "{shared}"], "task-label state directory {shared} is writable by its group"),
 ])
-def test_bad_options_are_one_line_and_exit_2(args: list[str], message: str, capsys) -> None:
+def test_bad_options_are_one_line_and_exit_2(args: list[str], message: str, capsys, tmp_path: Path) -> None:
     from moecluster.orchestrator.cli import main
 
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
     with pytest.raises(SystemExit) as exc:
-        main(["agent", *args])
+        main(["agent", *(a.format(shared=shared) for a in args)])
     err = capsys.readouterr().err
     assert exc.value.code == 2
-    assert err.count("\n") == 1 and message in err
+    assert err.count("\n") == 1 and message.format(shared=shared) in err
 
 
 def _unit_values(key: str) -> list[str]:

@@ -10,9 +10,10 @@ import pytest
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
+from http_doubles import DCGM_BODY, serve_http  # noqa: E402
 from moecluster.agents.exporter.server import Agent, AgentConfig  # noqa: E402
 from moecluster.orchestrator.node_agents import (  # noqa: E402
-    TARGETS_FILE, ensure_node_agents, node_names, stop_node_agents)
+    TARGETS_FILE, AgentPortTaken, ensure_node_agents, node_names, stop_node_agents)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -69,3 +70,22 @@ def test_standalone_agent_on_the_port_is_reused(cluster, tmp_path: Path) -> None
         assert by_node[node] == address  # reused, not duplicated
         assert len(addresses) == 2 and len(set(addresses)) == 2  # the other node got its own agent
     stop_node_agents()
+
+
+def test_a_port_held_by_another_exporter_is_an_error_naming_it(cluster, tmp_path: Path) -> None:
+    stop_node_agents()
+    alive = [n for n in ray.nodes() if n["Alive"]]
+    names = node_names(alive)
+    first = alive[0]
+    ip = first["NodeManagerAddress"]
+    with serve_http(200, DCGM_BODY, host=ip) as address:
+        port = int(address.rpartition(":")[2])
+        with pytest.raises(AgentPortTaken) as exc:
+            ensure_node_agents(tmp_path / "r", port=port, device="fake")
+    message = str(exc.value)
+    assert "\n" not in message and message.startswith(
+        f"agent port {port} is held by something that is not a moecluster agent (free it or give another"
+        " --agent-port) on ")
+    assert f"{names[first['NodeID']]} ({address}: answers /metrics without moecluster_agent_info)" in message
+    assert stop_node_agents() == 0  # nothing was started
+    assert not (tmp_path / "r" / TARGETS_FILE).exists()

@@ -60,6 +60,7 @@ class FakeNvmlGpu:
     energy_mj: int = 123_456_789
     power_mw: int = 250_500
     instant_mw: int | None = None  # None: the instantaneous power field is not supported
+    instant_return: int | None = None  # the field's nvmlReturn, where set (e.g. a transient error)
     utilization_pct: int = 87
     sm_clock_mhz: int = 1980
     temperature_c: int = 61
@@ -197,8 +198,9 @@ class FakePynvml(types.ModuleType):
             member = {self.NVML_VALUE_TYPE_DOUBLE: "dVal", self.NVML_VALUE_TYPE_UNSIGNED_INT: "uiVal",
                       self.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: "ullVal"}[value_type]
             number: Any = float(gpu.instant_mw or 0) if member == "dVal" else int(gpu.instant_mw or 0)
-            values.append(FieldValue(fieldId=field_id,
-                                     nvmlReturn=NVML_SUCCESS if supported else NVML_ERROR_NOT_SUPPORTED,
+            code = NVML_SUCCESS if supported else NVML_ERROR_NOT_SUPPORTED
+            code = code if gpu.instant_return is None else gpu.instant_return
+            values.append(FieldValue(fieldId=field_id, nvmlReturn=code,
                                      valueType=value_type, value=_Union(**{member: number})))
         return values
 

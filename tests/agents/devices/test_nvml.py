@@ -76,6 +76,38 @@ def test_a_field_that_worked_falls_back_for_one_failed_reading_only(fake_nvml: F
         assert gpu.power_w() == pytest.approx(312.25)
 
 
+def test_a_driver_without_the_field_is_said_once(fake_nvml: FakePynvml, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="moecluster.agents.devices.nvml")
+    with NvmlDevices() as devices:
+        gpu = devices.gpus[0]
+        assert gpu.power_note is None  # nothing read yet
+        gpu.power_w()
+        gpu.power_w()
+        assert gpu.power_note == "power is NVML's averaged power usage: the driver has no instantaneous power field"
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "has no instantaneous power field" in said[0]
+
+
+@pytest.mark.parametrize("failure", ["raises", "returns"])
+def test_one_failed_first_read_does_not_downgrade_the_gpu_and_is_said(fake_nvml: FakePynvml, failure: str,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    with NvmlDevices() as devices:
+        gpu, raw = devices.gpus[1], fake_nvml.gpus[1]
+        if failure == "raises":
+            raw.fail["nvmlDeviceGetFieldValues"] = NVMLError(999)
+        else:
+            raw.instant_return = 999
+        assert gpu.power_w() == pytest.approx(250.5)  # this reading only: the averaged power usage
+        raw.fail.clear()
+        raw.instant_return = None
+        assert [gpu.power_w(), gpu.power_w()] == [pytest.approx(312.25)] * 2  # asked again: instantaneous
+        assert gpu.instant_failures == 1
+        assert gpu.power_note is not None and gpu.power_note.startswith(
+            "1 instantaneous power reading(s) failed and used NVML's averaged power usage instead (last: ")
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "instantaneous power read failed" in warning and "asked again next time" in warning
+
+
 @pytest.mark.parametrize("error", [NVMLError_NotSupported(), NVMLError_FunctionNotFound()])
 def test_an_unsupported_reading_raises_unsupported(fake_nvml: FakePynvml, error: NVMLError) -> None:
     fake_nvml.gpus[0].fail["nvmlDeviceGetTotalEnergyConsumption"] = error

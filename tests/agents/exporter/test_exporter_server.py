@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from moecluster.agents.exporter.server import Agent, AgentConfig
+from moecluster.agents.address import node_address
+from moecluster.agents.exporter.server import ALL_INTERFACES, Agent, AgentConfig
 from moecluster.agents.exporter.web_config import WebConfigError, load_web_config
+from moecluster.agents.private_dir import UnsafeDirectory
 
 
 def _get(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str]:
@@ -89,3 +91,32 @@ def test_web_config_errors_name_the_key(tmp_path: Path, text: str, message: str)
     web.write_text(text)
     with pytest.raises(WebConfigError, match=message):
         load_web_config(web)
+
+
+def test_binds_the_nodes_own_address_by_default(tmp_path: Path) -> None:
+    ours = node_address()
+    if ours.startswith("127."):
+        pytest.skip("this machine has no address but loopback")
+    with Agent(AgentConfig(port=0, device="none", node="n1", state_dir=tmp_path)) as agent:
+        assert agent.host == ours and agent.url == f"http://{ours}:{agent.port}/metrics"
+        assert _get(agent.url)[0] == 200
+        with pytest.raises(OSError):  # not on every interface: loopback is not served
+            socket.create_connection(("127.0.0.1", agent.port), timeout=5).close()
+
+
+def test_all_interfaces_only_when_asked(tmp_path: Path) -> None:
+    with Agent(AgentConfig(host=ALL_INTERFACES, port=0, device="none", node="n1", state_dir=tmp_path)) as agent:
+        assert agent.host == "0.0.0.0"
+        assert _get(f"http://127.0.0.1:{agent.port}/metrics")[0] == 200
+        assert _get(f"http://{node_address()}:{agent.port}/metrics")[0] == 200
+
+
+def test_an_unsafe_state_dir_stops_the_agent_before_it_serves(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    agent = Agent(AgentConfig(host="127.0.0.1", port=0, device="none", node="n1", state_dir=shared))
+    with pytest.raises(UnsafeDirectory, match=r"task-label state directory .*shared is writable by its group"):
+        agent.start()
+    with pytest.raises(RuntimeError, match="not started"):
+        agent.port  # noqa: B018 - nothing serves

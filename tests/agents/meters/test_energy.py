@@ -11,7 +11,7 @@ import pytest
 
 from fake_clock import Clock
 
-from moecluster.agents.devices import FakeDevices, NoDevices, Unsupported
+from moecluster.agents.devices import DeviceError, FakeDevices, NoDevices, Unsupported
 from moecluster.agents.meters.energy import (SOURCE_FAKE, SOURCE_SAMPLED, Alignment, CounterWatch, EnergyMeter,
                                              PowerSampler, min_window_s)
 
@@ -208,3 +208,71 @@ def test_a_faulty_gpu_fails_loudly(tmp_path):
     assert devices.gpus[0].power_w() >= 0
     with pytest.raises(Exception, match="faulty"):
         devices.gpus[1].energy_j()
+
+
+def _sampled_only(devices: FakeDevices, fail_after: int) -> None:
+    """Make the fake's GPU 0 a GPU without an energy counter whose power reads fail after `fail_after` reads."""
+    gpu = devices.gpus[0]
+    reads = {"n": 0}
+
+    class Failing(type(gpu)):
+        def energy_j(self):
+            raise Unsupported("no counter on this GPU")
+
+        def power_w(self):
+            reads["n"] += 1
+            if reads["n"] > fail_after:
+                raise DeviceError("GPU 0: nvmlDeviceGetPowerUsage: Unknown Error")
+            return super().power_w()
+
+    gpu.__class__ = Failing
+    devices.kind = "nvml"  # pretend: a real GPU lacking the counter
+
+
+def test_samples_covering_part_of_a_window_are_not_its_energy():
+    devices = FakeDevices(count=1, idle_w=100.0, busy_w=100.0)
+    _sampled_only(devices, fail_after=3)  # the sampler dies about 0.02 s into a 0.3 s window
+    meter = EnergyMeter(devices, devices.gpus, sample_interval_s=0.01)
+    _, reading = meter.measure(lambda: time.sleep(0.3))
+    assert reading.energy_j is None and reading.source is None and reading.sampled_energy_j is None
+    assert reading.avg_power_w is None and reading.max_power_w is None
+    assert reading.unavailable_reason.startswith("power sampling failed part-way (GPU 0: nvmlDeviceGetPowerUsage")
+    assert "the samples cover" in reading.unavailable_reason and "of the window" in reading.unavailable_reason
+
+
+def test_a_sampler_that_fails_from_the_start_says_so():
+    devices = FakeDevices(count=1)
+    _sampled_only(devices, fail_after=0)
+    meter = EnergyMeter(devices, devices.gpus, sample_interval_s=0.01)
+    _, reading = meter.measure(lambda: time.sleep(0.05))
+    assert reading.energy_j is None
+    assert reading.unavailable_reason == "too few power samples (GPU 0: nvmlDeviceGetPowerUsage: Unknown Error)"
+
+
+def test_samples_that_stop_short_of_an_edge_are_named():
+    sampler = PowerSampler([], 0.1, Clock())
+    sampler.times, sampler.power_w = [0.0, 0.1, 0.2, 0.3], [100.0] * 4
+    assert sampler.coverage_problem(0.05, 0.35) is None  # within one interval of each edge
+    assert sampler.coverage_problem(0.0, 1.0) == "the power samples cover only 30 % of the window"
+    assert sampler.coverage_problem(-0.5, 0.3) == "the power samples cover only 38 % of the window"
+
+
+def test_a_counter_window_keeps_its_energy_and_drops_a_partial_sampled_cross_check():
+    devices = FakeDevices(count=1, idle_w=100.0, busy_w=100.0)
+    gpu = devices.gpus[0]
+    reads = {"n": 0}
+
+    class PowerFails(type(gpu)):  # the counter reads; the power field fails after a few samples
+        def power_w(self):
+            reads["n"] += 1
+            if reads["n"] > 3:
+                raise DeviceError("GPU 0: lost")
+            return super().power_w()
+
+    gpu.__class__ = PowerFails
+    meter = EnergyMeter(devices, devices.gpus, sample_interval_s=0.01)
+    _, reading = meter.measure(lambda: time.sleep(0.3))
+    assert reading.source == SOURCE_FAKE and reading.energy_j == pytest.approx(100.0 * reading.duration_s, rel=0.05)
+    assert reading.sampled_energy_j is None and reading.max_power_w is None
+    assert reading.note is not None and "sampled power left out: power sampling failed part-way (GPU 0: lost)" \
+        in reading.note

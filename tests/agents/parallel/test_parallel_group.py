@@ -9,7 +9,8 @@ import torch
 import torch.distributed as dist
 
 from moecluster.agents.parallel.gang import run_gang_rank
-from moecluster.agents.parallel.group import GangContext, free_port, node_address, process_group
+from moecluster.agents.address import node_address
+from moecluster.agents.parallel.group import GangContext, free_port, process_group
 from moecluster.agents.records import TaskSpec
 
 

@@ -140,6 +140,20 @@ def test_several_dense_twins_and_incomplete_pairs() -> None:
     assert [(i.pair_id, i.reason) for i in alone] == [(moe.spec.pair_id, "no dense twin in this run")]
 
 
+def test_a_failed_twin_beside_one_that_succeeded_is_named() -> None:
+    dense_total, moe = syn.preset_pair("small", 700.0, 5000.0, match="total")
+    pid = moe.spec.pair_id
+    active = syn.task("small-active", pid, "dense", rate=1.0, eff=1.0, total=676_000, active=676_000,
+                      match="active", preset="small", status="failed")
+    grouped = syn.task("small-grouped", pid, "moe", rate=1.0, eff=1.0, total=1, active=1, impl="grouped",
+                       preset="small", status="failed")
+    ratios, incomplete = pair_ratios(all_task_stats([dense_total, moe]), [active, grouped])
+    assert [(p.moe.task_id, p.match) for p in ratios] == [(moe.spec.task_id, "total")]  # what succeeded stands
+    assert [(i.pair_id, i.reason) for i in incomplete] == [
+        (pid, "dense twin dense/active failed: only the pair's other twin(s) are compared"),
+        (pid, "MoE task moe/grouped failed: only the pair's other MoE task(s) are compared")]
+
+
 def test_several_moe_tasks_share_their_dense_twins() -> None:
     """A pair holding one MoE task per implementation: each is compared with every dense twin of the pair."""
     dense, sorted_moe = syn.preset_pair("large", 95.35, 57.37, impl="sorted")

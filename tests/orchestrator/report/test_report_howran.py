@@ -1,10 +1,10 @@
-"""How a task ran, in brief: form, drift and idle as the tables show them."""
+"""How a task ran, in brief: form, drift, idle and device access as the tables show them."""
 from __future__ import annotations
 
 from dataclasses import replace
 
 import moecluster_synthetic as syn
-from moecluster.orchestrator.report.howran import drift_text, form_text, idle_text
+from moecluster.orchestrator.report.howran import device_text, drift_text, form_text, idle_text
 
 
 def test_form_keeps_the_short_part_and_hands_back_the_reason() -> None:
@@ -24,6 +24,14 @@ def test_idle_says_how_long_it_took_to_settle() -> None:
     assert idle_text(r) == "41.2 W"
     assert idle_text(replace(r, idle_settle_s=12.0)) == "41.2 W, settled in 12 s"
     assert idle_text(replace(r, idle_power_w=None)) == "n/a"
+
+
+def test_device_says_whether_the_task_had_it_to_itself() -> None:
+    r = syn.task("t", "p", "dense", rate=1000.0, eff=5.0, total=10, active=10)
+    assert device_text(r) == "n/a"  # recorded before device locks
+    assert device_text(replace(r, device_access="exclusive")) == "own"
+    assert device_text(replace(r, device_access="waited", device_wait_s=42.0)) == "waited 42 s"
+    assert device_text(replace(r, device_access="unlocked")) == "unlocked"
 
 
 def test_a_form_with_brackets_reaches_the_terminal_as_written() -> None:
