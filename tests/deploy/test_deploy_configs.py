@@ -94,7 +94,10 @@ def _unit_commands(text: str) -> list[str]:
 def test_systemd_units_verify_and_their_commands_parse(unit: Path, tmp_path: Path) -> None:
     text = unit.read_text()
     ctx = parse_moecluster(_unit_commands(text))
-    assert ctx.params["host"] in ("0.0.0.0", "127.0.0.1")
+    if ctx.command.name == "agent":  # the node's own address, the agent's safe default (not every interface)
+        assert ctx.params["host"] is None and not ctx.params["all_interfaces"]
+    else:  # the head's results exporter: loopback, for the Prometheus beside it
+        assert ctx.params["host"] == "127.0.0.1"
     systemd_analyze = shutil.which("systemd-analyze")
     if systemd_analyze is None:
         pytest.skip("systemd-analyze is not installed")
@@ -154,7 +157,7 @@ def test_kuberay_cluster_runs_the_agent_beside_every_gpu_worker() -> None:
         assert spec["shareProcessNamespace"] is True
         state_dir = {e["name"]: e["value"] for e in ray_worker["env"]}["MOECLUSTER_STATE_DIR"]
         ctx = parse_moecluster(agent["command"][1:])
-        assert str(ctx.params["state_dir"]) == state_dir and ctx.params["host"] == "0.0.0.0"
+        assert str(ctx.params["state_dir"]) == state_dir and ctx.params["host"] is None  # the pod's own address
         mounts = {m["name"]: m["mountPath"] for m in ray_worker["volumeMounts"]}
         agent_mounts = {m["name"]: m["mountPath"] for m in agent["volumeMounts"]}
         shared = set(mounts) & set(agent_mounts)
