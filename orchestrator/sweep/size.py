@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from .loader import SweepError
-from .schema import AXES, SweepFile
+from .schema import SweepFile
 
 
 def task_count(sweep: SweepFile) -> tuple[int, str]:
@@ -18,7 +18,7 @@ def task_count(sweep: SweepFile) -> tuple[int, str]:
     Grid points skipped as impossible are not subtracted: this is the upper bound, computed
     without expanding anything. The text reads e.g. `2 models × 3 impl × 4 batch_size × 2 tasks per pair`.
     """
-    axes = [a for a in AXES if not (sweep.share_twins and a == "impl")]
+    axes = [a for a in sweep.grid_axes() if not (sweep.share_twins and a == "impl")]
     sizes = [(len(sweep.models), "models")] + [(len(getattr(sweep, a)), a) for a in axes]
     per_pair = len(sweep.match) + (len(sweep.impl) if sweep.share_twins else 1)
     count = math.prod(n for n, _ in sizes) * per_pair
