@@ -178,9 +178,9 @@ def figure(agg: Aggregate) -> bytes | None:
                      ("active", "dense matched by active", ACTIVE_COLOR, "^", "--")]
             for which, label, color, marker, style in lines:
                 pts = [(pt, pt.moe if which == "moe" else pt.twins.get(which)) for pt in series.points]
-                have = [(pt, s) for pt, s in pts if s is not None and s.tokens_per_j is not None]
+                have = [(pt, s.tokens_per_j) for pt, s in pts if s is not None and s.tokens_per_j is not None]
                 if have:
-                    ys, err = _errbars([s.tokens_per_j for _, s in have])
+                    ys, err = _errbars([e for _, e in have])
                     ax.errorbar([pt.tokens_per_forward for pt, _ in have], ys, yerr=err, color=color, marker=marker,
                                 ms=4, lw=1.2, ls=style, capsize=2, label=label)
                 key = "moe" if which == "moe" else f"dense/{which}"

@@ -101,10 +101,10 @@ def _pair(sweep: SweepFile, run_id: str, label: str, preset: str | None, moe: Ll
     tasks = [TaskSpec(task_id=f"{pair_id}-dense-{mode}", kind="dense", impl="dense", match=mode,
                       model=dense.as_model(), architecture=dense.architecture, **common)
              for mode, dense in twins.items()]
-    for p in points:
-        suffix = f"-{p['impl']}" if sweep.share_twins else ""
-        tasks.append(TaskSpec(task_id=f"{pair_id}-moe{suffix}", kind="moe", impl=p["impl"], model=moe.as_model(),
-                              architecture=moe.architecture, **common))
+    for moe_point in points:
+        suffix = f"-{moe_point['impl']}" if sweep.share_twins else ""
+        tasks.append(TaskSpec(task_id=f"{pair_id}-moe{suffix}", kind="moe", impl=moe_point["impl"],
+                              model=moe.as_model(), architecture=moe.architecture, **common))
     params = [d.params() for d in twins.values()] + [moe.params()] * len(points)
     for task, p in zip(tasks, params):
         check_task_memory(task, p.total)

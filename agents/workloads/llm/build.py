@@ -101,8 +101,3 @@ def build_model(shape: LlmShape, device: torch.device, dtype: torch.dtype, seed:
         raise ValueError(f"transformers {tf.__version__} built {built:,} parameters for {shape.describe()},"
                          f" moecluster's accounting says {expected:,}; supported: transformers{TRANSFORMERS_RANGE}")
     return model
-
-
-def decoder_layers(model: nn.Module) -> list[nn.Module]:
-    """The model's decoder layers (`model.model.layers`)."""
-    return list(model.model.layers)  # type: ignore[union-attr, arg-type]

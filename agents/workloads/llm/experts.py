@@ -82,8 +82,8 @@ FUNCTIONS: dict[str, Callable[..., Tensor]] = {GROUPED_MM: grouped_mm_experts, G
 
 def experts_modules(model: nn.Module) -> list[nn.Module]:
     """The experts module of every MoE layer (`layer.mlp.experts`), in layer order."""
-    layers: Any = model.model.layers  # type: ignore[union-attr]
-    return [layer.mlp.experts for layer in layers if hasattr(layer.mlp, "experts")]
+    m: Any = model
+    return [layer.mlp.experts for layer in m.model.layers if hasattr(layer.mlp, "experts")]
 
 
 def layout_problem(experts: nn.Module) -> str | None:
@@ -107,12 +107,12 @@ def use_experts(model: nn.Module, kernel: str | None) -> None:
         raise ValueError(f"unknown expert kernel {kernel!r} ({', '.join(KERNELS)})")
     for experts in experts_modules(model):
         if kernel is None:
-            experts.__dict__.pop("forward", None)  # the class's forward: transformers' dispatch
+            vars(experts).pop("forward", None)  # the class's forward again: transformers' dispatch
             continue
         problem = layout_problem(experts)
         if problem:
             raise ValueError(f"moecluster's expert kernels cannot run this model: {problem}")
-        experts.forward = partial(FUNCTIONS[kernel], experts)  # type: ignore[method-assign]
+        vars(experts)["forward"] = partial(FUNCTIONS[kernel], experts)  # on this instance, over the class's forward
 
 
 def library_experts(model: nn.Module) -> str:

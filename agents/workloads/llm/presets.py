@@ -5,6 +5,7 @@ on the Hugging Face Hub (named beside each); weights are always random (nothing 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ..mlp.shapes import ShapeError
 from .shapes import LlmShape, closest
@@ -85,13 +86,13 @@ def preset(name: str) -> Preset:
         raise ShapeError(f"unknown llm preset {name!r} ({closest(name, PRESETS)}known: {', '.join(PRESETS)})") from None
 
 
-def moe_preset(name: str, **overrides: int | str) -> LlmShape:
+def moe_preset(name: str, **overrides: Any) -> LlmShape:
     """An MoE preset's shape with fields overridden; ShapeError for a dense preset or a bad field."""
     p = preset(name)
     if not p.shape.is_moe:
         raise ShapeError(f"llm preset {name!r} is dense ({p.shape.architecture}): a pair starts from an MoE and sizes"
                          f" its dense twins from it (MoE presets: {', '.join(MOE_PRESETS)})")
     try:
-        return replace(p.shape, **overrides)  # type: ignore[arg-type]
+        return replace(p.shape, **overrides)
     except TypeError as exc:
         raise ShapeError(str(exc)) from None

@@ -48,8 +48,9 @@ def _indices(output: Any) -> Tensor | None:
 def count_routing(model: nn.Module, num_experts: int) -> Iterator[RoutingCount]:
     """Within: every router call of `model` is counted into the yielded `RoutingCount`."""
     count = RoutingCount(num_experts)
-    layers: Any = model.model.layers  # type: ignore[union-attr]
-    routers = [layer.mlp.gate for layer in layers if hasattr(layer.mlp, "gate") and hasattr(layer.mlp, "experts")]
+    m: Any = model
+    routers = [layer.mlp.gate for layer in m.model.layers
+               if hasattr(layer.mlp, "gate") and hasattr(layer.mlp, "experts")]
 
     def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
         idx = _indices(output)
