@@ -138,6 +138,19 @@ def form_table(results: list[TaskResult]) -> Table:
     return t
 
 
+def check_fits(specs: list[TaskSpec]) -> None:
+    """InputError with the memory each task needs and the memory there is, before anything is built."""
+    from moecluster.agents.runner import resolve_device
+    from moecluster.agents.workloads.llm.workload import check_device_memory, shape_of
+
+    try:
+        device = resolve_device(specs[0].device)
+        for spec in specs:
+            check_device_memory(spec, shape_of(spec), device)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
 def run_llm_bench(*, preset: str | None, overrides: dict[str, int | None], impl: str, match: str, dtype: str,
                   batch_size: int, device: str | None, phase: str, prompt_len: int, gen_tokens: int, path: str,
                   graphs: bool | None, dry_run: bool, as_json: bool, **common: Any) -> None:
@@ -167,6 +180,7 @@ def run_llm_bench(*, preset: str | None, overrides: dict[str, int | None], impl:
     specs = llm_pair_specs(moe, dense, preset=plain, impl=impl, match=match, dtype=dtype, batch_size=batch_size,
                            device=device, phase=phase, prompt_len=prompt_len,
                            gen_tokens=gen_tokens if phase == "decode" else 0, path=path, cuda_graphs=graphs, **common)
+    check_fits(specs)
     results = run_pair_alternating(specs, specs[0].repeats)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))

@@ -261,10 +261,10 @@ class SweepFile(_Strict):
 
     def _workload_keys(self) -> None:
         """Refuse keys and values of the other workload (they would be silently ignored)."""
-        given = self.model_fields_set
+        given = self.model_fields_set  # a key at its default passes (a resolved sweep, dumped, lists them all)
         if self.workload == "mlp":
             for key in LLM_ONLY:
-                if key in given:
+                if key in given and getattr(self, key) != SweepFile.model_fields[key].default:
                     raise FieldProblem((key,), "is a key of workload llm (this sweep's workload is mlp)")
             if "library" in self.impl:
                 raise FieldProblem(("impl",), f"'library' is an llm implementation; mlp takes {', '.join(MLP_IMPLS)}")

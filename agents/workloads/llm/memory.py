@@ -14,6 +14,7 @@ node refuses a task whose estimate exceeds the free memory, naming both numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from .shapes import LlmShape
 
@@ -69,3 +70,12 @@ def memory_need(shape: LlmShape, dtype: str, phase: str, batch: int, prompt_len:
     if phase == "prefill" and db == 4:
         act += batch * shape.num_heads * prompt_len * prompt_len * 4
     return MemoryNeed(weights_bytes=float(shape.params().total * db), kv_cache_bytes=float(kv), activations_bytes=act)
+
+
+def host_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> tuple[int, int] | None:
+    """(available, total) bytes of this host's memory (Linux `MemAvailable`, `MemTotal`), None where unknown."""
+    try:
+        fields = dict(line.split(":", 1) for line in meminfo.read_text().splitlines() if ":" in line)
+        return int(fields["MemAvailable"].split()[0]) * 1024, int(fields["MemTotal"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None

@@ -6,14 +6,16 @@
   tokens (filled once at prepare), so its `gen_tokens` forwards each read one token (the prompt's
   last, then each new one), as after a prefill; the cache is cropped back after every response.
 
-Greedy, no sampling, never stopping early (no end-of-sequence token). Its outputs are also what
-every fast form is checked against (`outputs`).
+Greedy, no sampling, never stopping early (no end-of-sequence token), every prompt token attended
+(an explicit all-ones mask: transformers would otherwise mask the tokens equal to the pad id). Its
+outputs are also what every fast form is checked against (`outputs`).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from .forms import Outputs
@@ -43,13 +45,14 @@ class ReferencePrefill:
     def __init__(self, model: nn.Module, prompt: Tensor) -> None:
         self.model: Any = model
         self.prompt = prompt
+        self.mask = torch.ones_like(prompt)  # every token counts (else a token equal to the pad id is masked)
 
     def step(self) -> Tensor:
-        return self.model.generate(self.prompt, max_new_tokens=1, **GENERATE)
+        return self.model.generate(self.prompt, attention_mask=self.mask, max_new_tokens=1, **GENERATE)
 
     def outputs(self) -> Outputs:
-        out = self.model.generate(self.prompt, max_new_tokens=1, output_logits=True, return_dict_in_generate=True,
-                                  **GENERATE)
+        out = self.model.generate(self.prompt, attention_mask=self.mask, max_new_tokens=1, output_logits=True,
+                                  return_dict_in_generate=True, **GENERATE)
         return Outputs(logits=out.logits[0], tokens=out.sequences[:, self.prompt.shape[1]:])
 
 
@@ -65,11 +68,12 @@ class ReferenceDecode:
         self.prompt = prompt
         self.gen_tokens = gen_tokens
         self.cache = cache
+        self.mask = torch.ones_like(prompt)
 
     def _generate(self, new_tokens: int, **extra: Any) -> Any:
         try:
-            return self.model.generate(self.prompt, past_key_values=self.cache, max_new_tokens=new_tokens,
-                                       min_new_tokens=new_tokens, **GENERATE, **extra)
+            return self.model.generate(self.prompt, attention_mask=self.mask, past_key_values=self.cache,
+                                       max_new_tokens=new_tokens, min_new_tokens=new_tokens, **GENERATE, **extra)
         finally:
             grown = self.cache.get_seq_length() - (self.prompt.shape[1] - 1)
             if grown > 0:

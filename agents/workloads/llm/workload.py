@@ -33,7 +33,7 @@ from .build import build_model, transformers_version
 from .engine import StaticEngine
 from .experts import GATHER, GROUPED_MM, grouped_mm_problem, library_experts, use_experts
 from .forms import PROCESS_CHOICES, Candidate, ChoiceCache, DecodeRun, LlmTools, Outputs, PhaseRun, PrefillRun, choose
-from .memory import GIB, memory_need
+from .memory import GIB, host_memory_bytes, memory_need
 from .reference import ReferenceDecode, ReferencePrefill, dynamic_cache
 from .routing import RoutingCount, count_routing
 from .shapes import LlmShape
@@ -50,15 +50,20 @@ def shape_of(spec: TaskSpec) -> LlmShape:
 
 
 def check_device_memory(spec: TaskSpec, shape: LlmShape, device: torch.device) -> None:
-    """ValueError with both numbers when the task cannot fit in the GPU's free memory (before anything is
-    allocated; see `llm.memory`). CPU tasks are not checked."""
-    if device.type != "cuda":
-        return
+    """ValueError with both numbers when the task cannot fit in the GPU's free memory, or on a CPU in the
+    host's available memory, before anything is allocated (see `llm.memory`)."""
     need = memory_need(shape, spec.dtype, spec.phase or "decode", spec.batch_size, spec.prompt_len, spec.gen_tokens)
-    free, capacity = torch.cuda.mem_get_info(device)
+    if device.type == "cuda":
+        free, capacity = torch.cuda.mem_get_info(device)
+        where = f"{device} has"
+    else:
+        host = host_memory_bytes()
+        if host is None:
+            return
+        (free, capacity), where = host, "this host has"
     if need.total_bytes > free:
-        raise ValueError(f"task {spec.task_id}: {shape.describe()} at batch {spec.batch_size} needs {need.describe()},"
-                         f" but {device} has {free / GIB:,.2f} GiB free of {capacity / GIB:,.2f} GiB")
+        raise ValueError(f"task {spec.task_id}: {shape.describe()} in {spec.dtype} at batch {spec.batch_size} needs"
+                         f" {need.describe()}, but {where} {free / GIB:,.2f} GiB free of {capacity / GIB:,.2f} GiB")
 
 
 @dataclass(frozen=True)
