@@ -129,9 +129,11 @@ def series_key(p: PairRatio) -> LlmSeriesKey:
 
 
 def _gpu_spec(key: LlmSeriesKey) -> GpuSpec | None:
-    names = [n.strip() for n in key.gpu.split(",") if n.strip()]
-    specs = {lookup(n) for n in names}
-    return next(iter(specs)) if len(specs) == 1 else None
+    """The datasheet of the series' GPU; None for an unknown GPU, a CPU, or a mix of GPU models."""
+    specs = [lookup(n.strip()) for n in key.gpu.split(",") if n.strip()]
+    if not specs or any(s is None for s in specs) or len({s.key for s in specs if s is not None}) != 1:
+        return None
+    return specs[0]
 
 
 def _estimate(moe: TaskStats, twins: dict[str, TaskStats], gpu: GpuSpec) -> LlmEstimate | None:
