@@ -1,9 +1,10 @@
 """Expand an LLM sweep (`workload: llm`) into matched pairs: one MoE task and its dense twins.
 
 For every model × impl × dtype × batch size × phase × prompt length × generated tokens × path ×
-... there is one pair: the MoE task and one dense twin per match mode (`llm.twins.match_dense`:
-the MoE's dense sibling family with its FFN width sized to the MoE's total or active
-parameters), all measuring the same phase of the same batch of prompts, alternately on one GPU.
+... (of each of the sweep's `grids`, where it has several) there is one pair: the MoE task and one
+dense twin per match mode (`llm.twins.match_dense`: the MoE's dense sibling family with its FFN
+width sized to the MoE's total or active parameters), all measuring the same phase of the same
+batch of prompts, alternately on one GPU.
 A prefill reads no generated tokens, so the `gen_tokens` axis does not multiply prefill pairs.
 With `share_twins`, the implementations of one grid point share one pair, as for the MLPs.
 """
@@ -62,7 +63,6 @@ def expand_llm(sweep: SweepFile, run_id: str = "local") -> Plan:
     """Every pair of an LLM sweep, in file order (models outermost, then `LLM_AXES`)."""
     varying = sweep.varying()
     axes = [a for a in sweep.grid_axes() if not (sweep.share_twins and a == "impl")]
-    impls_per_pair = list(sweep.impl) if sweep.share_twins else [None]
     pairs: list[PairPlan] = []
     skipped: list[str] = []
     seen: set[str] = set()
@@ -70,7 +70,10 @@ def expand_llm(sweep: SweepFile, run_id: str = "local") -> Plan:
         moe = entry.llm_shape()
         twins = _twins(index, entry.label, moe, list(sweep.match))
         preset = entry.preset if entry.is_plain_llm_preset else None
-        for values in itertools.product(*(getattr(sweep, a) for a in axes)):
+        points_of = ((grid, values) for grid in sweep.llm_grids()
+                     for values in itertools.product(*(grid[a] for a in axes)))
+        for grid, values in points_of:
+            impls_per_pair = list(grid["impl"]) if sweep.share_twins else [None]
             base: dict[str, Any] = dict(zip(axes, values))
             if base["phase"] == "prefill":
                 base["gen_tokens"] = 0

@@ -184,6 +184,33 @@ def _as_list(value: Any) -> Any:
 Axis = Annotated[list[T], BeforeValidator(_as_list)]
 
 
+def _unique(value: list[Any]) -> list[Any]:
+    if not value:
+        raise ValueError("empty list: a grid axis needs at least one value")
+    if len(set(value)) != len(value):
+        raise ValueError(f"duplicate values in {value}")
+    return value
+
+
+class LlmGrid(_Strict):
+    """One part of an LLM sweep's grid (`grids:`): the axes it gives replace the sweep's own, so one sweep
+    can measure decode over batch sizes and prefill over prompt lengths without multiplying the two."""
+
+    impl: Optional[Axis[Impl]] = None
+    dtype: Optional[Axis[DType]] = None
+    batch_size: Optional[Axis[Annotated[int, Field(gt=0)]]] = None
+    phase: Optional[Axis[Phase]] = None
+    prompt_len: Optional[Axis[Annotated[int, Field(gt=0)]]] = None
+    gen_tokens: Optional[Axis[Annotated[int, Field(gt=0)]]] = None
+    path: Optional[Axis[LlmPath]] = None
+    cuda_graphs: Optional[Axis[Optional[bool]]] = None
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _non_empty_unique(cls, value: Any) -> Any:
+        return value if value is None else _unique(value)
+
+
 class SweepFile(_Strict):
     """A whole sweep file. Grid axes are normalised to non-empty, duplicate-free lists."""
 
@@ -222,17 +249,16 @@ class SweepFile(_Strict):
     prompt_len: Axis[Annotated[int, Field(gt=0)]] = [512]
     gen_tokens: Axis[Annotated[int, Field(gt=0)]] = [128]
     path: Axis[LlmPath] = ["fast"]
+    # workload llm: several grids in one sweep, each replacing some of the axes above (e.g. decode over
+    # batch sizes and prefill over prompt lengths); absent, the one grid of the axes above
+    grids: Optional[list[LlmGrid]] = Field(default=None, min_length=1)
     # scheduling
     placement_strategy: Strategy = "STRICT_PACK"
 
     @field_validator(*AXES, *LLM_ONLY, "match", mode="after")
     @classmethod
     def _non_empty_unique(cls, value: list[Any]) -> list[Any]:
-        if not value:
-            raise ValueError("empty list: a grid axis needs at least one value")
-        if len(set(value)) != len(value):
-            raise ValueError(f"duplicate values in {value}")
-        return value
+        return _unique(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> "SweepFile":
@@ -263,6 +289,8 @@ class SweepFile(_Strict):
         """Refuse keys and values of the other workload (they would be silently ignored)."""
         given = self.model_fields_set  # a key at its default passes (a resolved sweep, dumped, lists them all)
         if self.workload == "mlp":
+            if self.grids is not None:
+                raise FieldProblem(("grids",), "is a key of workload llm (this sweep's workload is mlp)")
             for key in LLM_ONLY:
                 if key in given and getattr(self, key) != SweepFile.model_fields[key].default:
                     raise FieldProblem((key,), "is a key of workload llm (this sweep's workload is mlp)")
@@ -275,17 +303,31 @@ class SweepFile(_Strict):
                 values = ", ".join(str(v) for v in getattr(self, key))
                 raise FieldProblem((key,), f"{values} is not implemented for workload llm (it takes"
                                    f" {', '.join(str(v) for v in default)} only)")
-        bad = [i for i in self.impl if i not in LLM_IMPLS]
-        if bad:
-            raise FieldProblem(("impl",), f"{bad[0]!r} is an mlp implementation; llm takes {', '.join(LLM_IMPLS)}"
-                               " (library: transformers' own experts; grouped: moecluster's kernels)")
+        for loc, grid in [((), self), *((("grids", i), g) for i, g in enumerate(self.grids or ()))]:
+            bad = [i for i in (grid.impl or ()) if i not in LLM_IMPLS]
+            if bad:
+                raise FieldProblem((*loc, "impl"), f"{bad[0]!r} is an mlp implementation; llm takes"
+                                   f" {', '.join(LLM_IMPLS)} (library: transformers' own experts; grouped:"
+                                   " moecluster's kernels)")
+            if self.device == "cpu" and True in (grid.cuda_graphs or ()):
+                raise FieldProblem((*loc, "cuda_graphs"), "CUDA graphs need device cuda")
         if "seed" in self.match:
             raise FieldProblem(("match",), "'seed' is the MLP seed's own width; llm twins match total or active")
+
+    def llm_grids(self) -> list[dict[str, list[Any]]]:
+        """The LLM grids: each `grids` entry's axes over the sweep's own, or the sweep's own alone."""
+        own = {a: list(getattr(self, a)) for a in LLM_AXES}
+        if not self.grids:
+            return [own]
+        return [{**own, **{k: v for k, v in g.model_dump().items() if v is not None}} for g in self.grids]
 
     def grid_axes(self) -> tuple[str, ...]:
         """The keys that form this sweep's grid, in id order (`AXES`, or `LLM_AXES` for workload llm)."""
         return LLM_AXES if self.workload == "llm" else AXES
 
     def varying(self) -> list[str]:
-        """The axes with more than one value, in `grid_axes()` order."""
+        """The axes with more than one value (in any LLM grid), in `grid_axes()` order."""
+        if self.workload == "llm":
+            grids = self.llm_grids()
+            return [a for a in LLM_AXES if len({v for g in grids for v in g[a]}) > 1]
         return [a for a in self.grid_axes() if len(getattr(self, a)) > 1]

@@ -16,6 +16,7 @@ experts the realised routing reached, and the KV cache written and read) come fr
 """
 from __future__ import annotations
 
+import gc
 from collections.abc import Hashable
 from dataclasses import dataclass
 from functools import partial
@@ -138,6 +139,9 @@ class LlmWorkload:
     def prepare(self, spec: TaskSpec, device: torch.device, dtype: torch.dtype) -> Prepared:
         self.validate(spec)
         shape = shape_of(spec)
+        if device.type == "cuda":  # the previous task's model (a repeat's, or the other side's) is gone for good
+            gc.collect()
+            torch.cuda.empty_cache()
         check_device_memory(spec, shape, device)
         decode = spec.phase == "decode"
         positions = spec.prompt_len - 1 + spec.gen_tokens if decode else spec.prompt_len
