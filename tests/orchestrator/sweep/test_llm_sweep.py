@@ -108,3 +108,18 @@ def test_a_huge_llm_is_refused_at_load_with_the_memory_it_needs() -> None:
     body = "models: [{preset: mixtral-8x22b, num_layers: 100000}]"
     with pytest.raises(SweepError, match=r"need [\d,]+ GiB for the weights alone"):
         expand(parse_sweep(f"name: t\nworkload: llm\n{body}\n", Path("t.yaml")))
+
+
+def test_grids_measure_decode_over_batch_and_prefill_over_prompt_in_one_sweep(examples: Path) -> None:
+    sweep = parse_sweep((examples.parent / "benchmarks" / "sweeps" / "llm-h100.yaml").read_text(), Path("h.yaml"))
+    plan = expand(sweep)
+    decode = [p.tasks[0] for p in plan.pairs if p.tasks[0].phase == "decode"]
+    prefill = [p.tasks[0] for p in plan.pairs if p.tasks[0].phase == "prefill"]
+    assert [(t.batch_size, t.prompt_len, t.gen_tokens) for t in decode] == [(b, 256, 64) for b in (1, 4, 16, 64, 256)]
+    assert [(t.batch_size, t.prompt_len, t.gen_tokens) for t in prefill] == [(1, p, 0) for p in (512, 2048, 8192)]
+    assert len(plan.tasks) == 24 and task_count(sweep)[0] >= 24
+    assert {t.dtype for t in plan.tasks} == {"bfloat16"} and all(len(p.tasks) == 3 for p in plan.pairs)
+    with pytest.raises(SweepError, match=r"grids\[0\]\.impl: 'naive' is an mlp implementation"):
+        parse_sweep("name: t\nworkload: llm\nmodels: [{preset: tiny-mixtral}]\ngrids: [{impl: naive}]\n")
+    with pytest.raises(SweepError, match="grids: is a key of workload llm"):
+        parse_sweep("name: t\nmodels: [{preset: small}]\ngrids: [{phase: decode}]\n")
