@@ -86,6 +86,10 @@ def _fmt(v: float | None, spec: str = ",.1f") -> str:
     return "n/a" if v is None else format(v, spec)
 
 
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a is not None and b else "n/a"
+
+
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -119,12 +123,10 @@ def result_table(results: list[TaskResult]) -> Table:
                   r.energy_source or f"unavailable: {escape(r.energy_unavailable_reason or '')}")
     dense, moe = results[0], results[1]
     if dense.status == moe.status == "ok":
-        def ratio(a: float | None, b: float | None) -> str:
-            return f"{a / b:.2f}x" if a is not None and b else "n/a"
         t.add_section()
-        t.add_row("MoE / dense", "", ratio(moe.inferences_per_s, dense.inferences_per_s),
-                  ratio(moe.avg_power_w, dense.avg_power_w), ratio(moe.inferences_per_j, dense.inferences_per_j),
-                  *[""] * (len(cols) - 5))
+        ratios = [_ratio(getattr(moe, f), getattr(dense, f)) for f in ("inferences_per_s", "avg_power_w",
+                                                                        "inferences_per_j")]
+        t.add_row("MoE / dense", "", *ratios, *[""] * (len(cols) - 5))
     return t
 
 

@@ -15,18 +15,19 @@ candidate). At prepare, never inside a measurement window, every candidate:
 
 The fastest is kept; the record (`form`) names it, every candidate's time or why it failed, why no
 graph where none, and the check against the reference. Choices are cached per process under a
-key of everything they depend on, so the repeats of a pair measure once.
+key of everything they depend on (in the process's `forms.FormCache`, beside the MLP's), so the
+repeats of a pair measure once.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from ..forms import GRAPH_NEEDLESS_FROM_S, rel_err
+from ..forms import GRAPH_NEEDLESS_FROM_S, FormCache, FormChoice, rel_err
 from ..graphs import WARMUP_CALLS, CapturedGraph, GraphPolicy, Replayable
 from ..timing import samples_for, time_call_s
 from .engine import StaticEngine
@@ -178,27 +179,6 @@ class LlmTools:
     capture: StepCapture = capture_step
 
 
-@dataclass(frozen=True)
-class Choice:
-    candidate: str
-    graph: bool
-    form: tuple[tuple[str, str], ...]
-
-
-@dataclass
-class ChoiceCache:
-    """Choices per key for the life of one process (as `forms.FormCache` for the MLP)."""
-
-    _choices: dict[Hashable, Choice] = field(default_factory=dict)
-
-    def get(self, key: Hashable) -> Choice | None:
-        return self._choices.get(key)
-
-    def put(self, key: Hashable, choice: Choice) -> None:
-        self._choices[key] = choice
-
-
-PROCESS_CHOICES = ChoiceCache()  # per process: a worker's repeats of a pair reuse their choices
 
 
 @dataclass(frozen=True)
@@ -260,7 +240,7 @@ def _graph_skip(policy: GraphPolicy, run: PhaseRun, eager_s: float | None) -> st
 
 
 def choose(candidates: Sequence[Candidate], run: PhaseRun, reference: Outputs, *, device: torch.device,
-           policy: GraphPolicy, tolerance: float, tools: LlmTools, cache: ChoiceCache, key: Hashable,
+           policy: GraphPolicy, tolerance: float, tools: LlmTools, cache: FormCache, key: Hashable,
            extra: Mapping[str, str] | None = None) -> Chosen:
     """Check, time and capture every candidate (see the module's doc); the fastest, in its form.
 
@@ -321,7 +301,8 @@ def choose(candidates: Sequence[Candidate], run: PhaseRun, reference: Outputs, *
         winner = next(c for c in candidates if c.name == best.timing.name)
         winner.use()
         form = {**(extra or {}), **_form(winner, best.timing, timings, skips, checks[winner.name], run, device)}
-        cache.put(key, Choice(candidate=winner.name, graph=best.graph is not None, form=tuple(form.items())))
+        cache.put(key, FormChoice(option=winner.name, graph=best.graph is not None, timings=(),
+                                    form=tuple(form.items())))
         step = run.graph_step(best.graph) if best.graph is not None else run.step
         return Chosen(step=step, form=form, graph=best.graph)
 
@@ -350,11 +331,11 @@ def _form(winner: Candidate, timed: _Timed, timings: Sequence[_Timed], skips: di
             "check": check}
 
 
-def _apply_cached(cached: Choice, candidates: Sequence[Candidate], run: PhaseRun, tools: LlmTools,
+def _apply_cached(cached: FormChoice, candidates: Sequence[Candidate], run: PhaseRun, tools: LlmTools,
                   tolerance: float) -> Chosen | None:
     """The cached choice applied afresh (its graph captured and checked against eager again), or None
     where it can no longer be applied (then the caller measures anew)."""
-    cand = next((c for c in candidates if c.name == cached.candidate), None)
+    cand = next((c for c in candidates if c.name == cached.option), None)
     if cand is None:
         return None
     cand.use()

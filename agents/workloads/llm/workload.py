@@ -27,13 +27,13 @@ from torch import nn
 
 from ...records import ParamCounts, TaskSpec
 from ..base import Prepared
-from ..forms import output_tolerance
+from ..forms import PROCESS_FORM_CACHE, FormCache, output_tolerance
 from ..graphs import graph_policy
 from ..timing import time_call_s
 from .build import build_model, transformers_version
 from .engine import StaticEngine
 from .experts import GATHER, GROUPED_MM, grouped_mm_problem, library_experts, use_experts
-from .forms import PROCESS_CHOICES, Candidate, ChoiceCache, DecodeRun, LlmTools, Outputs, PhaseRun, PrefillRun, choose
+from .forms import Candidate, DecodeRun, LlmTools, Outputs, PhaseRun, PrefillRun, choose
 from .memory import GIB, host_memory_bytes, memory_need
 from .reference import ReferenceDecode, ReferencePrefill, dynamic_cache
 from .routing import RoutingCount, count_routing
@@ -94,8 +94,8 @@ class LlmWorkload:
 
     name = "llm"
 
-    def __init__(self, choices: ChoiceCache | None = None, tools: LlmTools | None = None) -> None:
-        self.choices = PROCESS_CHOICES if choices is None else choices
+    def __init__(self, choices: FormCache | None = None, tools: LlmTools | None = None) -> None:
+        self.choices = PROCESS_FORM_CACHE if choices is None else choices
         self.tools = tools or LlmTools()
 
     # -- checks ----------------------------------------------------------------------------

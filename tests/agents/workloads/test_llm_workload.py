@@ -15,7 +15,8 @@ pytest.importorskip("transformers")
 from moecluster.agents.records import TaskSpec  # noqa: E402
 from moecluster.agents.workloads.base import get_workload  # noqa: E402
 from moecluster.agents.workloads.graphs import GraphPolicy  # noqa: E402
-from moecluster.agents.workloads.llm.forms import ChoiceCache, LlmTools  # noqa: E402
+from moecluster.agents.workloads.forms import FormCache  # noqa: E402
+from moecluster.agents.workloads.llm.forms import LlmTools  # noqa: E402
 from moecluster.agents.workloads.llm.presets import PRESETS  # noqa: E402
 from moecluster.agents.workloads.llm.twins import match_dense  # noqa: E402
 from moecluster.agents.workloads.llm.workload import LlmWorkload  # noqa: E402
@@ -56,7 +57,7 @@ def graphs_win() -> LlmTools:
 @pytest.mark.parametrize("phase", ["decode", "prefill"])
 def test_fast_path_prepares_checked_and_recorded(phase: str) -> None:
     s = spec(phase=phase, gen_tokens=3 if phase == "decode" else 0)
-    prepared = LlmWorkload(choices=ChoiceCache()).prepare(s, CPU, torch.float32)
+    prepared = LlmWorkload(choices=FormCache()).prepare(s, CPU, torch.float32)
     per_step = s.batch_size * (s.gen_tokens if phase == "decode" else s.prompt_len)
     assert prepared.items_per_batch == per_step
     assert prepared.params == MOE.params() and prepared.flops_per_item > 0 and prepared.bytes_per_batch > 0
@@ -73,7 +74,7 @@ def test_fast_path_prepares_checked_and_recorded(phase: str) -> None:
 
 def test_decode_step_is_one_whole_response_from_the_same_start() -> None:
     twin = match_dense(MOE, "active")
-    prepared = LlmWorkload(choices=ChoiceCache()).prepare(
+    prepared = LlmWorkload(choices=FormCache()).prepare(
         spec(kind="dense", impl="dense", architecture=twin.architecture, model=twin.as_model()), CPU, torch.float32)
     engine = prepared.step.__self__.engine  # type: ignore[attr-defined]  # eager on CPU: DecodeRun.step
     with torch.inference_mode():
@@ -88,7 +89,7 @@ def test_a_graph_is_chosen_where_it_runs_faster_and_checked_against_eager(monkey
     import moecluster.agents.workloads.llm.workload as module
 
     monkeypatch.setattr(module, "graph_policy", lambda device, wanted: GraphPolicy(wanted=wanted, blocker=None))
-    workload = LlmWorkload(choices=ChoiceCache(), tools=graphs_win())
+    workload = LlmWorkload(choices=FormCache(), tools=graphs_win())
     prepared = workload.prepare(spec(), CPU, torch.float32)
     again = workload.prepare(spec(), CPU, torch.float32)
     assert prepared.form["graph"].startswith("captured: one CUDA graph per decode step")
@@ -99,7 +100,7 @@ def test_a_graph_is_chosen_where_it_runs_faster_and_checked_against_eager(monkey
 
 
 def test_reference_path_runs_transformers_generate() -> None:
-    prepared = LlmWorkload(choices=ChoiceCache()).prepare(spec(path="reference", impl="library"), CPU, torch.float32)
+    prepared = LlmWorkload(choices=FormCache()).prepare(spec(path="reference", impl="library"), CPU, torch.float32)
     assert prepared.form["layout"].startswith("transformers generate")
     assert prepared.form["kernel"].startswith("library: transformers experts_implementation=")
     with torch.inference_mode():
@@ -126,4 +127,4 @@ def test_a_model_too_big_for_the_host_is_refused_before_allocation() -> None:
     big = PRESETS["mixtral-8x22b"].shape
     need = r"needs [\d,.]+ GiB \(weights [\d,.]+ GiB.*but this host has [\d,.]+ GiB free"
     with pytest.raises(ValueError, match=need):
-        LlmWorkload(choices=ChoiceCache()).prepare(spec(model=big.as_model()), CPU, torch.float32)
+        LlmWorkload(choices=FormCache()).prepare(spec(model=big.as_model()), CPU, torch.float32)
