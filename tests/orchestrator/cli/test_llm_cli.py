@@ -99,3 +99,10 @@ def test_tiny_llm_sweep_through_submit_and_report(tmp_path: Path) -> None:
     assert "LLMs: tokens per joule over the batch" in page and (tmp_path / "html" / "figure-llm.png").is_file()
     rows = (tmp_path / "out" / "llm.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 and "critical_batch_tokens" in rows[0]
+
+
+def test_estimate_reads_an_llm_sweep_in_tokens_per_forward() -> None:
+    sweep = Path(__file__).resolve().parents[3] / "benchmarks" / "sweeps" / "llm-h100.yaml"
+    out = cli("estimate", "--sweep", str(sweep), "--gpu", "h100")
+    assert out.returncode == 0, out.stderr
+    assert "mixtral-8x7b-8l" in out.stdout and "295 / 1,181" in out.stdout and "8192" in out.stdout
