@@ -204,10 +204,7 @@ def bench(workload: str, preset: str | None, num_experts: int | None, expert_hid
              impl=impl, match=match, dtype=dtype, batch_size=batch_size, device=device, phase=phase,
              prompt_len=prompt_len, gen_tokens=gen_tokens, path=llm_path, required=cuda_graphs, eager=eager,
              dry_run=dry_run, as_json=as_json, duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
-             meter=meter, seed=seed, mlp_only={"--expert-hidden-dim": expert_hidden_dim,
-                                               "--expert-num-layers": expert_num_layers, "--load": load,
-                                               "--zipf-s": zipf_s, "--train-epochs": train_epochs,
-                                               "--compile": compile_})
+             meter=meter, seed=seed)
         return
     llm_given = [f"--{name.replace('_', '-')}" for name in ("num_layers", "phase", "prompt_len", "gen_tokens")
                  if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
@@ -253,14 +250,16 @@ def bench(workload: str, preset: str | None, num_experts: int | None, expert_hid
         sys.exit(1)
 
 
-def _llm(ctx: click.Context, *, required: bool, eager: bool, mlp_only: dict[str, Any], **options: Any) -> None:
+MLP_ONLY_OPTIONS = {"expert_hidden_dim": "--expert-hidden-dim", "expert_num_layers": "--expert-num-layers",
+                    "load": "--load", "zipf_s": "--zipf-s", "train_epochs": "--train-epochs", "compile_": "--compile"}
+
+
+def _llm(ctx: click.Context, *, required: bool, eager: bool, **options: Any) -> None:
     """`bench --workload llm`: refuse the MLP-only options given, then hand over to `bench_llm`."""
     from .bench_llm import run_llm_bench
 
-    for flag, _ in mlp_only.items():
-        name = flag.lstrip("-").replace("-", "_")
-        source = ctx.get_parameter_source("compile_" if name == "compile" else name)
-        if source == click.core.ParameterSource.COMMANDLINE:
+    for name, flag in MLP_ONLY_OPTIONS.items():
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
             raise InputError(f"{flag} is an option of --workload mlp")
     if required and eager:
         raise InputError("--cuda-graphs and --eager exclude each other")

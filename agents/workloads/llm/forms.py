@@ -309,7 +309,7 @@ def choose(candidates: Sequence[Candidate], run: PhaseRun, reference: Outputs, *
 
 def _graph_text(winner: _Timed, timings: Sequence[_Timed], skips: dict[str, str], run: PhaseRun) -> str:
     if winner.graph:
-        what = ("one CUDA graph per decode step, replayed for every token of a response" if run.graph_unit_steps > 1
+        what = ("one CUDA graph per decode step, replayed for every token of a response" if run.unit == "response"
                 else "the whole forward in one CUDA graph")
         return f"captured: {what}; replay checked against eager"
     if winner.name in skips:
@@ -318,7 +318,8 @@ def _graph_text(winner: _Timed, timings: Sequence[_Timed], skips: dict[str, str]
     if mine and mine[0].time_s is None:
         return f"eager: {mine[0].failure}"
     if mine:
-        return f"eager: its eager run measured faster than its graph ({mine[0].time_s or 0.0:.4g} s)"
+        return (f"eager: its eager run measured faster than its graph ({winner.time_s or 0.0:.4g} s vs"
+                f" {mine[0].time_s or 0.0:.4g} s per {run.unit})")
     return "eager: no graph was tried"
 
 
