@@ -303,13 +303,15 @@ class SweepFile(_Strict):
                 values = ", ".join(str(v) for v in getattr(self, key))
                 raise FieldProblem((key,), f"{values} is not implemented for workload llm (it takes"
                                    f" {', '.join(str(v) for v in default)} only)")
-        for loc, grid in [((), self), *((("grids", i), g) for i, g in enumerate(self.grids or ()))]:
-            bad = [i for i in (grid.impl or ()) if i not in LLM_IMPLS]
+        parts: list[tuple[tuple[str | int, ...], list[Any] | None, list[Any] | None]] = [((), self.impl, None)]
+        parts += [(("grids", i), g.impl, g.cuda_graphs) for i, g in enumerate(self.grids or ())]
+        for loc, impls, graphs in parts:
+            bad = [i for i in (impls or ()) if i not in LLM_IMPLS]
             if bad:
                 raise FieldProblem((*loc, "impl"), f"{bad[0]!r} is an mlp implementation; llm takes"
                                    f" {', '.join(LLM_IMPLS)} (library: transformers' own experts; grouped:"
                                    " moecluster's kernels)")
-            if self.device == "cpu" and True in (grid.cuda_graphs or ()):
+            if self.device == "cpu" and True in (graphs or ()):
                 raise FieldProblem((*loc, "cuda_graphs"), "CUDA graphs need device cuda")
         if "seed" in self.match:
             raise FieldProblem(("match",), "'seed' is the MLP seed's own width; llm twins match total or active")

@@ -113,3 +113,13 @@ def test_every_family_has_a_dense_twin_family() -> None:
     for fam in FAMILIES.values():
         assert fam.twin in FAMILIES and not FAMILIES[fam.twin].moe
     assert ALIGNMENTS[0] == 256
+
+
+def test_without_transformers_an_llm_task_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from moecluster.agents.workloads.llm.build import transformers_module
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
+    with pytest.raises(ValueError, match=r"workload llm needs transformers \(pip install 'moecluster\[llm\]'\)"):
+        transformers_module()
