@@ -147,7 +147,8 @@ def merge_repeats(spec: TaskSpec, runs: Sequence[TaskResult]) -> TaskResult:
         windows = tuple(replace(w, energy_j=None) for w in windows)
     rl = first.roofline
     if rl is not None:
-        rl = roofline(rl.flops_per_item, rl.bytes_per_batch, spec.batch_size, windows, _peaks_of(rl))
+        rl = roofline(rl.flops_per_item, rl.bytes_per_batch, rl.items_per_batch or spec.batch_size, windows,
+                      _peaks_of(rl))
     return replace(
         first, spec=spec, windows=windows, energy_source=source, energy_unavailable_reason=reason,
         idle_power_w=sum(idle) / len(idle) if idle else None,

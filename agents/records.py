@@ -21,7 +21,8 @@ class TaskSpec:
 
     `model` holds the workload's own shape parameters (for `mlp`: `input_dim`,
     `output_dim`, and for `moe` `num_experts`, `expert_hidden_dim`, `expert_num_layers`,
-    `top_k`; for `dense` `hidden_dim`, `num_layers`); the workload validates them.
+    `top_k`; for `dense` `hidden_dim`, `num_layers`; for `llm` the fields of `LlmShape`, its family
+    in `architecture`); the workload validates them.
     `impl` is `dense` for a dense task, else the MoE implementation. `match` says how a
     dense twin was sized (`total`, `active`, `seed`) and is None for an MoE task.
 
@@ -56,6 +57,13 @@ class TaskSpec:
     meter: str = "auto"
     sample_power: bool = True
     reverse_order: bool = False
+    # workload llm (`agents.workloads.llm`): the transformers family, the phase measured, tokens per
+    # prompt and generated per sequence, and whether transformers' own generate or moecluster's fast path runs
+    architecture: str | None = None
+    phase: str | None = None
+    prompt_len: int = 0
+    gen_tokens: int = 0
+    path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -99,6 +107,7 @@ class Roofline:
     fraction: float
     bound: Literal["compute", "memory"]
     note: str | None = None  # e.g. why a fraction above 1 was possible
+    items_per_batch: int | None = None  # items one batch holds (None in older records: the batch size)
 
 
 @dataclass(frozen=True)

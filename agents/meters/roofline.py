@@ -48,4 +48,4 @@ def roofline(flops_per_item: float, bytes_per_batch: float, items_per_batch: int
         note = f"above the roofline ({fraction:.3f}, {bound}-bound): {rates} (peaks: {peaks.source})"
     return Roofline(flops_per_item=flops_per_item, bytes_per_batch=bytes_per_batch, peak_flops=peaks.flops_per_s,
                     peak_bytes_per_s=peaks.bytes_per_s, peak_source=peaks.source, time_s=time_s, fraction=fraction,
-                    bound=bound, note=note)
+                    bound=bound, note=note, items_per_batch=items_per_batch)

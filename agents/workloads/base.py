@@ -60,9 +60,10 @@ def torch_dtype(name: str) -> torch.dtype:
 
 
 def registry() -> dict[str, Workload]:
+    from .llm.workload import LlmWorkload
     from .mlp.workload import MlpWorkload
 
-    return {"mlp": MlpWorkload()}
+    return {"mlp": MlpWorkload(), "llm": LlmWorkload()}
 
 
 def get_workload(name: str) -> Workload:

@@ -3,8 +3,8 @@
 Pure functions over `list[TaskResult]` (plus, for the cluster-wide view, a Prometheus URL):
 per-task figures with 95 % intervals (`tasks`, `stats`) and the warnings beside them (`checks`),
 MoE/dense pairs as ratios (`pairs`), the break-even size (`breakeven`, `crossing`) with its
-bootstrap interval (`bootstrap`), expert-parallel costs (`ep`) and cluster-wide energy
-(`cluster`). `aggregate()` runs them all for the report.
+bootstrap interval (`bootstrap`), expert-parallel costs (`ep`), cluster-wide energy
+(`cluster`) and LLM pairs over the batch, per phase (`llm`). `aggregate()` runs them all for the report.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from .bootstrap import CrossingInterval
 from .breakeven import BreakEven, SeriesKey, break_evens
 from .cluster import ClusterEnergy, cluster_energy
 from .ep import EpPoint, ep_points
+from .llm import LlmSeries, llm_series
 from .pairs import IncompletePair, PairRatio, pair_ratios
 from .prometheus import Prometheus, PrometheusError
 from .stats import Estimate, log_mean_ci, mean_ci, ratio_ci, replicate_ci
@@ -24,7 +25,7 @@ from .tasks import TaskStats, all_task_stats, task_stats
 
 __all__ = [
     "Aggregate", "BreakEven", "ClusterEnergy", "CrossingInterval", "EpPoint", "Estimate", "IncompletePair",
-    "PairRatio", "Prometheus", "PrometheusError", "SeriesKey", "TaskStats", "aggregate", "all_task_stats",
+    "LlmSeries", "PairRatio", "Prometheus", "PrometheusError", "SeriesKey", "TaskStats", "aggregate", "all_task_stats",
     "break_evens", "cluster_energy", "ep_points", "log_mean_ci", "mean_ci", "pair_ratios", "ratio_ci",
     "replicate_ci", "task_stats",
 ]
@@ -43,6 +44,7 @@ class Aggregate:
     ep: tuple[EpPoint, ...]
     cluster: ClusterEnergy | None
     cluster_note: str
+    llm: tuple[LlmSeries, ...] = ()  # LLM pairs as series over the batch, per phase
 
     @property
     def failed(self) -> tuple[TaskResult, ...]:
@@ -70,4 +72,4 @@ def aggregate(results: Sequence[TaskResult], prometheus_url: str | None = None, 
         results=tuple(results), tasks=tuple(stats), pairs=tuple(pairs), incomplete=tuple(incomplete),
         break_evens=tuple(break_evens(pairs)),
         break_evens_above_idle=tuple(break_evens(pairs, "inferences_per_j_above_idle")),
-        ep=tuple(ep_points(stats)), cluster=cluster, cluster_note=note)
+        ep=tuple(ep_points(stats)), cluster=cluster, cluster_note=note, llm=tuple(llm_series(pairs)))

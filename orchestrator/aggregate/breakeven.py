@@ -52,6 +52,11 @@ class SeriesKey:
     compile: bool = False
     cuda_graphs: bool | None = None
     gpu: str = ""  # the GPU model(s) of the MoE task, "" on CPU
+    # workload llm: what an LLM pair measured (a size series never mixes phases or lengths)
+    phase: str | None = None
+    prompt_len: int = 0
+    gen_tokens: int = 0
+    path: str | None = None
 
     def sort_key(self) -> tuple[str, ...]:
         return tuple(str(getattr(self, f.name)) for f in fields(self))
@@ -126,7 +131,8 @@ def series_key(p: PairRatio) -> SeriesKey:
     return SeriesKey(impl=s.impl, dtype=s.dtype, expert_parallel=s.expert_parallel, batch_size=s.batch_size,
                      match=str(p.dense.spec.match), workload=s.workload, device=s.device, load=s.load,
                      zipf_s=s.zipf_s if s.load == "zipf" else None, train_epochs=s.train_epochs, compile=s.compile,
-                     cuda_graphs=s.cuda_graphs, gpu=", ".join(sorted({g.name for g in p.moe.result.gpus})))
+                     cuda_graphs=s.cuda_graphs, gpu=", ".join(sorted({g.name for g in p.moe.result.gpus})),
+                     phase=s.phase, prompt_len=s.prompt_len, gen_tokens=s.gen_tokens, path=s.path)
 
 
 def _fmt(p: float) -> str:

@@ -26,7 +26,7 @@ from moecluster.agents.records import TaskResult, TaskSpec, Window
 from .checks import task_warnings
 from .stats import Estimate, log_mean_ci
 
-TOKENS_PER_ITEM = {"mlp": 1}
+TOKENS_PER_ITEM = {"mlp": 1, "llm": 1}  # an LLM task's items are its tokens (prefilled or generated)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`moecluster bench`: one dense/MoE pair on this machine, without Ray."""
+"""`moecluster bench`: one dense/MoE pair on this machine, without Ray (`--workload llm`: `bench_llm`)."""
 from __future__ import annotations
 
 import json
@@ -26,6 +26,8 @@ from moecluster.agents.workloads.mlp.shapes import (
 )
 from moecluster.agents.workloads.mlp.shapes import preset as preset_shape
 
+from moecluster.agents.workloads.llm.shapes import closest
+
 from .errors import InputError
 from .finite import FiniteFloatRange
 
@@ -36,6 +38,9 @@ def console(stderr: bool = False) -> Console:
 
 
 def _moe_shape(preset: str, overrides: dict[str, int | None]) -> MoEShape:
+    if preset not in PRESETS:
+        raise InputError(f"--preset: unknown preset {preset!r} ({closest(preset, PRESETS)}known: {', '.join(PRESETS)};"
+                         " the llm presets take --workload llm)")
     base = preset_shape(preset)
     fields = {k: v for k, v in overrides.items() if v is not None}
     try:
@@ -44,7 +49,7 @@ def _moe_shape(preset: str, overrides: dict[str, int | None]) -> MoEShape:
         raise InputError(str(exc)) from None
 
 
-def _default_device() -> str:
+def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -141,15 +146,30 @@ def _form_table(results: list[TaskResult]) -> Table | None:
 
 
 @click.command()
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="small", show_default=True,
-              help="The seed's MoE configuration; the shape options below override its fields.")
+@click.option("--workload", type=click.Choice(["mlp", "llm"]), default="mlp", show_default=True,
+              help="The seed's MLPs, or transformer LLMs (needs transformers: pip install 'moecluster[llm]').")
+@click.option("--preset", default=None,
+              help="mlp: the seed's MoE configuration (small, medium, large, xxl; default small). llm: an MoE preset"
+                   " (tiny-mixtral, mixtral-8x7b-8l, qwen3-30b-a3b-12l, mixtral-8x7b, ...; default tiny-mixtral)."
+                   " The shape options below override its fields.")
 @click.option("--num-experts", type=click.IntRange(min=1), help="Experts E.")
 @click.option("--expert-hidden-dim", type=click.IntRange(min=1), help="Hidden width of every expert.")
 @click.option("--expert-num-layers", type=click.IntRange(min=1), help="Hidden layers of every expert.")
 @click.option("--top-k", type=click.IntRange(min=1), help="Experts per token (<= E).")
-@click.option("--impl", type=click.Choice(IMPLS), default="grouped", show_default=True, help="MoE implementation.")
+@click.option("--impl", type=click.Choice([*IMPLS, "library"]), default="grouped", show_default=True,
+              help="MoE implementation (mlp: naive, sorted, grouped; llm: library = transformers' own experts,"
+                   " grouped = moecluster's kernels).")
 @click.option("--match", type=click.Choice(["total", "active", "seed"]), default="total", show_default=True,
               help="Dense twin sized by total or active parameters (aligned widths), or the seed's exact width.")
+@click.option("--num-layers", type=click.IntRange(min=1), help="llm: decoder layers (overrides the preset's).")
+@click.option("--phase", type=click.Choice(["prefill", "decode"]), default="decode", show_default=True,
+              help="llm: measure the prefill of the prompts, or the decode of --gen-tokens tokens after them.")
+@click.option("--prompt-len", type=click.IntRange(min=1), default=512, show_default=True,
+              help="llm: tokens per prompt.")
+@click.option("--gen-tokens", type=click.IntRange(min=1), default=128, show_default=True,
+              help="llm decode: tokens generated per sequence (one response; no early stop).")
+@click.option("--path", "llm_path", type=click.Choice(["fast", "reference"]), default="fast", show_default=True,
+              help="llm: moecluster's fast path (static KV cache, CUDA graphs) or transformers' generate as is.")
 @click.option("--dtype", type=click.Choice(DTYPE_NAMES), default="float32", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--device", type=click.Choice(["cuda", "cpu"]), default=None, help="Default: cuda if present, else cpu.")
@@ -174,11 +194,29 @@ def _form_table(results: list[TaskResult]) -> Table | None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Weights, inputs and load are drawn from it.")
 @click.option("--dry-run", is_flag=True, help="Print both models' shapes and parameter counts; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result records as JSON instead of a table.")
-def bench(preset: str, num_experts: int | None, expert_hidden_dim: int | None, expert_num_layers: int | None,
-          top_k: int | None, impl: str, match: str, dtype: str, batch_size: int, device: str | None,
+def bench(workload: str, preset: str | None, num_experts: int | None, expert_hidden_dim: int | None,
+          expert_num_layers: int | None, top_k: int | None, impl: str, match: str, num_layers: int | None, phase: str,
+          prompt_len: int, gen_tokens: int, llm_path: str, dtype: str, batch_size: int, device: str | None,
           duration_s: float, warmup_s: float, repeats: int, load: str, zipf_s: float, train_epochs: int,
           compile_: bool, cuda_graphs: bool, eager: bool, meter: str, seed: int, dry_run: bool, as_json: bool) -> None:
     """Measure one dense/MoE pair on this machine (no Ray): throughput, energy, roofline."""
+    ctx = click.get_current_context()
+    if workload == "llm":
+        _llm(ctx, preset=preset, overrides={"num_experts": num_experts, "top_k": top_k, "num_layers": num_layers},
+             impl=impl, match=match, dtype=dtype, batch_size=batch_size, device=device, phase=phase,
+             prompt_len=prompt_len, gen_tokens=gen_tokens, path=llm_path, required=cuda_graphs, eager=eager,
+             dry_run=dry_run, as_json=as_json, duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
+             meter=meter, seed=seed)
+        return
+    llm_given = [f"--{name.replace('_', '-')}" for name in ("num_layers", "phase", "prompt_len", "gen_tokens")
+                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+    if ctx.get_parameter_source("llm_path") == click.core.ParameterSource.COMMANDLINE:
+        llm_given.append("--path")
+    if llm_given:
+        raise InputError(f"{llm_given[0]} is an option of --workload llm")
+    if impl == "library":
+        raise InputError("--impl library is an llm implementation (--workload llm); mlp takes naive, sorted, grouped")
+    preset = preset or "small"
     moe = _moe_shape(preset, {"num_experts": num_experts, "expert_hidden_dim": expert_hidden_dim,
                               "expert_num_layers": expert_num_layers, "top_k": top_k})
     overridden = any(v is not None for v in (num_experts, expert_hidden_dim, expert_num_layers, top_k))
@@ -191,7 +229,7 @@ def bench(preset: str, num_experts: int | None, expert_hidden_dim: int | None, e
         else:
             console().print(_shape_table(moe, match))
         return
-    device = device or _default_device()
+    device = device or default_device()
     if device == "cuda":
         import torch
 
@@ -212,6 +250,25 @@ def bench(preset: str, num_experts: int | None, expert_hidden_dim: int | None, e
             console().print(forms)
     if any(r.status != "ok" for r in results):
         sys.exit(1)
+
+
+MLP_ONLY_OPTIONS = {"expert_hidden_dim": "--expert-hidden-dim", "expert_num_layers": "--expert-num-layers",
+                    "load": "--load", "zipf_s": "--zipf-s", "train_epochs": "--train-epochs", "compile_": "--compile"}
+
+
+def _llm(ctx: click.Context, *, required: bool, eager: bool, **options: Any) -> None:
+    """`bench --workload llm`: refuse the MLP-only options given, then hand over to `bench_llm`."""
+    from .bench_llm import run_llm_bench
+
+    for name, flag in MLP_ONLY_OPTIONS.items():
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            raise InputError(f"{flag} is an option of --workload mlp")
+    if required and eager:
+        raise InputError("--cuda-graphs and --eager exclude each other")
+    graphs = False if eager else (True if required else None)
+    if required and options.get("device") not in (None, "cuda"):
+        raise InputError(f"--cuda-graphs needs --device cuda; device {options['device']} has no CUDA graphs")
+    run_llm_bench(graphs=graphs, **options)
 
 
 def run_pair_alternating(specs: list[TaskSpec], repeats: int) -> list[TaskResult]:

@@ -11,9 +11,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from moecluster.agents.workloads.llm.shapes import LlmShape
 from moecluster.agents.workloads.mlp.shapes import PRESETS, MoEShape, ShapeError
-from moecluster.orchestrator.estimate import (GPUS, KNOWN, Estimation, GpuSpec, ModelShape, estimate, from_mlp, gpu,
-                                              mlp_preset)
+from moecluster.orchestrator.estimate import (GPUS, KNOWN, Estimation, GpuSpec, ModelShape, estimate, from_llm,
+                                              from_mlp, gpu, mlp_preset)
 from moecluster.orchestrator.estimate.formulas import DTYPE_BYTES
 from moecluster.orchestrator.estimate.gpus import ALIASES
 from moecluster.orchestrator.report.fmt import params as _params, seconds as _time, si as _si
@@ -69,18 +70,21 @@ def _sweep_rows(path: Path, gpu_spec: GpuSpec) -> list[Estimation]:
     rows: dict[tuple, Estimation] = {}
     for pair in plan.pairs:
         moe = pair.moe
-        key = (pair.model, tuple(sorted(dict(moe.model).items())), moe.dtype, moe.batch_size, moe.expert_parallel)
-        if key in rows or moe.workload != "mlp":
+        # an LLM forward processes batch × prompt tokens in prefill, one per sequence in decode
+        tokens = moe.batch_size * (moe.prompt_len if moe.phase == "prefill" else 1)
+        key = (pair.model, tuple(sorted(dict(moe.model).items())), moe.dtype, tokens, moe.expert_parallel)
+        if key in rows:
             continue
         if moe.dtype not in gpu_spec.flops_per_s:
             raise InputError(f"{path}: dtype {moe.dtype} has no datasheet peak on {gpu_spec.label}")
         try:
-            shape = from_mlp(MoEShape(**moe.model), pair.model)
+            shape = (from_llm(LlmShape.from_model(moe.architecture or "", moe.model), pair.model)
+                     if moe.workload == "llm" else from_mlp(MoEShape(**moe.model), pair.model))
         except (ShapeError, TypeError) as exc:
             raise InputError(f"{path}: model {pair.model}: {exc}") from None
-        rows[key] = estimate(shape, gpu_spec, moe.dtype, moe.batch_size, moe.expert_parallel)
+        rows[key] = estimate(shape, gpu_spec, moe.dtype, tokens, moe.expert_parallel)
     if not rows:
-        raise InputError(f"{path}: the sweep expands to no MLP MoE task")
+        raise InputError(f"{path}: the sweep expands to no MoE task")
     return list(rows.values())
 
 

@@ -43,6 +43,10 @@ def duration(seconds: float | None) -> str:
 
 def _shape(spec: TaskSpec) -> str:
     m = spec.model
+    if spec.workload == "llm":
+        from moecluster.agents.workloads.llm.shapes import LlmShape
+
+        return LlmShape.from_model(spec.architecture or "", m).describe()
     if spec.kind == "moe":
         return f"E={m['num_experts']} h={m['expert_hidden_dim']} L={m['expert_num_layers']} k={m['top_k']}"
     return f"w={m['hidden_dim']} L={m['num_layers']}"

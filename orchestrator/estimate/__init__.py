@@ -9,10 +9,10 @@ from typing import Any
 from .formulas import (all_to_all_bytes_per_token, critical_batch, dense_equivalent, dtype_bytes,
                        moe_critical_batch, roofline)
 from .gpus import GPUS, GpuSpec, gpu, lookup
-from .models import KNOWN, MLP_PRESETS, ModelShape, from_mlp, known, mlp_preset
+from .models import KNOWN, MLP_PRESETS, ModelShape, from_llm, from_mlp, known, mlp_preset
 
-__all__ = ["Estimation", "GPUS", "GpuSpec", "KNOWN", "MLP_PRESETS", "ModelShape", "estimate", "from_mlp", "gpu",
-           "known", "lookup", "mlp_preset"]
+__all__ = ["Estimation", "GPUS", "GpuSpec", "KNOWN", "MLP_PRESETS", "ModelShape", "estimate", "from_llm", "from_mlp",
+           "gpu", "known", "lookup", "mlp_preset"]
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ def compare(result: TaskResult) -> RooflineComparison | None:
         except KeyError:
             peak = None
         if peak:
-            batch = max(1, result.spec.batch_size)
+            batch = max(1, rl.items_per_batch or result.spec.batch_size)
             ds_s = max(rl.flops_per_item / peak, rl.bytes_per_batch / batch / (spec.memory_bytes_per_s * n))
             ds_frac = ds_s / (seconds / items)
     roof_s = rl.time_s / items

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from moecluster.agents.workloads.llm.shapes import LlmShape
 from moecluster.agents.workloads.mlp.shapes import PRESETS, MoEShape, preset
 
 
@@ -172,6 +173,19 @@ def from_mlp(shape: MoEShape, name: str = "mlp") -> ModelShape:
     p = shape.params()
     return ModelShape(name, p.router, shape.expert.params().total, shape.num_experts, shape.top_k,
                       shape.input_dim, shape.output_dim, 1, source="moecluster MLP preset (seed 001)")
+
+
+def from_llm(shape: LlmShape, name: str) -> ModelShape:
+    """A measured LLM (`agents.workloads.llm`) in seed 003's terms, from its own accounting: the routed
+    experts of every layer are the experts, everything else (embeddings, attention, norms, routers, a
+    shared expert) is shared; a dense model is one expert, `E = k = 1`."""
+    p = shape.params()
+    expert = shape.num_layers * shape.expert_params()
+    if not shape.is_moe:
+        return ModelShape(name, p.total - expert, expert, 1, 1, shape.hidden_size, shape.hidden_size, 0,
+                          kind="dense", source="moecluster LLM workload")
+    return ModelShape(name, p.total - shape.num_experts * expert, expert, shape.num_experts, shape.top_k,
+                      shape.hidden_size, shape.hidden_size, shape.num_layers, source="moecluster LLM workload")
 
 
 def mlp_preset(name: str) -> ModelShape:

@@ -21,10 +21,11 @@ from moecluster.orchestrator.aggregate.checks import few_windows
 from moecluster.orchestrator.estimate.measured import compare
 
 from .ep import ep_rows
+from .llm import rows as llm_rows
 from .howran import FORM_KEYS
 
 TABLES = ("tasks", "windows", "normalisations", "pairs", "breakeven", "breakeven_points", "roofline", "ep",
-          "cluster_gpus", "cluster", "failed")
+          "cluster_gpus", "cluster", "failed", "llm")
 
 
 def _e(row: dict[str, Any], name: str, e: Estimate | None) -> None:
@@ -58,7 +59,9 @@ def tasks_frame(agg: Aggregate) -> pd.DataFrame:
             "task_id": spec.task_id, "pair_id": spec.pair_id, "label": spec.label(), "kind": spec.kind,
             "impl": spec.impl, "match": spec.match, "preset": spec.preset, "workload": spec.workload,
             "dtype": spec.dtype, "batch_size": spec.batch_size, "expert_parallel": spec.expert_parallel,
-            "device": spec.device, "node": r.node, "gpus": ";".join(f"{g.node}/{g.index}" for g in r.gpus),
+            "device": spec.device, "phase": spec.phase, "prompt_len": spec.prompt_len,
+            "gen_tokens": spec.gen_tokens, "path": spec.path, "architecture": spec.architecture, "node": r.node,
+            "gpus": ";".join(f"{g.node}/{g.index}" for g in r.gpus),
             "gpu_name": ", ".join(sorted({g.name for g in r.gpus})), "total_params": s.total_params,
             "active_params": s.active_params, "windows": s.n_windows, "inferences": s.inferences,
             "measured_s": s.measured_s}
@@ -225,6 +228,7 @@ class Frames:
     cluster_gpus: pd.DataFrame
     cluster: pd.DataFrame
     failed: pd.DataFrame
+    llm: pd.DataFrame  # LLM series over the batch: tokens/J of MoE and twins, ratios, estimates, critical batch
 
     def items(self) -> list[tuple[str, pd.DataFrame]]:
         return [(name, getattr(self, name)) for name in TABLES]
@@ -235,4 +239,5 @@ def frames(agg: Aggregate) -> Frames:
     cg, cs = cluster_frames(agg)
     return Frames(tasks=tasks_frame(agg), windows=windows_frame(agg), normalisations=normalisations_frame(agg),
                   pairs=pairs_frame(agg), breakeven=be, breakeven_points=be_points, roofline=roofline_frame(agg),
-                  ep=ep_frame(agg), cluster_gpus=cg, cluster=cs, failed=failed_frame(agg))
+                  ep=ep_frame(agg), cluster_gpus=cg, cluster=cs, failed=failed_frame(agg),
+                  llm=_frame(llm_rows(agg), ["series"]))

@@ -15,6 +15,7 @@ from moecluster.agents.extras import require
 from moecluster.orchestrator.aggregate import Aggregate
 
 from . import fmt
+from . import llm as llm_report
 from .ep import shown as ep_shown
 from .tables import DAGGER, Line, TableData, breakeven_table, cluster_section, ep_table, failed_table, header, \
     normalisations_table, pairs_table, roofline_table, task_runs_table, tasks_table
@@ -179,6 +180,16 @@ def page(agg: Aggregate, run_id: str, meta: Mapping[str, Any], figures: dict[str
             "pairs", plots.throughput_power_per_pair, agg,
             "<b>Figure 2.</b> Throughput (log scale) and average power of each pair's MoE and dense task "
             "(error bars: 95 % CI).", "Figure 2 absent: no complete pair.", figures))
+    if agg.llm:
+        parts.append("<h2>LLMs: tokens per joule over the batch, per phase</h2>")
+        parts.append(figure_html(
+            "llm", plots.llm_efficiency, agg,
+            "<b>Figure L.</b> Tokens per joule against the tokens one forward processes (decode: the batch; prefill: "
+            "batch × prompt length), for each MoE and its dense twins matched by total and by active parameters "
+            "(error bars: 95 % CI over windows); dotted: the analytic estimate at the datasheet roofline and TDP; "
+            "dashed red: the GPU's critical batch size, dotted red: the MoE's (E/k times it).",
+            "Figure L absent: no LLM task has energy readings.", figures))
+        parts += [table_html(t) for t in llm_report.tables(agg)]
     if agg.tasks:
         parts.append("<h2>3. Tasks and seed 000's normalisations</h2>")
         parts.append(table_html(tasks_table(agg)))

@@ -26,6 +26,9 @@ def setting(spec: TaskSpec) -> str:
         parts.append("torch.compile")
     if spec.cuda_graphs:
         parts.append("CUDA graphs")
+    if spec.workload == "llm":
+        phase = f"{spec.phase} p{spec.prompt_len}" + (f" g{spec.gen_tokens}" if spec.phase == "decode" else "")
+        parts[2:3] = [phase, f"path {spec.path}"]  # one GPU per LLM task: no EP degree
     if spec.workload != "mlp":
         parts.insert(0, spec.workload)
     return " · ".join(parts)
@@ -36,6 +39,10 @@ def model_name(spec: TaskSpec) -> str:
     if spec.preset:
         return spec.preset
     m = dict(spec.model)
+    if spec.workload == "llm":
+        arch = spec.architecture or "llm"
+        return f"{arch} L{m.get('num_layers')} d{m.get('hidden_size')}" + (
+            f" E{m['num_experts']} k{m['top_k']}" if m.get("num_experts") else f" ff{m.get('intermediate_size')}")
     if spec.kind == "moe" and {"num_experts", "top_k", "expert_hidden_dim", "expert_num_layers"} <= set(m):
         return f"E{m['num_experts']} k{m['top_k']} h{m['expert_hidden_dim']}×{m['expert_num_layers']}"
     if {"hidden_dim", "num_layers"} <= set(m):

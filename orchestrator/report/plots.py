@@ -311,3 +311,52 @@ def measured_vs_roofline(agg: Aggregate) -> bytes | None:
         a2.set_title("energy (roofline time × reference power)")
         fig.tight_layout()
         return png(fig)
+
+
+LLM_MOE_COLOR = "#2ca02c"
+LLM_ACTIVE_COLOR = "#7f7f7f"
+LLM_MAX_PANELS = 6
+
+
+def llm_efficiency(agg: Aggregate) -> bytes | None:
+    """tokens/J against tokens per forward (log-log), one panel per series: the MoE and both twins
+    (95 % CI), their analytic estimates dotted, the critical batch sizes as vertical lines."""
+    panels = [s for s in agg.llm if any(pt.moe.tokens_per_j is not None for pt in s.points)][:LLM_MAX_PANELS]
+    if not panels:
+        return None
+    cols = min(2, len(panels))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(math.ceil(len(panels) / cols), cols, figsize=(5.4 * cols, 3.6 * math.ceil(
+            len(panels) / cols)), squeeze=False)
+        for ax, series in zip(axes.flat, panels):
+            lines = [("moe", "MoE", LLM_MOE_COLOR, "o", "-"),
+                     ("total", "dense matched by total", DENSE_COLOR, "s", "-"),
+                     ("active", "dense matched by active", LLM_ACTIVE_COLOR, "^", "--")]
+            for which, label, color, marker, style in lines:
+                pts = [(pt, pt.moe if which == "moe" else pt.twins.get(which)) for pt in series.points]
+                have = [(pt, s.tokens_per_j) for pt, s in pts if s is not None and s.tokens_per_j is not None]
+                if have:
+                    ys, err = _errbars([e for _, e in have])
+                    ax.errorbar([pt.tokens_per_forward for pt, _ in have], ys, yerr=err, color=color, marker=marker,
+                                ms=4, lw=1.2, ls=style, capsize=2, label=label)
+                key = "moe" if which == "moe" else f"dense/{which}"
+                est = [(pt.tokens_per_forward, pt.estimate.tokens_per_j[key]) for pt in series.points
+                       if pt.estimate is not None and key in pt.estimate.tokens_per_j]
+                if est:
+                    ax.plot([x for x, _ in est], [y for _, y in est], color=color, ls=":", lw=1.0, marker=marker,
+                            mfc="none", ms=4, label=f"{label}, analytic")
+            c = series.critical
+            if c is not None:
+                ax.axvline(c.dense_tokens, color="#d62728", lw=0.9, ls="--",
+                           label=f"critical batch {c.dense_tokens:,.0f}")
+                ax.axvline(c.moe_tokens, color="#d62728", lw=0.9, ls=":", label=f"MoE's ({c.moe_tokens:,.0f})")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("tokens per forward (decode: batch; prefill: batch × prompt)")
+            ax.set_ylabel("tokens / J")
+            ax.set_title(series.key.label(), fontsize=8)
+            ax.legend(frameon=False, fontsize=6.5, loc="best")
+        for ax in list(axes.flat)[len(panels):]:
+            ax.set_visible(False)
+        fig.tight_layout()
+        return png(fig)

@@ -214,6 +214,8 @@ def normalisations_table(agg: Aggregate) -> TableData:
                 "Ws / token / active param", "tokens / Ws"])
     current = None
     for head, name, s in _task_rows(agg):
+        if s.spec.workload == "llm":
+            continue  # in tokens and responses, with the LLM tables
         if head != current:
             t.group(head)
             current = head
@@ -314,9 +316,12 @@ def failed_table(agg: Aggregate) -> TableData:
 
 def sections(agg: Aggregate) -> list[TableData]:
     """The tables with something to show, in reading order (the cluster section is apart)."""
+    from .llm import tables as llm_tables  # imports this module
+
     out: list[TableData] = []
     if agg.pairs or agg.incomplete:
         out.append(pairs_table(agg))
+    out += llm_tables(agg)
     if agg.tasks:
         out += [tasks_table(agg), task_runs_table(agg), normalisations_table(agg)]
     out.append(breakeven_table(agg))

@@ -5,7 +5,7 @@ Pure head-side code: no Ray, no torch. `load_sweep(path)` validates a file once;
 """
 from .expand import Plan, PairPlan, expand
 from .loader import SweepError, load_sweep, parse_sweep
-from .schema import AXES, ModelEntry, SweepFile
+from .schema import AXES, LLM_AXES, ModelEntry, SweepFile
 
-__all__ = ["AXES", "ModelEntry", "PairPlan", "Plan", "SweepError", "SweepFile", "expand", "load_sweep",
+__all__ = ["AXES", "LLM_AXES", "ModelEntry", "PairPlan", "Plan", "SweepError", "SweepFile", "expand", "load_sweep",
            "parse_sweep"]

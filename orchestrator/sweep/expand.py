@@ -104,11 +104,16 @@ def _graph_problem(point: dict[str, Any]) -> str | None:
 
 
 def expand(sweep: SweepFile, run_id: str = "local") -> Plan:
-    """Every pair of the sweep, in file order (models outermost, then the axes in `AXES` order).
+    """Every pair of the sweep, in file order (models outermost, then the axes in `AXES` order;
+    an LLM sweep's pairs come from `llm.expand_llm`).
 
     With `share_twins`, the `impl` axis folds into the pair: one pair per remaining grid
     point, holding the dense twins and one MoE task per implementation.
     """
+    if sweep.workload == "llm":
+        from .llm import expand_llm  # imports this module
+
+        return expand_llm(sweep, run_id)
     varying = sweep.varying()
     axes = [a for a in AXES if not (sweep.share_twins and a == "impl")]
     impls_per_pair = list(sweep.impl) if sweep.share_twins else [None]

@@ -79,8 +79,9 @@ def parse_sweep(text: str, path: Path = Path("<sweep>"), overrides: dict[str, An
         data[key] = value
         for loc in [loc for loc in lines if loc[:1] == (key,)]:
             del lines[loc]
+    workload = data.get("workload") if isinstance(data.get("workload"), str) else "mlp"
     try:
-        return SweepFile.model_validate(data)
+        return SweepFile.model_validate(data, context={"workload": workload})
     except ValidationError as exc:
         raise _first_error(exc, data, lines, path, set(overrides or ())) from None
 

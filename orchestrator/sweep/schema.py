@@ -5,20 +5,33 @@ or explicit shape, `impl`, `dtype`, `batch_size`, `compile`, `match`, `duration_
 `warmup_s`, `repeats`, `expert_parallel`, `device`, ... Every key of `AXES` takes a single
 value or a list; a list is a grid axis. Unknown keys are errors (`extra="forbid"`), and
 types are strict: `batch_size: "128"` or `compile: 1` are rejected, not coerced.
+
+`workload` picks what is measured: `mlp` (the seed's MLPs, the default) or `llm` (transformer
+LLMs, `agents.workloads.llm`), whose grid is `LLM_AXES`: `phase` (prefill, decode), `prompt_len`,
+`gen_tokens`, `path` (fast, reference) beside `impl` (library, grouped), `dtype`, `batch_size`. One
+schema holds both; a key or value of the other workload is refused at load, naming the key.
 """
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from moecluster.agents.workloads.llm.presets import PRESETS as LLM_PRESETS
+from moecluster.agents.workloads.llm.presets import moe_preset
+from moecluster.agents.workloads.llm.shapes import LlmShape, family
 from moecluster.agents.workloads.mlp.shapes import PRESETS, MoEShape, ShapeError
 
 from .suggest import did_you_mean
 
 # The vocabulary of `moecluster bench` (`models.IMPLS`, `workloads.base.DTYPES`; a test keeps
 # them equal), spelt out here so that loading a sweep does not import torch.
-Impl = Literal["naive", "sorted", "grouped"]
+Impl = Literal["naive", "sorted", "grouped", "library"]
+MLP_IMPLS = ("naive", "sorted", "grouped")
+LLM_IMPLS = ("library", "grouped")  # the llm workload's (`llm.workload.IMPLS`)
+Workload = Literal["mlp", "llm"]
+Phase = Literal["prefill", "decode"]
+LlmPath = Literal["fast", "reference"]
 DType = Literal["float32", "bfloat16", "float16"]
 Match = Literal["total", "active", "seed"]
 Load = Literal["router", "zipf"]
@@ -28,6 +41,14 @@ T = TypeVar("T")
 #: The keys that form the grid (a list on one of them multiplies the pairs), in id order.
 AXES = ("impl", "dtype", "batch_size", "compile", "cuda_graphs", "load", "zipf_s", "train_epochs",
         "seed", "expert_parallel", "accelerator_type")
+#: The grid of workload llm, in id order.
+LLM_AXES = ("impl", "dtype", "batch_size", "phase", "prompt_len", "gen_tokens", "path", "cuda_graphs", "seed",
+            "accelerator_type")
+LLM_ONLY = ("phase", "prompt_len", "gen_tokens", "path")
+MLP_ONLY = ("compile", "load", "zipf_s", "train_epochs", "expert_parallel")
+MLP_MODEL_FIELDS = ("expert_hidden_dim", "expert_num_layers", "input_dim", "output_dim")
+LLM_MODEL_FIELDS = ("architecture", "vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
+                    "intermediate_size", "shared_intermediate_size")
 
 
 class FieldProblem(ValueError):
@@ -44,7 +65,11 @@ class _Strict(BaseModel):
 
 
 class ModelEntry(_Strict):
-    """One MoE model: a preset (with optional field overrides) or an explicit shape."""
+    """One MoE model: a preset (with optional field overrides) or an explicit shape.
+
+    The fields of the seed's MLPs and those of transformer LLMs (`architecture`, `hidden_size`, ...)
+    share this entry; the sweep's `workload` (passed as validation context) says which apply.
+    """
 
     preset: str | None = None
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -54,10 +79,29 @@ class ModelEntry(_Strict):
     top_k: int | None = Field(default=None, gt=0)
     input_dim: int | None = Field(default=None, gt=0)
     output_dim: int | None = Field(default=None, gt=0)
+    # workload llm
+    architecture: str | None = None
+    vocab_size: int | None = Field(default=None, gt=0)
+    hidden_size: int | None = Field(default=None, gt=0)
+    num_layers: int | None = Field(default=None, gt=0)
+    num_heads: int | None = Field(default=None, gt=0)
+    num_kv_heads: int | None = Field(default=None, gt=0)
+    head_dim: int | None = Field(default=None, gt=0)
+    intermediate_size: int | None = Field(default=None, gt=0)
+    shared_intermediate_size: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
-    def _shape_is_possible(self) -> "ModelEntry":
-        self.shape()  # raises ValueError naming the field
+    def _shape_is_possible(self, info: ValidationInfo) -> "ModelEntry":
+        workload = (info.context or {}).get("workload", "mlp")
+        foreign = MLP_MODEL_FIELDS if workload == "llm" else LLM_MODEL_FIELDS
+        for key in foreign:
+            if getattr(self, key) is not None:
+                other = "mlp" if workload == "llm" else "llm"
+                raise FieldProblem((key,), f"is a field of workload {other}; this sweep's workload is {workload}")
+        if workload == "llm":
+            self.llm_shape()
+        else:
+            self.shape()  # raises ValueError naming the field
         return self
 
     def shape(self) -> MoEShape:
@@ -85,6 +129,41 @@ class ModelEntry(_Strict):
         except ShapeError as exc:
             raise FieldProblem((), str(exc)) from None
 
+    def llm_shape(self) -> LlmShape:
+        """The LLM MoE this entry describes (an MoE preset of `llm.presets`, fields overridden, or every
+        field given with a `name`)."""
+        keys = ("num_experts", "top_k", *LLM_MODEL_FIELDS)
+        given = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        try:
+            if self.preset is not None:
+                if self.preset not in LLM_PRESETS:
+                    moe_preset(self.preset)  # raises, naming the closest presets
+                return moe_preset(self.preset, **given)
+            if self.architecture is not None:
+                family(self.architecture)  # an unknown one is named first, with the closest known ones
+            missing = [k for k in ("architecture", "vocab_size", "hidden_size", "num_layers", "num_heads",
+                                   "num_kv_heads", "head_dim", "intermediate_size", "num_experts", "top_k")
+                       if k not in given]
+            if missing:
+                raise FieldProblem((), f"an llm model without a preset needs {', '.join(missing)}")
+            if self.name is None:
+                raise FieldProblem((), "a model without a preset needs a name")
+            shape = LlmShape(**given)
+        except ShapeError as exc:
+            text = str(exc)
+            loc: tuple[str | int, ...] = ("preset",) if text.startswith(("unknown llm preset", "llm preset")) else \
+                ("architecture",) if text.startswith("unknown architecture") else ()
+            raise FieldProblem(loc, text) from None
+        if not shape.is_moe:
+            raise FieldProblem(("architecture",), f"{shape.architecture} is dense: a sweep model is an MoE, whose"
+                               " dense twins are sized from it")
+        return shape
+
+    @property
+    def is_plain_llm_preset(self) -> bool:
+        """True when the LLM shape is exactly the preset's (no field overridden)."""
+        return self.preset in LLM_PRESETS and self.llm_shape() == LLM_PRESETS[self.preset].shape
+
     @property
     def label(self) -> str:
         """The model's name in pair ids and tables: `name`, else the preset."""
@@ -103,6 +182,33 @@ def _as_list(value: Any) -> Any:
 
 #: A grid axis: a scalar or a list in the file, always a list once validated.
 Axis = Annotated[list[T], BeforeValidator(_as_list)]
+
+
+def _unique(value: list[Any]) -> list[Any]:
+    if not value:
+        raise ValueError("empty list: a grid axis needs at least one value")
+    if len(set(value)) != len(value):
+        raise ValueError(f"duplicate values in {value}")
+    return value
+
+
+class LlmGrid(_Strict):
+    """One part of an LLM sweep's grid (`grids:`): the axes it gives replace the sweep's own, so one sweep
+    can measure decode over batch sizes and prefill over prompt lengths without multiplying the two."""
+
+    impl: Optional[Axis[Impl]] = None
+    dtype: Optional[Axis[DType]] = None
+    batch_size: Optional[Axis[Annotated[int, Field(gt=0)]]] = None
+    phase: Optional[Axis[Phase]] = None
+    prompt_len: Optional[Axis[Annotated[int, Field(gt=0)]]] = None
+    gen_tokens: Optional[Axis[Annotated[int, Field(gt=0)]]] = None
+    path: Optional[Axis[LlmPath]] = None
+    cuda_graphs: Optional[Axis[Optional[bool]]] = None
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _non_empty_unique(cls, value: Any) -> Any:
+        return value if value is None else _unique(value)
 
 
 class SweepFile(_Strict):
@@ -136,18 +242,23 @@ class SweepFile(_Strict):
     device: Literal["cuda", "cpu"] = "cuda"
     meter: Literal["auto", "nvml", "fake", "none"] = "auto"
     sample_power: bool = True
-    workload: Literal["mlp"] = "mlp"
+    workload: Workload = "mlp"
+    # workload llm: phases measured apart, tokens per prompt and generated per sequence (decode), and the
+    # path: moecluster's fast one (static KV cache, CUDA graphs) or transformers' generate as users call it
+    phase: Axis[Phase] = ["prefill", "decode"]
+    prompt_len: Axis[Annotated[int, Field(gt=0)]] = [512]
+    gen_tokens: Axis[Annotated[int, Field(gt=0)]] = [128]
+    path: Axis[LlmPath] = ["fast"]
+    # workload llm: several grids in one sweep, each replacing some of the axes above (e.g. decode over
+    # batch sizes and prefill over prompt lengths); absent, the one grid of the axes above
+    grids: Optional[list[LlmGrid]] = Field(default=None, min_length=1)
     # scheduling
     placement_strategy: Strategy = "STRICT_PACK"
 
-    @field_validator(*AXES, "match", mode="after")
+    @field_validator(*AXES, *LLM_ONLY, "match", mode="after")
     @classmethod
     def _non_empty_unique(cls, value: list[Any]) -> list[Any]:
-        if not value:
-            raise ValueError("empty list: a grid axis needs at least one value")
-        if len(set(value)) != len(value):
-            raise ValueError(f"duplicate values in {value}")
-        return value
+        return _unique(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> "SweepFile":
@@ -158,7 +269,10 @@ class SweepFile(_Strict):
                                f"two models are named {dup[0]!r}; give one a distinct `name`")
         if self.device == "cpu" and True in self.cuda_graphs:
             raise FieldProblem(("cuda_graphs",), "CUDA graphs need device cuda")
+        self._workload_keys()
         for i, model in enumerate(self.models):
+            if self.workload == "llm":
+                continue  # expert_parallel is refused for llm (`_workload_keys`)
             experts = model.shape().num_experts
             for ep in self.expert_parallel:
                 if ep > 1 and experts % ep:
@@ -171,6 +285,51 @@ class SweepFile(_Strict):
                                        " the global batch is split evenly over the gang's ranks")
         return self
 
+    def _workload_keys(self) -> None:
+        """Refuse keys and values of the other workload (they would be silently ignored)."""
+        given = self.model_fields_set  # a key at its default passes (a resolved sweep, dumped, lists them all)
+        if self.workload == "mlp":
+            if self.grids is not None:
+                raise FieldProblem(("grids",), "is a key of workload llm (this sweep's workload is mlp)")
+            for key in LLM_ONLY:
+                if key in given and getattr(self, key) != SweepFile.model_fields[key].default:
+                    raise FieldProblem((key,), "is a key of workload llm (this sweep's workload is mlp)")
+            if "library" in self.impl:
+                raise FieldProblem(("impl",), f"'library' is an llm implementation; mlp takes {', '.join(MLP_IMPLS)}")
+            return
+        for key in MLP_ONLY:
+            default = SweepFile.model_fields[key].default
+            if key in given and getattr(self, key) != default:
+                values = ", ".join(str(v) for v in getattr(self, key))
+                raise FieldProblem((key,), f"{values} is not implemented for workload llm (it takes"
+                                   f" {', '.join(str(v) for v in default)} only)")
+        parts: list[tuple[tuple[str | int, ...], list[Any] | None, list[Any] | None]] = [((), self.impl, None)]
+        parts += [(("grids", i), g.impl, g.cuda_graphs) for i, g in enumerate(self.grids or ())]
+        for loc, impls, graphs in parts:
+            bad = [i for i in (impls or ()) if i not in LLM_IMPLS]
+            if bad:
+                raise FieldProblem((*loc, "impl"), f"{bad[0]!r} is an mlp implementation; llm takes"
+                                   f" {', '.join(LLM_IMPLS)} (library: transformers' own experts; grouped:"
+                                   " moecluster's kernels)")
+            if self.device == "cpu" and True in (graphs or ()):
+                raise FieldProblem((*loc, "cuda_graphs"), "CUDA graphs need device cuda")
+        if "seed" in self.match:
+            raise FieldProblem(("match",), "'seed' is the MLP seed's own width; llm twins match total or active")
+
+    def llm_grids(self) -> list[dict[str, list[Any]]]:
+        """The LLM grids: each `grids` entry's axes over the sweep's own, or the sweep's own alone."""
+        own = {a: list(getattr(self, a)) for a in LLM_AXES}
+        if not self.grids:
+            return [own]
+        return [{**own, **{k: v for k, v in g.model_dump().items() if v is not None}} for g in self.grids]
+
+    def grid_axes(self) -> tuple[str, ...]:
+        """The keys that form this sweep's grid, in id order (`AXES`, or `LLM_AXES` for workload llm)."""
+        return LLM_AXES if self.workload == "llm" else AXES
+
     def varying(self) -> list[str]:
-        """The axes with more than one value, in `AXES` order."""
-        return [a for a in AXES if len(getattr(self, a)) > 1]
+        """The axes with more than one value (in any LLM grid), in `grid_axes()` order."""
+        if self.workload == "llm":
+            grids = self.llm_grids()
+            return [a for a in LLM_AXES if len({v for g in grids for v in g[a]}) > 1]
+        return [a for a in self.grid_axes() if len(getattr(self, a)) > 1]

@@ -7,9 +7,10 @@ plan over the cap is one line naming the product, and `--max-tasks` raises the c
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from .loader import SweepError
-from .schema import AXES, SweepFile
+from .schema import SweepFile
 
 
 def task_count(sweep: SweepFile) -> tuple[int, str]:
@@ -18,9 +19,16 @@ def task_count(sweep: SweepFile) -> tuple[int, str]:
     Grid points skipped as impossible are not subtracted: this is the upper bound, computed
     without expanding anything. The text reads e.g. `2 models × 3 impl × 4 batch_size × 2 tasks per pair`.
     """
-    axes = [a for a in AXES if not (sweep.share_twins and a == "impl")]
-    sizes = [(len(sweep.models), "models")] + [(len(getattr(sweep, a)), a) for a in axes]
-    per_pair = len(sweep.match) + (len(sweep.impl) if sweep.share_twins else 1)
+    if sweep.workload == "llm" and sweep.grids:
+        parts = [_count(sweep, grid) for grid in sweep.llm_grids()]
+        return sum(n for n, _ in parts), " + ".join(f"({text})" for _, text in parts)
+    return _count(sweep, {a: getattr(sweep, a) for a in sweep.grid_axes()})
+
+
+def _count(sweep: SweepFile, grid: dict[str, list[Any]]) -> tuple[int, str]:
+    axes = [a for a in grid if not (sweep.share_twins and a == "impl")]
+    sizes = [(len(sweep.models), "models")] + [(len(grid[a]), a) for a in axes]
+    per_pair = len(sweep.match) + (len(grid["impl"]) if sweep.share_twins else 1)
     count = math.prod(n for n, _ in sizes) * per_pair
     factors = [f"{n:,} {name}" for n, name in sizes if n > 1] + [f"{per_pair} tasks per pair"]
     return count, " × ".join(factors)

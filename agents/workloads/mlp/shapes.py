@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ...records import ParamCounts
+from ..twins import MATCH_TOLERANCE, fit_width
 
 INPUT_DIM = 784
 OUTPUT_DIM = 10
-MATCH_TOLERANCE = 1e-3  # a matched dense model is within 0.1 % of its target
 ALIGNMENTS = (128, 64, 32, 16, 8, 4, 2, 1)  # tensor-core friendly first
 
 MatchMode = Literal["total", "active", "seed"]
@@ -162,15 +162,8 @@ def seed_width(target: int, num_layers: int, input_dim: int = INPUT_DIM, output_
 
 def _fit(moe: MoEShape, target: int, layers: int, align: int, tolerance: float) -> int | None:
     """The width, a multiple of `align`, closest to `target` parameters within `tolerance`."""
-    exact = seed_width(target, layers, moe.input_dim, moe.output_dim)
-    lo = max(align, (exact // align) * align)
-    candidates = {lo - align, lo, lo + align} - {0}
-
-    def err(w: int) -> int:
-        return abs(mlp_params(moe.input_dim, moe.output_dim, w, layers) - target)
-
-    fits = [w for w in candidates if w > 0 and err(w) <= tolerance * target]
-    return min(fits, key=err) if fits else None
+    return fit_width(lambda w: mlp_params(moe.input_dim, moe.output_dim, w, layers),
+                     seed_width(target, layers, moe.input_dim, moe.output_dim), target, align, tolerance)
 
 
 def match_dense(moe: MoEShape, mode: MatchMode = "total", tolerance: float = MATCH_TOLERANCE) -> DenseShape:

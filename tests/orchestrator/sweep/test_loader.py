@@ -20,7 +20,11 @@ def error_of(text: str, **kw: object) -> SweepError:
 
 
 def test_vocabulary_matches_the_benchmark_core() -> None:
-    assert set(Impl.__args__) == set(IMPLS)  # type: ignore[attr-defined]
+    from moecluster.agents.workloads.llm.workload import IMPLS as LLM_WORKLOAD_IMPLS
+    from moecluster.orchestrator.sweep.schema import LLM_IMPLS, MLP_IMPLS
+
+    assert set(MLP_IMPLS) == set(IMPLS) and set(LLM_IMPLS) == set(LLM_WORKLOAD_IMPLS)
+    assert set(Impl.__args__) == set(IMPLS) | set(LLM_IMPLS)  # type: ignore[attr-defined]
     assert set(DType.__args__) == set(DTYPES)  # type: ignore[attr-defined]
 
 

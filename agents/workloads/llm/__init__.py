@@ -1,0 +1,8 @@
+"""Decoder-only transformer LLMs (transformers' Mixtral, Qwen2-MoE, Qwen3-MoE; Llama, Mistral, Qwen2,
+Qwen3 as their dense twins), built from configs with random weights, measured apart in prefill
+and decode.
+
+Pure-Python parts (shapes, presets, twins, memory) import neither torch nor transformers, so the
+head can plan sweeps with them; the node-side parts (`build`, `engine`, `experts`, `reference`,
+`forms`, `workload`) import transformers only when a model is built (`pip install 'moecluster[llm]'`).
+"""
