@@ -126,7 +126,7 @@ def test_quickstart_end_to_end_through_the_console_script(tmp_path: Path) -> Non
 
 @pytest.fixture(scope="module")
 def one_node_cluster() -> Iterator[tuple[Any, dict[str, str]]]:
-    from moecluster.orchestrator.schedule.fakecluster import auth_env, fake_gpu_cluster
+    from moecluster_fakecluster import auth_env, fake_gpu_cluster
 
     with auth_env() as env, fake_gpu_cluster(("FAKE-A",), gpus=2, cpus=1) as cluster:
         yield cluster, env
