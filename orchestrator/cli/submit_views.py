@@ -144,12 +144,12 @@ class SweepProgress:
         self._started[pair.pair_id] = time.time()
         if attempt > 1:
             self.progress.console.print(f"[yellow]↻ {pair.pair_id}[/yellow] restarted on {node} (attempt {attempt})",
-                                        highlight=False)
+                                        highlight=False, soft_wrap=True)
 
     def pair_retried(self, pair: PairPlan, attempt: int, reason: str) -> None:
         self._started.pop(pair.pair_id, None)
         self.progress.console.print(f"[yellow]↻ {pair.pair_id}[/yellow] attempt {attempt} lost ({escape(reason)});"
-                                    " first in the queue again", highlight=False)
+                                    " first in the queue again", highlight=False, soft_wrap=True)
 
     def stored(self, result: TaskResult, written: bool) -> None:
         pid = result.spec.pair_id

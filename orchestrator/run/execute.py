@@ -93,23 +93,28 @@ class RunView(Protocol):
         """Shows the sweep while the scheduler runs it."""
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt (never caught by
-    `except Exception`), so the same clean-up runs."""
+@dataclass
+class SignalSeen:
+    """The signal that interrupted the body of `sigterm_as_interrupt` (None: none, or Ctrl-C)."""
 
-    signum = signal.SIGTERM
+    signum: int | None = None
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises `_Terminated` (a KeyboardInterrupt) in the main thread for the body; the
-    previous handler is restored after it."""
+def sigterm_as_interrupt() -> Iterator[SignalSeen]:
+    """For the body, SIGTERM raises KeyboardInterrupt in the main thread, as Ctrl-C does (never
+    caught by `except Exception`, so the same clean-up runs), and is noted in the `SignalSeen`
+    yielded (Ray's compiled code may re-raise the interrupt as a new KeyboardInterrupt, so the
+    exception cannot carry it). The previous handler is restored after the body."""
+    seen = SignalSeen()
+
     def handler(signum: int, frame: FrameType | None) -> None:
-        raise _Terminated()
+        seen.signum = signum
+        raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
-        yield
+        yield seen
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -121,13 +126,13 @@ def execute(run: RunPlan, options: RunOptions, view: RunView) -> RunOutcome:
     schedule.connect(schedule.ClusterOptions(address=options.address, num_cpus=options.num_cpus,
                                              num_gpus=options.num_gpus, include_dashboard=options.dashboard))
     try:
-        with sigterm_as_interrupt():  # after ray.init, which installs its own handler
-            return _run(run, options, view)
+        with sigterm_as_interrupt() as seen:  # after ray.init, which installs its own handler
+            return _run(run, options, view, seen)
     finally:
         schedule.disconnect()
 
 
-def _run(run: RunPlan, options: RunOptions, view: RunView) -> RunOutcome:
+def _run(run: RunPlan, options: RunOptions, view: RunView, seen: SignalSeen) -> RunOutcome:
     from moecluster.orchestrator import schedule
 
     inv = schedule.inventory()
@@ -158,9 +163,9 @@ def _run(run: RunPlan, options: RunOptions, view: RunView) -> RunOutcome:
                 scheduler = schedule.Scheduler(store, inv, schedule.ScheduleOptions(
                     max_retries=options.max_retries, cpus_per_task=options.cpus_per_task), events)
                 counts = scheduler.run(pairs)
-        except KeyboardInterrupt as exc:
+        except KeyboardInterrupt:
             store.set_meta(state="interrupted", finished_at=time.time())
-            raise RunInterrupted(run.run_id, int(getattr(exc, "signum", signal.SIGINT))) from None
+            raise RunInterrupted(run.run_id, seen.signum or signal.SIGINT) from None
         totals = store.counts()
         state = "finished" if not totals["failed"] and not totals["missing"] else "incomplete"
         store.set_meta(state=state, finished_at=time.time())

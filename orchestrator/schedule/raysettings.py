@@ -28,7 +28,7 @@ from typing import Any
 FAST_FAILURE_DETECTION: dict[str, int] = {
     "health_check_period_ms": 1000,
     "health_check_timeout_ms": 1000,
-    "health_check_failure_threshold": 5,
+    "health_check_failure_threshold": 3,
     "grpc_client_keepalive_time_ms": 5000,
     "grpc_client_keepalive_timeout_ms": 5000,
 }

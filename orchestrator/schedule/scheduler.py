@@ -122,6 +122,14 @@ def complete(pair: PairPlan, results: list[TaskResult], node: str, started_at: f
                                                        node, started_at) for spec in pair.tasks]
 
 
+def brief(exc: BaseException, limit: int = 300) -> str:
+    """`Type: first sentence` of an error (Ray's say what happened first, then pages of advice)."""
+    line = first_line(exc)
+    kind, _, text = line.partition(": ")
+    sentence = text.split(". ")[0].rstrip(".")
+    return f"{kind}: {sentence}"[:limit] if sentence else kind
+
+
 def lost_not_failed(exc: BaseException) -> bool:
     """Whether an attempt's error means it was lost (process or node gone, wrong GPU: worth another
     attempt) rather than failed by an error of the body itself (which would only repeat)."""
@@ -216,7 +224,7 @@ class Scheduler:
         except StopIteration:
             return self._fail(att, "the pair's task ended without results")
         except Exception as exc:  # noqa: BLE001 - a lost attempt is retried, a failed one recorded
-            return self._lost(att, first_line(exc)) if lost_not_failed(exc) else self._fail(att, first_line(exc))
+            return self._lost(att, brief(exc)) if lost_not_failed(exc) else self._fail(att, first_line(exc))
         if isinstance(item, PairStarted):
             self._mark_started(att, item)
             return []
