@@ -35,7 +35,7 @@ class PairStarted:
 
 
 class FanOut:
-    """One observer calling several (e.g. the tracker's and the node agent's)."""
+    """One observer calling several, in order."""
 
     def __init__(self, *observers: TaskObserver) -> None:
         self._observers = observers

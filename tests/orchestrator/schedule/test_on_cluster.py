@@ -187,9 +187,6 @@ def test_node_removed_mid_sweep_loses_and_duplicates_nothing(cluster: Any, tmp_p
     planned = sorted(t.task_id for p in pairs for t in p.tasks)
     assert sorted(events.stored_ids()) == planned
     assert store.counts() == {"planned": 12, "ok": 12, "failed": 0, "missing": 0}
-    # Every pair that started on the lost node either finished there before the loss, or was
-    # retried by Ray and stored once, from another node. (Start events reach the head by
-    # polling, so a short retry may never show as an event: judge by where and when it ended.)
     # Every pair that started on the lost node (or was handed to it, not yet started) either
     # finished there before the loss, or was put back first in the queue and stored once, from
     # another node, with the attempt it ran as.
