@@ -25,6 +25,7 @@ import argparse
 import math
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,9 +33,12 @@ from typing import Any
 
 from _common import print_table, write_json
 from moecluster.orchestrator import schedule
-from moecluster.orchestrator.schedule.fakecluster import auth_env, fake_gpu_cluster
 from moecluster.orchestrator.store import RunStore
 from moecluster.orchestrator.sweep import expand, parse_sweep
+
+# the fake-GPU cluster is a test double: it lives under tests/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "orchestrator" / "schedule"))
+from fakecluster import auth_env, fake_gpu_cluster  # noqa: E402
 
 TARGET_PCT = 5.0
 SWEEP = """\

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from moecluster.agents.devices import open_devices
+from moecluster.agents.node.raycfg import ray_settings
 
 
 def _version(dist: str) -> str | None:
@@ -51,6 +52,7 @@ def local_facts() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {"torch": torch.__version__, "cuda": torch.version.cuda, "moecluster": _version("moecluster"),
                      "ray": _version("ray"), "nvidia-ml-py": _version("nvidia-ml-py")},
+        "ray_config": ray_settings(),  # how fast Ray notices a lost node, as this machine's processes see it
     }
     with open_devices("auto") as devices:
         facts["versions"]["driver"] = devices.driver_version()

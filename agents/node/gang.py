@@ -1,9 +1,10 @@
 """One rank of an expert-parallel gang: the body of a Ray actor holding one GPU of the gang.
 
 The head places one actor per rank in the gang's placement group (bundle index = rank). Rank 0
-picks the rendezvous — its node's address and a port free there — and Ray hands that to every
-rank as an argument of `run`, which joins the process group and calls
-`agents.parallel.gang.run_gang_rank`. Rank 0 returns the gang's results (one record per task,
+picks the rendezvous — its node's address and a port free there — which also is the gang's start
+report to the head (`PairStarted`), and Ray hands it to every rank as an argument of `run`, which
+checks that the rank's process computes on the GPU Ray gave it (`binding`), joins the process
+group and calls `agents.parallel.gang.run_gang_rank`. Rank 0 returns the gang's results (one record per task,
 measured over all ranks); the other ranks return []. The process group is set up and torn
 down by `run_gang_rank`; an actor that dies takes its rank with it, and the head then ends the
 whole gang (every actor killed, the placement group removed) and retries it as one.
@@ -12,22 +13,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from moecluster.agents.meters.peaks import PeakCache
 from moecluster.agents.records import TaskResult, TaskSpec
 
 from .device_lock import run_holding_devices
+from .binding import check_task_gpus, prefer_pci_order
 from .place import fake_devices, gpu_indices, here
-from .progress import pair_observer
+from .progress import PairStarted, pair_observer
 
 
 @dataclass(frozen=True)
 class Rendezvous:
-    """Where the gang's ranks meet: rank 0's node address and a port that was free there."""
+    """Where the gang's ranks meet (rank 0's node address and a port that was free there), and
+    rank 0's start report of this attempt."""
 
     address: str
     port: int
+    started: PairStarted | None = None
 
 
 def backend_for(specs: Sequence[TaskSpec]) -> tuple[str, str]:
@@ -46,23 +49,28 @@ class GangRank:
             raise ValueError(f"rank {rank} (local rank {local_rank}) outside a gang of {world_size}")
         self._rank, self._world_size, self._local_rank = rank, world_size, local_rank
 
-    def rendezvous(self) -> Rendezvous:
-        """This node's address and a port free on it, for the gang's process group (rank 0)."""
+    def rendezvous(self, pair_id: str = "", attempt: int = 1) -> Rendezvous:
+        """This node's address and a port free on it, for the gang's process group, with the start
+        report of `attempt` (rank 0)."""
         from moecluster.agents.address import node_address
         from moecluster.agents.parallel.group import free_port
 
-        return Rendezvous(address=node_address(), port=free_port())
+        prefer_pci_order()
+        place = here()
+        started = PairStarted(pair_id=pair_id, attempt=attempt, node_id=place.node_id, node=place.node,
+                              gpus=place.assigned)
+        return Rendezvous(address=node_address(), port=free_port(), started=started)
 
-    def run(self, specs: Sequence[TaskSpec], rendezvous: Rendezvous, tracker: Any = None) -> list[TaskResult]:
+    def run(self, specs: Sequence[TaskSpec], rendezvous: Rendezvous) -> list[TaskResult]:
         """Join the gang at `rendezvous` and measure `specs` as this rank; rank 0 returns the
-        gang's results, the others []. Rank 0 reports each start to `tracker`."""
+        gang's results, the others []. `GpuMismatch` if this rank's process is on another GPU."""
         from moecluster.agents.parallel.gang import run_gang_rank
         from moecluster.agents.parallel.group import GangContext
 
+        prefer_pci_order()
         place = here()
-        pair_id = specs[0].pair_id
-        if tracker is not None and self._rank == 0:
-            tracker.started.remote(pair_id, 0, place.node, list(place.gpu_ids))
+        check_task_gpus(specs[0].device, specs[0].meter, place.assigned, node_id=place.node_id,
+                        node_gpus=place.node_gpus, where=f"{place.node} (rank {self._rank})")
         backend, device = backend_for(specs)
         # Ray shows each rank's actor only its own GPU, so every rank computes on the one it sees.
         ctx = GangContext(rank=self._rank, world_size=self._world_size, master_addr=rendezvous.address,
@@ -72,8 +80,7 @@ class GangRank:
             # Each rank holds its own device against other runs (device_lock.py); busy: the gang fails as one.
             return run_holding_devices(specs, lambda: run_gang_rank(
                 specs, ctx, devices=devices, gpu_indices=gpu_indices(devices, place), node=place.node,
-                observer=pair_observer(tracker if self._rank == 0 else None, pair_id), peaks=PeakCache()),
-                node=place.node, raise_busy=True)
+                observer=pair_observer(), peaks=PeakCache()), node=place.node, raise_busy=True)
         finally:
             if devices is not None:
                 devices.close()

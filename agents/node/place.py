@@ -27,17 +27,22 @@ class Place:
     node: str  # the node's label, as the node agents name it
     gpu_ids: tuple[int, ...]  # Ray's GPU ids given to this task or actor
     accelerator_type: str | None
+    assigned: tuple[str, ...] = ()  # the same ids as Ray states them (UUIDs where the node lists GPUs so)
+    node_gpus: int = 0  # GPUs the node advertises to Ray
 
 
-def node_label(node_id: str) -> str:
-    """The node's name as the node agents label it (host name, made unique within the cluster);
-    the node id's prefix when Ray cannot be asked (a name is not worth failing a task for)."""
+def node_name_and_gpus(node_id: str) -> tuple[str, int]:
+    """The node's name as the node agents label it (host name, made unique within the cluster)
+    and the GPUs it advertises; the node id's prefix (and 0) when Ray cannot be asked (a name is
+    not worth failing a task for)."""
     import ray
 
     try:
-        return node_names([n for n in ray.nodes() if n.get("Alive")]).get(node_id) or node_id[:12]
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        gpus = next((int(n.get("Resources", {}).get("GPU", 0)) for n in alive if n["NodeID"] == node_id), 0)
+        return node_names(alive).get(node_id) or node_id[:12], gpus
     except Exception:  # noqa: BLE001 - any Ray error: fall back to the id
-        return node_id[:12]
+        return node_id[:12], 0
 
 
 def here() -> Place:
@@ -48,8 +53,10 @@ def here() -> Place:
     node_id = ctx.get_node_id()
     label = ctx.get_node_labels().get(ACCELERATOR_LABEL)
     accelerator = label if isinstance(label, str) or label is None else (label[0] if label else None)
-    return Place(node_id=node_id, node=node_label(node_id), gpu_ids=tuple(int(i) for i in ray.get_gpu_ids()),
-                 accelerator_type=accelerator)
+    assigned = tuple(sorted(str(i) for i in ctx.get_accelerator_ids().get("GPU", [])))
+    name, gpus = node_name_and_gpus(node_id)
+    return Place(node_id=node_id, node=name, gpu_ids=tuple(sorted(int(i) for i in assigned if i.isdigit())),
+                 accelerator_type=accelerator, assigned=assigned, node_gpus=gpus)
 
 
 def fake_devices(specs: Sequence[TaskSpec], place: Place) -> DeviceSet | None:

@@ -1,17 +1,18 @@
-"""Progress of running pairs: a small tracker (a Ray actor on the head's node) that pairs report
-to when they start (each attempt, so retries are counted), where, and how far they are.
+"""What a running pair tells the head and the node agent: its start, and its progress.
 
-The head polls the tracker for the progress display and for the watchdog, which counts a
-pair's time from the moment it really started (not from its submission: a queued pair is not
-late). Reports are fire-and-forget; a pair never waits on, or fails because of, the tracker.
-`PairTracker` is a plain class: the head makes it a Ray actor, so its process imports only
-this module.
+`PairStarted` is the first thing a pair's task (or a gang's rank 0) hands back, before it
+measures anything: the attempt the head numbered, the node, Ray's GPUs, the process. The head
+counts attempts and times its watchdog from these reports, so its bookkeeping lives with the
+head alone and survives the loss of any worker (no tracker actor that could be placed on, and
+lost with, a worker). Progress goes to the node agent's task labels (`pair_observer`).
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from moecluster.agents.observer import TaskObserver
 
@@ -19,63 +20,22 @@ if TYPE_CHECKING:
     from moecluster.agents.devices import GpuInfo
     from moecluster.agents.records import TaskResult, TaskSpec
 
-PROGRESS_EVERY_S = 2.0
 
+@dataclass(frozen=True)
+class PairStarted:
+    """One attempt of a pair has its GPUs on `node` and is about to measure."""
 
-class PairTracker:
-    """Per pair: attempts, start time and node of the last attempt, the task running, its count."""
-
-    def __init__(self) -> None:
-        self._pairs: dict[str, dict[str, Any]] = {}
-
-    def started(self, pair_id: str, rank: int, node: str, gpus: list[int]) -> None:
-        """A pair (rank 0: a new attempt) has its GPUs on `node`."""
-        entry = self._pairs.setdefault(pair_id, {"attempts": 0, "ranks": {}})
-        if rank == 0:
-            entry.update(attempts=entry["attempts"] + 1, started_at=time.time(), node=node, task=None,
-                         inferences=0)
-        entry["ranks"][rank] = {"node": node, "gpus": gpus}
-
-    def progress(self, pair_id: str, task_id: str, inferences: int) -> None:
-        """The pair's task `task_id` has done `inferences` so far."""
-        entry = self._pairs.setdefault(pair_id, {"attempts": 0, "ranks": {}})
-        entry.update(task=task_id, inferences=inferences, updated_at=time.time())
-
-    def snapshot(self) -> dict[str, dict[str, Any]]:
-        """Every pair's entry, by pair id."""
-        return self._pairs
-
-
-class TrackerObserver:
-    """The runner's observer inside a pair: forwards progress to the tracker every few seconds."""
-
-    def __init__(self, tracker: Any, pair_id: str) -> None:
-        self._tracker, self._pair_id = tracker, pair_id
-        self._task = ""
-        self._last = 0.0
-
-    def started(self, spec: TaskSpec, gpus: Sequence[GpuInfo]) -> None:
-        self._task = spec.task_id
-        self._send(0, force=True)
-
-    def progress(self, inferences_total: int) -> None:
-        self._send(inferences_total)
-
-    def finished(self, result: TaskResult) -> None:
-        return None
-
-    def _send(self, inferences: int, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self._last >= PROGRESS_EVERY_S:
-            self._last = now
-            try:
-                self._tracker.progress.remote(self._pair_id, self._task, inferences)
-            except Exception:  # noqa: BLE001, S110 - progress is a convenience, never a failure
-                pass
+    pair_id: str
+    attempt: int  # 1 for the first attempt; the head numbers attempts, the task echoes it
+    node_id: str
+    node: str
+    gpus: tuple[str, ...]  # Ray's GPU ids of the task (rank 0's, for a gang)
+    pid: int = field(default_factory=os.getpid)
+    started_at: float = field(default_factory=time.time)  # the node's clock
 
 
 class FanOut:
-    """One observer calling several (e.g. the tracker's and the node agent's)."""
+    """One observer calling several, in order."""
 
     def __init__(self, *observers: TaskObserver) -> None:
         self._observers = observers
@@ -93,12 +53,10 @@ class FanOut:
             o.finished(result)
 
 
-def pair_observer(tracker: Any, pair_id: str) -> FanOut:
-    """The observer of a pair's tasks on this node: the tracker's (when given) and the node
-    agent's task labels (one file per GPU, read by the agent's exporter)."""
+def pair_observer() -> FanOut:
+    """The observer of a pair's tasks on this node: the node agent's task labels (one file per
+    GPU, read by the agent's exporter), where the agent side is installed."""
     observers: list[TaskObserver] = []
-    if tracker is not None:
-        observers.append(TrackerObserver(tracker, pair_id))
     try:
         from moecluster.agents.exporter.task_labels import FileTaskObserver
 

@@ -1,38 +1,45 @@
 """The body of a pair task: the tasks of one pair, alternately, on the one GPU Ray gave it.
 
-It reports its start to the tracker, finds its place (node label, `ray.get_gpu_ids()`), builds
-fake devices where the sweep meters `fake`, and hands the specs to `pair.run_pair`. It returns
-plain `TaskResult`s and never raises for a failing task (a failure is data). The head wraps it
-with `ray.remote(max_calls=1)` for GPU tasks, so every pair gets a fresh worker process and
-the CUDA devices Ray gave it, not those a previous task's process first saw.
+A generator (Ray streams each item to the head as it is produced): first a `PairStarted` report
+(node, Ray's GPUs, process, the attempt number the head gave), then the check that the process
+computes on exactly Ray's GPUs (`binding`: a `GpuMismatch` fails the attempt loudly before
+anything is measured), then the list of `TaskResult`s, one per spec. A failing task is data
+(`status="failed"`), never raised. The head wraps this with `ray.remote(max_calls=1)` for GPU
+tasks, so every pair gets a fresh worker process and the CUDA devices Ray gave it.
+
+The measuring code (torch) is imported after the report, so the head hears of the start as soon
+as the process runs.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 
-from moecluster.agents.meters.peaks import PeakCache
-from moecluster.agents.pair import run_pair
 from moecluster.agents.records import TaskResult, TaskSpec
 
 from .device_lock import run_holding_devices
+from .binding import check_task_gpus, prefer_pci_order
 from .place import fake_devices, gpu_indices, here
-from .progress import pair_observer
+from .progress import PairStarted, pair_observer
 
 
-def pair_body(specs: Sequence[TaskSpec], tracker: Any) -> list[TaskResult]:
-    """Run `specs` alternately on this task's GPU (see `pair.run_pair`); one result per spec.
-    `tracker` (the head's `PairTracker` handle, or None) hears of the start and the progress."""
+def pair_body(specs: Sequence[TaskSpec], attempt: int = 1) -> Iterator[PairStarted | list[TaskResult]]:
+    """Report the start of `attempt`, check the GPUs, then run `specs` alternately on this task's
+    GPU (see `pair.run_pair`) and yield one result per spec."""
+    prefer_pci_order()  # before anything starts CUDA in this process
     place = here()
-    pair_id = specs[0].pair_id
-    if tracker is not None:
-        tracker.started.remote(pair_id, 0, place.node, list(place.gpu_ids))
+    yield PairStarted(pair_id=specs[0].pair_id, attempt=attempt, node_id=place.node_id, node=place.node,
+                      gpus=place.assigned)
+    check_task_gpus(specs[0].device, specs[0].meter, place.assigned, node_id=place.node_id,
+                    node_gpus=place.node_gpus, where=place.node)
+    from moecluster.agents.meters.peaks import PeakCache
+    from moecluster.agents.pair import run_pair
+
     devices = fake_devices(specs, place)
     try:
         # Device locks: no other run on this node measures on this pair's devices meanwhile (device_lock.py).
-        return run_holding_devices(specs, lambda: run_pair(
+        yield run_holding_devices(specs, lambda: run_pair(
             specs, devices=devices, gpu_indices=gpu_indices(devices, place), node=place.node,
-            observer=pair_observer(tracker, pair_id), peaks=PeakCache()), node=place.node)
+            observer=pair_observer(), peaks=PeakCache()), node=place.node)
     finally:
         if devices is not None:
             devices.close()

@@ -6,7 +6,6 @@ Tables go to stdout; the progress bar and one line per stored task go to stderr,
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console, ConsoleOptions, RenderResult
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, Task, \
     TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -156,7 +156,13 @@ class SweepProgress:
     def pair_started(self, pair: PairPlan, node: str, attempt: int) -> None:
         self._started[pair.pair_id] = time.time()
         if attempt > 1:
-            self.progress.console.print(f"[yellow]↻ {pair.pair_id}[/yellow] restarted on {node} (attempt {attempt})")
+            self.progress.console.print(f"[yellow]↻ {pair.pair_id}[/yellow] restarted on {node} (attempt {attempt})",
+                                        highlight=False, soft_wrap=True)
+
+    def pair_retried(self, pair: PairPlan, attempt: int, reason: str) -> None:
+        self._started.pop(pair.pair_id, None)
+        self.progress.console.print(f"[yellow]↻ {pair.pair_id}[/yellow] attempt {attempt} lost ({escape(reason)});"
+                                    " first in the queue again", highlight=False, soft_wrap=True)
 
     def stored(self, result: TaskResult, written: bool) -> None:
         pid = result.spec.pair_id
@@ -171,20 +177,24 @@ class SweepProgress:
         self.progress.update(self.task, advance=1, last=last, eta_s=self._eta())
 
 
+class CliRunView:
+    """The `RunView` of `orchestrator.run.execute` on the terminal: notices and warnings on
+    stderr, the sweep as a `SweepProgress`."""
+
+    def __init__(self) -> None:
+        self._err = console(stderr=True)
+
+    def notice(self, line: str) -> None:
+        self._err.print(line, highlight=False, markup=False)
+
+    def warning(self, line: str) -> None:
+        self._err.print(f"moecluster: warning: {line}", highlight=False, markup=False, soft_wrap=True)
+
+    def sweep_progress(self, pairs: Sequence[PairPlan], slots: int, name: str) -> SweepProgress:
+        return SweepProgress(pairs, slots, name)
+
+
 # -- runs and status ---------------------------------------------------------------------
-def run_state(meta: dict[str, Any]) -> str:
-    """`running`, unless the head that ran it is gone (same host, dead pid): then `interrupted`."""
-    state = str(meta.get("state", "unknown"))
-    if state == "running" and meta.get("host") == socket.gethostname():
-        try:
-            os.kill(int(meta.get("pid", 0)), 0)
-        except (ProcessLookupError, ValueError):
-            return "interrupted"
-        except PermissionError:
-            pass
-    return state
-
-
 def runs_table(rows: list[dict[str, Any]], root: str) -> Table:
     t = Table(title=f"runs under {root}", title_justify="left")
     for col in ("run", "sweep", "created", "state", "ok", "failed", "missing", "planned"):

@@ -1,5 +1,10 @@
 """Reaching a Ray cluster: an embedded local instance, or an existing cluster by address.
 
+A local instance gets the settings that notice a lost node within seconds
+(`raysettings.FAST_FAILURE_DETECTION`); a joined cluster's own settings are checked once its
+nodes are probed (`raysettings.check_cluster`). An address is tried first, with a bounded
+wait, so a wrong one fails in seconds naming it (Ray itself would keep retrying).
+
 Token authentication stays on. A local instance gets Ray's own default (token auth, with a
 token generated in `~/.ray/auth_token` if none exists). Joining by `--address` sets
 `RAY_AUTH_MODE=token` unless the user chose a mode; Ray then reads the token from
@@ -8,16 +13,21 @@ The token never appears on a command line or in a log.
 """
 from __future__ import annotations
 
+import importlib
 import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
 from moecluster.agents.extras import require_ray_dashboard
 from moecluster.orchestrator.raycompat import RayTooOld, private_raylet, require_ray
+from .raysettings import FAST_FAILURE_DETECTION
 
 ACCELERATOR_PREFIX = "accelerator_type:"
+HEAD_RESOURCE = "node:__internal_head__"  # Ray's resource on the head node
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 NAMESPACE = "moecluster"
+CONNECT_TIMEOUT_S = 10.0
 
 
 class ClusterError(ValueError):
@@ -48,6 +58,7 @@ class NodeInfo:
     cpus: float
     gpus: float
     accelerator_type: str | None
+    is_head: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,13 +95,44 @@ def _enable_token_auth() -> None:
     raylet.Config.initialize("")
 
 
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """ClusterError naming `address` unless a Ray GCS (or, for `ray://`, a Ray client server) answers
+    there within `timeout_s`; `auto` is left to Ray (it reads the address of the cluster on this machine)."""
+    if address == "auto":
+        return
+    target = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ClusterError(f"--address {address!r}: expected host:port, ray://host:port or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: {why.lower()} (no Ray head answers there)") \
+            from None
+    if "://" in address:
+        return
+    grpc = importlib.import_module("grpc")  # Ray's own dependency; it ships no type stubs
+
+    channel = grpc.insecure_channel(target)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout_s)
+    except grpc.FutureTimeoutError:
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: something listens there, but no Ray GCS"
+                           f" answered within {timeout_s:g} s") from None
+    finally:
+        channel.close()
+
+
 def connect(options: ClusterOptions) -> None:
-    """`ray.init` for a local instance or an existing cluster; InputError in one line if it fails."""
+    """`ray.init` for a local instance or an existing cluster; ClusterError in one line if it fails."""
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # workers use this interpreter as it is
     try:
         require_ray()
     except RayTooOld as exc:
         raise ClusterError(str(exc)) from None
+    if options.address is not None:
+        check_reachable(options.address)
     import ray
 
     kwargs: dict[str, Any] = {"namespace": NAMESPACE, "include_dashboard": options.include_dashboard,
@@ -101,7 +143,8 @@ def connect(options: ClusterOptions) -> None:
         # "local" always starts a new instance: a bare ray.init() would silently join any
         # cluster already running on this machine (a stale `ray start`, another user's).
         kwargs.update(address="local", num_cpus=options.num_cpus, num_gpus=options.num_gpus,
-                      resources=options.resources or None, labels=options.labels or None)
+                      resources=options.resources or None, labels=options.labels or None,
+                      _system_config=dict(FAST_FAILURE_DETECTION))
     else:
         if options.num_cpus is not None or options.num_gpus is not None:
             raise ClusterError("--num-cpus/--num-gpus size a local instance; they cannot be used with --address")
@@ -138,7 +181,8 @@ def inventory() -> Inventory:
         res = n.get("Resources", {})
         accel = next((k[len(ACCELERATOR_PREFIX):] for k in res if k.startswith(ACCELERATOR_PREFIX)), None)
         nodes.append(NodeInfo(node_id=n["NodeID"], name=names[n["NodeID"]], address=n["NodeManagerAddress"],
-                              cpus=float(res.get("CPU", 0)), gpus=float(res.get("GPU", 0)), accelerator_type=accel))
+                              cpus=float(res.get("CPU", 0)), gpus=float(res.get("GPU", 0)), accelerator_type=accel,
+                              is_head=HEAD_RESOURCE in res))
     return Inventory(nodes=tuple(sorted(nodes, key=lambda x: x.name)))
 
 

@@ -1,21 +1,21 @@
 """Gangs: an expert-parallel pair on `n` GPUs, run by `n` Ray actors in one placement group.
 
-One attempt:
+One attempt (`GangRun`):
 1. a placement group of `n` one-GPU bundles (`STRICT_PACK` by default: one node; the sweep's
    `placement_strategy` otherwise, e.g. `SPREAD`);
 2. once it is placed, one `GangRankActor` per rank on bundle `rank` (one call at a time, no
    restarts: a rank that dies is not replaced inside a running process group);
-3. rank 0's `rendezvous()` picks its node's address and a port free there; that object
-   reference is an argument of every rank's `run()`, so Ray hands the address to the ranks
-   without a round trip through the head;
-4. every rank joins the process group and measures (`agents.parallel.run_gang_rank`); rank 0
-   returns the gang's results, the others [].
+3. rank 0's `rendezvous()` picks its node's address and a port free there, and reports the
+   attempt's start (`PairStarted`); that object reference is an argument of every rank's `run()`,
+   so Ray hands the address to the ranks without a round trip through the head;
+4. every rank checks its GPU, joins the process group and measures
+   (`agents.parallel.run_gang_rank`); rank 0 returns the gang's results, the others [].
 
 A gang fails as one. The first rank whose call errors or whose actor dies ends the attempt:
-every actor of the gang is killed (a rank blocked in a collective with a dead peer goes
-with it) and the placement group removed. The gang is then retried whole — new placement
-group, new actors, new port — up to `max_retries` times. Its results are handed back once,
-after every rank of one attempt returned.
+every actor of the gang is killed (a rank blocked in a collective with a dead peer goes with
+it) and the placement group removed. The scheduler then puts the pair back at the front of its
+queue and starts a new attempt (new placement group, new actors, new port), up to its retries.
+Results are handed back once, after every rank of one attempt returned.
 """
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
+from moecluster.agents.node.gang import Rendezvous
+from moecluster.agents.node.progress import PairStarted
 from moecluster.agents.records import TaskResult
 from moecluster.orchestrator.sweep import PairPlan
 from ray.exceptions import RayActorError
@@ -41,11 +43,10 @@ SETTLE_S = 1.0
 
 @dataclass(frozen=True)
 class GangOutcome:
-    """How a gang ended: rank 0's results, or why every attempt failed (`error`)."""
+    """How a gang's attempt ended: rank 0's results, or why it failed (`error`)."""
 
     results: tuple[TaskResult, ...]
     error: str | None
-    attempts: int
 
 
 def first_line(exc: BaseException) -> str:
@@ -71,31 +72,33 @@ def local_ranks(nodes: list[str]) -> list[int]:
 
 
 class GangRun:
-    """One gang's attempts. The scheduler waits on `waiting()` and hands each ready reference
-    to `advance()`, which returns the outcome once the gang is over."""
+    """One attempt of a gang. The scheduler waits on `waiting()` and hands each ready reference
+    to `advance()`, which returns the attempt's start report when rank 0 has it, and its outcome
+    once the attempt is over."""
 
-    def __init__(self, pair: PairPlan, res: PairResources, *, max_retries: int, tracker: Any = None) -> None:
+    def __init__(self, pair: PairPlan, res: PairResources, *, attempt: int = 1) -> None:
         if res.ranks < 2:
             raise ValueError(f"pair {pair.pair_id}: a gang needs at least 2 ranks, not {res.ranks}")
-        self.pair, self.res = pair, res
-        self._max_retries = max_retries
-        self._tracker = tracker
-        self.attempts = 0
-        self._pg: PlacementGroup | None = None
-        self._placing: Any = None  # the placement group's ready() reference while it waits
+        self.pair, self.res, self.attempt = pair, res, attempt
+        self.node_ids: list[str] = []  # each rank's node, once the group is placed
         self._actors: list[Any] = []
         self._runs: dict[Any, int] = {}  # run() reference -> rank
+        self._meet: Any = None  # rank 0's rendezvous() reference, until it is seen
         self._returned: dict[int, list[TaskResult]] = {}
-        self._start()
+        self._pg: PlacementGroup | None = placement_group(
+            [res.bundle() for _ in range(res.ranks)], strategy=res.strategy,
+            name=f"moecluster {pair.pair_id} attempt {attempt}")
+        self._placing: Any = self._pg.ready()  # the placement group's ready() reference while it waits
 
     def waiting(self) -> list[Any]:
         """The references whose readiness moves the gang on."""
         if self._placing is not None:
             return [self._placing]
-        return [ref for ref, rank in self._runs.items() if rank not in self._returned]
+        meet = [self._meet] if self._meet is not None else []
+        return meet + [ref for ref, rank in self._runs.items() if rank not in self._returned]
 
-    def advance(self, ref: Any) -> GangOutcome | None:
-        """React to `ref` being ready; the outcome when the gang is over, else None."""
+    def advance(self, ref: Any) -> PairStarted | GangOutcome | None:
+        """React to `ref` being ready: rank 0's start report, the attempt's outcome, or None."""
         if self._placing is not None and ref == self._placing:
             self._placing = None
             if self._pg is None:
@@ -105,9 +108,16 @@ class GangRun:
             except Exception as exc:  # noqa: BLE001 - e.g. the group went with its node
                 return self._fail({-1: exc})
             return None
+        if self._meet is not None and ref == self._meet:
+            self._meet = None
+            try:
+                meet: Rendezvous = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - rank 0 died before it could report
+                return self._fail({0: exc, **self._other_errors(ref)})
+            return meet.started
         rank = self._runs.get(ref)
         if rank is None or rank in self._returned:
-            return None  # a reference of an earlier attempt
+            return None  # a reference already handled
         try:
             self._returned[rank] = list(ray.get(ref))
         except Exception as exc:  # noqa: BLE001 - a rank's error or death ends the attempt
@@ -115,42 +125,34 @@ class GangRun:
         if len(self._returned) < self.res.ranks:
             return None
         self.cancel()
-        return GangOutcome(results=tuple(self._returned[0]), error=None, attempts=self.attempts)
+        return GangOutcome(results=tuple(self._returned[0]), error=None)
 
     def cancel(self) -> None:
-        """End the current attempt: kill every actor, remove the placement group."""
+        """End the attempt: kill every actor, remove the placement group."""
         for actor in self._actors:
             with contextlib.suppress(Exception):  # already dead
                 ray.kill(actor, no_restart=True)
         if self._pg is not None:
             with contextlib.suppress(Exception):  # already gone with its node
                 remove_placement_group(self._pg)
-        self._actors, self._runs, self._pg, self._placing = [], {}, None, None
-
-    # -- one attempt ---------------------------------------------------------------------------
-    def _start(self) -> None:
-        self.attempts += 1
-        self._returned = {}
-        self._pg = placement_group([self.res.bundle() for _ in range(self.res.ranks)], strategy=self.res.strategy,
-                                   name=f"moecluster {self.pair.pair_id} attempt {self.attempts}")
-        self._placing = self._pg.ready()
+        self._actors, self._runs, self._pg, self._placing, self._meet = [], {}, None, None, None
 
     def _launch(self, pg: PlacementGroup) -> None:
         world = self.res.ranks
-        local = local_ranks(bundle_nodes(pg))
+        self.node_ids = bundle_nodes(pg)
+        local = local_ranks(self.node_ids)
         resources = ({ACCELERATOR_PREFIX + self.res.accelerator_type: ACCELERATOR_SHARE}
                      if self.res.accelerator_type else {})
         self._actors = [
             GangRankActor.options(
-                name=actor_name(self.pair, self.attempts, rank), num_cpus=self.res.cpus, num_gpus=self.res.gpus,
+                name=actor_name(self.pair, self.attempt, rank), num_cpus=self.res.cpus, num_gpus=self.res.gpus,
                 resources=resources, max_concurrency=1, max_restarts=0, max_task_retries=0,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=rank),
             ).remote(rank, world, local[rank])
             for rank in range(world)]
-        meet = self._actors[0].rendezvous.remote()
+        self._meet = self._actors[0].rendezvous.remote(self.pair.pair_id, self.attempt)
         specs = list(self.pair.tasks)
-        self._runs = {actor.run.remote(specs, meet, tracker=self._tracker if rank == 0 else None): rank
-                      for rank, actor in enumerate(self._actors)}
+        self._runs = {actor.run.remote(specs, self._meet): rank for rank, actor in enumerate(self._actors)}
 
     def _other_errors(self, failed: Any) -> dict[int, BaseException]:
         """The other ranks' errors that arrive within `SETTLE_S` (their results are not kept)."""
@@ -166,14 +168,9 @@ class GangRun:
                 out[self._runs[ref]] = exc
         return out
 
-    def _fail(self, errors: dict[int, BaseException]) -> GangOutcome | None:
-        """End this attempt (a dead rank's error named first); start the next attempt, or give the
-        failed outcome once `max_retries` retries are spent."""
+    def _fail(self, errors: dict[int, BaseException]) -> GangOutcome:
+        """End this attempt, naming a dead rank's error first."""
         died = sorted(errors, key=lambda r: (not isinstance(errors[r], RayActorError), r))
         why = "; ".join(f"{'placing' if r < 0 else f'rank {r}'}: {first_line(errors[r])}" for r in died)
         self.cancel()
-        if self.attempts <= self._max_retries:
-            self._start()
-            return None
-        return GangOutcome(results=(), error=f"gang of {self.res.ranks} failed {self.attempts} time(s); last: {why}",
-                           attempts=self.attempts)
+        return GangOutcome(results=(), error=f"gang of {self.res.ranks}: {why}")

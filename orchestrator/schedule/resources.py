@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from moecluster.orchestrator.sweep import PairPlan
 
-from .cluster import ACCELERATOR_PREFIX, ClusterError, Inventory
+from .cluster import ACCELERATOR_PREFIX, ClusterError, Inventory, NodeInfo
 
 # A sliver of the node's `accelerator_type:<model>` resource (each node has 1.0) pins a task
 # to that GPU model without limiting how many tasks a node runs.
@@ -51,9 +51,9 @@ def pair_resources(pair: PairPlan, cluster_gpus: float, cpus_per_task: float) ->
                          accelerator_type=pair.accelerator_type, strategy=pair.placement_strategy)
 
 
-def fits(res: PairResources, inv: Inventory) -> bool:
-    """Whether some placement of the pair's ranks on the alive nodes exists (ignoring load)."""
-    def slots(node) -> int:  # type: ignore[no-untyped-def]
+def capacity(res: PairResources, inv: Inventory) -> int:
+    """How many pairs asking `res` the alive nodes can run at once (ignoring other load)."""
+    def slots(node: NodeInfo) -> int:
         if res.accelerator_type and node.accelerator_type != res.accelerator_type:
             return 0
         by_gpu = int(node.gpus // res.gpus) if res.gpus else res.ranks
@@ -62,10 +62,15 @@ def fits(res: PairResources, inv: Inventory) -> bool:
 
     per_node = [slots(n) for n in inv.nodes]
     if res.ranks == 1 or res.strategy == "STRICT_PACK":
-        return max(per_node, default=0) >= res.ranks
+        return sum(s // res.ranks for s in per_node)
     if res.strategy == "STRICT_SPREAD":
-        return sum(1 for s in per_node if s >= 1) >= res.ranks
-    return sum(per_node) >= res.ranks
+        return sum(1 for s in per_node if s >= 1) // res.ranks
+    return sum(per_node) // res.ranks
+
+
+def fits(res: PairResources, inv: Inventory) -> bool:
+    """Whether some placement of the pair's ranks on the alive nodes exists (ignoring load)."""
+    return capacity(res, inv) >= 1
 
 
 def check_feasible(pairs: list[PairPlan], inv: Inventory, cpus_per_task: float) -> None:

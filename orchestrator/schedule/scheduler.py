@@ -1,47 +1,59 @@
-"""The head's loop: submit every pair to Ray, store each result the moment it returns.
+"""The head's loop: start pairs on Ray in the order moecluster decides, store each result the
+moment it returns.
 
-- A single-GPU pair is one Ray task (`gpu_pair_task`, a fresh worker per pair); a pair of
-  expert-parallel degree `n` is a gang of `n` actors in one placement group (`gang.GangRun`).
-  Longest estimated first, so the tail of the sweep is short.
-- A pair task lost with its node or worker is retried by Ray (`max_retries`, system failures
-  only; a failing task is data, returned as `status="failed"`, never retried). A gang fails
-  and is retried as one (`max_retries` times). Either way its results arrive once and are
-  stored once, with the number of attempts.
-- A pair that no alive node could run any more (its only nodes gone, e.g. the one node of
-  its GPU model) is recorded as failed after a grace period, instead of waiting forever.
-- A watchdog cancels a pair that has run (since its last start, as the tracker saw it) far
-  beyond its estimate, sized not to pre-empt Ray's own retry after a network partition
-  (see `sweep.estimate.watchdog_s`), and records its tasks as failed.
+- What runs next is moecluster's choice (`queue.PairQueue`): longest estimate first, and Ray
+  gets only as many pairs as the alive nodes can run at once. A single-GPU pair is one Ray task
+  (`gpu_pair_task`: a fresh process per pair); a pair of expert-parallel degree `n` is a gang of
+  `n` actors (`gang.GangRun`).
+- Every attempt reports its start first (`PairStarted`: node, Ray's GPUs, process, and the
+  attempt number the head gave it). Attempts, the watchdog and the progress display go by these
+  reports, kept here in the head: no actor holds bookkeeping that could be lost with a worker.
+- An attempt is lost when its process or node dies (Ray's error), when the GCS marks its node
+  dead (the inventory, polled every second: with `raysettings` that is seconds after a
+  partition, long before gRPC gives up on the connection), or when its process computes on
+  another GPU than Ray gave it (`GpuMismatch`). The pair goes back to the *front* of the queue
+  and starts as soon as a slot frees, up to `max_retries` times, while the rest of the sweep goes
+  on. Ray's own retries are off: they would queue behind every pair already submitted.
+- A failing task is data: the body returns it as `status="failed"`; it is stored, not retried.
+  A task that raised an error of its own (not a lost process) fails its pair at once.
+- A pair that no alive node could run any more (e.g. the one node of its GPU model is gone) is
+  recorded as failed after a grace period (a lost node may come back), instead of waiting forever.
+- A watchdog cancels an attempt that has run, since its own start, far beyond its estimate
+  (`sweep.estimate.watchdog_s`), and records the pair's tasks as failed.
+
+Each task's result is stored once, with the number of the attempt that produced it.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import ray
+from moecluster.agents.node.binding import GpuMismatch
+from moecluster.agents.node.progress import PairStarted
 from moecluster.agents.records import TaskResult, TaskSpec
 from moecluster.orchestrator.store import RunStore
 from moecluster.orchestrator.sweep import PairPlan
 from moecluster.orchestrator.sweep.estimate import watchdog_s
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from ray.exceptions import RayTaskError
 
 from .cluster import ACCELERATOR_PREFIX, Inventory, inventory
 from .gang import GangOutcome, GangRun, first_line
-from .remote import PairTracker, cpu_pair_task, gpu_pair_task
-from .resources import ACCELERATOR_SHARE, PairResources, fits, pair_resources
-
-TRACKER_POLL_S = 2.0
+from .queue import PairQueue, Waiting
+from .remote import cpu_pair_task, gpu_pair_task
+from .resources import ACCELERATOR_SHARE, PairResources, capacity, pair_resources, parallel_slots
 
 
 @dataclass(frozen=True)
 class ScheduleOptions:
-    max_retries: int = 3
+    max_retries: int = 3  # new attempts of a pair after a lost one
     cpus_per_task: float = 1.0
     poll_s: float = 0.5
     watchdog: Callable[[float], float] = watchdog_s
-    stranded_check_s: float = 15.0
+    inventory_poll_s: float = 1.0  # how often the alive nodes are read (a dead node's pairs go back to the queue)
     stranded_grace_s: float = 120.0  # a lost node may come back (restart, autoscaler) before we give up
 
 
@@ -50,6 +62,9 @@ class Events(Protocol):
 
     def pair_started(self, pair: PairPlan, node: str, attempt: int) -> None: ...
 
+    def pair_retried(self, pair: PairPlan, attempt: int, reason: str) -> None:
+        """Attempt `attempt` of `pair` was lost for `reason`; the pair is first in the queue again."""
+
     def stored(self, result: TaskResult, written: bool) -> None: ...
 
 
@@ -57,28 +72,41 @@ class NoEvents:
     def pair_started(self, pair: PairPlan, node: str, attempt: int) -> None:
         return None
 
+    def pair_retried(self, pair: PairPlan, attempt: int, reason: str) -> None:
+        return None
+
     def stored(self, result: TaskResult, written: bool) -> None:
         return None
 
 
-class _Job:
-    """One pair on its way: a Ray task (`ref`) or a gang (`gang`), and what the tracker saw."""
+class _Attempt:
+    """One attempt of a pair on its way: a streaming Ray task (`gen`) or a gang, and its start report."""
 
-    def __init__(self, pair: PairPlan, res: PairResources, ref: Any = None, gang: GangRun | None = None) -> None:
-        self.pair, self.res, self.ref, self.gang = pair, res, ref, gang
-        self.started_at: float | None = None
-        self.attempts = 0
-        self.node = ""
-        self.stranded_since: float | None = None
+    def __init__(self, waiting: Waiting, number: int, gen: Any = None, gang: GangRun | None = None) -> None:
+        self.pair, self.res, self.number, self.gen, self.gang = waiting.pair, waiting.res, number, gen, gang
+        self.started: PairStarted | None = None
+        self.started_mono: float | None = None  # the head's clock when the start report arrived
+        self.unplaceable_since: float | None = None
+
+    @property
+    def node(self) -> str:
+        return self.started.node if self.started is not None else ""
+
+    @property
+    def node_ids(self) -> set[str]:
+        """The nodes the attempt runs on (as far as known: rank 0's report, every rank's bundle)."""
+        ids = set(self.gang.node_ids) if self.gang is not None else set()
+        return ids | ({self.started.node_id} if self.started is not None else set())
 
     def waiting(self) -> list[Any]:
-        return self.gang.waiting() if self.gang is not None else [self.ref]
+        return self.gang.waiting() if self.gang is not None else [self.gen]
 
     def cancel(self) -> None:
         if self.gang is not None:
             self.gang.cancel()
         else:
-            ray.cancel(self.ref, force=True)
+            with contextlib.suppress(Exception):  # already over, or its node is gone
+                ray.cancel(self.gen, force=True)
 
 
 def failed_result(spec: TaskSpec, error: str, node: str = "", started_at: float = 0.0) -> TaskResult:
@@ -94,6 +122,20 @@ def complete(pair: PairPlan, results: list[TaskResult], node: str, started_at: f
                                                        node, started_at) for spec in pair.tasks]
 
 
+def brief(exc: BaseException, limit: int = 300) -> str:
+    """`Type: first sentence` of an error (Ray's say what happened first, then pages of advice)."""
+    line = first_line(exc)
+    kind, _, text = line.partition(": ")
+    sentence = text.split(". ")[0].rstrip(".")
+    return f"{kind}: {sentence}"[:limit] if sentence else kind
+
+
+def lost_not_failed(exc: BaseException) -> bool:
+    """Whether an attempt's error means it was lost (process or node gone, wrong GPU: worth another
+    attempt) rather than failed by an error of the body itself (which would only repeat)."""
+    return isinstance(exc, GpuMismatch) or not isinstance(exc, RayTaskError)
+
+
 class Scheduler:
     """Runs pairs on the connected Ray cluster and writes their results to `store`."""
 
@@ -103,37 +145,22 @@ class Scheduler:
         self.inventory = inventory
         self.options = options or ScheduleOptions()
         self.events = events or NoEvents()
-        self._jobs: dict[str, _Job] = {}  # pair id -> job not yet stored
-        self._tracker: Any = None
-        self._last_poll = 0.0
-        self._last_stranded_check = time.monotonic()
-
-    # -- submission ------------------------------------------------------------------------
-    def _submit(self, pair: PairPlan) -> None:
-        res = pair_resources(pair, self.inventory.total_gpus, self.options.cpus_per_task)
-        if res.ranks > 1:
-            gang = GangRun(pair, res, max_retries=self.options.max_retries, tracker=self._tracker)
-            self._jobs[pair.pair_id] = _Job(pair, res, gang=gang)
-            return
-        opts: dict[str, Any] = {"num_cpus": res.cpus, "num_gpus": res.gpus, "max_retries": self.options.max_retries,
-                                    "retry_exceptions": False}
-        if res.accelerator_type:
-            opts["resources"] = {ACCELERATOR_PREFIX + res.accelerator_type: ACCELERATOR_SHARE}
-        task = gpu_pair_task if res.gpus else cpu_pair_task
-        ref = task.options(name=f"pair {pair.pair_id}", **opts).remote(list(pair.tasks), self._tracker)
-        self._jobs[pair.pair_id] = _Job(pair, res, ref=ref)
+        self._queue = PairQueue()
+        self._running: dict[str, _Attempt] = {}  # pair id -> its attempt under way
+        self._gpu_mode = False
+        self._last_inventory = time.monotonic()
 
     # -- the loop --------------------------------------------------------------------------
     def run(self, pairs: list[PairPlan]) -> dict[str, int]:
         """Run `pairs` to the end; returns counts of tasks stored ok and failed."""
-        here = ray.get_runtime_context().get_node_id()
-        self._tracker = PairTracker.options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
+        cpus = self.options.cpus_per_task
+        waiting = [Waiting(p, pair_resources(p, self.inventory.total_gpus, cpus))
+                   for p in sorted(pairs, key=lambda p: -p.total_estimated_s)]
+        self._gpu_mode = any(w.res.gpus for w in waiting)
+        self._queue = PairQueue(waiting)
         counts = {"ok": 0, "failed": 0}
         try:
-            for pair in sorted(pairs, key=lambda p: -p.total_estimated_s):
-                self._submit(pair)
-            while self._jobs:
+            while len(self._queue) or self._running:
                 for result in self._step():
                     counts[result.status] += 1
         finally:
@@ -141,121 +168,148 @@ class Scheduler:
         return counts
 
     def _step(self) -> list[TaskResult]:
-        owner = {ref: job for job in self._jobs.values() for ref in job.waiting()}
-        stored: list[TaskResult] = []
-        if owner:
-            ready, _ = ray.wait(list(owner), num_returns=1, timeout=self.options.poll_s)
-            if ready:
-                ready, _ = ray.wait(list(owner), num_returns=len(owner), timeout=0)
-            for ref in ready:
-                job = owner[ref]
-                if self._jobs.get(job.pair.pair_id) is not job:
-                    continue  # stored already in this step
-                if job.gang is None:
-                    stored += self._finish(job)
-                    continue
-                outcome = job.gang.advance(ref)
-                if outcome is not None:
-                    stored += self._finish_gang(job, outcome)
+        stored = self._check_nodes()
+        self._start_admitted()
+        stored += self._collect()
         stored += self._watch()
-        stored += self._stranded()
         return stored
 
-    def _poll_tracker(self, force: bool = False) -> dict[str, Any]:
-        now = time.monotonic()
-        if not force and now - self._last_poll < TRACKER_POLL_S:
-            return {}
-        self._last_poll = now
+    # -- starting attempts -------------------------------------------------------------------
+    def _start_admitted(self) -> None:
+        slots = parallel_slots(self.inventory, self._gpu_mode, self.options.cpus_per_task)
+        for waiting in self._queue.admit([a.res for a in self._running.values()], self.inventory, slots):
+            self._start(waiting)
+
+    def _start(self, waiting: Waiting) -> None:
+        number, res, pair = waiting.attempts + 1, waiting.res, waiting.pair
+        if res.ranks > 1:
+            self._running[pair.pair_id] = _Attempt(waiting, number, gang=GangRun(pair, res, attempt=number))
+            return
+        opts: dict[str, Any] = {"num_cpus": res.cpus, "num_gpus": res.gpus, "max_retries": 0,
+                                "retry_exceptions": False, "name": f"pair {pair.pair_id} attempt {number}"}
+        if res.accelerator_type:
+            opts["resources"] = {ACCELERATOR_PREFIX + res.accelerator_type: ACCELERATOR_SHARE}
+        task = gpu_pair_task if res.gpus else cpu_pair_task
+        gen = task.options(**opts).remote(list(pair.tasks), number)
+        self._running[pair.pair_id] = _Attempt(waiting, number, gen=gen)
+
+    # -- what comes back ---------------------------------------------------------------------
+    def _collect(self) -> list[TaskResult]:
+        owner = {ref: att for att in self._running.values() for ref in att.waiting()}
+        if not owner:
+            time.sleep(self.options.poll_s)  # nothing under way: pairs wait for a node to come back
+            return []
+        ready, _ = ray.wait(list(owner), num_returns=1, timeout=self.options.poll_s)
+        if ready:
+            ready, _ = ray.wait(list(owner), num_returns=len(owner), timeout=0)
+        stored: list[TaskResult] = []
+        for ref in ready:
+            att = owner[ref]
+            if self._running.get(att.pair.pair_id) is att:  # not settled already in this step
+                stored += self._advance(att, ref)
+        return stored
+
+    def _advance(self, att: _Attempt, ref: Any) -> list[TaskResult]:
+        if att.gang is not None:
+            outcome = att.gang.advance(ref)
+            if isinstance(outcome, PairStarted):
+                self._mark_started(att, outcome)
+            elif isinstance(outcome, GangOutcome):
+                if outcome.error is not None:
+                    return self._lost(att, outcome.error)  # a gang is retried whole, whatever ended it
+                return self._finish(att, list(outcome.results))
+            return []
         try:
-            snapshot: dict[str, Any] = ray.get(self._tracker.snapshot.remote(), timeout=10)
-        except Exception:  # noqa: BLE001 - without the tracker there is no progress, nothing worse
-            return {}
-        for pair_id, entry in snapshot.items():
-            job = self._jobs.get(pair_id)
-            if job is not None and entry.get("attempts", 0) > job.attempts:
-                job.attempts, job.started_at, job.node = entry["attempts"], entry["started_at"], entry["node"]
-                self.events.pair_started(job.pair, job.node, job.attempts)
-        return snapshot
+            item = ray.get(next(att.gen))
+        except StopIteration:
+            return self._fail(att, "the pair's task ended without results")
+        except Exception as exc:  # noqa: BLE001 - a lost attempt is retried, a failed one recorded
+            return self._lost(att, brief(exc)) if lost_not_failed(exc) else self._fail(att, first_line(exc))
+        if isinstance(item, PairStarted):
+            self._mark_started(att, item)
+            return []
+        return self._finish(att, list(item))
 
-    def _settle(self, job: _Job) -> None:
-        """Take the job off the books, with the tracker's last word on its attempts and node."""
-        self._jobs.pop(job.pair.pair_id, None)
-        entry = self._poll_tracker(force=True).get(job.pair.pair_id, {})
-        job.attempts = max(job.attempts, int(entry.get("attempts", 0)))
-        job.node = job.node or str(entry.get("node", ""))
+    def _mark_started(self, att: _Attempt, report: PairStarted) -> None:
+        att.started, att.started_mono = report, time.monotonic()
+        self.events.pair_started(att.pair, report.node, report.attempt)
 
-    def _finish(self, job: _Job) -> list[TaskResult]:
-        try:
-            results = list(ray.get(job.ref))
-            error = None
-        except Exception as exc:  # noqa: BLE001 - a lost pair is recorded, the sweep goes on
-            results, error = [], exc
-        self._settle(job)
-        if error is not None:
-            tries = f" after {job.attempts} attempt(s)" if job.attempts else ""
-            results = [failed_result(spec, f"lost{tries}: {first_line(error)}", job.node, job.started_at or 0.0)
-                       for spec in job.pair.tasks]
-        return self._store(job, complete(job.pair, results, job.node, job.started_at or 0.0))
+    def _finish(self, att: _Attempt, results: list[TaskResult]) -> list[TaskResult]:
+        self._running.pop(att.pair.pair_id, None)
+        started_at = att.started.started_at if att.started is not None else 0.0
+        return self._store(att, complete(att.pair, results, att.node, started_at))
 
-    def _finish_gang(self, job: _Job, outcome: GangOutcome) -> list[TaskResult]:
-        self._settle(job)
-        job.attempts = max(job.attempts, outcome.attempts)
-        if outcome.error is not None:
-            results = [failed_result(spec, f"lost: {outcome.error}", job.node, job.started_at or 0.0)
-                       for spec in job.pair.tasks]
-        else:
-            results = complete(job.pair, list(outcome.results), job.node, job.started_at or 0.0)
-        return self._store(job, results)
+    def _fail(self, att: _Attempt, error: str) -> list[TaskResult]:
+        """Record every task of the attempt's pair as failed with `error`; no new attempt."""
+        att.cancel()
+        self._running.pop(att.pair.pair_id, None)
+        started_at = att.started.started_at if att.started is not None else 0.0
+        return self._store(att, [failed_result(spec, error, att.node, started_at) for spec in att.pair.tasks])
 
-    def _store(self, job: _Job, results: list[TaskResult]) -> list[TaskResult]:
+    def _lost(self, att: _Attempt, reason: str) -> list[TaskResult]:
+        """The attempt is gone: its pair goes back to the front of the queue, or, its retries
+        spent, is recorded as failed."""
+        if att.number > self.options.max_retries:
+            return self._fail(att, f"lost {att.number} time(s); last: {reason}")
+        att.cancel()
+        self._running.pop(att.pair.pair_id, None)
+        self.events.pair_retried(att.pair, att.number, reason)
+        self._queue.push_front(Waiting(att.pair, att.res, attempts=att.number))
+        return []
+
+    def _store(self, att: _Attempt, results: list[TaskResult]) -> list[TaskResult]:
+        attempts = att.started.attempt if att.started is not None else max(att.number, 1)  # the task's own word
         for result in results:
-            written = self.store.add(result, attempts=max(job.attempts, 1))
+            written = self.store.add(result, attempts=attempts)
             self.events.stored(result, written)
         return results
 
-    def _watch(self) -> list[TaskResult]:
-        self._poll_tracker()
-        now = time.time()
-        late = [j for j in self._jobs.values()
-                if j.started_at is not None and now - j.started_at > self.options.watchdog(j.pair.total_estimated_s)]
-        out: list[TaskResult] = []
-        for job in late:
-            limit = self.options.watchdog(job.pair.total_estimated_s)
-            job.cancel()
-            self._jobs.pop(job.pair.pair_id, None)
-            out += self._store(job, [failed_result(
-                spec, f"watchdog: no result {limit:.0f} s after the pair started on {job.node or 'its node'}"
-                f" (estimate {job.pair.total_estimated_s:.0f} s)", job.node, job.started_at or 0.0)
-                for spec in job.pair.tasks])
-        return out
-
-    def _stranded(self) -> list[TaskResult]:
+    # -- nodes, watchdog -------------------------------------------------------------------
+    def _check_nodes(self) -> list[TaskResult]:
+        """Every `inventory_poll_s`: attempts on nodes the GCS marked dead are lost; pairs no alive
+        node could run for `stranded_grace_s` are recorded as failed."""
         now = time.monotonic()
-        if now - self._last_stranded_check < self.options.stranded_check_s:
+        if now - self._last_inventory < self.options.inventory_poll_s:
             return []
-        self._last_stranded_check = now
-        inv = inventory()
-        out: list[TaskResult] = []
-        for job in list(self._jobs.values()):
-            if fits(job.res, inv):
-                job.stranded_since = None
+        self._last_inventory = now
+        self.inventory = inventory()
+        alive = {n.node_id for n in self.inventory.nodes}
+        stored: list[TaskResult] = []
+        for att in list(self._running.values()):
+            gone = att.node_ids - alive
+            if gone:
+                where = att.node if att.started is not None and att.started.node_id in gone else f"{len(gone)} node(s)"
+                stored += self._lost(att, f"its node {where} was lost (Ray marked it dead)")
                 continue
-            job.stranded_since = job.stranded_since or now
-            if now - job.stranded_since < self.options.stranded_grace_s:
-                continue
-            job.cancel()
-            self._jobs.pop(job.pair.pair_id, None)
-            out += self._store(job, [failed_result(
-                spec, f"unschedulable: for {self.options.stranded_grace_s:.0f} s no alive node could hold"
-                f" {job.res.ranks} x {job.res.bundle()} ({job.res.strategy})") for spec in job.pair.tasks])
-        return out
+            if att.started is None and capacity(att.res, self.inventory) == 0:  # queued in Ray, no node left
+                att.unplaceable_since = att.unplaceable_since if att.unplaceable_since is not None else now
+                if now - att.unplaceable_since >= self.options.stranded_grace_s:
+                    stored += self._fail(att, self._unschedulable(att.res))
+            else:
+                att.unplaceable_since = None
+        for waiting in self._queue.unplaceable(self.inventory, now, self.options.stranded_grace_s):
+            att = _Attempt(waiting, waiting.attempts)
+            stored += self._store(att, [failed_result(spec, self._unschedulable(waiting.res))
+                                        for spec in waiting.pair.tasks])
+        return stored
+
+    def _unschedulable(self, res: PairResources) -> str:
+        return (f"unschedulable: for {self.options.stranded_grace_s:.0f} s no alive node could hold"
+                f" {res.ranks} x {res.bundle()} ({res.strategy})")
+
+    def _watch(self) -> list[TaskResult]:
+        now = time.monotonic()
+        stored: list[TaskResult] = []
+        for att in list(self._running.values()):
+            limit = self.options.watchdog(att.pair.total_estimated_s)
+            if att.started_mono is not None and now - att.started_mono > limit:
+                stored += self._fail(att, f"watchdog: no result {limit:.0f} s after attempt {att.number} started on"
+                                          f" {att.node or 'its node'} (estimate {att.pair.total_estimated_s:.0f} s)")
+        return stored
 
     def cancel_all(self) -> None:
-        """Cancel whatever still runs (Ctrl-C, or the end of `run`): tasks, gangs and their
-        placement groups, the tracker."""
-        for job in self._jobs.values():
-            job.cancel()
-        self._jobs.clear()
-        if self._tracker is not None:
-            ray.kill(self._tracker)
-            self._tracker = None
+        """Cancel whatever still runs (Ctrl-C, SIGTERM, or the end of `run`): tasks, gangs and
+        their placement groups."""
+        for att in self._running.values():
+            att.cancel()
+        self._running.clear()

@@ -35,14 +35,14 @@ def task_estimate_s(spec: TaskSpec, params_total: int) -> float:
 
 
 def watchdog_s(pair_estimate_s: float) -> float:
-    """How long a running pair may go without returning before the head gives up on it.
+    """How long an attempt of a pair may run, from its own start, before the head gives up on it.
 
-    Ray marks a partitioned node dead after about 65 s, but a task running on it is retried
-    only when gRPC's keepalive gives up on the worker, about 420 s later; a killed process is
-    noticed at once. The watchdog must not pre-empt Ray's own retry, so it allows twice the
-    estimate plus 480 s (420 s of keepalive and a minute of slack).
+    A lost node or process is not the watchdog's business (the scheduler retries such a pair as
+    soon as Ray reports the process or node gone), so the watchdog only catches a pair that hangs:
+    twice the estimate, plus two minutes for what the estimate leaves out (the settled idle
+    reading, up to a minute, and a slow first import on a cold node).
     """
-    return 2.0 * pair_estimate_s + 480.0
+    return 2.0 * pair_estimate_s + 120.0
 
 
 # How often NVML's energy counter moved on the H100 here (about every 100 ms); other GPUs differ,

@@ -126,7 +126,7 @@ def test_quickstart_end_to_end_through_the_console_script(tmp_path: Path) -> Non
 
 @pytest.fixture(scope="module")
 def one_node_cluster() -> Iterator[tuple[Any, dict[str, str]]]:
-    from moecluster.orchestrator.schedule.fakecluster import auth_env, fake_gpu_cluster
+    from moecluster_fakecluster import auth_env, fake_gpu_cluster
 
     with auth_env() as env, fake_gpu_cluster(("FAKE-A",), gpus=2, cpus=1) as cluster:
         yield cluster, env
@@ -180,6 +180,51 @@ def test_killed_head_loses_nothing_and_resume_completes(one_node_cluster: tuple[
         after = {r.spec.task_id: r.finished_at for r in store.results()}
     assert len(after) == 12
     assert all(after[t] == finished for t, finished in before.items())  # what was stored is kept as it was
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sigterm_ends_a_run_like_ctrl_c(one_node_cluster: tuple[Any, dict[str, str]], tmp_path: Path) -> None:
+    """One line naming the signal and the resume command, exit 143 (128 + SIGTERM), the run
+    `interrupted`, what was stored kept, and no crash dump from Ray."""
+    cluster, env = one_node_cluster
+    sweep = tmp_path / "resumable.yaml"
+    sweep.write_text(RESUMABLE)
+    runs = tmp_path / "runs"
+    head = subprocess.Popen([MOECLUSTER, "submit", str(sweep), "--run-id", "t", "--address", cluster.address,
+                             "--runs-dir", str(runs), "--no-agents", "--cpus-per-task", "0.5"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+    deadline = time.monotonic() + 150
+    stored = 0
+    while time.monotonic() < deadline and stored < 1:
+        assert head.poll() is None, head.stderr.read() if head.stderr else ""
+        if (runs / "t" / "results.sqlite").exists():
+            with RunStore(runs / "t") as store:
+                stored = store.counts()["ok"]
+        time.sleep(0.2)
+    head.send_signal(signal.SIGTERM)
+    _, err = head.communicate(timeout=60)
+    assert head.returncode == 143, err[-3000:]
+    last = [line for line in err.splitlines() if line.startswith("moecluster:")]
+    assert last == ["moecluster: interrupted by SIGTERM; finish with: moecluster submit --resume t"], err[-3000:]
+    assert "SIGTERM received" not in err and "Traceback" not in err, err[-3000:]
+    listed = json.loads(cli("runs", "--runs-dir", str(runs), "--json").stdout)
+    assert [(r["run"], r["state"]) for r in listed] == [("t", "interrupted")] and listed[0]["ok"] >= 1
+
+
+def test_an_address_where_no_ray_answers_fails_in_seconds_naming_it(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    started = time.monotonic()
+    code, err = in_process(capsys, "submit", str(QUICKSTART), "--address", f"127.0.0.1:{port}", "--no-agents",
+                           "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2 and err.count("\n") == 1
+    assert f"cannot reach the Ray cluster at 127.0.0.1:{port}: connection refused" in err
+    assert time.monotonic() - started < 30 and not (tmp_path / "runs").exists()
 
 
 def test_big_dry_run_prints_the_first_rows_and_a_summary(tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ def gang_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any
     cluster too, to read Ray's actor and placement-group tables."""
     import ray
 
-    from moecluster.orchestrator.schedule.fakecluster import auth_env, fake_gpu_cluster
+    from moecluster_fakecluster import auth_env, fake_gpu_cluster
 
     labels = tmp_path_factory.mktemp("labels")
     with auth_env() as env, scoped_environ({"MOECLUSTER_STATE_DIR": str(labels)}), \

@@ -19,7 +19,7 @@ from ray._private import ray_constants
 
 from moecluster.agents.records import TaskResult
 from moecluster.orchestrator import schedule
-from moecluster.orchestrator.schedule.fakecluster import auth_env, fake_gpu_cluster
+from moecluster_fakecluster import auth_env, fake_gpu_cluster
 from moecluster.orchestrator.store import RunStore
 from moecluster.orchestrator.sweep import PairPlan, expand, parse_sweep
 
@@ -51,10 +51,14 @@ def cluster() -> Iterator[Any]:
 class Recorder:
     def __init__(self) -> None:
         self.started: list[tuple[str, str, int]] = []
+        self.retried: list[tuple[str, int, str]] = []
         self.records: list[tuple[str, bool]] = []
 
     def pair_started(self, pair: PairPlan, node: str, attempt: int) -> None:
         self.started.append((pair.pair_id, node, attempt))
+
+    def pair_retried(self, pair: PairPlan, attempt: int, reason: str) -> None:
+        self.retried.append((pair.pair_id, attempt, reason))
 
     def stored_ids(self) -> list[str]:
         return [t for t, _ in self.records]
@@ -115,6 +119,27 @@ def test_watchdog_records_an_overdue_pair_as_failed(cluster: Any, tmp_path: Path
     store.close()
 
 
+def test_a_gpu_pair_task_never_shares_its_process_with_another(cluster: Any) -> None:
+    """`max_calls=1`: each GPU pair runs in a process of its own (one that ran a pair on GPU 0 would
+    keep GPU 0 for the next), and reports its attempt, node and process before its results."""
+    import ray
+
+    from moecluster.agents.node.progress import PairStarted
+    from moecluster.orchestrator.schedule.remote import gpu_pair_task
+
+    text = BASE.replace("repeats: 2", "repeats: 1") + "impl: naive\nseed: [0, 1, 2, 3]\naccelerator_type: FAKE-B\n"
+    starts = []
+    for pair in expand(parse_sweep(text), run_id="pids").pairs:  # one after another, on the FAKE-B node
+        gen = gpu_pair_task.options(num_gpus=1, num_cpus=CPUS_PER_TASK, max_retries=0,
+                                    resources={"accelerator_type:FAKE-B": 0.001}).remote(list(pair.tasks), 3)
+        started, results = [ray.get(ref) for ref in gen]
+        assert isinstance(started, PairStarted) and started.attempt == 3 and started.pair_id == pair.pair_id
+        assert [r.status for r in results] == ["ok", "ok"]
+        starts.append(started)
+    assert len({s.node_id for s in starts}) == 1
+    assert len({s.pid for s in starts}) == len(starts)  # never the same process twice
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below `pid` (Linux /proc)."""
     out: list[int] = []
@@ -162,21 +187,18 @@ def test_node_removed_mid_sweep_loses_and_duplicates_nothing(cluster: Any, tmp_p
     planned = sorted(t.task_id for p in pairs for t in p.tasks)
     assert sorted(events.stored_ids()) == planned
     assert store.counts() == {"planned": 12, "ok": 12, "failed": 0, "missing": 0}
-    # Every pair that started on the lost node either finished there before the loss, or was
-    # retried by Ray and stored once, from another node. (Start events reach the head by
-    # polling, so a short retry may never show as an event: judge by where and when it ended.)
+    # Every pair that started on the lost node (or was handed to it, not yet started) either
+    # finished there before the loss, or was put back first in the queue and stored once, from
+    # another node, with the attempt it ran as.
     lost = {pid for pid, node, _ in events.started if node == events.removed}
-    assert lost, events.started
-    retried = 0
+    retried = {pid for pid, attempt, _ in events.retried}
+    assert retried and all(attempt == 1 for _, attempt, _ in events.retried), events.retried
+    attempts = store.attempts()
     for r in store.results():
-        if r.spec.pair_id not in lost:
-            continue
-        if r.finished_at > events.removed_at:
-            retried += 1
-            assert all(g.node != events.removed for g in r.gpus), r
-        else:
-            assert r.gpus[0].node == events.removed, r
-    assert retried, (events.removed, events.started)
+        if r.spec.pair_id in retried:
+            assert attempts[r.spec.task_id] == 2 and all(g.node != events.removed for g in r.gpus), r
+        elif r.spec.pair_id in lost:
+            assert r.gpus[0].node == events.removed and r.finished_at <= events.removed_at, r
     store.close()
 
 
@@ -185,7 +207,7 @@ def test_pair_whose_only_gpu_model_is_gone_fails_instead_of_waiting(cluster: Any
         if worker.node_id in {n.node_id for n in schedule.inventory().nodes if n.accelerator_type == "FAKE-B"}:
             cluster.remove_node(worker)
     text = BASE.replace("repeats: 2", "repeats: 1") + "impl: naive\naccelerator_type: FAKE-B\n"
-    _, store, _ = run(text, tmp_path, check=False, stranded_check_s=1.0, stranded_grace_s=2.0)
+    _, store, _ = run(text, tmp_path, check=False, inventory_poll_s=0.5, stranded_grace_s=2.0)
     results = store.results()
     assert len(results) == 2 and all(r.status == "failed" and "unschedulable" in (r.error or "") for r in results)
     store.close()

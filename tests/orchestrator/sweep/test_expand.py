@@ -73,7 +73,7 @@ def test_estimate_counts_every_repeat_build_warmup_and_window() -> None:
     est = pair.estimated_s[1]
     assert est == task_estimate_s(pair.moe, pair.params_total[1])
     assert est > 3 * (10 + 2)
-    assert watchdog_s(est) > 420  # never before Ray's own retry after a partition
+    assert watchdog_s(est) > 2 * est  # a hung pair is given up on only well past its estimate
 
 
 def test_seed_scaling_example_is_the_seed_study(examples: Path) -> None:

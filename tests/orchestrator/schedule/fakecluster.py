@@ -1,5 +1,6 @@
-"""A real multi-node Ray cluster on this machine whose nodes advertise fake GPUs (for the
-tests and `benchmarks/orchestration_overhead.py`; sweeps on it use `device: cpu`, `meter: fake`).
+"""A real multi-node Ray cluster on this machine whose nodes advertise fake GPUs (a test double,
+for the tests and `benchmarks/orchestration_overhead.py`; sweeps on it use `device: cpu`,
+`meter: fake`). Loaded as the module `moecluster_fakecluster` (tests/orchestrator/conftest.py).
 
 Each node gets `num_gpus` fake GPUs and a GPU model (`accelerator_type:<model>` resource and
 the `ray.io/accelerator-type` label, as Ray sets them on real GPU nodes). Token auth is on:
@@ -12,14 +13,13 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 from moecluster.orchestrator.raycompat import private_raylet
+from moecluster.orchestrator.schedule.envvars import scoped_environ
+from moecluster.orchestrator.schedule.raysettings import FAST_FAILURE_DETECTION
 
-from .envvars import scoped_environ
-
-# Node deaths noticed within about two seconds; idle workers kept (up to 4 per node) rather
-# than killed after a second, so tasks holding a fraction of a node's one CPU do not pay a
-# fresh worker (Python, torch, moecluster imports) each time.
-SYSTEM_CONFIG = {"health_check_period_ms": 500, "health_check_failure_threshold": 4,
-                 "health_check_timeout_ms": 1000, "num_workers_soft_limit": 4}
+# Node deaths noticed within seconds, as on a cluster set up as the README says; idle workers
+# kept (up to 4 per node) rather than killed after a second, so CPU tasks holding a fraction of
+# a node's one CPU do not pay a fresh worker (Python, torch, moecluster imports) each time.
+SYSTEM_CONFIG = {**FAST_FAILURE_DETECTION, "num_workers_soft_limit": 4}
 
 
 def node_args(model: str, gpus: int = 2, cpus: int = 1) -> dict:
@@ -54,7 +54,7 @@ def fake_gpu_cluster(models: Sequence[str] = ("FAKE-A", "FAKE-A", "FAKE-B"), gpu
                      cpus: int = 1) -> Iterator[Any]:
     """A started `ray.cluster_utils.Cluster`, one node per entry of `models` (the first is the
     head), each with `gpus` fake GPUs of that model and `cpus` CPUs. Node deaths are noticed
-    within about two seconds (fast health checks)."""
+    within seconds (`raysettings.FAST_FAILURE_DETECTION`)."""
     from ray.cluster_utils import Cluster
 
     head = {**node_args(models[0], gpus, cpus), "include_dashboard": False, "_system_config": SYSTEM_CONFIG}

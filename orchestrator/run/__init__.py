@@ -1,0 +1,15 @@
+"""The run use case: what `moecluster submit` does, without the command line.
+
+- `plan`: what a submit will run (a new run of a sweep file, or the rest of a run), refused in
+  one line when it cannot be;
+- `execute`: reach Ray, create the run directory, record the environment, start the node agents,
+  run the scheduler (retries, watchdog, storing every result), record how it ended; SIGTERM is
+  treated like Ctrl-C;
+- `state`: a run's state as its store records it.
+"""
+from .execute import RunInterrupted, RunOptions, RunOutcome, RunView, execute
+from .plan import RunPlan, RunRefused, missing_pairs, plan_new, plan_resume
+from .state import run_state
+
+__all__ = ["RunInterrupted", "RunOptions", "RunOutcome", "RunPlan", "RunRefused", "RunView", "execute",
+           "missing_pairs", "plan_new", "plan_resume", "run_state"]

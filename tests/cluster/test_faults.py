@@ -1,0 +1,230 @@
+"""Faults on a cluster of separate hosts, through `moecluster submit --address` run on the head.
+
+Hosts are network namespaces on a bridge (see `netns.py`); Ray runs in each with token auth and
+moecluster's failure-detection settings. Each scenario runs a sweep of two or three pairs on two
+workers (one pair at a time each: a pair holds a whole CPU), makes one fault while a pair
+measures, and checks that every task is stored exactly once, all `ok`, the pair hit by the fault
+with the attempt it ran as, and prints how long the recovery took (fault to the hit pair's results
+stored; for a killed submit, to the end of `--resume`). A lost node's pair must be stored within
+30 s of the fault. The scenarios share one cluster; the two that lose worker 1 go last.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from moecluster.agents.records import TaskResult
+from moecluster.orchestrator.store import RunStore, StoreDamaged
+from netns import NetnsCluster
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+MOECLUSTER = str(Path(sys.executable).parent / "moecluster")
+RECOVERY_TARGET_S = 30.0
+SWEEP = """\
+name: faults
+models:
+  - {name: tiny, num_experts: 4, expert_hidden_dim: 32, expert_num_layers: 1, top_k: 2}
+impl: sorted
+seed: [0, 1]
+batch_size: 32
+duration_s: 0.5
+warmup_s: 0.05
+repeats: 1
+device: cpu
+meter: fake
+"""
+RETRIED = re.compile(r"↻ (\S+) attempt (\d+) lost \((.*)\); first in the queue again")
+
+
+def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
+    with capsys.disabled():
+        print(f"\n[recovery] {line}", flush=True)
+
+
+def submit(hosts: NetnsCluster, tmp_path: Path, run_id: str, *extra: str, pairs: int = 2) -> subprocess.Popen[str]:
+    sweep = tmp_path / "faults.yaml"
+    sweep.write_text(SWEEP.replace("seed: [0, 1]", f"seed: {list(range(pairs))}"))
+    args = [MOECLUSTER, "submit", *([] if "--resume" in extra else [str(sweep), "--run-id", run_id]), *extra,
+            "--address", hosts.address, "--runs-dir", str(tmp_path / "runs"), "--no-agents",
+            "--cpus-per-task", "1"]
+    return hosts.popen_in(0, args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def finish(head: subprocess.Popen[str], timeout_s: float = 150) -> str:
+    try:
+        _, err = head.communicate(timeout=timeout_s)
+    finally:
+        if head.poll() is None:
+            head.kill()
+    return err
+
+
+def results(tmp_path: Path, run_id: str) -> list[TaskResult]:
+    path = tmp_path / "runs" / run_id
+    try:
+        with RunStore(path, read_only=True) as store:
+            return store.results()
+    except StoreDamaged:  # not there yet, or being created this very moment
+        return []
+
+
+def measuring_pair(hosts: NetnsCluster, host: int, run_id: str, timeout_s: float = 90) -> str:
+    """The pair of `run_id` at work on `host` now: its task label (written once the task has its GPU
+    and its model, before the warm-up) names a live process."""
+    labels = hosts.root / f"labels-h{host}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for path in labels.glob("*.json"):
+            try:
+                label = json.loads(path.read_text())
+                os.kill(int(label["pid"]), 0)
+            except (OSError, ValueError, KeyError):
+                continue
+            if label.get("run") == run_id:
+                return str(label["pair"])
+        time.sleep(0.05)
+    raise AssertionError(f"no pair of {run_id} measured on host {host} within {timeout_s:g} s")
+
+
+def assert_stored_once(tmp_path: Path, run_id: str, errs: list[str], killed: bool = False) -> dict[str, int]:
+    """Every planned task stored once and `ok` and announced once over all submits (at most once
+    where a submit was killed: it may die between storing a result and printing it); returns each
+    pair's attempts, as stored."""
+    with RunStore(tmp_path / "runs" / run_id, read_only=True) as store:
+        planned = store.counts()["planned"]
+        assert store.counts() == {"planned": planned, "ok": planned, "failed": 0, "missing": 0}
+        attempts = store.attempts()
+        pair_of = {spec.task_id: spec.pair_id for spec, _ in store.planned()}
+    announced = Counter(m.group(1) for err in errs for m in re.finditer(r"^[✓✗] (\S+)", err, re.M))
+    if killed:
+        assert set(announced) <= set(pair_of) and max(announced.values()) == 1, announced
+    else:
+        assert announced == Counter(list(pair_of)), announced
+    by_pair: dict[str, set[int]] = {}
+    for task, pair in pair_of.items():
+        by_pair.setdefault(pair, set()).add(attempts[task])
+    assert all(len(a) == 1 for a in by_pair.values()), by_pair  # a pair's tasks ran in one attempt
+    return {pair: a.pop() for pair, a in by_pair.items()}
+
+
+def retries(err: str) -> list[tuple[str, int, str]]:
+    return [(m.group(1), int(m.group(2)), m.group(3)) for m in RETRIED.finditer(err)]
+
+
+def stored_at(tmp_path: Path, run_id: str, pair: str, timeout_s: float) -> float:
+    """When the last task of `pair` was stored (waits for it)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        mine = [r for r in results(tmp_path, run_id) if r.spec.pair_id == pair]
+        if len(mine) == 2:
+            return max(r.finished_at for r in mine)
+        time.sleep(0.1)
+    raise AssertionError(f"pair {pair} not stored within {timeout_s:g} s")
+
+
+def restart(hosts: NetnsCluster, host: int) -> None:
+    """Bring a lost host back as a fresh Ray node (its old processes gone); `hosts.wait_alive` waits for it."""
+    hosts.kill(host)
+    hosts.start(hosts.hosts[host])
+
+
+def test_a_killed_submit_resumes_and_keeps_what_was_stored(hosts: NetnsCluster, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    head = submit(hosts, tmp_path, "head", pairs=3)  # the third still waits when the first is stored
+    try:
+        deadline = time.monotonic() + 90
+        before: dict[str, float] = {}
+        while not before and time.monotonic() < deadline:
+            assert head.poll() is None, head.stderr.read() if head.stderr else ""
+            before = {r.spec.task_id: r.finished_at for r in results(tmp_path, "head")}
+            time.sleep(0.1)
+        fault_at = time.time()
+        head.send_signal(signal.SIGKILL)
+    finally:
+        first = finish(head, 30)
+    assert 1 <= len(before) < 6  # of the 6 tasks
+    resumed = submit(hosts, tmp_path, "head", "--resume", "head")
+    err = finish(resumed)
+    done_at = time.time()
+    assert resumed.returncode == 0 and re.search(r"run head: [1-9]\d* tasks in", err), err[-3000:]
+    assert_stored_once(tmp_path, "head", [first, err], killed=True)
+    after = {r.spec.task_id: r.finished_at for r in results(tmp_path, "head")}
+    assert all(after[t] == at for t, at in before.items())  # what was stored is kept as it was
+    report(capsys, f"submit killed: --resume finished the run {done_at - fault_at:.1f} s after the kill")
+
+
+def test_a_process_on_the_wrong_gpu_fails_loudly_and_its_pair_runs_again(hosts: NetnsCluster, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    token = hosts.root / "stale-cuda"
+    token.write_text("armed")
+    head = submit(hosts, tmp_path, "gpu")
+    err = finish(head)
+    assert head.returncode == 0, err[-3000:]
+    claim = json.loads((hosts.root / "stale-cuda.claimed").read_text())
+    attempts = assert_stored_once(tmp_path, "gpu", [err])
+    (lost,) = retries(err)
+    pair, attempt, why = lost
+    assert attempt == 1 and "GpuMismatch" in why and "Ray assigned GPU" in why, why
+    assert attempts[pair] == 2
+    recovered_at = max(r.finished_at for r in results(tmp_path, "gpu") if r.spec.pair_id == pair)
+    report(capsys, f"process on the wrong GPU: pair {pair} stored {recovered_at - claim['at']:.1f} s after"
+                   " its process bound the wrong GPUs")
+    assert recovered_at - claim["at"] < RECOVERY_TARGET_S
+
+
+def test_a_killed_worker_s_pair_is_retried_first_and_stored_once(hosts: NetnsCluster, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    head = submit(hosts, tmp_path, "kill", pairs=3)  # two run, one waits in moecluster's queue
+    try:
+        pair = measuring_pair(hosts, 1, "kill")
+        fault_at = time.time()
+        hosts.kill(1)
+        recovered_at = stored_at(tmp_path, "kill", pair, 90)
+        restart(hosts, 1)  # joins while the sweep ends (the waiting pair may run there)
+    finally:
+        err = finish(head)
+    assert head.returncode == 0, err[-3000:]
+    attempts = assert_stored_once(tmp_path, "kill", [err])
+    assert [(p, a) for p, a, _ in retries(err)] == [(pair, 1)], err[-3000:]
+    assert attempts[pair] == 2
+    started = {}
+    for r in results(tmp_path, "kill"):
+        started[r.spec.pair_id] = min(started.get(r.spec.pair_id, r.started_at), r.started_at)
+    waiting = [p for p, at in started.items() if at > fault_at and p != pair]
+    assert waiting and all(started[pair] < started[p] for p in waiting)  # the lost pair went first
+    report(capsys, f"worker killed: pair {pair} stored {recovered_at - fault_at:.1f} s after the kill")
+    assert recovered_at - fault_at < RECOVERY_TARGET_S
+
+
+def test_a_partitioned_worker_s_pair_is_retried_while_the_rest_runs_and_the_heal_adds_nothing(
+        hosts: NetnsCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hosts.wait_alive(len(hosts.hosts))  # worker 1, restarted after the kill
+    head = submit(hosts, tmp_path, "part")
+    try:
+        other = measuring_pair(hosts, 2, "part")
+        pair = measuring_pair(hosts, 1, "part")
+        fault_at = time.time()
+        hosts.partition(1)
+        recovered_at = stored_at(tmp_path, "part", pair, 90)
+        hosts.heal(1)  # the old node learns it was declared dead; nothing it still sends may count
+    finally:
+        err = finish(head)
+    assert head.returncode == 0, err[-3000:]
+    attempts = assert_stored_once(tmp_path, "part", [err])
+    lost = retries(err)
+    assert [(p, a) for p, a, _ in lost] == [(pair, 1)] and "Ray marked it dead" in lost[0][2], err[-3000:]
+    assert attempts[pair] == 2 and attempts[other] == 1
+    other_at = max(r.finished_at for r in results(tmp_path, "part") if r.spec.pair_id == other)
+    assert fault_at < other_at  # the rest of the sweep went on meanwhile
+    report(capsys, f"worker partitioned: pair {pair} stored {recovered_at - fault_at:.1f} s after the partition")
+    assert recovered_at - fault_at < RECOVERY_TARGET_S
