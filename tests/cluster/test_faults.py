@@ -47,8 +47,14 @@ RETRIED = re.compile(r"↻ (\S+) attempt (\d+) lost \((.*)\); first in the queue
 
 
 def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
+    """Print the recovery line; with `$MOECLUSTER_RECOVERY_LOG`, also append it there (one JSON line
+    with the time, for evidence kept beside the README's figures)."""
     with capsys.disabled():
         print(f"\n[recovery] {line}", flush=True)
+    log = os.environ.get("MOECLUSTER_RECOVERY_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(json.dumps({"at": time.time(), "recovery": line}) + "\n")
 
 
 def submit(hosts: NetnsCluster, tmp_path: Path, run_id: str, *extra: str, pairs: int = 2) -> subprocess.Popen[str]:
