@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import torch
 
 from .devices import DeviceSet, FakeGpu, Gpu, NoDevices, open_devices
+from .devices.cuda import cuda_uuid
 from .meters.energy import EnergyMeter, EnergyReading, Until, min_window_s
 from .meters.idle import IdleCache, IdleReading, idle_for_run
 from .meters.peaks import PeakCache
@@ -57,11 +58,6 @@ def resolve_device(name: str) -> torch.device:
     raise ValueError(f"unknown device {name!r} (cuda, cpu)")
 
 
-def _cuda_uuid(device: torch.device) -> str:
-    uuid = str(torch.cuda.get_device_properties(device).uuid)
-    return uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
-
-
 def open_task_devices(spec: TaskSpec, device: torch.device, node: str) -> DeviceSet:
     if spec.meter == "fake":
         return open_devices("fake", count=1, node=node)
@@ -77,7 +73,7 @@ def select_gpus(devices: DeviceSet, device: torch.device, gpu_indices: Sequence[
     if not devices.gpus:
         return []
     if device.type == "cuda" and devices.kind == "nvml":
-        return [devices.by_uuid(_cuda_uuid(device))]
+        return [devices.by_uuid(cuda_uuid(device))]
     indices = list(gpu_indices) if gpu_indices is not None else [devices.gpus[0].info.index]
     by_index = {g.info.index: g for g in devices.gpus}
     missing = [i for i in indices if i not in by_index]
@@ -90,7 +86,7 @@ def gpu_records(gpus: Sequence[Gpu], device: torch.device, node: str) -> tuple[G
     """What a result says of the GPUs it ran on: the metered ones, else (no meter) the CUDA device itself."""
     records = tuple(GpuRecord(node=node, index=g.info.index, uuid=g.info.uuid, name=g.info.name) for g in gpus)
     if device.type == "cuda" and not records:
-        records = (GpuRecord(node=node, index=device.index or 0, uuid=_cuda_uuid(device),
+        records = (GpuRecord(node=node, index=device.index or 0, uuid=cuda_uuid(device),
                              name=torch.cuda.get_device_name(device)),)
     return records
 

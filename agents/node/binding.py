@@ -129,13 +129,11 @@ def cuda_binding(assigned: Sequence[str]) -> Binding:
     import torch
 
     from moecluster.agents.devices import DeviceError
+    from moecluster.agents.devices.cuda import UUID_PREFIXES, cuda_uuid
 
-    seen = []
-    for i in range(torch.cuda.device_count()):
-        uuid = str(torch.cuda.get_device_properties(i).uuid)
-        seen.append(uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}")
+    seen = [cuda_uuid(i) for i in range(torch.cuda.device_count())]
     expected: tuple[str, ...] | None
-    if all(a.startswith(("GPU-", "MIG-")) for a in assigned):
+    if all(a.startswith(UUID_PREFIXES) for a in assigned):
         expected = tuple(assigned)  # the node lists its GPUs by UUID
     elif os.environ.get(ORDER_ENV, PCI_ORDER) != PCI_ORDER or not all(a.isdigit() for a in assigned):
         expected = None

@@ -101,11 +101,11 @@ def task_devices(device: str) -> list[str]:
         return [CPU]
     import torch
 
-    from moecluster.agents.runner import _cuda_uuid
+    from moecluster.agents.devices.cuda import cuda_uuid
 
     if not torch.cuda.is_available():
         return []
-    return [_cuda_uuid(torch.device("cuda", torch.cuda.current_device()))]
+    return [cuda_uuid(torch.device("cuda", torch.cuda.current_device()))]
 
 
 def _safe(name: str) -> str:
