@@ -20,6 +20,7 @@ import platform
 import socket
 import time
 import traceback
+from dataclasses import replace
 from collections import deque
 from importlib import metadata
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -185,8 +186,10 @@ def _marker(device: torch.device) -> Callable[[], Callable[[], bool]]:
 
 def _run_until(prepared: Prepared, until: Until, sync: Callable[[], None],
                mark: Callable[[], Callable[[], bool]], clock: Callable[[], float] = time.perf_counter) -> int:
-    """Keep the device busy with more batches (uncounted) until `until()`; then drain (a short drain)."""
-    return _launch(prepared, lambda _steps: until(), sync, mark, clock=clock)
+    """Keep the device busy with more of the same work (uncounted; `prepared.busy_step` where the
+    workload has a finer unit than a batch) until `until()`; then drain (a short drain)."""
+    busy = prepared if prepared.busy_step is None else replace(prepared, step=prepared.busy_step)
+    return _launch(busy, lambda _steps: until(), sync, mark, clock=clock)
 
 
 def window_drift(windows: Sequence[Window]) -> dict[str, float]:

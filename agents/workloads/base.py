@@ -23,7 +23,8 @@ class Prepared:
 
     `form`: how it runs, chosen by measurement at prepare (`agents.workloads.forms`): keys
     `layout`, `kernel`, `graph`, `candidates`, `choice`, and `skipped` where a form was left
-    out; the runner copies it into `TaskResult.form`.
+    out; the runner copies it into `TaskResult.form`. `busy_step` (None: `step`) is what the runner
+    launches, uncounted, between a window's work and its closing counter update.
     """
 
     model: nn.Module
@@ -36,6 +37,10 @@ class Prepared:
     expert_tokens: tuple[int, ...] = ()
     notes: list[str] = field(default_factory=list)
     form: dict[str, str] = field(default_factory=dict)
+    # a finer unit of the same work, for keeping the device busy until a window's closing counter
+    # update (the runner polls the counter between launches): a decode response is 64 steps, and
+    # polling only between responses left up to 20 % of a 2 s window's energy uncertain
+    busy_step: Callable[[], object] | None = None
 
 
 class Workload(Protocol):

@@ -352,6 +352,8 @@ def llm_efficiency(agg: Aggregate) -> bytes | None:
                 ax.axvline(c.moe_tokens, color="#d62728", lw=0.9, ls=":", label=f"MoE's ({c.moe_tokens:,.0f})")
             ax.set_xscale("log")
             ax.set_yscale("log")
+            for axis in (ax.xaxis, ax.yaxis):  # a short log range would label its minor ticks on top of each other
+                axis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("tokens per forward (decode: batch; prefill: batch × prompt)")
             ax.set_ylabel("tokens / J")
             ax.set_title(series.key.label(), fontsize=8)

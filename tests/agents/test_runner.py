@@ -177,9 +177,27 @@ class SimulatedQueue:
     def sync(self) -> None:
         self.now_s = max(self.now_s, self.busy_until_s)
 
-    def prepared(self) -> Prepared:
-        return Prepared(model=torch.nn.Identity(), inputs=torch.zeros(1), items_per_batch=1, step=self.step,
-                        params=ParamCounts(total=1, active_per_token=1), flops_per_item=1.0, bytes_per_batch=1.0)
+    def blocking_step(self, seconds: float) -> Callable[[], None]:
+        """A batch whose launches fill the device's queue: the host returns once the device has it all
+        but its last `poll_s` (as 64 CUDA-graph replays of a decode response do)."""
+        def step() -> None:
+            start = max(self.now_s, self.busy_until_s)
+            self.busy_until_s = start + seconds
+            self.busy_s += seconds
+            self.now_s = max(self.now_s, self.busy_until_s - self.poll_s)
+        return step
+
+    def queued_step(self, seconds: float) -> Callable[[], None]:
+        def step() -> None:
+            start = max(self.now_s, self.busy_until_s)
+            self.busy_until_s = start + seconds
+            self.busy_s += seconds
+        return step
+
+    def prepared(self, step: Callable[[], None] | None = None, busy_step: Callable[[], None] | None = None) -> Prepared:
+        return Prepared(model=torch.nn.Identity(), inputs=torch.zeros(1), items_per_batch=1, step=step or self.step,
+                        params=ParamCounts(total=1, active_per_token=1), flops_per_item=1.0, bytes_per_batch=1.0,
+                        busy_step=busy_step)
 
 
 @pytest.mark.parametrize("step_s", [1.0, 0.05, 1e-3])
@@ -196,6 +214,27 @@ def test_small_batches_queue_about_the_allowed_work_ahead():
     q = SimulatedQueue(1e-3)
     _run_for(q.prepared(), 1.0, q.sync, q.mark, clock=q.clock)
     assert QUEUE_AHEAD_S / 2 <= q.max_ahead_s <= QUEUE_AHEAD_S + 3e-3
+
+
+def test_keeping_busy_uses_the_workload_s_finer_unit_so_it_sees_the_update_within_one_unit():
+    """A decode response blocks the host for its whole length: polled only between responses, the
+    closing update was seen up to a response late (20 % of a 2 s window's energy uncertain)."""
+    until_s = 2.2
+
+    def polls_after_update(busy_step_s: float | None) -> float:
+        q = SimulatedQueue(0.65)
+        seen: list[float] = []
+
+        def until() -> bool:
+            if q.now_s >= until_s:
+                seen.append(q.now_s)
+            return bool(seen)
+        busy = None if busy_step_s is None else q.queued_step(busy_step_s)
+        _run_until(q.prepared(q.blocking_step(0.65), busy), until, q.sync, q.mark, clock=q.clock)
+        return seen[0] - until_s
+
+    assert polls_after_update(None) > 0.3
+    assert polls_after_update(0.01) <= 0.01 + 1e-3
 
 
 def test_keeping_busy_stops_promptly_on_the_update():

@@ -7,7 +7,9 @@ candidate). At prepare, never inside a measurement window, every candidate:
 
 1. runs eagerly once; its first-step logits must match transformers' reference (`generate`) within
    the dtype's tolerance, or it is left out with the error (its greedy tokens' agreement is recorded:
-   in half precision a near tie may flip a token, after which the sequences part);
+   in half precision a near tie may flip a token, after which the sequences part). An MoE's first
+   step runs with the reference's routing pinned (`routing.pin_routing`): a near tie in a router
+   flips as easily, and would move a token's logits by far more than rounding;
 2. is timed eagerly (median of a few runs, CUDA events on a GPU);
 3. where the device allows, is captured in a CUDA graph (one decode step, replayed `gen_tokens`
    times per response with no host involvement; or the whole prefill forward), its replay checked
@@ -21,6 +23,7 @@ repeats of a pair measure once.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,9 +34,11 @@ from ..forms import GRAPH_NEEDLESS_FROM_S, FormCache, FormChoice, rel_err
 from ..graphs import WARMUP_CALLS, CapturedGraph, GraphPolicy, Replayable
 from ..timing import samples_for, time_call_s
 from .engine import StaticEngine
+from .routing import PinReport
 
 CACHED = "cached: measured at an earlier prepare in this process"
 Timer = Callable[[Callable[[], object], torch.device], float]
+RoutingPin = Callable[[bool], AbstractContextManager[PinReport]]
 StepCapture = Callable[[Callable[[], Tensor], Callable[[], None], Sequence[Tensor]], Replayable]
 
 
@@ -85,6 +90,8 @@ class PhaseRun(Protocol):
 
     def graph_outputs(self, graph: Replayable) -> Outputs: ...
 
+    def busy_step(self, graph: Replayable | None) -> Callable[[], None] | None: ...
+
 
 class DecodeRun:
     """A response of `gen_tokens` greedy steps on the engine (which holds the prompt's cache)."""
@@ -95,11 +102,27 @@ class DecodeRun:
         self.engine, self.gen_tokens = engine, gen_tokens
         self.tokens_per_step = engine.batch * gen_tokens
         self.graph_unit_steps = gen_tokens
+        self._cursor = 0  # decode steps of the current response that `busy_step` has run (0: start one)
 
     def step(self) -> None:
         self.engine.reset()
         for _ in range(self.gen_tokens):
             self.engine.decode_step()
+        self._cursor = 0  # the engine stands at the response's end
+
+    def busy_step(self, graph: Replayable | None) -> Callable[[], None]:
+        """One decode step of a response (eager, or a replay of `graph`), the responses' steps in turn:
+        a new response starts after `gen_tokens` of them and after any whole response, so the cache
+        is never written past its end."""
+        engine, steps = self.engine, self.gen_tokens
+        one: Callable[[], object] = engine.decode_step if graph is None else graph.replay
+
+        def decode_one() -> None:
+            if self._cursor == 0:
+                engine.reset()
+            one()
+            self._cursor = (self._cursor + 1) % steps
+        return decode_one
 
     def outputs(self) -> Outputs:
         self.engine.reset()
@@ -119,6 +142,7 @@ class DecodeRun:
             engine.reset()
             for _ in range(steps):
                 graph.replay()
+            self._cursor = 0
         return respond
 
     def graph_outputs(self, graph: Replayable) -> Outputs:
@@ -161,6 +185,10 @@ class PrefillRun:
         logits = graph.output.clone()
         return Outputs(logits, logits.argmax(dim=-1, keepdim=True))
 
+    def busy_step(self, graph: Replayable | None) -> None:
+        """None: a forward is the finest unit."""
+        return None
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -188,6 +216,7 @@ class Chosen:
     step: Callable[[], None]
     form: dict[str, str]
     graph: Replayable | None = None
+    busy: Callable[[], None] | None = None  # a finer unit of the same work (`Prepared.busy_step`)
 
 
 @dataclass
@@ -213,6 +242,24 @@ def _first_line(exc: BaseException) -> str:
 def _check_text(err: float, agree: tuple[int, int], tolerance: float) -> str:
     return (f"first-step logits vs transformers generate: relative error {err:.1e} (tolerance {tolerance:g});"
             f" greedy tokens of every sequence agree at {agree[0]}/{agree[1]} of the first steps")
+
+
+def _checked_outputs(run: PhaseRun, reference: Outputs, pin: RoutingPin | None) -> tuple[Outputs, float, str]:
+    """The candidate's own outputs (a free run: what it measures, what its graph is checked against),
+    its first-step error against the reference, and, for an MoE, what pinning the routing showed.
+
+    With `pin`, the error is that of a second run whose first step has the reference's routing; the
+    free run's error and its flipped router choices go into the text."""
+    with pin(False) if pin is not None else nullcontext(PinReport(False)) as free:
+        out = run.outputs()
+    err = rel_err(out.logits, reference.logits)
+    if pin is None or not free.calls:
+        return out, err, ""
+    with pin(True) as pinned:
+        checked = run.outputs()
+    pinned_err = rel_err(checked.logits, reference.logits)
+    return out, pinned_err, (f"; that error is with the {pinned.describe()}; unpinned: relative error"
+                             f" {err:.1e}, {free.describe()}")
 
 
 class _Best:
@@ -241,10 +288,12 @@ def _graph_skip(policy: GraphPolicy, run: PhaseRun, eager_s: float | None) -> st
 
 def choose(candidates: Sequence[Candidate], run: PhaseRun, reference: Outputs, *, device: torch.device,
            policy: GraphPolicy, tolerance: float, tools: LlmTools, cache: FormCache, key: Hashable,
-           extra: Mapping[str, str] | None = None) -> Chosen:
+           extra: Mapping[str, str] | None = None, pin: RoutingPin | None = None) -> Chosen:
     """Check, time and capture every candidate (see the module's doc); the fastest, in its form.
 
-    `extra` entries are cached with the choice's record (e.g. the reference's timing).
+    `extra` entries are cached with the choice's record (e.g. the reference's timing). `pin`, for an
+    MoE, holds a check's first step to the reference's routing (`routing.pin_routing`; with `False`,
+    it only counts a free run's flips).
 
     Raises ValueError naming every candidate's failure where none can run (or, with
     `policy.wanted`, none can run in a CUDA graph).
@@ -264,16 +313,15 @@ def choose(candidates: Sequence[Candidate], run: PhaseRun, reference: Outputs, *
         for cand in candidates:
             cand.use()
             try:
-                out = run.outputs()
+                out, err, pinned = _checked_outputs(run, reference, pin)
             except (RuntimeError, NotImplementedError, ValueError) as exc:
                 timings.append(_Timed(cand.name, False, failure=f"failed: {_first_line(exc)}"))
                 continue
-            err = rel_err(out.logits, reference.logits)
             if not err <= tolerance:
                 timings.append(_Timed(cand.name, False, failure=f"differs from transformers' reference"
-                                      f" (relative error {err:.2e} > {tolerance:g})"))
+                                      f" (relative error {err:.2e} > {tolerance:g}{pinned})"))
                 continue
-            checks[cand.name] = _check_text(err, token_agreement(out.tokens, reference.tokens), tolerance)
+            checks[cand.name] = _check_text(err, token_agreement(out.tokens, reference.tokens), tolerance) + pinned
             eager_s = tools.timer(run.step, device)
             eager = _Timed(cand.name, False, time_s=eager_s)
             timings.append(eager)
@@ -304,7 +352,7 @@ def choose(candidates: Sequence[Candidate], run: PhaseRun, reference: Outputs, *
         cache.put(key, FormChoice(option=winner.name, graph=best.graph is not None, timings=(),
                                     form=tuple(form.items())))
         step = run.graph_step(best.graph) if best.graph is not None else run.step
-        return Chosen(step=step, form=form, graph=best.graph)
+        return Chosen(step=step, form=form, graph=best.graph, busy=run.busy_step(best.graph))
 
 
 def _graph_text(winner: _Timed, timings: Sequence[_Timed], skips: dict[str, str], run: PhaseRun) -> str:
@@ -343,7 +391,7 @@ def _apply_cached(cached: FormChoice, candidates: Sequence[Candidate], run: Phas
     form = dict(cached.form)
     form["choice"] = CACHED
     if not cached.graph:
-        return Chosen(step=run.step, form=form)
+        return Chosen(step=run.step, form=form, busy=run.busy_step(None))
     try:
         eager = run.outputs()
         graph = run.capture(tools.capture)
@@ -351,4 +399,4 @@ def _apply_cached(cached: FormChoice, candidates: Sequence[Candidate], run: Phas
             return None
     except (RuntimeError, NotImplementedError):
         return None
-    return Chosen(step=run.graph_step(graph), form=form, graph=graph)
+    return Chosen(step=run.graph_step(graph), form=form, graph=graph, busy=run.busy_step(graph))

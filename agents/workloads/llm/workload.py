@@ -36,7 +36,7 @@ from .experts import GATHER, GROUPED_MM, grouped_mm_problem, library_experts, us
 from .forms import Candidate, DecodeRun, LlmTools, Outputs, PhaseRun, PrefillRun, choose
 from .memory import GIB, host_memory_bytes, memory_need
 from .reference import ReferenceDecode, ReferencePrefill, dynamic_cache
-from .routing import RoutingCount, count_routing
+from .routing import RoutingCount, count_routing, pin_routing, record_routing
 from .shapes import LlmShape
 
 IMPLS = ("library", "grouped")  # an MoE's experts: transformers' own dispatch, or moecluster's kernels
@@ -157,11 +157,12 @@ class LlmWorkload:
             if skipped:
                 form["skipped"] = "; ".join(skipped)
             candidates[0].use()
-            with count_routing(model, shape.num_experts) as routing:
+            with count_routing(model, shape.num_experts) as routing, record_routing(model) as recorded:
                 reference = _reference_outputs(ref)
             if spec.path == "reference" or engine is None:
                 del engine
                 step: Any = ref.step
+                busy = None
                 form.update(layout="transformers generate, eager, DynamicCache (the familiar reference)",
                             kernel=candidates[0].kernel, graph="eager: the reference runs as transformers runs it",
                             compile="not used: the reference runs as transformers runs it")
@@ -176,15 +177,17 @@ class LlmWorkload:
                 run: PhaseRun = DecodeRun(engine, spec.gen_tokens) if decode else PrefillRun(engine, prompt)
                 chosen = choose(candidates, run, reference, device=device,
                                 policy=graph_policy(device, spec.cuda_graphs), tolerance=output_tolerance(dtype),
-                                tools=self.tools, cache=self.choices, key=key, extra=extra)
-                step = chosen.step
+                                tools=self.tools, cache=self.choices, key=key, extra=extra,
+                                pin=partial(pin_routing, model, recorded) if recorded else None)
+                step, busy = chosen.step, chosen.busy
                 form.update(chosen.form)
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the reference's cache and the candidates' graphs are gone
         form["experts_hit"] = _hits_text(shape, routing, decode)
         items = spec.batch_size * (spec.gen_tokens if decode else spec.prompt_len)
         dtype_bytes = torch.empty((), dtype=dtype).element_size()
-        return Prepared(model=model, inputs=prompt, items_per_batch=items, step=step, params=shape.params(),
+        return Prepared(model=model, inputs=prompt, items_per_batch=items, step=step, busy_step=busy,
+                        params=shape.params(),
                         flops_per_item=_flops(shape, spec),
                         bytes_per_batch=_bytes(shape, spec, dtype_bytes, routing.experts_hit),
                         expert_tokens=tuple(routing.per_expert), form=form)

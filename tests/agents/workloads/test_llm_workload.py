@@ -66,6 +66,9 @@ def test_fast_path_prepares_checked_and_recorded(phase: str) -> None:
     assert form["kernel"].startswith("moecluster ") and "grouped_mm" in form["candidates"]
     assert form["graph"] == "eager: device cpu has no CUDA graphs"
     assert "relative error" in form["check"] and "transformers generate" in form["reference"]
+    layers = MOE.num_layers
+    assert f"router choices pinned to the reference's in the first step ({layers} router calls)" in form["check"]
+    assert f"top-k choices in the first step's {layers} router calls differ" in form["check"]
     assert "experts per layer per forward (realised" in form["experts_hit"]
     assert sum(prepared.expert_tokens) > 0
     with torch.inference_mode():
@@ -83,6 +86,36 @@ def test_decode_step_is_one_whole_response_from_the_same_start() -> None:
         prepared.step()
     assert torch.equal(first, engine.tokens) and int(engine.pos) == 5 - 1 + 3
     assert prepared.form["kernel"].startswith("dense")
+
+
+def test_keeping_busy_runs_single_decode_steps_that_never_pass_the_cache_s_end() -> None:
+    """The runner launches `busy_step` between a window's work and its closing counter update: one decode
+    step at a time, a response's steps in order, whatever whole responses ran in between."""
+    twin = match_dense(MOE, "active")
+    prepared = LlmWorkload(choices=FormCache()).prepare(
+        spec(kind="dense", impl="dense", architecture=twin.architecture, model=twin.as_model()), CPU, torch.float32)
+    assert prepared.busy_step is not None
+    engine = prepared.step.__self__.engine  # type: ignore[attr-defined]  # eager on CPU: DecodeRun.step
+    start, gen = 5 - 1, 3
+    with torch.inference_mode():
+        prepared.step()
+        response = engine.tokens.clone()
+        for _ in range(gen):
+            prepared.busy_step()
+        assert torch.equal(engine.tokens, response) and int(engine.pos) == start + gen
+        prepared.busy_step()  # a new response begins
+        assert int(engine.pos) == start + 1
+        prepared.step()  # a whole response in between leaves the engine at its end ...
+        prepared.busy_step()  # ... so the next busy step starts another
+        assert int(engine.pos) == start + 1
+        for _ in range(2 * gen + 1):
+            prepared.busy_step()
+            assert start < int(engine.pos) <= start + gen
+
+
+def test_a_prefill_has_no_finer_unit_to_keep_busy_with() -> None:
+    prepared = LlmWorkload(choices=FormCache()).prepare(spec(phase="prefill", gen_tokens=0), CPU, torch.float32)
+    assert prepared.busy_step is None
 
 
 def test_a_graph_is_chosen_where_it_runs_faster_and_checked_against_eager(monkeypatch: pytest.MonkeyPatch) -> None:
