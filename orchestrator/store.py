@@ -5,13 +5,15 @@ loses nothing that finished. A task is stored once: a later record for the same 
 replaces a failed one (a retry on resume) but never an `ok` one.
 
 Beside the results, the store keeps the run's plan (every task the sweep expanded to, with
-its estimated seconds), so `status` and `--resume` know what is missing, and a few run
-facts (`meta`: state, host and pid of the submitting head, times).
+its estimated seconds), so `status` and `--resume` know what is missing, a few run
+facts (`meta`: state, host and pid of the submitting head, times), and every attempt the head
+handed to Ray (`pair_attempts`: when, and when and why it was lost), on the head's clock.
 """
 from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -40,7 +42,29 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS attempts (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    pair_id      TEXT NOT NULL,
+    attempt      INTEGER NOT NULL,
+    submitted_at REAL NOT NULL,
+    lost_at      REAL,
+    lost_reason  TEXT
+);
 """
+
+
+@dataclass(frozen=True)
+class PairAttempt:
+    """One attempt of a pair as the head saw it (times on the head's clock, seconds since the
+    epoch): handed to Ray at `submitted_at`; if it was lost (process or node gone, wrong GPU),
+    when the head noticed and why: at `lost_at` the pair went back to the front of the queue,
+    unless its retries were spent. A resumed run numbers its attempts from 1 again."""
+
+    pair_id: str
+    attempt: int
+    submitted_at: float
+    lost_at: float | None = None
+    lost_reason: str | None = None
 
 
 class StoreDamaged(ValueError):
@@ -119,6 +143,29 @@ class RunStore:
     def attempts(self) -> dict[str, int]:
         """task_id -> how many times the stored run of the task was started."""
         return {k: v for k, v in self._read("SELECT task_id, attempts FROM results")}
+
+    # -- attempts ----------------------------------------------------------------------------
+    def attempt_submitted(self, pair_id: str, attempt: int, submitted_at: float) -> int:
+        """Record that attempt `attempt` of `pair_id` was handed to Ray; returns its row for `attempt_lost`."""
+        with self._conn:
+            cur = self._conn.execute("INSERT INTO attempts (pair_id, attempt, submitted_at) VALUES (?, ?, ?)",
+                                     (pair_id, attempt, submitted_at))
+            row = cur.lastrowid
+        assert row is not None  # every INSERT sets it
+        return row
+
+    def attempt_lost(self, row: int, lost_at: float, reason: str) -> None:
+        """Record that the attempt of `row` (from `attempt_submitted`) was lost at `lost_at` for `reason`."""
+        with self._conn:
+            self._conn.execute("UPDATE attempts SET lost_at = ?, lost_reason = ? WHERE id = ?", (lost_at, reason, row))
+
+    def pair_attempts(self) -> list[PairAttempt]:
+        """Every attempt handed to Ray, in the order the head handed them out (none in a store
+        written before attempts were recorded)."""
+        if not self._read("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'attempts'"):
+            return []
+        return [PairAttempt(*row) for row in self._read(
+            "SELECT pair_id, attempt, submitted_at, lost_at, lost_reason FROM attempts ORDER BY id")]
 
     # -- plan ------------------------------------------------------------------------------
     def set_plan(self, tasks: Iterable[tuple[TaskSpec, float]]) -> None:

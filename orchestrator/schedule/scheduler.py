@@ -21,7 +21,9 @@ moment it returns.
 - A watchdog cancels an attempt that has run, since its own start, far beyond its estimate
   (`sweep.estimate.watchdog_s`), and records the pair's tasks as failed.
 
-Each task's result is stored once, with the number of the attempt that produced it.
+Each task's result is stored once, with the number of the attempt that produced it. Every
+attempt handed to Ray is recorded in the store too (`RunStore.pair_attempts`), with the moment
+its loss put the pair back at the front of the queue.
 """
 from __future__ import annotations
 
@@ -80,10 +82,13 @@ class NoEvents:
 
 
 class _Attempt:
-    """One attempt of a pair on its way: a streaming Ray task (`gen`) or a gang, and its start report."""
+    """One attempt of a pair on its way: a streaming Ray task (`gen`) or a gang, its start report,
+    and its row in the store's attempts (None: never handed to Ray)."""
 
-    def __init__(self, waiting: Waiting, number: int, gen: Any = None, gang: GangRun | None = None) -> None:
+    def __init__(self, waiting: Waiting, number: int, gen: Any = None, gang: GangRun | None = None,
+                 row: int | None = None) -> None:
         self.pair, self.res, self.number, self.gen, self.gang = waiting.pair, waiting.res, number, gen, gang
+        self.row = row
         self.started: PairStarted | None = None
         self.started_mono: float | None = None  # the head's clock when the start report arrived
         self.unplaceable_since: float | None = None
@@ -182,8 +187,9 @@ class Scheduler:
 
     def _start(self, waiting: Waiting) -> None:
         number, res, pair = waiting.attempts + 1, waiting.res, waiting.pair
+        row = self.store.attempt_submitted(pair.pair_id, number, time.time())
         if res.ranks > 1:
-            self._running[pair.pair_id] = _Attempt(waiting, number, gang=GangRun(pair, res, attempt=number))
+            self._running[pair.pair_id] = _Attempt(waiting, number, gang=GangRun(pair, res, attempt=number), row=row)
             return
         opts: dict[str, Any] = {"num_cpus": res.cpus, "num_gpus": res.gpus, "max_retries": 0,
                                 "retry_exceptions": False, "name": f"pair {pair.pair_id} attempt {number}"}
@@ -191,7 +197,7 @@ class Scheduler:
             opts["resources"] = {ACCELERATOR_PREFIX + res.accelerator_type: ACCELERATOR_SHARE}
         task = gpu_pair_task if res.gpus else cpu_pair_task
         gen = task.options(**opts).remote(list(pair.tasks), number)
-        self._running[pair.pair_id] = _Attempt(waiting, number, gen=gen)
+        self._running[pair.pair_id] = _Attempt(waiting, number, gen=gen, row=row)
 
     # -- what comes back ---------------------------------------------------------------------
     def _collect(self) -> list[TaskResult]:
@@ -248,7 +254,10 @@ class Scheduler:
 
     def _lost(self, att: _Attempt, reason: str) -> list[TaskResult]:
         """The attempt is gone: its pair goes back to the front of the queue, or, its retries
-        spent, is recorded as failed."""
+        spent, is recorded as failed. The store notes when (the head's clock): pairs handed to Ray
+        before that moment keep their places; from then on this pair is first in the queue."""
+        if att.row is not None:
+            self.store.attempt_lost(att.row, time.time(), reason)
         if att.number > self.options.max_retries:
             return self._fail(att, f"lost {att.number} time(s); last: {reason}")
         att.cancel()

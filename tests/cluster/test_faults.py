@@ -1,7 +1,7 @@
 """Faults on a cluster of separate hosts, through `moecluster submit --address` run on the head.
 
 Hosts are network namespaces on a bridge (see `netns.py`); Ray runs in each with token auth and
-moecluster's failure-detection settings. Each scenario runs a sweep of two or three pairs on two
+moecluster's failure-detection settings. Each scenario runs a sweep of two to four pairs on two
 workers (one pair at a time each: a pair holds a whole CPU), makes one fault while a pair
 measures, and checks that every task is stored exactly once, all `ok`, the pair hit by the fault
 with the attempt it ran as, and prints how long the recovery took (fault to the hit pair's results
@@ -190,24 +190,29 @@ def test_a_process_on_the_wrong_gpu_fails_loudly_and_its_pair_runs_again(hosts: 
 
 def test_a_killed_worker_s_pair_is_retried_first_and_stored_once(hosts: NetnsCluster, tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    head = submit(hosts, tmp_path, "kill", pairs=3)  # two run, one waits in moecluster's queue
+    head = submit(hosts, tmp_path, "kill", pairs=4)  # two run, two wait in moecluster's queue
     try:
         pair = measuring_pair(hosts, 1, "kill")
         fault_at = time.time()
         hosts.kill(1)
         recovered_at = stored_at(tmp_path, "kill", pair, 90)
-        restart(hosts, 1)  # joins while the sweep ends (the waiting pair may run there)
+        restart(hosts, 1)  # joins while the sweep ends (waiting pairs may run there)
     finally:
         err = finish(head)
     assert head.returncode == 0, err[-3000:]
     attempts = assert_stored_once(tmp_path, "kill", [err])
     assert [(p, a) for p, a, _ in retries(err)] == [(pair, 1)], err[-3000:]
     assert attempts[pair] == 2
-    started = {}
-    for r in results(tmp_path, "kill"):
-        started[r.spec.pair_id] = min(started.get(r.spec.pair_id, r.started_at), r.started_at)
-    waiting = [p for p, at in started.items() if at > fault_at and p != pair]
-    assert waiting and all(started[pair] < started[p] for p in waiting)  # the lost pair went first
+    with RunStore(tmp_path / "runs" / "kill", read_only=True) as store:
+        handed = store.pair_attempts()  # in the order the head handed them to Ray
+    assert {a.pair_id: a.attempt for a in handed} == attempts, handed  # the last attempt of each is the stored one
+    lost = [a for a in handed if a.lost_at is not None]
+    assert [(a.pair_id, a.attempt) for a in lost] == [(pair, 1)], handed
+    # The lost pair is first in the queue from the moment the head noticed the loss, not from the
+    # kill: the other worker may finish its pair and take the next waiting one in between. Of the
+    # pairs handed out after that moment (at least one of the two waiting ones), it went first.
+    after = [(a.pair_id, a.attempt) for a in handed if a.submitted_at > lost[0].lost_at]
+    assert len(after) >= 2 and after[0] == (pair, 2), handed
     report(capsys, f"worker killed: pair {pair} stored {recovered_at - fault_at:.1f} s after the kill")
     assert recovered_at - fault_at < RECOVERY_TARGET_S
 

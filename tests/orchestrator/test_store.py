@@ -82,3 +82,24 @@ def test_read_only_never_writes_and_names_a_damaged_store(tmp_path: Path) -> Non
             store.results()
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             store.set_meta(state="x")
+
+
+def test_attempts_in_the_order_handed_out_with_their_losses(tmp_path: Path) -> None:
+    import sqlite3
+
+    from moecluster.orchestrator.store import PairAttempt
+
+    with RunStore(tmp_path) as store:
+        first = store.attempt_submitted("p1", 1, 10.0)
+        store.attempt_submitted("p2", 1, 10.5)
+        store.attempt_lost(first, 12.0, "NodeDiedError: gone")
+        store.attempt_submitted("p1", 2, 12.5)
+        store.attempt_submitted("p1", 1, 20.0)  # a resume numbers from 1 again
+    with RunStore(tmp_path, read_only=True) as store:
+        assert store.pair_attempts() == [PairAttempt("p1", 1, 10.0, 12.0, "NodeDiedError: gone"),
+                                         PairAttempt("p2", 1, 10.5), PairAttempt("p1", 2, 12.5),
+                                         PairAttempt("p1", 1, 20.0)]
+    with sqlite3.connect(tmp_path / "results.sqlite") as conn:
+        conn.execute("DROP TABLE attempts")  # as written before attempts were recorded
+    with RunStore(tmp_path, read_only=True) as store:
+        assert store.pair_attempts() == []
