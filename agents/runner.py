@@ -20,8 +20,8 @@ import platform
 import socket
 import time
 import traceback
-from dataclasses import replace
 from collections import deque
+from dataclasses import replace
 from importlib import metadata
 from typing import TYPE_CHECKING, Callable, Sequence
 

@@ -39,7 +39,7 @@ class Prepared:
     form: dict[str, str] = field(default_factory=dict)
     # a finer unit of the same work, for keeping the device busy until a window's closing counter
     # update (the runner polls the counter between launches): a decode response is 64 steps, and
-    # polling only between responses left up to 20 % of a 2 s window's energy uncertain
+    # polling only between responses left up to 21 % of a 2 s window's energy uncertain
     busy_step: Callable[[], object] | None = None
 
 
