@@ -29,13 +29,18 @@ class GraphPolicy:
     blocker: str | None
 
 
+def require_graphs_possible(device: str, cuda_graphs: bool | None) -> None:
+    """ValueError where `cuda_graphs: true` asks for graphs on a device (its type, e.g. "cpu") that has none."""
+    if cuda_graphs and device != "cuda":
+        raise ValueError(f"cuda_graphs: true needs device cuda; device {device} has no CUDA graphs")
+
+
 def graph_policy(device: torch.device, cuda_graphs: bool | None) -> GraphPolicy:
     """The policy for a task: True on a device without CUDA graphs is an error naming why."""
     if cuda_graphs is False:
         return GraphPolicy(wanted=False, blocker="cuda_graphs false: eager, the seed's way")
+    require_graphs_possible(device.type, cuda_graphs)
     if device.type != "cuda":
-        if cuda_graphs:
-            raise ValueError(f"cuda_graphs: true needs device cuda; device {device.type} has no CUDA graphs")
         return GraphPolicy(wanted=cuda_graphs, blocker=f"device {device.type} has no CUDA graphs")
     return GraphPolicy(wanted=cuda_graphs, blocker=None)
 

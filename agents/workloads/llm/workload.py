@@ -28,7 +28,7 @@ from torch import nn
 from ...records import ParamCounts, TaskSpec
 from ..base import Prepared
 from ..forms import PROCESS_FORM_CACHE, FormCache, output_tolerance
-from ..graphs import graph_policy
+from ..graphs import graph_policy, require_graphs_possible
 from ..timing import time_call_s
 from .build import build_model, transformers_version
 from .engine import StaticEngine
@@ -129,8 +129,7 @@ class LlmWorkload:
                 raise ValueError(f"{name}: {value!r} is not implemented for workload llm ({why})")
         if spec.cuda_graphs and spec.path == "reference":
             raise ValueError("cuda_graphs: true is impossible on path reference (transformers' generate runs eagerly)")
-        if spec.cuda_graphs and spec.device != "cuda":
-            raise ValueError(f"cuda_graphs: true needs device cuda; device {spec.device} has no CUDA graphs")
+        require_graphs_possible(spec.device, spec.cuda_graphs)
 
     def params(self, spec: TaskSpec) -> ParamCounts:
         return shape_of(spec).params()

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from ...records import ParamCounts, TaskSpec
 from ..base import Prepared
 from ..forms import PROCESS_FORM_CACHE, FormCache, Tools, choose_form, output_tolerance
-from ..graphs import graph_policy
+from ..graphs import graph_policy, require_graphs_possible
 from .dense import DenseMLP
 from .form_options import FormKey, model_options
 from .models import IMPLS, MoEMLP, zipf_experts
@@ -85,8 +85,7 @@ class MlpWorkload:
         if spec.cuda_graphs and spec.impl in HOST_SYNC:
             raise ValueError(f"cuda_graphs: true is impossible for impl {spec.impl}: {HOST_SYNC[spec.impl]};"
                              " leave cuda_graphs unset to capture where possible")
-        if spec.cuda_graphs and spec.device != "cuda":
-            raise ValueError(f"cuda_graphs: true needs device cuda; device {spec.device} has no CUDA graphs")
+        require_graphs_possible(spec.device, spec.cuda_graphs)
 
     def params(self, spec: TaskSpec) -> ParamCounts:
         return shape_of(spec).params()
