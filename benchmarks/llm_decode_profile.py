@@ -75,7 +75,8 @@ def profile_model(name: str, shape: LlmShape, args: argparse.Namespace, bw: floa
         with count_routing(model, shape.num_experts) as routing:
             run.step()
         db = torch.empty((), dtype=dtype).element_size()
-        ideal_s = shape.decode_bytes(db, args.batch, args.prompt_len, gen, routing.experts_hit) / bw / gen
+        step_bytes = shape.decode_bytes(db, args.batch, args.prompt_len, gen, routing.experts_hit) / gen
+        ideal_s = step_bytes / bw
         eager_s = timed_s(run.step) / gen
         graph = run.capture(capture_step)
         graph_s = timed_s(run.graph_step(graph)) / gen
@@ -92,7 +93,6 @@ def profile_model(name: str, shape: LlmShape, args: argparse.Namespace, bw: floa
         c[0] += calls / gen
         c[1] += us / gen / 1e3
     kernel_ms = sum(c[1] for c in classes.values())
-    weights_bytes = shape.decode_bytes(db, args.batch, args.prompt_len, gen, routing.experts_hit) / gen
     gemm_ms = classes["weight GEMM/GEMV"][1]
     top = sorted(kernels, key=lambda k: -k[2])[:args.top]
     result = {
@@ -101,7 +101,7 @@ def profile_model(name: str, shape: LlmShape, args: argparse.Namespace, bw: floa
         "ideal_ms_per_step": ideal_s * 1e3, "hbm_frac_graph": ideal_s / graph_s,
         "kernels_ms_per_step": kernel_ms, "between_kernels_ms_per_step": graph_s * 1e3 - kernel_ms,
         "classes": {k: {"kernels_per_step": v[0], "ms_per_step": v[1]} for k, v in classes.items()},
-        "gemm_bytes_per_s_if_all_bytes": weights_bytes / (gemm_ms / 1e3) if gemm_ms else None,
+        "gemm_bytes_per_s_if_all_bytes": step_bytes / (gemm_ms / 1e3) if gemm_ms else None,
         "top_kernels": [{"name": k[:120], "calls_per_step": c / gen, "ms_per_step": us / gen / 1e3}
                         for k, c, us in top],
     }

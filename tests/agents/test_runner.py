@@ -164,11 +164,15 @@ class SimulatedQueue:
         self.now_s += self.poll_s
         return self.now_s
 
-    def step(self) -> None:
+    def enqueue(self, seconds: float) -> None:
+        """The host launches a batch of `seconds`: the device runs it after what it already holds."""
         start = max(self.now_s, self.busy_until_s)
-        self.busy_until_s = start + self.step_s
-        self.busy_s += self.step_s
+        self.busy_until_s = start + seconds
+        self.busy_s += seconds
         self.max_ahead_s = max(self.max_ahead_s, self.busy_until_s - self.now_s)
+
+    def step(self) -> None:
+        self.enqueue(self.step_s)
 
     def mark(self) -> Callable[[], bool]:
         finish = self.busy_until_s
@@ -181,18 +185,12 @@ class SimulatedQueue:
         """A batch whose launches fill the device's queue: the host returns once the device has it all
         but its last `poll_s` (as 64 CUDA-graph replays of a decode response do)."""
         def step() -> None:
-            start = max(self.now_s, self.busy_until_s)
-            self.busy_until_s = start + seconds
-            self.busy_s += seconds
+            self.enqueue(seconds)
             self.now_s = max(self.now_s, self.busy_until_s - self.poll_s)
         return step
 
     def queued_step(self, seconds: float) -> Callable[[], None]:
-        def step() -> None:
-            start = max(self.now_s, self.busy_until_s)
-            self.busy_until_s = start + seconds
-            self.busy_s += seconds
-        return step
+        return lambda: self.enqueue(seconds)
 
     def prepared(self, step: Callable[[], None] | None = None, busy_step: Callable[[], None] | None = None) -> Prepared:
         return Prepared(model=torch.nn.Identity(), inputs=torch.zeros(1), items_per_batch=1, step=step or self.step,
