@@ -87,7 +87,8 @@ def setup_torch_command() -> str:
 def test_the_setup_one_liner_takes_the_cpu_build_without_a_gpu_driver(driver: bool, tmp_path: Path) -> None:
     """Without `nvidia-smi` the one-liner adds PyTorch's CPU index (whose +cpu build pip prefers);
     with it, PyPI's CUDA build; and it pins the torch that scripts/test.sh pins."""
-    if shutil.which("bash") is None:
+    bash = shutil.which("bash")
+    if bash is None:
         pytest.skip("bash is not installed")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -95,7 +96,7 @@ def test_the_setup_one_liner_takes_the_cpu_build_without_a_gpu_driver(driver: bo
         (bin_dir / "nvidia-smi").write_text("#!/bin/sh\n")
         (bin_dir / "nvidia-smi").chmod(0o755)
     command = setup_torch_command()
-    done = subprocess.run(["bash", "-c", f"echo {command}"], capture_output=True, text=True, check=True,
+    done = subprocess.run([bash, "-c", f"echo {command}"], capture_output=True, text=True, check=True,
                           env={"PATH": str(bin_dir)})  # echo and command are builtins
     args = done.stdout.split()
     assert ("https://download.pytorch.org/whl/cpu" in args) is not driver, args
