@@ -16,6 +16,7 @@ Node-side code uses it too (LLM workloads), so it lives on the node side; the he
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 #: extra -> the distributions it installs (as the README and pyproject.toml name them)
@@ -52,6 +53,30 @@ def require(module: str, *, extra: str, feature: str) -> ModuleType:
         if not (module == missing or module.startswith(missing + ".")):
             raise  # the module is there, one of *its* imports is not: a broken install, not an extra
         raise MissingExtra(missing_message(feature, extra, missing.split(".")[0] or module)) from None
+
+
+#: workload -> (the module its tasks import, the extra that installs it); absent: no extra needed
+WORKLOAD_EXTRAS: dict[str, tuple[str, str]] = {"llm": ("transformers", "llm")}
+
+
+def require_installed(module: str, *, extra: str, feature: str) -> None:
+    """MissingExtra naming `feature` and `extra` unless `module` is installed; nothing is imported.
+
+    For a check before anything starts, where importing the module itself would cost seconds
+    (transformers) and is left to the code that uses it.
+    """
+    if extra not in EXTRAS:
+        raise ValueError(f"unknown extra {extra!r} ({', '.join(EXTRAS)})")
+    if importlib.util.find_spec(module) is None:
+        raise MissingExtra(missing_message(feature, extra, module))
+
+
+def require_workload(workload: str, *, feature: str) -> None:
+    """MissingExtra when `workload`'s tasks need an extra that is not installed here."""
+    needed = WORKLOAD_EXTRAS.get(workload)
+    if needed is not None:
+        module, extra = needed
+        require_installed(module, extra=extra, feature=feature)
 
 
 def ray_dashboard_available() -> bool:

@@ -73,3 +73,33 @@ def test_cited_path_exists_and_is_tracked(path: str) -> None:
     folder = path.rstrip("/") + "/"
     assert path in tracked or any(f.startswith(folder) for f in tracked), \
         f"README cites {path}, which git does not track (ignored or never added?)"
+
+
+def setup_torch_command() -> str:
+    """The `pip install torch...` step of the README's set-up one-liner."""
+    block = _FENCE.search(README.read_text(encoding="utf-8"))
+    assert block is not None
+    steps = [s.strip() for s in block.group(0).split("&&")]
+    return next(s for s in steps if s.startswith("pip install torch"))
+
+
+@pytest.mark.parametrize("driver", [False, True])
+def test_the_setup_one_liner_takes_the_cpu_build_without_a_gpu_driver(driver: bool, tmp_path: Path) -> None:
+    """Without `nvidia-smi` the one-liner adds PyTorch's CPU index (whose +cpu build pip prefers);
+    with it, PyPI's CUDA build; and it pins the torch that scripts/test.sh pins."""
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash is not installed")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if driver:  # a stand-in for the driver's tool: only its presence is looked at
+        (bin_dir / "nvidia-smi").write_text("#!/bin/sh\n")
+        (bin_dir / "nvidia-smi").chmod(0o755)
+    command = setup_torch_command()
+    done = subprocess.run([bash, "-c", f"echo {command}"], capture_output=True, text=True, check=True,
+                          env={"PATH": str(bin_dir)})  # echo and command are builtins
+    args = done.stdout.split()
+    assert ("https://download.pytorch.org/whl/cpu" in args) is not driver, args
+    assert "--index-url" not in args  # an extra index: PyPI still serves every other package
+    pin = re.search(r"torch==[\w.]+", (ROOT / "scripts" / "test.sh").read_text(encoding="utf-8"))
+    assert pin is not None and pin.group(0) in args

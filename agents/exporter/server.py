@@ -28,6 +28,7 @@ from .web_config import load_web_config
 
 DEVICE_KINDS = ("auto", "nvml", "fake", "none")
 ALL_INTERFACES = "0.0.0.0"
+LOOPBACK = "127.0.0.1"
 log = logging.getLogger("moecluster.agent")
 
 
@@ -35,7 +36,8 @@ log = logging.getLogger("moecluster.agent")
 class AgentConfig:
     """Everything the agent needs; validated here so every caller gets the same errors."""
 
-    host: str | None = None  # None: this node's own address (`node_address()`); ALL_INTERFACES only when asked
+    # None: this node's own address (`node_address()`) and loopback; ALL_INTERFACES only when asked
+    host: str | None = None
     port: int = 9400
     interval_s: float = 0.1
     device: str = "auto"
@@ -68,6 +70,12 @@ class AgentConfig:
     def bind_host(self) -> str:
         """The address to bind: the one given, else this node's own (as other nodes reach it)."""
         return self.host if self.host is not None else node_address()
+
+    def also_loopback(self, bound: str) -> bool:
+        """Whether to serve on the loopback address too: by default (no host given), so that
+        `curl localhost:<port>/metrics` works on the node itself while other hosts still reach
+        the node's own address only (never every interface unless asked)."""
+        return self.host is None and not bound.startswith("127.")
 
 
 _DEVICE_KINDS: dict[str, DeviceKind] = {"auto": "auto", "nvml": "nvml", "none": "none", "fake": "fake"}
@@ -152,16 +160,21 @@ class Agent:
         self._given_devices = devices
         self.devices: DeviceSet | None = None
         self.sampler: PowerSampler | None = None
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._servers: list[WSGIServer] = []  # the node's own address first; loopback after it by default
+        self._threads: list[threading.Thread] = []
         self._tls = False
         self.host = config.bind_host()  # resolved once: the address this agent serves on
 
     @property
     def port(self) -> int:
-        if self._server is None:
+        if not self._servers:
             raise RuntimeError("agent not started")
-        return int(self._server.server_address[1])
+        return int(self._servers[0].server_address[1])
+
+    @property
+    def hosts(self) -> list[str]:
+        """Every address served (the first is `host`)."""
+        return [str(server.server_address[0]) for server in self._servers]
 
     @property
     def url(self) -> str:
@@ -193,32 +206,43 @@ class Agent:
                                        state_dir=state, agent_version=_version()))
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
+        app = _app(make_wsgi_app(registry), self.health)
         try:
-            server = make_server(self.host, self.config.port, _app(make_wsgi_app(registry), self.health),
-                                 _server_class(self.host, self.config.port), handler_class=_QuietHandler)
+            servers = [make_server(self.host, self.config.port, app, _server_class(self.host, self.config.port),
+                                   handler_class=_QuietHandler)]
         except OSError:
             self._close_devices()
             raise
-        if tls is not None:
-            # Handshake in the request's thread, not in accept(): a silent client must not stall the server.
-            server.socket = tls.context().wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-            self._tls = True
-        self._server = server
+        port = int(servers[0].server_address[1])
+        if self.config.also_loopback(self.host):
+            try:
+                servers.append(make_server(LOOPBACK, port, app, _server_class(LOOPBACK, port),
+                                           handler_class=_QuietHandler))
+            except OSError as exc:  # the node's own address is what Prometheus scrapes: serve it regardless
+                log.warning("not serving on %s port %d too: %s", LOOPBACK, port, exc.strerror or exc)
+        for server in servers:
+            if tls is not None:
+                # Handshake in the request's thread, not in accept(): a silent client must not stall the server.
+                server.socket = tls.context().wrap_socket(server.socket, server_side=True,
+                                                          do_handshake_on_connect=False)
+        self._tls = tls is not None
+        self._servers = servers
         self.sampler.start()
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="moecluster-agent-http", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                                          name="moecluster-agent-http", daemon=True) for server in servers]
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         """Stop serving, stop sampling, release the devices; idempotent."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5.0)
-            self._thread = None
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        self._servers = []
+        for thread in self._threads:
+            thread.join(5.0)
+        self._threads = []
         if self.sampler is not None:
             self.sampler.stop()
         self._close_devices()
@@ -253,7 +277,8 @@ def serve(config: AgentConfig, *, on_ready: Callable[[Agent], None] | None = Non
         devices = agent.devices
         assert devices is not None
         log.info("serving %s (bound to %s port %d; node %s, %s devices, %d GPUs, power sampled every %g s, "
-                 "task labels from %s)", agent.url, _bound(agent.host), agent.port, config.node,
+                 "task labels from %s)", agent.url, " and ".join(_bound(h) for h in agent.hosts), agent.port,
+                 config.node,
                  devices.kind, len(devices.gpus), config.interval_s, config.resolved_state_dir)
         if on_ready is not None:
             on_ready(agent)

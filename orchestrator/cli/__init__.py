@@ -5,8 +5,11 @@ and exit code 2; nothing is started.
 """
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
 import sys
+from pathlib import Path
 
 import click
 
@@ -15,17 +18,35 @@ from moecluster.agents.extras import MissingExtra
 from .errors import InputError
 
 
-# command name -> module of this package defining it (in its COMMANDS list). Modules are
-# imported only when their command runs, so `moecluster agent` never loads torch or pandas.
-COMMAND_MODULES = {
-    "agent": "agent", "bench": "bench", "dashboards": "dashboards", "estimate": "estimate", "report": "report",
-    "runs": "submit", "status": "submit", "submit": "submit",
+# command name -> (module of this package defining it in its COMMANDS list, the function it
+# decorates). Modules are imported only when their command runs; the root `--help` reads each
+# command's one-line help from its function's docstring in the source, so neither it nor
+# `moecluster agent` loads pandas, scipy, torch or Ray.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "agent": ("agent", "agent"), "bench": ("bench", "bench"), "dashboards": ("dashboards", "dashboards"),
+    "estimate": ("estimate", "estimate_cmd"), "report": ("report", "report"), "runs": ("submit", "runs"),
+    "status": ("submit", "status"), "submit": ("submit", "submit"),
 }
+COMMAND_MODULES = {name: module for name, (module, _) in COMMANDS.items()}
+
+
+def source_help(cmd_name: str) -> str:
+    """The docstring of the function defining `cmd_name`, read from its module's source without
+    importing it (what click shows as the command's help)."""
+    module, function = COMMANDS[cmd_name]
+    spec = importlib.util.find_spec(f"{__name__}.{module}")
+    if spec is None or spec.origin is None:
+        return ""
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    node = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function), None)
+    return (ast.get_docstring(node) or "") if node is not None else ""
 
 
 class LazyGroup(click.Group):
+    """A group whose subcommands' modules are imported only when one of them runs."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMAND_MODULES)
+        return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         module_name = COMMAND_MODULES.get(cmd_name)
@@ -33,6 +54,14 @@ class LazyGroup(click.Group):
             return None
         module = importlib.import_module(f"{__name__}.{module_name}")
         return next(c for c in module.COMMANDS if c.name == cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands and their one-line help, read from their sources (importing none of them)."""
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, click.Command(name, help=source_help(name)).get_short_help_str(limit))
+                for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -19,8 +19,9 @@ FAKE_OPTIONS = ("fake_gpus", "fake_idle_w", "fake_busy_w", "fake_load", "fake_fa
 @click.command("agent")
 @click.option("--port", type=int, default=9400, show_default=True, help="TCP port of /metrics (0: any free port).")
 @click.option("--host", default=None,
-              help="Address to bind; 127.0.0.1 to serve this machine only (e.g. behind a TLS proxy)."
-                   "  [default: this node's own address, the source address of its default route]")
+              help="Address to bind (that one only); 127.0.0.1 to serve this machine only (e.g. behind a TLS"
+                   " proxy).  [default: this node's own address, the source address of its default route,"
+                   " and 127.0.0.1]")
 @click.option("--all-interfaces", is_flag=True,
               help=f"Bind every interface ({ALL_INTERFACES}) instead of the node's own address.")
 @click.option("--interval", "interval_s", type=float, default=0.1, show_default=True,

@@ -94,11 +94,11 @@ def _result_table(results: list[TaskResult]) -> Table:
         t.add_column(col, justify="left" if col in ("model", "energy") else "right")
     for r in results:
         if r.status != "ok":
-            t.add_row(r.spec.label(), "", f"[red]failed: {r.error}[/red]", "", "", "", "", "", "")
+            t.add_row(r.spec.label(), "", "[red]failed (below)[/red]", "", "", "", "", "", "")
             continue
         joules = [w.energy_j for w in r.windows if w.energy_j is not None]
         roof = f"{r.roofline.fraction:.1%} ({r.roofline.bound})" if r.roofline else "n/a"
-        energy = r.energy_source or f"unavailable: {r.energy_unavailable_reason}"
+        energy = r.energy_source or f"unavailable: {escape(r.energy_unavailable_reason or '')}"
         t.add_row(r.spec.label(), f"{r.params.total:,}" if r.params else "", _fmt(r.inferences_per_s),
                   _fmt(r.avg_power_w), _fmt(r.idle_power_w), _fmt(sum(joules) / len(joules) if joules else None),
                   _fmt(r.inferences_per_j, ",.2f"), roof, energy)
@@ -111,6 +111,14 @@ def _result_table(results: list[TaskResult]) -> Table:
                   ratio(moe.avg_power_w, dense.avg_power_w), "", "",
                   ratio(moe.inferences_per_j, dense.inferences_per_j), "", "")
     return t
+
+
+def echo_failures(results: list[TaskResult]) -> None:
+    """Each failed task's error in full on stderr, as plain text: a table cell would cut it, and
+    rich would read `moecluster[llm]` in a hint as markup."""
+    for r in results:
+        if r.status != "ok":
+            click.echo(f"moecluster: {r.spec.label()} failed: {r.error or 'no error recorded'}", err=True)
 
 
 def _graph_mode(required: bool, eager: bool, impl: str, device: str) -> bool | None:
@@ -248,6 +256,7 @@ def bench(workload: str, preset: str | None, num_experts: int | None, expert_hid
         forms = _form_table(results)
         if forms is not None:
             console().print(forms)
+        echo_failures(results)
     if any(r.status != "ok" for r in results):
         sys.exit(1)
 

@@ -16,6 +16,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from moecluster.agents.extras import require_workload
 from moecluster.agents.records import TaskResult, TaskSpec
 from moecluster.agents.workloads.llm.memory import GIB, memory_need
 from moecluster.agents.workloads.llm.presets import moe_preset
@@ -108,7 +109,7 @@ def result_table(results: list[TaskResult]) -> Table:
         t.add_column(col, justify="left" if col in ("model", "energy") else "right")
     for r in results:
         if r.status != "ok":
-            t.add_row(r.spec.label(), "", f"[red]failed: {escape(r.error or '')}[/red]", *[""] * (len(cols) - 3))
+            t.add_row(r.spec.label(), "", "[red]failed (below)[/red]", *[""] * (len(cols) - 3))
             continue
         per_token = _mean([w.energy_j / w.inferences for w in r.windows if w.energy_j and w.inferences])
         per_response = per_token * tokens_per_response(r.spec) if per_token is not None else None
@@ -157,7 +158,7 @@ def run_llm_bench(*, preset: str | None, overrides: dict[str, int | None], impl:
                   batch_size: int, device: str | None, phase: str, prompt_len: int, gen_tokens: int, path: str,
                   graphs: bool | None, dry_run: bool, as_json: bool, **common: Any) -> None:
     """The `bench` command for workload llm (options already parsed and checked by `bench`)."""
-    from .bench import console, default_device, run_pair_alternating
+    from .bench import console, default_device, echo_failures, run_pair_alternating
 
     name = preset or DEFAULT_PRESET
     moe = llm_shape(name, overrides)
@@ -166,6 +167,7 @@ def run_llm_bench(*, preset: str | None, overrides: dict[str, int | None], impl:
     if match not in ("total", "active"):
         raise InputError(f"--match {match}: llm twins match total or active parameters ('seed' is the MLP seed's)")
     dense = _twin(moe, match)
+    require_workload("llm", feature="bench --workload llm")  # before anything runs, a dry run included
     if dry_run:
         if as_json:
             click.echo(json.dumps({
@@ -189,5 +191,6 @@ def run_llm_bench(*, preset: str | None, overrides: dict[str, int | None], impl:
     else:
         console().print(result_table(results))
         console().print(form_table(results))
+        echo_failures(results)
     if any(r.status != "ok" for r in results):
         sys.exit(1)

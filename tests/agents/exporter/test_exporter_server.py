@@ -1,10 +1,12 @@
 """The agent's HTTP endpoint in-process: routes, TLS from a web config, config errors."""
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -93,15 +95,57 @@ def test_web_config_errors_name_the_key(tmp_path: Path, text: str, message: str)
         load_web_config(web)
 
 
-def test_binds_the_nodes_own_address_by_default(tmp_path: Path) -> None:
+def test_binds_the_nodes_own_address_and_loopback_by_default(tmp_path: Path) -> None:
+    """Prometheus on another host scrapes the node's address; `curl localhost:9400/metrics` on the
+    node works too; nothing else is bound (not every interface)."""
     ours = node_address()
     if ours.startswith("127."):
         pytest.skip("this machine has no address but loopback")
     with Agent(AgentConfig(port=0, device="none", node="n1", state_dir=tmp_path)) as agent:
         assert agent.host == ours and agent.url == f"http://{ours}:{agent.port}/metrics"
+        assert agent.hosts == [ours, "127.0.0.1"]
         assert _get(agent.url)[0] == 200
-        with pytest.raises(OSError):  # not on every interface: loopback is not served
+        status, body = _get(f"http://127.0.0.1:{agent.port}/metrics")
+        assert status == 200 and "moecluster_agent_devices_up" in body
+        with pytest.raises(OSError):  # 127.0.0.2 is this machine too: only a bind of every interface serves it
+            socket.create_connection(("127.0.0.2", agent.port), timeout=5).close()
+
+
+def test_a_given_host_is_the_only_one(tmp_path: Path) -> None:
+    ours = node_address()
+    if ours.startswith("127."):
+        pytest.skip("this machine has no address but loopback")
+    with Agent(AgentConfig(host=ours, port=0, device="none", node="n1", state_dir=tmp_path)) as agent:
+        assert agent.hosts == [ours] and _get(agent.url)[0] == 200
+        with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", agent.port), timeout=5).close()
+
+
+def test_the_agent_command_answers_on_localhost(tmp_path: Path) -> None:
+    """`moecluster agent` as the README starts it: a real request to 127.0.0.1 on its port; the
+    process imports neither pandas, scipy, torch nor Ray."""
+    moecluster = str(Path(sys.executable).parent / "moecluster")
+    proc = subprocess.Popen([sys.executable, "-X", "importtime", moecluster, "agent", "--port", "0", "--device",
+                             "none", "--state-dir", str(tmp_path / "tasks")], stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        lines: list[str] = []
+        for line in proc.stderr:
+            lines.append(line)
+            found = re.search(r"port (\d+);", line)
+            if "serving " in line and found:
+                break
+        else:
+            pytest.fail("".join(lines[-20:]))
+        status, body = _get(f"http://127.0.0.1:{found.group(1)}/metrics")
+        assert status == 200 and "moecluster_agent_devices_up" in body
+    finally:
+        proc.terminate()
+        _, rest = proc.communicate(timeout=30)
+    assert proc.returncode == 0, rest[-2000:]
+    imported = {m.split(".")[0] for m in re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)$",
+                                                     "".join(lines) + rest, re.M)}
+    assert not imported & {"pandas", "scipy", "torch", "ray"}, sorted(imported & {"pandas", "scipy", "torch", "ray"})
 
 
 def test_all_interfaces_only_when_asked(tmp_path: Path) -> None:

@@ -68,3 +68,33 @@ def test_submit_dashboard_without_ray_default(tmp_path: Path, monkeypatch: pytes
                               "--no-agents")
     assert code == 1 and "moecluster[dashboard]" in err and err.count("\n") == 1, err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+TINY_LLM = ["bench", "--workload", "llm", "--preset", "tiny-mixtral", "--device", "cpu", "--batch-size", "2",
+            "--prompt-len", "6", "--gen-tokens", "3", "--duration", "0.2", "--warmup", "0", "--meter", "fake"]
+
+
+@pytest.mark.parametrize("extra_args", [[], ["--dry-run"], ["--json"]])
+def test_llm_bench_without_transformers_is_one_line_before_anything_runs(
+        extra_args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The whole hint (`[llm]` included) on one line, and no table: a dry run that passes means the run can start."""
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as after the README's set-up, which skips [llm]
+    code, out, err = in_process(capsys, *TINY_LLM, *extra_args)
+    assert code == 1 and err.count("\n") == 1, err
+    assert "needs transformers (not installed): pip install 'moecluster[llm]'" in err
+    assert out == ""
+
+
+def test_a_task_failing_for_the_extra_shows_the_whole_hint(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Where the check passes but the task's own import fails (a node without the extra), the
+    error is printed in full: no table cell cuts it and no markup eats `[llm]`."""
+    from moecluster.orchestrator.cli import bench_llm
+
+    monkeypatch.setattr(bench_llm, "require_workload", lambda workload, feature: None)  # the head has it...
+    monkeypatch.setitem(sys.modules, "transformers", None)  # ...the process running the task does not
+    code, out, err = in_process(capsys, *TINY_LLM)
+    assert code == 1
+    failed = [line for line in err.splitlines() if " failed: " in line]
+    assert len(failed) == 2 and all(line.endswith("pip install 'moecluster[llm]')") for line in failed), err
+    assert "failed (below)" in out

@@ -19,6 +19,10 @@ B = 1e9
     ("llama-4-scout", 109, 17, 0.02),         # Meta: 109 B (incl. vision encoder) / 17 B
     ("llama-3.3-70b", 70.6, 70.6, 0.002),
     ("mixtral-8x22b", 141, 39, 0.01),
+    ("deepseek-v3", 671, 37, 0.02),           # DeepSeek-AI: 671 B / 37 B
+    ("qwen3-30b-a3b", 30.5, 3.3, 0.02),       # Qwen: 30.5 B / 3.3 B
+    ("qwen3-235b-a22b", 235, 22, 0.01),       # Qwen: 235 B / 22 B
+    ("llama-4-maverick", 400, 17, 0.02),      # Meta: 400 B (incl. vision encoder) / 17 B
 ])
 def test_totals_and_actives_from_published_shapes(name: str, total_b: float, active_b: float, rel: float) -> None:
     m = known(name)
@@ -26,6 +30,19 @@ def test_totals_and_actives_from_published_shapes(name: str, total_b: float, act
     assert m.active_params == pytest.approx(active_b * B, rel=rel)
     assert m.total_params == m.shared_params + m.num_experts * m.expert_params
     assert m.active_params == m.shared_params + m.top_k * m.expert_params
+
+
+@pytest.mark.parametrize("name,total_b,active_b,vocab,d", [
+    ("gpt-oss-120b", 116.83, 5.13, 201_088, 2880),  # OpenAI's model card: 116.83 B / 5.13 B
+    ("gpt-oss-20b", 20.91, 3.61, 201_088, 2880),    # 20.91 B / 3.61 B
+])
+def test_gpt_oss_counts_as_its_model_card(name: str, total_b: float, active_b: float, vocab: int, d: int) -> None:
+    """The card counts active parameters without the input embedding (a lookup, no FLOPs); the
+    estimator, as for every model, with it."""
+    m = known(name)
+    assert m.total_params == pytest.approx(total_b * B, rel=0.002)
+    assert m.active_params - vocab * d == pytest.approx(active_b * B, rel=0.005)
+    assert (m.num_experts, m.top_k) == ((128, 4) if name == "gpt-oss-120b" else (32, 4))
 
 
 def test_seed_003_switch_c_and_grok_1() -> None:
