@@ -89,6 +89,13 @@ def context_title(results: Iterable[TaskResult], what: str = "") -> str:
     return " · ".join(parts)
 
 
+def _titled(fig: Figure, title: str) -> None:
+    """`title` over the whole figure and the panels laid out under it, a fixed 0.45 inch kept for it
+    whatever the figure's height (so it never runs into the first panel's own title)."""
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.45 / fig.get_figheight()))
+
+
 def _legend_below(fig: Figure, axes: Iterable[Axes], ncol: int = 3) -> None:
     """One legend for the figure, under its panels (never over the data); each label once."""
     seen: dict[str, Any] = {}
@@ -217,9 +224,7 @@ def efficiency_vs_params(agg: Aggregate) -> bytes | None:
             ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         for ax in list(axes.flat)[n:]:
             ax.set_visible(False)
-        fig.suptitle(context_title((r for k in moe for r in drawn[k]), "inferences/J against model size"),
-                     fontsize=10)
-        fig.tight_layout()
+        _titled(fig, context_title((r for k in moe for r in drawn[k]), "inferences/J against model size"))
         return png(fig)
 
 
@@ -289,9 +294,8 @@ def pairs_figure(agg: Aggregate) -> Figure | None:
             _readable_x(ax, log)
         a1.set_yticks(ys, labels, fontsize=7)
         a1.invert_yaxis()
-        fig.suptitle(context_title((r for p in pairs for r in (p.moe.result, p.dense.result)),
-                                   f"{many}/s and power of each pair"), fontsize=10)
-        fig.tight_layout()
+        _titled(fig, context_title((r for p in pairs for r in (p.moe.result, p.dense.result)),
+                                   f"{many}/s and power of each pair"))
         _legend_below(fig, [a1])
         return fig
 
@@ -374,9 +378,8 @@ def measured_vs_roofline(agg: Aggregate) -> bytes | None:
             ax.set_ylabel(f"measured {'time' if unit == 's' else 'energy'} per {one} ({unit})")
         a1.set_title("time (dotted: 10× and 100× the roofline)")
         a2.set_title("energy (roofline time × reference power)")
-        fig.suptitle(context_title((r for r in agg.results if compare(r) is not None), "measured against the"
-                                   " roofline"), fontsize=10)
-        fig.tight_layout()
+        _titled(fig, context_title((r for r in agg.results if compare(r) is not None), "measured against the"
+                                   " roofline"))
         _legend_below(fig, [a1, a2], ncol=5)
         return png(fig)
 
@@ -447,7 +450,6 @@ def llm_figure(agg: Aggregate) -> Figure | None:
         for ax in list(axes.flat)[len(panels):]:
             ax.set_visible(False)
         results = [s.result for series in panels for pt in series.points for s in (pt.moe, *pt.twins.values())]
-        fig.suptitle(context_title(results, "LLM tokens/J against tokens per forward"), fontsize=10)
-        fig.tight_layout()
+        _titled(fig, context_title(results, "LLM tokens/J against tokens per forward"))
         _legend_below(fig, axes.flat, ncol=4)
         return fig
