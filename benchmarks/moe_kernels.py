@@ -16,10 +16,12 @@ fused kernel's labelled TF32 options with their error against fp32 and float64.
     python benchmarks/moe_kernels.py --out benchmarks/results/moe_kernels_h100.json
 
 writes the JSON and a plot beside it (`.png`); about five minutes on one H100, tuning included.
+`--plot JSON` redraws the plot of a JSON written before (no GPU needed).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -153,28 +155,52 @@ def tf32_rows(rows: Rows, moe: MoEMLP, x: torch.Tensor, flops: float, nbytes: fl
     moe.fused_precision = fused.DEFAULT_PRECISION
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    """Share of the roofline (the larger of the two fractions) per batch, one panel per dtype."""
+def plotted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows the plot draws: timed, and each kernel's best of eager and graph."""
+    return [r for r in rows if "ms" in r and r.get("best", True)]
+
+
+def model_colors(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """One colour per plotted line for every panel: the seed's `sorted`, `grouped` and dense as in the
+    report's figures (`report.plots.color`), each other kernel one of the report's spare colours, by name."""
+    from moecluster.orchestrator.report.plots import FALLBACK, color
+
+    fixed = {"moe/sorted": color("sorted"), "moe/grouped": color("grouped"), "dense/total": color("dense")}
+    others = sorted({r["model"] for r in plotted(rows)} - set(fixed))
+    palette = [*FALLBACK, "#ff7f0e", "#000080", "#808000"]
+    return {**fixed, **{m: palette[i % len(palette)] for i, m in enumerate(others)}}
+
+
+def plot(rows: list[dict[str, Any]], path: Path, gpu: str = "") -> None:
+    """Share of the roofline (the larger of the two fractions) per batch, one panel per dtype, each
+    line the same colour in both panels; the title names the preset, the dtype and the GPU."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    colors = model_colors(rows)
     dtypes = sorted({r["dtype"] for r in rows})
     fig, axes = plt.subplots(1, len(dtypes), figsize=(6 * len(dtypes), 4.2), squeeze=False)
     for ax, dtype in zip(axes[0], dtypes):
-        mine = [r for r in rows if r["dtype"] == dtype and "ms" in r and r.get("best", True)]
+        mine = [r for r in plotted(rows) if r["dtype"] == dtype]
         for model in dict.fromkeys(r["model"] for r in mine):
             pts = sorted((r["batch"], max(r["hbm_frac"], r["gemm_frac"])) for r in mine if r["model"] == model)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=model)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=model, color=colors[model])
         ax.set_xscale("log", base=2)
         ax.set_ylim(0, 1.05)
         ax.set_xlabel("batch (tokens)")
         ax.set_ylabel("share of the roofline (HBM read or dense GEMM)")
-        ax.set_title(f"xxl MoE, {dtype}")
+        ax.set_title(f"xxl MoE · {dtype} · batch {', '.join(f'{b:,}' for b in sorted({r['batch'] for r in mine}))}"
+                     + (f" · {gpu}" if gpu else ""), fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    handles: dict[str, Any] = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.legend(list(handles.values()), list(handles), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4,
+               fontsize=7, frameon=False)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
     print(f"wrote {path}")
 
 
@@ -208,7 +234,12 @@ def main() -> None:
     ap.add_argument("--fp32-batches", default="128,2048,8192,32768")
     ap.add_argument("--tf32-batches", default="128", help="fp32 batches that also run the fused kernel's TF32 options")
     ap.add_argument("--out", default="benchmarks/results/moe_kernels.json")
+    ap.add_argument("--plot", metavar="JSON", help="only draw the plot of a JSON this script wrote, beside it")
     args = ap.parse_args()
+    if args.plot:
+        doc = json.loads(Path(args.plot).read_text())
+        plot(doc["rows"], Path(args.plot).with_suffix(".png"), doc.get("environment", {}).get("gpu", ""))
+        return
     start = time.perf_counter()
     shape = preset(args.preset)
     torch.manual_seed(0)
@@ -275,7 +306,7 @@ def main() -> None:
     write_json(out, {"environment": {**environment(), "triton": fused.kernels().version()}, "preset": args.preset,
                      "ceilings": ceilings, "hbm_ceiling_bytes_per_s": rows.hbm, "rows": rows.rows, "forms": forms_log,
                      "targets": summary, "wall_s": time.perf_counter() - start})
-    plot(rows.rows, out.with_suffix(".png"))
+    plot(rows.rows, out.with_suffix(".png"), environment().get("gpu", ""))
 
 
 if __name__ == "__main__":

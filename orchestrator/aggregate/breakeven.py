@@ -23,7 +23,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Literal
+from typing import Any, Literal
 
 from .bootstrap import CrossingInterval, Replicate, crossing_interval
 from .crossing import CROSSING, all_crossings, first_upward
@@ -33,6 +33,20 @@ from .stats import Estimate, replicate_ci
 Metric = Literal["inferences_per_j", "inferences_per_j_above_idle"]
 WINDOWS_METHOD = "Welch t on the log ratio over windows"
 SEEDS_METHOD = "t over seeds (per-seed log ratios)"
+
+
+def sort_fields(key: Any) -> tuple[tuple[int, float, str], ...]:
+    """A dataclass's fields as a sort key: numbers as numbers, before text; None first."""
+    out = []
+    for f in fields(key):
+        v = getattr(key, f.name)
+        if v is None:
+            out.append((0, 0.0, ""))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append((1, float(v), ""))
+        else:
+            out.append((2, 0.0, str(v)))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -58,8 +72,9 @@ class SeriesKey:
     gen_tokens: int = 0
     path: str | None = None
 
-    def sort_key(self) -> tuple[str, ...]:
-        return tuple(str(getattr(self, f.name)) for f in fields(self))
+    def sort_key(self) -> tuple[tuple[int, float, str], ...]:
+        """The fields in order, numbers compared as numbers (batch 4 before batch 16)."""
+        return sort_fields(self)
 
     def label(self) -> str:
         """"sorted float32 EP1 b128 vs dense/total", plus every other field off its default."""

@@ -21,15 +21,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from moecluster.agents.records import TaskSpec
 from moecluster.agents.workloads.llm.shapes import LlmShape
 from moecluster.orchestrator.estimate import GpuSpec, estimate, from_llm, lookup
 from moecluster.orchestrator.estimate.formulas import DTYPE_BYTES, critical_batch
 
+from .breakeven import sort_fields
 from .pairs import PairRatio
-from .tasks import TaskStats
+from .tasks import TaskStats, custom_name
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,9 @@ class LlmSeriesKey:
         parts.append(self.gpu or self.device)
         return " · ".join(parts)
 
-    def sort_key(self) -> tuple[str, ...]:
-        return tuple(str(getattr(self, f.name)) for f in fields(self))
+    def sort_key(self) -> tuple[tuple[int, float, str], ...]:
+        """The fields in order, numbers compared as numbers (p512 before p2048)."""
+        return sort_fields(self)
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,8 @@ def tokens_per_response(spec: TaskSpec) -> int:
 
 
 def model_label(spec: TaskSpec) -> str:
-    return spec.preset or shape_of(spec).describe()
+    """The preset, else the name the sweep gave the model, else its shape in brief."""
+    return spec.preset or custom_name(spec) or shape_of(spec).describe()
 
 
 def series_key(p: PairRatio) -> LlmSeriesKey:

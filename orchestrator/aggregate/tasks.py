@@ -20,13 +20,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import get_args
 
 from moecluster.agents.records import TaskResult, TaskSpec, Window
+from moecluster.orchestrator.sweep.expand import DTYPE_SHORT
+from moecluster.orchestrator.sweep.schema import Impl
 
 from .checks import task_warnings
 from .stats import Estimate, log_mean_ci
 
 TOKENS_PER_ITEM = {"mlp": 1, "llm": 1}  # an LLM task's items are its tokens (prefilled or generated)
+def custom_name(spec: TaskSpec) -> str | None:
+    """The name a sweep gave a model without a preset, read back from the pair id the sweep built from
+    it (`<name>[-<impl>]-<dtype>-b<batch>...`, `sweep.expand` and `sweep.llm`); None where the pair id
+    does not have that form (a task not planned by a sweep)."""
+    tail = f"-{DTYPE_SHORT.get(spec.dtype, spec.dtype)}-b{spec.batch_size}"
+    head, sep, rest = spec.pair_id.rpartition(tail)
+    if not sep or not head or (rest and not rest.startswith("-")):
+        return None
+    for impl in get_args(Impl):
+        if head.endswith(f"-{impl}") and len(head) > len(impl) + 1:
+            return head[:-len(impl) - 1]
+    return head
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from moecluster.agents.extras import require
 from moecluster.orchestrator.aggregate import aggregate
-from moecluster.orchestrator.report import FORMATS, frames, render, run_meta, write, write_html
+from moecluster.orchestrator.report import FORMATS, empty, frames, render, run_meta, write, write_html
 from moecluster.orchestrator.rundir import find_run, runs_root
 from moecluster.orchestrator.store import RunStore, StoreDamaged
 
@@ -118,6 +118,7 @@ def report(run_id: str, runs_dir: Path | None, formats: tuple[str, ...], out_dir
             console.print(part)
             console.print()
     written: list[Path] = []
+    unwritten: list[str] = []
     if formats:
         tables = frames(agg)
         target = out_dir or run_dir / "report"
@@ -127,6 +128,7 @@ def report(run_id: str, runs_dir: Path | None, formats: tuple[str, ...], out_dir
                 written += write(tables, target, fmt, export_meta)
             except OSError as exc:
                 raise InputError(f"--out {target}: cannot write: {exc.strerror or exc}") from None
+        unwritten = empty(tables)
     if html_dir is not None:
         try:
             written.append(write_html(agg, run_id, meta, html_dir))
@@ -134,6 +136,8 @@ def report(run_id: str, runs_dir: Path | None, formats: tuple[str, ...], out_dir
             raise InputError(f"--html {html_dir}: cannot write: {exc.strerror or exc}") from None
     for path in written:
         click.echo(f"wrote {path}", err=not quiet)
+    if unwritten:
+        click.echo(f"not written, no rows: {', '.join(unwritten)}", err=not quiet)
 
 
 COMMANDS = [report]

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from moecluster.agents.records import TaskResult, TaskSpec
+from moecluster.orchestrator.items import item_names
 from moecluster.orchestrator.sweep import PairPlan, Plan
 
 
@@ -82,11 +83,12 @@ def plan_summary(plan: Plan) -> str:
 
 
 def inferences_per_j(result: TaskResult) -> str:
-    """`12.34 inferences/J (source)`, or why energy is unavailable: never a made-up number."""
+    """`12.34 inferences/J (source)` (tokens/J for an LLM), or why energy is unavailable: never a made-up
+    number."""
     v = result.inferences_per_j
     if v is None:
         return f"energy unavailable ({result.energy_unavailable_reason or 'not measured'})"
-    return f"{v:,.2f} inferences/J ({result.energy_source})"
+    return f"{v:,.2f} {item_names([result.spec.workload])[1]}/J ({result.energy_source})"
 
 
 def result_line(result: TaskResult) -> str:
@@ -95,7 +97,8 @@ def result_line(result: TaskResult) -> str:
     where = ", ".join(f"{g.node}/{g.index} {g.name}" for g in result.gpus) or result.node
     rate = result.inferences_per_s
     rate_s = "n/a" if rate is None else f"{rate:,.0f}"
-    return (f"[green]✓[/green] {result.spec.task_id}  {rate_s} inferences/s  {inferences_per_j(result)}"
+    many = item_names([result.spec.workload])[1]
+    return (f"[green]✓[/green] {result.spec.task_id}  {rate_s} {many}/s  {inferences_per_j(result)}"
             f"  on {where}{_device_note(result)}")
 
 
@@ -293,7 +296,8 @@ def status_table(run_id: str, planned: list[TaskSpec], results: dict[str, TaskRe
     Why energy is missing and why a task failed are said once each, as footnotes. In a narrow
     terminal the pair, node and energy source wrap; labels, states and figures stay whole."""
     notes = _Footnotes()
-    columns = ("pair", "task", "status", "node · GPU", "inf/s", "inf/J", "energy")
+    u = item_names(spec.workload for spec in planned)[2]
+    columns = ("pair", "task", "status", "node · GPU", f"{u}/s", f"{u}/J", "energy")
     retried = any(attempts.get(spec.task_id, 1) > 1 for spec in planned)
     rows: list[tuple[str, ...]] = []
     previous = None
@@ -302,5 +306,5 @@ def status_table(run_id: str, planned: list[TaskSpec], results: dict[str, TaskRe
         rows.append((*row, str(attempts.get(spec.task_id, 1))) if retried else tuple(row))
         previous = spec.pair_id
     return FittedTable(f"run {run_id}", (*columns, "tries") if retried else columns, tuple(rows),
-                       whole=frozenset({"task", "status", "inf/s", "inf/J", "tries"}),
-                       right=frozenset({"inf/s", "inf/J", "tries"}), caption=notes.caption())
+                       whole=frozenset({"task", "status", f"{u}/s", f"{u}/J", "tries"}),
+                       right=frozenset({f"{u}/s", f"{u}/J", "tries"}), caption=notes.caption())

@@ -61,18 +61,34 @@ def _decimals(text: str) -> int | None:
     return len(body.split(".")[1]) if "." in body else 0
 
 
+def _fixed(v: float, digits: int) -> str | None:
+    """`v` to `digits` significant digits with its trailing zeros kept ("3.000", "0.5700"), thousands
+    separated from 1,000 up as `num` does; None where `num` would not print fixed-point."""
+    if abs(v) >= 1e3:
+        return f"{v:,.0f}"
+    text = f"{v:#.{digits}g}"
+    return text.rstrip(".") if "e" not in text else None
+
+
 def est(e: Estimate | None, f: Callable[[float], str] = num) -> str:
     """`mean [lo, hi]` (bounds shown to the mean's decimals, with thousands separators from 1,000),
-    or the mean alone (n=1), or n/a."""
+    or the mean alone (n=1, or an interval whose bounds print as the mean: "3", never "3 [3, 3]"),
+    or n/a. With `num`, the mean keeps the zeros its digits carry ("3.000 [2.960, 3.040]")."""
     if e is None:
         return "n/a"
     mean = f(e.mean)
     if e.lo is None or e.hi is None:
         return mean
-    d = _decimals(mean) if f is num else None
+    fixed = _fixed(e.mean, 4) if f is num else None
+    d = _decimals(fixed) if fixed is not None else None
     if d is None:
-        return f"{mean} [{f(e.lo)}, {f(e.hi)}]"
-    return f"{mean} [{e.lo:,.{d}f}, {e.hi:,.{d}f}]"
+        lo, hi = f(e.lo), f(e.hi)
+    else:
+        lo, hi = f"{e.lo:,.{d}f}", f"{e.hi:,.{d}f}"
+        mean = fixed or mean
+    if lo == hi == mean:
+        return f(e.mean)
+    return f"{mean} [{lo}, {hi}]"
 
 
 def ratio(e: Estimate | None) -> str:

@@ -34,12 +34,14 @@ def form_text(form: Mapping[str, str]) -> tuple[str, list[str]]:
     return (" · ".join(parts) if parts else "not recorded"), notes
 
 
-def drift_text(drift: Mapping[str, float]) -> str:
-    """"inf/s −1.2 %, inf/J +0.3 %" (last window over first − 1), or n/a when not recorded."""
+def drift_text(drift: Mapping[str, float], item: str = "inf") -> str:
+    """"inf/s −1.2 %, inf/J +0.3 %" (last window over first − 1; "tok/s" where the items are tokens),
+    or n/a when not recorded."""
     if not drift:
         return "n/a"
     order = [k for k in DRIFT_NAMES if k in drift] + sorted(k for k in drift if k not in DRIFT_NAMES)
-    return ", ".join(f"{DRIFT_NAMES.get(k, k)} {fmt.signed_pct(drift[k])}" for k in order)
+    return ", ".join(f"{DRIFT_NAMES.get(k, k).replace('inf/', f'{item}/')} {fmt.signed_pct(drift[k])}"
+                     for k in order)
 
 
 def idle_text(result: TaskResult) -> str:

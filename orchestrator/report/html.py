@@ -18,7 +18,7 @@ from . import fmt
 from . import llm as llm_report
 from .ep import shown as ep_shown
 from .tables import DAGGER, Line, TableData, breakeven_table, cluster_section, ep_table, failed_table, header, \
-    normalisations_table, pairs_table, roofline_table, task_runs_table, tasks_table
+    items, normalisations_table, pairs_table, roofline_table, task_runs_table, tasks_table
 
 CSS = """
 :root { --ink:#1b1b1b; --mute:#5b5b5b; --rule:#cfcfcf; --accent:#1f4e79; --bad:#a4161a; --ok:#2d6a4f; }
@@ -146,19 +146,56 @@ def figure_html(name: str, make: Callable[[Aggregate], bytes | None], agg: Aggre
 def findings(agg: Aggregate) -> list[str]:
     out = [f"{b.key.label()}: {b.verdict}" for b in agg.break_evens]
     if agg.cluster is not None and agg.cluster.inferences_per_j is not None:
-        out.append(f"cluster-wide: {agg.cluster.inferences_per_j:.4g} inferences/J over every GPU of the cluster")
+        many = items(agg.tasks)[1]
+        out.append(f"cluster-wide: {agg.cluster.inferences_per_j:.4g} {many}/J over every GPU of the cluster")
     flagged = sum(1 for p in agg.pairs if p.inferences_per_j is not None and p.inferences_per_j.crosses_one)
     if flagged:
-        out.append(f"{flagged} of {len(agg.pairs)} comparisons cannot tell MoE and dense apart in inferences/J (†)")
+        many = items(p.moe for p in agg.pairs)[1]
+        out.append(f"{flagged} of {len(agg.pairs)} comparisons cannot tell MoE and dense apart in {many}/J (†)")
     unavailable = sorted({s.energy_note for s in agg.tasks if s.energy_note})
     out += [f"energy {n}" for n in unavailable]
     return out
 
 
+class _Numbers:
+    """Sections and figures numbered in the order the page shows them."""
+
+    def __init__(self) -> None:
+        self.section = 0
+        self.figure = 0
+
+    def heading(self, title: str) -> str:
+        self.section += 1
+        return f"<h2>{self.section}. {_e(title)}</h2>"
+
+    def next_figure(self) -> int:
+        self.figure += 1
+        return self.figure
+
+
+def _efficiency_absent(agg: Aggregate) -> str:
+    """Why Figure "efficiency" is absent: no pair with energy, or no series with two or more sizes."""
+    energy = [p for p in agg.pairs if p.moe.spec.workload != "llm" and p.moe.inferences_per_j is not None
+              and p.dense.inferences_per_j is not None]
+    if not energy:
+        return "no pair has energy readings on both sides."
+    return "no series sweeps two or more model sizes with energy (each size is in the tables)."
+
+
 def page(agg: Aggregate, run_id: str, meta: Mapping[str, Any], figures: dict[str, bytes] | None = None) -> str:
-    """The whole page as one string (its figures need matplotlib: the `report` extra)."""
+    """The whole page as one string (its figures need matplotlib: the `report` extra).
+
+    The run's headline figure comes first: the LLM's tokens/J over the batch where the run has LLM
+    pairs and no MLP ones, else inferences/J against model size; sections and figures are numbered
+    in the order shown."""
     require("matplotlib", extra="report", feature="the report's HTML page (its figures)")
     from . import plots
+
+    n = _Numbers()
+
+    def figure(name: str, make: Callable[[Aggregate], bytes | None], caption: str, absent: str) -> str:
+        k = n.next_figure()
+        return figure_html(name, make, agg, f"<b>Figure {k}.</b> {caption}", f"Figure {k} absent: {absent}", figures)
 
     head = header(agg, run_id, meta)
     parts = [f"<h1>{_e(head[0][0])}</h1>", *[f'<p class="meta">{_e(t)}</p>' for t, _ in head[1:]]]
@@ -166,59 +203,73 @@ def page(agg: Aggregate, run_id: str, meta: Mapping[str, Any], figures: dict[str
     if found:
         parts.append('<div class="findings"><b>Findings</b><ul>' + "".join(f"<li>{_e(f)}</li>" for f in found)
                      + "</ul></div>")
-    parts.append("<h2>1. Energy efficiency against model size</h2>")
-    parts.append(figure_html(
-        "efficiency", plots.efficiency_vs_params, agg,
-        "<b>Figure 1.</b> Inferences per joule against the MoE's total parameters, for the dense twin and each MoE "
-        "implementation (error bars: 95 % CI over windows). Dotted lines mark the break-even, the shaded band its "
-        "95 % interval.", "Figure 1 absent: no pair has energy readings on both sides.", figures))
-    parts.append(table_html(breakeven_table(agg)))
+    mlp = any(p.moe.spec.workload != "llm" for p in agg.pairs) or not agg.llm
+
+    def llm_section() -> list[str]:
+        if not agg.llm:
+            return []
+        return [n.heading("LLMs: tokens per joule over the batch, per phase"), figure(
+            "llm", plots.llm_efficiency,
+            "Tokens per joule against the tokens one forward processes (decode: the batch; prefill: batch × prompt"
+            " length), one panel per series (model, phase, dtype, path, GPU) with two or more points, for each MoE"
+            " and its dense twins matched by total and by active parameters (error bars: 95 % CI over windows);"
+            " dotted: the analytic estimate at the datasheet roofline and TDP; dashed red: the GPU's critical"
+            " batch size, dotted red: the MoE's (E/k times it). Every point, a series of one included, is in the"
+            " table below.", "no LLM series has energy readings at two or more points (see the table)."),
+            *[table_html(t) for t in llm_report.tables(agg)]]
+
+    if not mlp:
+        parts += llm_section()
+    if mlp:
+        parts.append(n.heading("Energy efficiency against model size"))
+        parts.append(figure(
+            "efficiency", plots.efficiency_vs_params,
+            "Inferences per joule against the MoE's total parameters, for the dense twin and each MoE "
+            "implementation (error bars: 95 % CI over windows). Dotted lines mark the break-even, the shaded band "
+            "its 95 % interval.", _efficiency_absent(agg)))
+        parts.append(table_html(breakeven_table(agg)))
     if agg.pairs or agg.incomplete:
-        parts.append("<h2>2. MoE beside dense, pair by pair</h2>")
+        parts.append(n.heading("MoE beside dense, pair by pair"))
         parts.append(table_html(pairs_table(agg)))
-        parts.append(figure_html(
-            "pairs", plots.throughput_power_per_pair, agg,
-            "<b>Figure 2.</b> Throughput (log scale) and average power of each pair's MoE and dense task "
-            "(error bars: 95 % CI).", "Figure 2 absent: no complete pair.", figures))
-    if agg.llm:
-        parts.append("<h2>LLMs: tokens per joule over the batch, per phase</h2>")
-        parts.append(figure_html(
-            "llm", plots.llm_efficiency, agg,
-            "<b>Figure L.</b> Tokens per joule against the tokens one forward processes (decode: the batch; prefill: "
-            "batch × prompt length), for each MoE and its dense twins matched by total and by active parameters "
-            "(error bars: 95 % CI over windows); dotted: the analytic estimate at the datasheet roofline and TDP; "
-            "dashed red: the GPU's critical batch size, dotted red: the MoE's (E/k times it).",
-            "Figure L absent: no LLM task has energy readings.", figures))
-        parts += [table_html(t) for t in llm_report.tables(agg)]
+        many = items(p.moe for p in agg.pairs)[1]
+        parts.append(figure(
+            "pairs", plots.throughput_power_per_pair,
+            f"Throughput ({many}/s, log scale) and average power of each pair's MoE and dense task (error bars: "
+            "95 % CI).", "no complete pair."))
+    if mlp:
+        parts += llm_section()
     if agg.tasks:
-        parts.append("<h2>3. Tasks and seed 000's normalisations</h2>")
+        mlp_tasks = any(s.spec.workload != "llm" for s in agg.tasks)  # the LLM's normalisations are above
+        parts.append(n.heading("Tasks and seed 000's normalisations" if mlp_tasks else "Tasks"))
         parts.append(table_html(tasks_table(agg)))
         parts.append(table_html(task_runs_table(agg)))
-        parts.append(table_html(normalisations_table(agg)))
-    parts.append("<h2>4. Distance to the hardware's limit</h2>")
-    parts.append(figure_html(
-        "roofline", plots.measured_vs_roofline, agg,
-        "<b>Figure 3.</b> Measured time and energy per inference against the roofline's (dashed: at the roofline). "
+        if mlp_tasks:
+            parts.append(table_html(normalisations_table(agg)))
+    parts.append(n.heading("Distance to the hardware's limit"))
+    one = items(agg.tasks)[0]
+    parts.append(figure(
+        "roofline", plots.measured_vs_roofline,
+        f"Measured time and energy per {one} against the roofline's (dashed: at the roofline). "
         "The vertical distance is how many times the ideal implementation's cost each task paid.",
-        "Figure 3 absent: no task carries a roofline.", figures))
+        "no task carries a roofline."))
     if any(row for row in roofline_table(agg).rows):
         parts.append(table_html(roofline_table(agg)))
-    parts.append("<h2>5. Expert parallelism</h2>")
-    parts.append(figure_html(
-        "ep", plots.ep_share, agg,
-        "<b>Figure 4.</b> Against the global batch size, per MoE and expert-parallel degree d: the share of the "
+    parts.append(n.heading("Expert parallelism"))
+    parts.append(figure(
+        "ep", plots.ep_share,
+        "Against the global batch size, per MoE and expert-parallel degree d: the share of the "
         "step's time in dispatch + combine, measured in the gang's timed pass (solid, diamonds), and the measured "
         "scaling loss 1 − speedup/d against the same MoE on one GPU (dashed, 95 % CI).",
-        "Figure 4 absent: this run has no task with an expert-parallel degree above 1.", figures))
+        "this run has no task with an expert-parallel degree above 1."))
     if ep_shown(agg):
         parts.append(table_html(ep_table(agg)))
-    parts.append("<h2>6. Cluster-wide energy</h2>")
+    parts.append(n.heading("Cluster-wide energy"))
     ctable, clines = cluster_section(agg)
     if ctable is not None:
         parts.append(table_html(ctable))
     parts.append(_lines(clines))
     if agg.failed:
-        parts.append("<h2>7. Failed tasks</h2>")
+        parts.append(n.heading("Failed tasks"))
         parts.append(table_html(failed_table(agg)))
     parts.append("<h2>Method</h2><ol class=\"method\">" + "".join(f"<li>{_e(m)}</li>" for m in METHOD) + "</ol>")
     parts.append(f'<p class="note">{_e(DAGGER)}</p>')

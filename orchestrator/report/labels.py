@@ -12,6 +12,7 @@ from collections.abc import Callable
 from moecluster.agents.records import TaskSpec
 from moecluster.orchestrator.aggregate import Aggregate, PairRatio, TaskStats
 from moecluster.orchestrator.aggregate.breakeven import series_key
+from moecluster.orchestrator.aggregate.tasks import custom_name
 
 MATCH_WORDS = {"total": "total parameters", "active": "active parameters", "seed": "the seed's width"}
 
@@ -34,10 +35,19 @@ def setting(spec: TaskSpec) -> str:
     return " · ".join(parts)
 
 
+def preset_label(spec: TaskSpec) -> str:
+    """The `preset` column: the preset, else the model's name in the sweep, else "custom"."""
+    return spec.preset or custom_name(spec) or "custom"
+
+
 def model_name(spec: TaskSpec) -> str:
-    """The preset's name, else the shape in brief (E8 k2 h256×3 for an MoE, w4096×5 for a dense MLP)."""
+    """The preset's name, else the name the sweep gave the model, else the shape in brief (E8 k2 h256×3
+    for an MoE, w4096×5 for a dense MLP)."""
     if spec.preset:
         return spec.preset
+    named = custom_name(spec)
+    if named:
+        return named
     m = dict(spec.model)
     if spec.workload == "llm":
         arch = spec.architecture or "llm"
@@ -48,6 +58,13 @@ def model_name(spec: TaskSpec) -> str:
     if {"hidden_dim", "num_layers"} <= set(m):
         return f"w{m['hidden_dim']}×{m['num_layers']}"
     return spec.pair_id
+
+
+def setting_order(spec: TaskSpec) -> tuple[object, ...]:
+    """The settings in reading order, numbers as numbers (batch 4 before batch 16, p512 before p2048)."""
+    return (spec.workload != "mlp", spec.workload, spec.dtype, spec.phase or "", spec.batch_size, spec.prompt_len,
+            spec.gen_tokens, spec.expert_parallel, spec.path or "", spec.device, spec.load, spec.zipf_s,
+            spec.train_epochs, spec.compile, str(spec.cuda_graphs))
 
 
 def series_title(p: PairRatio) -> str:
@@ -102,11 +119,12 @@ def task_order(agg: Aggregate) -> Callable[[TaskStats], tuple]:
     sizes = _pair_sizes(agg)
 
     def key(s: TaskStats) -> tuple:
-        return (setting(s.spec), sizes.get(s.spec.pair_id, s.total_params or 0), s.spec.pair_id,
+        return (setting_order(s.spec), setting(s.spec), sizes.get(s.spec.pair_id, s.total_params or 0), s.spec.pair_id,
                 s.spec.kind != "dense", str(s.spec.match), s.spec.impl)
     return key
 
 
-def pair_order(p: PairRatio) -> tuple[tuple[str, ...], int, int, str]:
-    """Pairs by series, then size, then seed."""
-    return (series_key(p).sort_key(), p.moe.total_params or 0, p.moe.spec.seed, p.pair_id)
+def pair_order(p: PairRatio) -> tuple[object, ...]:
+    """Pairs by setting (numbers as numbers), series, then size, then seed."""
+    return (setting_order(p.moe.spec), series_key(p).sort_key(), p.moe.total_params or 0, p.moe.spec.seed,
+            p.pair_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -20,9 +21,12 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
+from moecluster.agents.records import TaskResult  # noqa: E402
 from moecluster.orchestrator.aggregate import Aggregate, BreakEven, Estimate, SeriesKey, replicate_ci  # noqa: E402
 from moecluster.orchestrator.aggregate.breakeven import series_key  # noqa: E402
 from moecluster.orchestrator.aggregate.ep import EpPoint  # noqa: E402
+from moecluster.orchestrator.aggregate.llm import LlmSeries  # noqa: E402
+from moecluster.orchestrator.items import item_names  # noqa: E402
 from moecluster.orchestrator.estimate.measured import compare  # noqa: E402
 
 from . import fmt  # noqa: E402
@@ -37,16 +41,72 @@ STYLE: dict[RcKeyType, Any] = {
     "axes.grid": True, "grid.alpha": 0.25, "grid.linewidth": 0.6, "figure.dpi": 150, "savefig.dpi": 150,
 }
 DENSE_COLOR = "#222222"
-IMPL_COLORS = {"naive": "#d62728", "sorted": "#1f77b4", "grouped": "#2ca02c"}
-FALLBACK = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#ff7f0e")
+IMPL_COLORS = {"naive": "#d62728", "sorted": "#1f77b4", "grouped": "#2ca02c", "library": "#ff7f0e"}
+FALLBACK = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 
 
-def _color(impl: str, seen: dict[str, str]) -> str:
-    if impl in IMPL_COLORS:
-        return IMPL_COLORS[impl]
-    if impl not in seen:
-        seen[impl] = FALLBACK[len(seen) % len(FALLBACK)]
-    return seen[impl]
+def color(name: str) -> str:
+    """The one colour of an implementation (or any other named line) in every figure and panel: the
+    MoE implementations' own, dense black, anything else a palette colour fixed by its name."""
+    if name in IMPL_COLORS:
+        return IMPL_COLORS[name]
+    if name == "dense":
+        return DENSE_COLOR
+    return FALLBACK[zlib.crc32(name.encode()) % len(FALLBACK)]
+
+
+def _color(name: str, seen: dict[str, str]) -> str:
+    """`color(name)` for an implementation; for any other line the palette's first colour after its own
+    that no other line of the figure has (`seen`: the names the figure drew, and their colours)."""
+    if name in seen:
+        return seen[name]
+    if name in IMPL_COLORS or name == "dense":
+        seen[name] = color(name)
+        return seen[name]
+    start = FALLBACK.index(color(name))
+    taken = set(seen.values())
+    free = [FALLBACK[(start + i) % len(FALLBACK)] for i in range(len(FALLBACK))]
+    seen[name] = next((c for c in free if c not in taken), free[0])
+    return seen[name]
+
+
+def _span(values: Iterable[int]) -> str:
+    """"1", "1, 4, 16" or "1–4,096" (more than four values): numbers in numeric order."""
+    vs = sorted(set(values))
+    if len(vs) > 4:
+        return f"{vs[0]:,}–{vs[-1]:,}"
+    return ", ".join(f"{v:,}" for v in vs)
+
+
+def context_title(results: Iterable[TaskResult], what: str = "") -> str:
+    """A figure's title: what it shows, then the dtype(s), batch size(s) and GPU(s) of its tasks, so a
+    figure saved apart from the page still says what it measured."""
+    rs = list(results)
+    dtypes = ", ".join(sorted({r.spec.dtype for r in rs})) or "?"
+    gpus = ", ".join(sorted({g.name for r in rs for g in r.gpus})) or ", ".join(sorted({r.spec.device for r in rs}))
+    parts = [what] if what else []
+    parts += [dtypes, f"batch {_span(r.spec.batch_size for r in rs)}", gpus or "?"]
+    return " · ".join(parts)
+
+
+def _titled(fig: Figure, title: str) -> None:
+    """`title` over the whole figure and the panels laid out under it, a fixed 0.45 inch kept for it
+    whatever the figure's height (so it never runs into the first panel's own title)."""
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.45 / fig.get_figheight()))
+
+
+def _legend_below(fig: Figure, axes: Iterable[Axes], ncol: int = 3) -> None:
+    """One legend for the figure, under its panels (never over the data); each label once."""
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    later = ("analytic", "critical", "MoE's", "roofline")  # measured lines first, references after
+    seen = dict(sorted(seen.items(), key=lambda kv: any(w in kv[0] for w in later)))
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False,
+                   ncol=min(ncol, len(seen)), fontsize=7.5)
 
 
 def png(fig: Figure) -> bytes:
@@ -96,18 +156,24 @@ def efficiency_vs_params(agg: Aggregate) -> bytes | None:
     size are drawn as one point, their geometric mean with the t interval over seeds. When every
     implementation was compared with the same dense tasks, one black dense line is drawn; otherwise
     each implementation's own twins are drawn dashed in its colour, so every break-even is the
-    crossing of two lines of one colour.
+    crossing of two lines of one colour. A panel with a single size (a lone point says nothing about
+    size) and the LLM's pairs (their own figure, `llm_efficiency`) are left to the tables.
     """
     moe: dict[SeriesKey, dict[str, dict[int, list[Estimate]]]] = defaultdict(lambda: defaultdict(dict))
     dense: dict[SeriesKey, dict[str, dict[int, dict[str, Estimate]]]] = defaultdict(lambda: defaultdict(dict))
+    drawn: dict[SeriesKey, list[TaskResult]] = defaultdict(list)
     for p in agg.pairs:
         total = p.moe.total_params
-        if p.moe.inferences_per_j is None or p.dense.inferences_per_j is None or not total:
+        if p.moe.spec.workload == "llm" or p.moe.inferences_per_j is None or p.dense.inferences_per_j is None \
+                or not total:
             continue
         k = series_key(p)
         panel = replace(k, impl="")
         moe[panel][k.impl].setdefault(total, []).append(p.moe.inferences_per_j)
         dense[panel][k.impl].setdefault(total, {})[p.dense.task_id] = p.dense.inferences_per_j
+        drawn[panel] += [p.moe.result, p.dense.result]
+    for panel in [k for k, impls in moe.items() if max(len(sizes) for sizes in impls.values()) < 2]:
+        del moe[panel]
     if not moe:
         return None
     with plt.rc_context(STYLE):
@@ -158,7 +224,7 @@ def efficiency_vs_params(agg: Aggregate) -> bytes | None:
             ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         for ax in list(axes.flat)[n:]:
             ax.set_visible(False)
-        fig.tight_layout()
+        _titled(fig, context_title((r for k in moe for r in drawn[k]), "inferences/J against model size"))
         return png(fig)
 
 
@@ -197,7 +263,8 @@ def pairs_figure(agg: Aggregate) -> Figure | None:
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(10.4, height), sharey=True)
         ys = list(range(len(pairs)))
         w = 0.38
-        panels = ((a1, "inferences_per_s", "inferences / s", True), (a2, "power_w", "average W", False))
+        many = item_names(p.moe.spec.workload for p in pairs)[1]
+        panels = ((a1, "inferences_per_s", f"{many} / s", True), (a2, "power_w", "average W", False))
         sides = ((-w / 2, "moe", "#1f77b4", "MoE"), (w / 2, "dense", DENSE_COLOR, "dense"))
         for ax, attr, xlabel, log in panels:
             drawn = False
@@ -227,8 +294,9 @@ def pairs_figure(agg: Aggregate) -> Figure | None:
             _readable_x(ax, log)
         a1.set_yticks(ys, labels, fontsize=7)
         a1.invert_yaxis()
-        a1.legend(frameon=False, loc="lower right")
-        fig.tight_layout()
+        _titled(fig, context_title((r for p in pairs for r in (p.moe.result, p.dense.result)),
+                                   f"{many}/s and power of each pair"))
+        _legend_below(fig, [a1])
         return fig
 
 
@@ -265,8 +333,9 @@ def ep_share(agg: Aggregate) -> bytes | None:
         ax.set_xlabel("batch size (global)")
         ax.set_ylabel("share of time (%)")
         ax.axhline(0, color="0.5", lw=0.6)
-        ax.legend(frameon=False, fontsize=6.5, loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=2)
+        ax.set_title(context_title((p.stats.result for p in pts), "expert parallelism"), fontsize=9)
         fig.tight_layout()
+        _legend_below(fig, [ax], ncol=2)
         return png(fig)
 
 
@@ -275,6 +344,7 @@ def measured_vs_roofline(agg: Aggregate) -> bytes | None:
     cs = [c for c in (compare(r) for r in agg.results) if c is not None]
     if not cs:
         return None
+    one = item_names(r.spec.workload for r in agg.results if compare(r) is not None)[0]
     with plt.rc_context(STYLE):
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(10.4, 3.8))
         extra: dict[str, str] = {}
@@ -304,12 +374,13 @@ def measured_vs_roofline(agg: Aggregate) -> bytes | None:
                 ax.set_xlim(lo, hi)
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.set_xlabel(f"roofline {'time' if unit == 's' else 'energy'} per inference ({unit})")
-            ax.set_ylabel(f"measured {'time' if unit == 's' else 'energy'} per inference ({unit})")
-            ax.legend(frameon=False, fontsize=7, loc="upper left")
+            ax.set_xlabel(f"roofline {'time' if unit == 's' else 'energy'} per {one} ({unit})")
+            ax.set_ylabel(f"measured {'time' if unit == 's' else 'energy'} per {one} ({unit})")
         a1.set_title("time (dotted: 10× and 100× the roofline)")
         a2.set_title("energy (roofline time × reference power)")
-        fig.tight_layout()
+        _titled(fig, context_title((r for r in agg.results if compare(r) is not None), "measured against the"
+                                   " roofline"))
+        _legend_below(fig, [a1, a2], ncol=5)
         return png(fig)
 
 
@@ -318,33 +389,52 @@ LLM_ACTIVE_COLOR = "#7f7f7f"
 LLM_MAX_PANELS = 6
 
 
+def llm_title(series: LlmSeries, seeds: bool) -> str:
+    """A panel's title: what is fixed along it (model, implementation, phase, dtype, path, GPU; the
+    seed where a run has several), so no two panels read alike."""
+    return series.key.label() + (f" · seed {series.key.seed}" if seeds else "")
+
+
+def llm_panels(agg: Aggregate) -> list[LlmSeries]:
+    """The series the figure draws: those with energy at two or more points (a lone point is in the table)."""
+    return [s for s in agg.llm if sum(pt.moe.tokens_per_j is not None for pt in s.points) >= 2][:LLM_MAX_PANELS]
+
+
 def llm_efficiency(agg: Aggregate) -> bytes | None:
-    """tokens/J against tokens per forward (log-log), one panel per series: the MoE and both twins
-    (95 % CI), their analytic estimates dotted, the critical batch sizes as vertical lines."""
-    panels = [s for s in agg.llm if any(pt.moe.tokens_per_j is not None for pt in s.points)][:LLM_MAX_PANELS]
+    """The LLM figure as PNG (see `llm_figure`), None without a series of two or more points."""
+    fig = llm_figure(agg)
+    return png(fig) if fig is not None else None
+
+
+def llm_figure(agg: Aggregate) -> Figure | None:
+    """tokens/J against tokens per forward (log-log), one panel per series with two or more points: the
+    MoE and both twins (95 % CI), their analytic estimates dotted, the critical batch sizes as vertical
+    lines; one legend under the panels."""
+    panels = llm_panels(agg)
     if not panels:
         return None
+    seeds = len({s.key.seed for s in agg.llm}) > 1
     cols = min(2, len(panels))
+    rows = math.ceil(len(panels) / cols)
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(math.ceil(len(panels) / cols), cols, figsize=(5.4 * cols, 3.6 * math.ceil(
-            len(panels) / cols)), squeeze=False)
+        fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 3.8 * rows), squeeze=False)
         for ax, series in zip(axes.flat, panels):
             lines = [("moe", "MoE", LLM_MOE_COLOR, "o", "-"),
                      ("total", "dense matched by total", DENSE_COLOR, "s", "-"),
                      ("active", "dense matched by active", LLM_ACTIVE_COLOR, "^", "--")]
-            for which, label, color, marker, style in lines:
+            for which, label, line_color, marker, style in lines:
                 pts = [(pt, pt.moe if which == "moe" else pt.twins.get(which)) for pt in series.points]
                 have = [(pt, s.tokens_per_j) for pt, s in pts if s is not None and s.tokens_per_j is not None]
                 if have:
                     ys, err = _errbars([e for _, e in have])
-                    ax.errorbar([pt.tokens_per_forward for pt, _ in have], ys, yerr=err, color=color, marker=marker,
-                                ms=4, lw=1.2, ls=style, capsize=2, label=label)
+                    ax.errorbar([pt.tokens_per_forward for pt, _ in have], ys, yerr=err, color=line_color,
+                                marker=marker, ms=4, lw=1.2, ls=style, capsize=2, label=label)
                 key = "moe" if which == "moe" else f"dense/{which}"
                 est = [(pt.tokens_per_forward, pt.estimate.tokens_per_j[key]) for pt in series.points
                        if pt.estimate is not None and key in pt.estimate.tokens_per_j]
                 if est:
-                    ax.plot([x for x, _ in est], [y for _, y in est], color=color, ls=":", lw=1.0, marker=marker,
-                            mfc="none", ms=4, label=f"{label}, analytic")
+                    ax.plot([x for x, _ in est], [y for _, y in est], color=line_color, ls=":", lw=1.0,
+                            marker=marker, mfc="none", ms=4, label=f"{label}, analytic")
             c = series.critical
             if c is not None:
                 ax.axvline(c.dense_tokens, color="#d62728", lw=0.9, ls="--",
@@ -356,9 +446,10 @@ def llm_efficiency(agg: Aggregate) -> bytes | None:
                 axis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("tokens per forward (decode: batch; prefill: batch × prompt)")
             ax.set_ylabel("tokens / J")
-            ax.set_title(series.key.label(), fontsize=8)
-            ax.legend(frameon=False, fontsize=6.5, loc="best")
+            ax.set_title(llm_title(series, seeds), fontsize=8)
         for ax in list(axes.flat)[len(panels):]:
             ax.set_visible(False)
-        fig.tight_layout()
-        return png(fig)
+        results = [s.result for series in panels for pt in series.points for s in (pt.moe, *pt.twins.values())]
+        _titled(fig, context_title(results, "LLM tokens/J against tokens per forward"))
+        _legend_below(fig, axes.flat, ncol=4)
+        return fig

@@ -6,7 +6,7 @@ once, as a numbered footnote under the table, and marked in the cells (¹, ², .
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -20,6 +20,7 @@ from moecluster.orchestrator.aggregate.bootstrap import METHOD as BOOTSTRAP
 from moecluster.orchestrator.aggregate.breakeven import SEEDS_METHOD
 from moecluster.orchestrator.aggregate.checks import MIN_WINDOWS, few_windows
 from moecluster.orchestrator.aggregate.ep import ep_left_out
+from moecluster.orchestrator.items import MIXED_ITEMS, item_names
 from moecluster.orchestrator.estimate.measured import compare
 
 from . import fmt
@@ -132,10 +133,21 @@ def _fig(t: TableData, e: Estimate | None, show: Callable[[Estimate | None], str
     return f"n/a{t.note(why)}" if why else "n/a"
 
 
+def items(stats: Iterable[TaskStats]) -> tuple[str, str, str]:
+    """What these tasks' throughput counts (`aggregate.tasks.item_names`): tokens for LLM tasks."""
+    return item_names(s.spec.workload for s in stats)
+
+
+def _items_caption(stats: Iterable[TaskStats]) -> str:
+    """The sentence that says what "items" are where a table mixes workloads; "" otherwise."""
+    return f" {MIXED_ITEMS}." if items(stats)[2] == "items" else ""
+
+
 def pairs_table(agg: Aggregate) -> TableData:
+    u = items(p.moe for p in agg.pairs)[2]
     t = _table("MoE beside its dense twin (geometric mean over windows; ratio = MoE / dense [95 % CI])",
-               ["model", "params MoE / dense", "inf/s MoE", "inf/s dense", "inf/s ratio", "W MoE", "W dense",
-                "W ratio", "inf/J MoE", "inf/J dense", "inf/J ratio", "inf/J ratio above idle"], left=1)
+               ["model", "params MoE / dense", f"{u}/s MoE", f"{u}/s dense", f"{u}/s ratio", "W MoE", "W dense",
+                "W ratio", f"{u}/J MoE", f"{u}/J dense", f"{u}/J ratio", f"{u}/J ratio above idle"], left=1)
     current = None
     seeds = len({s.spec.seed for s in agg.tasks}) > 1
     for p in sorted(agg.pairs, key=pair_order):
@@ -158,7 +170,7 @@ def pairs_table(agg: Aggregate) -> TableData:
         t.group("incomplete pairs")
         for ip in agg.incomplete:
             t.add_row(ip.pair_id, ip.reason, *[""] * 10)
-    t.caption = DAGGER
+    t.caption = DAGGER + _items_caption(p.moe for p in agg.pairs)
     return t
 
 
@@ -170,8 +182,10 @@ def _task_rows(agg: Aggregate) -> list[tuple[str, str, TaskStats]]:
 
 
 def tasks_table(agg: Aggregate) -> TableData:
+    _, many, u = items(agg.tasks)
     t = _table("Tasks: throughput and energy (geometric mean [95 % CI] over measurement windows)",
-               ["task", "windows", "inferences/s", "W", "J / window", "inferences/J", "inf/J above idle"])
+               ["task", "windows", f"{many}/s", "W", "J / window", f"{many}/J", f"{u}/J above idle"])
+    t.caption = _items_caption(agg.tasks).strip()
     current = None
     for head, name, s in _task_rows(agg):
         if head != current:
@@ -202,7 +216,7 @@ def task_runs_table(agg: Aggregate) -> TableData:
         idle = idle_text(r) + (t.note(f"idle: {r.idle_note}") if r.idle_note else "")
         source = (r.energy_source or "none") + (t.note(s.energy_note) if s.energy_note else "")
         t.add_row(name, f"{fmt.params(s.total_params)} / {fmt.params(s.active_params)}",
-                  f"{form}{t.marks(form_notes)}", drift_text(r.drift), idle, source, device_text(r),
+                  f"{form}{t.marks(form_notes)}", drift_text(r.drift, items([s])[2]), idle, source, device_text(r),
                   t.marks(s.warnings) or "none")
     return t
 
@@ -246,7 +260,8 @@ def breakeven_table(agg: Aggregate) -> TableData:
 
 
 def roofline_table(agg: Aggregate) -> TableData:
-    t = _table("Measured vs roofline, per inference (roofline: peaks measured on the device; datasheet where known)",
+    t = _table(f"Measured vs roofline, per {items(agg.tasks)[0]} (roofline: peaks measured on the device; datasheet"
+               " where known)",
                ["task", "GPU", "measured", "roofline", "of roofline", "bound", "of datasheet", "measured J",
                 "roofline J", "× roofline J", "reference power"], left=2, text=(5, 10))
     current = None
@@ -276,8 +291,9 @@ def cluster_section(agg: Aggregate) -> tuple[TableData | None, list[Line]]:
     c = agg.cluster
     task_j = sum(s.total_energy_j or 0.0 for s in agg.tasks if s.energy_note is None)
     task_inf = sum(s.inferences for s in agg.tasks if s.energy_note is None)
-    own: Line = ((f"tasks' own counters: {task_inf:,} inferences / {fmt.si(task_j, 'J')} over their windows"
-                  f" = {fmt.num(task_inf / task_j if task_j else None)} inferences/J") if task_inf
+    many = items(agg.tasks)[1]
+    own: Line = ((f"tasks' own counters: {task_inf:,} {many} / {fmt.si(task_j, 'J')} over their windows"
+                  f" = {fmt.num(task_inf / task_j if task_j else None)} {many}/J") if task_inf
                  else "tasks' own counters: no task has energy", "")
     if c is None:
         return None, [(f"cluster-wide: {agg.cluster_note}", "warn"), own]
@@ -287,8 +303,8 @@ def cluster_section(agg: Aggregate) -> tuple[TableData | None, list[Line]]:
         t.add_row(node, str(v["gpus"]), str(v["task_gpus"]), fmt.si(v["energy_j"], "J"))  # type: ignore[arg-type]
     t.add_row("all", str(len(c.gpus)), str(sum(g.ran_tasks for g in c.gpus)), fmt.si(c.total_j, "J"), style="bold")
     lines: list[Line] = [
-        (f"cluster: {c.inferences:,} inferences / {fmt.si(c.total_j, 'J')} = {fmt.num(c.inferences_per_j)}"
-         f" inferences/J (GPUs that ran tasks {fmt.si(c.task_gpus_j, 'J')}, GPUs that ran none"
+        (f"cluster: {c.inferences:,} {many} / {fmt.si(c.total_j, 'J')} = {fmt.num(c.inferences_per_j)}"
+         f" {many}/J (GPUs that ran tasks {fmt.si(c.task_gpus_j, 'J')}, GPUs that ran none"
          f" {fmt.si(c.idle_gpus_j, 'J')})", "bold"), own]
     chk = c.check
     if chk is None:
@@ -323,8 +339,11 @@ def sections(agg: Aggregate) -> list[TableData]:
         out.append(pairs_table(agg))
     out += llm_tables(agg)
     if agg.tasks:
-        out += [tasks_table(agg), task_runs_table(agg), normalisations_table(agg)]
-    out.append(breakeven_table(agg))
+        out += [tasks_table(agg), task_runs_table(agg)]
+        if any(s.spec.workload != "llm" for s in agg.tasks):  # the LLM's are with the LLM tables
+            out.append(normalisations_table(agg))
+    if any(p.moe.spec.workload != "llm" for p in agg.pairs) or agg.break_evens or not agg.llm:
+        out.append(breakeven_table(agg))  # an LLM run's series run over the batch, not the model's size
     if any(compare(r) for r in agg.results):
         out.append(roofline_table(agg))
     if agg.ep or ep_left_out(agg.tasks):

@@ -15,6 +15,8 @@ from typing import Iterable, Sequence
 from urllib.parse import parse_qs, urlparse
 
 from moecluster.agents.records import GpuRecord, ParamCounts, Roofline, TaskResult, TaskSpec, Window
+from moecluster.agents.workloads.llm.presets import PRESETS as LLM_PRESETS
+from moecluster.agents.workloads.llm.twins import match_dense as llm_match_dense
 from moecluster.agents.workloads.mlp.shapes import PRESETS, match_dense
 from moecluster.orchestrator.store import RunStore
 
@@ -280,4 +282,28 @@ def demo_results() -> list[TaskResult]:
                                 started_at=T0 + 4000 + 100 * d), world_size=d))  # a gang of d ranks
     out.append(task("xxl-grouped-oom", "xxl-grouped-oom", "moe", rate=1.0, eff=1.0, total=1, active=1,
                     status="failed"))
+    return out
+
+
+H100 = "NVIDIA H100 80GB HBM3"
+
+
+def llm_pair(phase: str, batch: int, prompt: int, moe_eff: float, total_eff: float,
+             active_eff: float) -> list[TaskResult]:
+    """An LLM MoE (mixtral-8x7b-8l, grouped) and both twins measured in one phase (tokens/J as given), on an
+    H100 in bf16, with the pair id a sweep would give them."""
+    moe = LLM_PRESETS["mixtral-8x7b-8l"].shape
+    pid = f"mixtral-8x7b-8l-grouped-bf16-b{batch}-{phase}-p{prompt}"
+    out = []
+    for kind, match, shape, eff in (("dense", "total", llm_match_dense(moe, "total"), total_eff),
+                                    ("dense", "active", llm_match_dense(moe, "active"), active_eff),
+                                    ("moe", None, moe, moe_eff)):
+        p = shape.params()
+        r = task(f"{pid}-{kind}-{match or 'grouped'}", pid, kind, rate=100 * eff, eff=eff, total=p.total,
+                 active=p.active_per_token, impl="grouped" if kind == "moe" else "dense", match=match,
+                 preset="mixtral-8x7b-8l", model=shape.as_model(), dtype="bfloat16", batch_size=batch,
+                 gpu_name=H100)
+        spec = replace(r.spec, workload="llm", architecture=shape.architecture, phase=phase, prompt_len=prompt,
+                       gen_tokens=128 if phase == "decode" else 0, path="fast")
+        out.append(replace(r, spec=spec))
     return out

@@ -2,41 +2,17 @@
 marked where the datasheet puts it, seed 004's analytic estimate beside each measured ratio."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import moecluster_synthetic as syn  # type: ignore[import-not-found]
 import pytest
 
-from moecluster.agents.records import TaskResult
-from moecluster.agents.workloads.llm.presets import PRESETS
-from moecluster.agents.workloads.llm.twins import match_dense
 from moecluster.orchestrator.aggregate import aggregate
 from moecluster.orchestrator.report import frames
 from moecluster.orchestrator.report.html import page
 from moecluster.orchestrator.report.llm import llm_table, normalisations_table, regime
 from moecluster.orchestrator.report.plots import llm_efficiency
 
-H100 = "NVIDIA H100 80GB HBM3"
-MOE = PRESETS["mixtral-8x7b-8l"].shape
-
-
-def llm_pair(phase: str, batch: int, prompt: int, moe_eff: float, total_eff: float,
-             active_eff: float) -> list[TaskResult]:
-    """An MoE and both twins measured in one phase (tokens/J as given), on an H100 in bf16."""
-    pid = f"mixtral-8x7b-8l-grouped-bf16-b{batch}-{phase}-p{prompt}"
-    out = []
-    for kind, match, shape, eff in (("dense", "total", match_dense(MOE, "total"), total_eff),
-                                    ("dense", "active", match_dense(MOE, "active"), active_eff),
-                                    ("moe", None, MOE, moe_eff)):
-        p = shape.params()
-        r = syn.task(f"{pid}-{kind}-{match or 'grouped'}", pid, kind, rate=100 * eff, eff=eff, total=p.total,
-                     active=p.active_per_token, impl="grouped" if kind == "moe" else "dense", match=match,
-                     preset="mixtral-8x7b-8l", model=shape.as_model(), dtype="bfloat16", batch_size=batch,
-                     gpu_name=H100)
-        spec = replace(r.spec, workload="llm", architecture=shape.architecture, phase=phase, prompt_len=prompt,
-                       gen_tokens=128 if phase == "decode" else 0, path="fast")
-        out.append(replace(r, spec=spec))
-    return out
+H100 = syn.H100
+llm_pair = syn.llm_pair
 
 
 @pytest.fixture
