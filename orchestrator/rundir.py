@@ -16,7 +16,6 @@ filesystem whose locks every head using it sees (a local disk, NFSv4).
 """
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
@@ -302,11 +301,3 @@ def remove_half_made(run_dir: Path, lock: RunLock) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
     lock.release()
 
-
-def is_disk_error(exc: BaseException) -> bool:
-    """Whether `exc` says the disk is full or cannot be written (an OSError or SQLite's)."""
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG, errno.EACCES,
-                             errno.EPERM)
-    text = str(exc).lower()
-    return any(s in text for s in ("disk is full", "disk i/o error", "readonly", "unable to open"))
