@@ -47,6 +47,10 @@ def runs_root(option: str | os.PathLike[str] | None = None) -> Path:
 
 
 def _where_hint(root: Path) -> str:
+    """`root` as an absolute path, and, where it is the one chosen for the user (`$MOECLUSTER_RUNS_DIR`
+    or `./runs`, as when a command runs from another directory), how to choose another."""
+    if root != runs_root():
+        return str(root.absolute())
     return f"{root.absolute()}; choose the runs directory with --runs-dir or ${ENV_VAR}"
 
 
