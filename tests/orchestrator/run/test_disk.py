@@ -165,6 +165,10 @@ def test_a_disk_that_fills_mid_run_stops_it_cleanly_and_resume_finishes_it(tmp_p
         listed = subprocess.run([MOECLUSTER, "runs", "--runs-dir", str(runs), "--json"], capture_output=True,
                                 text=True, timeout=120)
         assert [r["state"] for r in json.loads(listed.stdout)] == ["interrupted"]
+        status = subprocess.run([MOECLUSTER, "status", "d", "--runs-dir", str(runs)], capture_output=True, text=True,
+                                timeout=120, env={**os.environ, "COLUMNS": "400"})
+        assert status.returncode == 0 and ": interrupted;" in status.stdout
+        assert not kept or f"{len(kept)} result(s) its head could not store are kept in" in status.stdout
 
         filler.unlink()
         resumed_at = time.time()
