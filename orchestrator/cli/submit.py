@@ -6,7 +6,10 @@ started and no run directory is left), expands it into matched pairs and hands t
 pair; create `runs/<run-id>/`; store every task's result the moment it returns). `--resume
 RUN_ID` runs only the tasks of a run that are missing or failed. This module only parses and
 prints: Ctrl-C and SIGTERM end a run the same way, one line, exit 130 or 143 (128 + the signal's
-number, as a shell reports a process ended by it), the run marked `interrupted`.
+number, as a shell reports a process ended by it), the run marked `interrupted`. A run held by
+another head (`RunBusy`) is refused like bad input: one line naming the holder, exit 2. A run
+its disk stops (full, read-only, I/O error) ends with one line naming the disk and where its
+unstored results were kept, exit 74 (`EXIT_DISK`, sysexits' EX_IOERR).
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from .finite import FiniteFloatRange
 DEFAULT_MAX_TASKS = 10_000
 # A dry run prints the first rows of a bigger plan and a summary line, not every row.
 DRY_RUN_ROWS = 200
+EXIT_DISK = 74  # the run's disk stopped it (sysexits.h EX_IOERR); --resume finishes it
 
 if TYPE_CHECKING:
     from moecluster.orchestrator.run import RunOptions, RunPlan
@@ -108,6 +112,7 @@ def _submit(sweep_file: Path | None, dry_run: bool, as_json: bool, resume_id: st
             run_id: str | None, sets: tuple[str, ...], meter: str | None, max_tasks: int,
             options: RunOptions) -> None:
     from moecluster.orchestrator.run import plan_new, plan_resume
+    from moecluster.orchestrator.store import pending_results
     from moecluster.orchestrator.sweep.estimate import short_window_warning
 
     root = rundir.runs_root(runs_dir)
@@ -116,7 +121,7 @@ def _submit(sweep_file: Path | None, dry_run: bool, as_json: bool, resume_id: st
             raise click.UsageError("--resume RUN_ID takes the run's own sweep: give no SWEEP_FILE, --run-id,"
                                    " --set or --meter")
         run = plan_resume(root, resume_id)
-        if not run.pairs:
+        if not run.pairs and not pending_results(root / run.run_id):
             click.echo(f"run {run.run_id}: nothing to do, all {len(run.plan.tasks)} tasks are stored ok")
             return
     else:
@@ -183,8 +188,9 @@ def _first_pairs(plan: Plan, max_rows: int) -> tuple[PairPlan, ...]:
 
 def _run(run: RunPlan, options: RunOptions) -> None:
     """Execute the run, printing as it goes; exit 1 when tasks failed or are missing, 130/143 when
-    SIGINT/SIGTERM stopped it."""
-    from moecluster.orchestrator.run import RunInterrupted, execute
+    SIGINT/SIGTERM stopped it, 74 when its disk did."""
+    from moecluster.orchestrator.run import RunInterrupted, RunStopped, execute
+    from moecluster.orchestrator.store import StoreWriteFailed
     from moecluster.orchestrator.schedule import ClusterError
 
     from . import submit_views as views
@@ -197,6 +203,9 @@ def _run(run: RunPlan, options: RunOptions) -> None:
         click.echo(f"moecluster: interrupted by {signal.Signals(exc.signum).name}; finish with: moecluster submit"
                    f" --resume {exc.run_id}", err=True)
         sys.exit(128 + exc.signum)
+    except (RunStopped, StoreWriteFailed) as exc:
+        click.echo(f"moecluster: error: {' '.join(str(exc).split())}", err=True)
+        sys.exit(EXIT_DISK)
     counts, totals = outcome.counts, outcome.totals
     views.console(stderr=True).print(
         f"run {outcome.run_id}: {counts['ok']} ok, {counts['failed']} failed in {views.duration(outcome.duration_s)};"
@@ -229,12 +238,12 @@ def runs(runs_dir: Path | None, as_json: bool) -> None:
                          **{k: "?" for k in ("ok", "failed", "missing", "planned")}})
             continue
         created = meta.get("created_at")
-        rows.append({"run": path.name, "sweep": meta.get("sweep", ""), "state": run_state(meta),
+        rows.append({"run": path.name, "sweep": meta.get("sweep", ""), "state": run_state(meta, path),
                      "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else "", **counts})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     elif not rows:
-        click.echo(f"no runs under {root}")
+        click.echo(rundir.no_runs_line(root))
     else:
         views.console().print(views.runs_table(rows, str(root)))
         for line in damaged:
@@ -248,6 +257,7 @@ def runs(runs_dir: Path | None, as_json: bool) -> None:
 def status(run_id: str, runs_dir: Path | None, as_json: bool) -> None:
     """Show one run: its state, and every planned task with its result so far."""
     from moecluster.orchestrator.run.state import run_state
+    from moecluster.orchestrator.store import pending_results
 
     from . import submit_views as views
 
@@ -259,7 +269,7 @@ def status(run_id: str, runs_dir: Path | None, as_json: bool) -> None:
             results = {r.spec.task_id: r for r in store.results()}
     except StoreDamaged as exc:
         raise InputError(f"run {run_id!r} is damaged: {exc}") from None
-    state = run_state(meta)
+    state = run_state(meta, run_dir)
     if as_json:
         click.echo(json.dumps({"run": run_id, "state": state, "meta": meta, "counts": counts,
                                "results": [r.to_dict() for r in results.values()]}, indent=2))
@@ -268,6 +278,11 @@ def status(run_id: str, runs_dir: Path | None, as_json: bool) -> None:
     out.print(views.status_table(run_id, planned, results, attempts))
     out.print(f"{run_dir}: {state}; {counts['ok']} ok, {counts['failed']} failed, {counts['missing']} missing"
               f" of {counts['planned']} tasks", highlight=False)
+    kept = pending_results(run_dir)
+    if kept:
+        where = ", ".join(sorted({str(path.parent) for path, _, _ in kept}))
+        out.print(f"{len(kept)} result(s) its head could not store are kept in {where}; --resume stores them",
+                  highlight=False)
     if state != "running" and (counts["failed"] or counts["missing"]):
         out.print(f"finish it with: moecluster submit --resume {run_id}", highlight=False)
 

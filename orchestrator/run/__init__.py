@@ -4,12 +4,12 @@
   one line when it cannot be;
 - `execute`: reach Ray, create the run directory, record the environment, start the node agents,
   run the scheduler (retries, watchdog, storing every result), record how it ended; SIGTERM is
-  treated like Ctrl-C;
+  treated like Ctrl-C; a run the disk stops is `RunStopped`, its results kept;
 - `state`: a run's state as its store records it.
 """
-from .execute import RunInterrupted, RunOptions, RunOutcome, RunView, execute
+from .execute import RunInterrupted, RunOptions, RunOutcome, RunStopped, RunView, execute
 from .plan import RunPlan, RunRefused, missing_pairs, plan_new, plan_resume
 from .state import run_state
 
-__all__ = ["RunInterrupted", "RunOptions", "RunOutcome", "RunPlan", "RunRefused", "RunView", "execute",
-           "missing_pairs", "plan_new", "plan_resume", "run_state"]
+__all__ = ["RunInterrupted", "RunOptions", "RunOutcome", "RunPlan", "RunRefused", "RunStopped", "RunView",
+           "execute", "missing_pairs", "plan_new", "plan_resume", "run_state"]

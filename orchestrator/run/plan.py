@@ -2,7 +2,8 @@
 
 Pure planning: nothing is started and nothing is written here (`execute` does that). A bad
 sweep raises `SweepError`, a bad run id or an unknown run `InputError` (from `rundir`), and a
-run that cannot be resumed `RunRefused`, each with one line naming the culprit.
+run that cannot be resumed `RunRefused`, each with one line naming the culprit. A resume's plan
+is a preview: `execute` plans it again (`replan`) once it holds the run.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import yaml
 
 from moecluster.orchestrator import rundir
-from moecluster.orchestrator.store import RunStore
+from moecluster.orchestrator.store import RunStore, pending_results
 from moecluster.orchestrator.sweep import PairPlan, Plan, SweepFile, expand, load_sweep
 from moecluster.orchestrator.sweep.size import check_task_count
 
@@ -51,7 +52,8 @@ def plan_new(sweep_file: Path, overrides: dict[str, Any], root: Path, run_id: st
     explicit = run_id is not None
     run_id = rundir.check_run_id(run_id) if run_id else rundir.new_run_id(sweep.name)
     if explicit and (root / run_id).exists():
-        raise RunRefused(f"run {run_id!r} already exists under {root} (use --resume {run_id} to finish it)")
+        raise RunRefused(f"run {run_id!r} already exists under {root.absolute()}"
+                         f" (use --resume {run_id} to finish it)")
     check_task_count(sweep, max_tasks)
     plan = expand(sweep, run_id=run_id)
     return RunPlan(sweep=sweep, plan=plan, pairs=plan.pairs, run_id=run_id, root=root, source=sweep_file,
@@ -65,8 +67,10 @@ def plan_resume(root: Path, run_id: str) -> RunPlan:
     with RunStore(run_dir, read_only=True) as store:
         meta = store.meta()
         planned = [spec.task_id for spec, _ in store.planned()]
-        status = store.task_status()
-    if run_state(meta) == "running":
+    if run_state(meta, run_dir) == "running":
+        holder = rundir.lock_holder(run_dir)
+        if holder is not None:
+            raise rundir.RunBusy(run_id, holder)
         raise RunRefused(f"run {run_id} is still running (pid {meta.get('pid')} on {meta.get('host')});"
                          " stop that head first")
     source = run_dir / rundir.SWEEP_FILE
@@ -74,8 +78,25 @@ def plan_resume(root: Path, run_id: str) -> RunPlan:
     plan = expand(sweep, run_id=run_id)
     if planned != [t.task_id for t in plan.tasks]:
         raise RunRefused(f"run {run_id}: its sweep.yaml no longer expands to the tasks it planned")
-    return RunPlan(sweep=sweep, plan=plan, pairs=tuple(missing_pairs(plan, status)), run_id=run_id, root=root,
-                   source=source, resume=True, explicit_id=True)
+    run = RunPlan(sweep=sweep, plan=plan, pairs=(), run_id=run_id, root=root, source=source, resume=True,
+                  explicit_id=True)
+    return replan(run)
+
+
+def stored_status(run_dir: Path) -> dict[str, str]:
+    """task_id -> status of every result of the run: stored, or kept pending (stored by the next `--resume`)."""
+    with RunStore(run_dir, read_only=True) as store:
+        status = store.task_status()
+    for _, result, _ in pending_results(run_dir):
+        if status.get(result.spec.task_id) != "ok":
+            status[result.spec.task_id] = result.status
+    return status
+
+
+def replan(run: RunPlan) -> RunPlan:
+    """The resumed `run` reduced to what its store (and its pending results) still lack now."""
+    status = stored_status(run.root / run.run_id)
+    return replace(run, pairs=tuple(missing_pairs(run.plan, status)))
 
 
 def missing_pairs(plan: Plan, status: dict[str, str]) -> list[PairPlan]:
@@ -106,7 +127,7 @@ def write_new_run(run_dir: Path, run: RunPlan) -> None:
     resolved = run.sweep.model_dump(mode="json", exclude_none=True)
     header = (f"# resolved by moecluster from {run.source} ({len(run.plan.pairs)} pairs,"
               f" {len(run.plan.tasks)} tasks)\n")
-    (run_dir / rundir.SWEEP_FILE).write_text(header + yaml.safe_dump(resolved, sort_keys=False))
-    (run_dir / rundir.SOURCE_FILE).write_text(run.source.read_text())
+    rundir.write_private(run_dir / rundir.SWEEP_FILE, header + yaml.safe_dump(resolved, sort_keys=False))
+    rundir.write_private(run_dir / rundir.SOURCE_FILE, run.source.read_text())
     with RunStore(run_dir) as store:
         store.set_plan((t, est) for p in run.plan.pairs for t, est in zip(p.tasks, p.estimated_s))
