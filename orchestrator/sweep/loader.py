@@ -38,6 +38,8 @@ MAX_SWEEP_BYTES = 2**20
 # A sweep is four levels deep at most (the top mapping, `grids`, a grid, an axis' list); the bound
 # stays far below Python's recursion limit, which the YAML composer would otherwise reach.
 MAX_DEPTH = 16
+# One problem's line: a path, a key path and a message with values cut to `shown`'s length fit.
+MAX_MESSAGE_CHARS = 400
 # Problems listed for one file; the rest are counted.
 MAX_PROBLEMS_SHOWN = 20
 # Integers longer than this are no count any sweep key takes (and Python refuses to read 4,300 digits).
@@ -56,6 +58,7 @@ class SweepError(ValueError):
 
     def __init__(self, message: str, path: Path | None = None, line: int | None = None, key: str = "",
                  problems: tuple[str, ...] = ()) -> None:
+        message = clip(message, MAX_MESSAGE_CHARS)  # the last guard: each part quoted is cut already
         super().__init__(message)
         self.path, self.line, self.key = path, line, key
         self.problems = problems or (message,)
@@ -118,15 +121,20 @@ class _SweepLoader(yaml.SafeLoader):
         try:
             return super().construct_object(node, deep)
         except (ValueError, TypeError, OverflowError) as exc:  # e.g. a timestamp 2024-13-45
-            raise yaml.constructor.ConstructorError(
-                problem=f"cannot read the value {shown(getattr(node, 'value', ''))}: {clip(str(exc))}",
-                problem_mark=node.start_mark) from None
+            raise _Refused(problem=f"cannot read the value {shown(getattr(node, 'value', ''))}: {clip(str(exc))}",
+                           problem_mark=node.start_mark) from None
 
 
-def _yaml_error(exc: yaml.YAMLError, path: Path, what: str) -> SweepError:
+def _yaml_error(exc: yaml.YAMLError, path: Path, what: str, source: str) -> SweepError:
+    if isinstance(exc, yaml.reader.ReaderError):  # a control character: no mark, a position
+        line = source.count("\n", 0, exc.position) + 1
+        return SweepError.at(path, None if path.name == "--set" else line, what,
+                             f"not valid YAML: unacceptable character #x{exc.character:04x} (a control character);"
+                             " a sweep is plain text")
     mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    text = clip(" ".join(str(problem).split()), 200)
+    parts = [getattr(exc, "context", None), getattr(exc, "problem", None)] if isinstance(exc, yaml.MarkedYAMLError) \
+        else [str(exc)]
+    text = clip(" ".join(" ".join(str(p) for p in parts if p).split()), 200)
     text = text if isinstance(exc, _Refused) else f"not valid YAML: {text}"
     if isinstance(path, Path) and path.name == "--set":
         return SweepError.at(path, None, what, text)
@@ -141,22 +149,25 @@ def read_yaml(text: str, path: Path, what: str = "") -> tuple[yaml.Node | None, 
     if len(text) > MAX_SWEEP_BYTES:
         raise SweepError.at(path, None, what, f"{len(text):,} characters, more than the {MAX_SWEEP_BYTES:,} a sweep"
                             " may have")
-    loader = _SweepLoader(text)
+    loader = None
     try:
+        loader = _SweepLoader(text)  # refuses control characters at once
         root = loader.get_single_node()
         problem = expansion_problem(root, max_depth=MAX_DEPTH) if root is not None else None
         if problem:
             raise SweepError.at(path, None, what, problem)
-        _check_numbers(root, path)
+        _check_scalars(root, path)
         return root, (loader.construct_document(root) if root is not None else None)
     except yaml.YAMLError as exc:
-        raise _yaml_error(exc, path, what) from None
+        raise _yaml_error(exc, path, what, text) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
-def _check_numbers(root: yaml.Node | None, path: Path) -> None:
-    """SweepError at the first integer too long to be any count (Python refuses to read 4,300 digits)."""
+def _check_scalars(root: yaml.Node | None, path: Path) -> None:
+    """SweepError at the first key that is a list or mapping (no sweep key is; Python could not hash
+    it), or integer too long to be any count (Python refuses to read 4,300 digits)."""
     stack = [root] if root is not None else []
     seen: set[int] = set()
     while stack:
@@ -169,6 +180,10 @@ def _check_numbers(root: yaml.Node | None, path: Path) -> None:
                 raise SweepError.at(path, node.start_mark.line + 1, "", f"an integer of {len(node.value):,} digits"
                                     f" is no count a sweep takes (at most {MAX_INT_DIGITS})")
         elif isinstance(node, yaml.MappingNode):
+            for key, _ in node.value:
+                if not isinstance(key, yaml.ScalarNode):
+                    raise SweepError.at(path, key.start_mark.line + 1, "", "a key must be a plain name, not a list"
+                                        " or mapping")
             stack.extend(v for kv in node.value for v in kv)
         elif isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
@@ -240,17 +255,13 @@ def parse_sweep(text: str, path: Path = Path("<sweep>"), overrides: dict[str, An
 
 
 def _line_map(node: yaml.Node, loc: Loc, path: Path, found: list[SweepError]) -> dict[Loc, int]:
-    """1-based line of every key path in the YAML tree; a duplicate key, or a key that is a list or
-    mapping, is added to `found` (the rest of the file is still mapped and validated)."""
+    """1-based line of every key path in the YAML tree (its keys are scalars, `_check_scalars`); a
+    duplicate key is added to `found` (the rest of the file is still mapped and validated)."""
     out = {loc: node.start_mark.line + 1}
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key, value in node.value:
             line = key.start_mark.line + 1
-            if not isinstance(key, yaml.ScalarNode):
-                found.append(SweepError.at(path, line, _render(loc),
-                                           "a key must be a plain name, not a list or mapping"))
-                continue
             name = key.value
             if name in seen:
                 found.append(SweepError.at(path, line, _render(loc + (name,)),
@@ -329,7 +340,7 @@ def _message(err: Mapping[str, Any], loc: Loc) -> str:
     if kind in ("less_than", "less_than_equal"):
         field = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")
         bound = ctx.get("le", ctx.get("lt"))
-        limit = f"{bound:,}" if isinstance(bound, int) else f"{bound:g}"
+        limit = f"{bound:,}" if isinstance(bound, int) else f"{bound:,g}"
         return (f"{shown(value)} is more than {limit}, the most it may be"
                 f" ({BOUND_REASONS.get(field, DEFAULT_REASON)})")
     if kind in ("greater_than", "greater_than_equal"):

@@ -30,6 +30,12 @@ def weight_bytes(params_total: int, dtype: str) -> int:
     return params_total * DTYPE_BYTES.get(dtype, 4)
 
 
+def _gib(n_bytes: float) -> str:
+    """`174 GiB`, or `3.05e+13 GiB` for a figure too long to read digit by digit."""
+    gib = n_bytes / GIB
+    return f"{gib:,.0f} GiB" if gib < 1e7 else f"{gib:.3g} GiB"
+
+
 def batch_bytes(spec: TaskSpec) -> tuple[float, str]:
     """Bytes of one batch's tensors beside the weights, and what they are (for the message).
 
@@ -48,13 +54,11 @@ def batch_bytes(spec: TaskSpec) -> tuple[float, str]:
         need = memory_need(shape, spec.dtype, spec.phase or "decode", spec.batch_size, spec.prompt_len,
                            spec.gen_tokens)
         extra = need.total_bytes - need.weights_bytes
-        return extra, (f"KV cache {need.kv_cache_bytes / GIB:,.0f} GiB and activations"
-                       f" {(extra - need.kv_cache_bytes) / GIB:,.0f} GiB at batch_size {spec.batch_size:,},"
-                       f" prompt_len {spec.prompt_len:,}, gen_tokens {spec.gen_tokens:,}")
+        return extra, f"KV cache {_gib(need.kv_cache_bytes)}, activations {_gib(extra - need.kv_cache_bytes)}"
     rows = spec.batch_size * int(m.get("top_k", 1))
     width = int(m.get("expert_hidden_dim", m.get("hidden_dim", 0)))
     elements = spec.batch_size * (int(m.get("input_dim", 0)) + int(m.get("output_dim", 0))) + rows * width
-    return float(elements * size), f"activations of batch_size {spec.batch_size:,} ({rows:,} rows × {width:,})"
+    return float(elements * size), f"activations {_gib(elements * size)} for {rows:,} rows × {width:,}"
 
 
 def check_task_memory(spec: TaskSpec, params_total: int, bound: int = MAX_TASK_WEIGHT_BYTES) -> None:
@@ -65,10 +69,10 @@ def check_task_memory(spec: TaskSpec, params_total: int, bound: int = MAX_TASK_W
     needed = weight_bytes(params_total, spec.dtype)
     if needed > bound:
         raise SweepError(f"task {spec.task_id}: {params_total:.3g} parameters × {DTYPE_BYTES.get(spec.dtype, 4)}"
-                         f" bytes ({spec.dtype}) need {needed / GIB:,.0f} GiB for the weights alone, more than"
-                         f" the {bound / GIB:,.0f} GiB any task can hold; use a smaller model")
+                         f" bytes ({spec.dtype}) need {_gib(needed)} for the weights alone, more than"
+                         f" the {_gib(bound)} any task can hold; use a smaller model")
     extra, what = batch_bytes(spec)
     if needed + extra > bound:
-        raise SweepError(f"task {spec.task_id}: needs {(needed + extra) / GIB:,.0f} GiB (weights {needed / GIB:,.0f}"
-                         f" GiB, {what}), more than the {bound / GIB:,.0f} GiB any task can hold; lower"
-                         f" {'batch_size or prompt_len' if spec.workload == 'llm' else 'batch_size'}")
+        knobs = "batch_size or prompt_len" if spec.workload == "llm" else "batch_size"
+        raise SweepError(f"task {spec.task_id}: needs {_gib(needed + extra)} (weights {_gib(needed)}, {what}),"
+                         f" more than the {_gib(bound)} any task can hold; lower {knobs}")

@@ -1,8 +1,10 @@
-"""How a user's value appears in an error message: its repr, cut to a length one line can hold.
+"""How a user's value appears in an error message: cut to a length one line can hold, with no
+character that would break the line or the terminal.
 
 A 1 MB `accelerator_type` used to be echoed back in a 1 MB error line. Every message that
-quotes what the user wrote (a value, a key, a `--set` item, a tag) goes through `shown` (or
-`clip` for text that is not a value), so no refusal is longer than a few hundred characters.
+quotes what the user wrote (a value, a key, a path, a `--set` item, a tag) goes through `shown`
+(a value's repr) or `clip` (text), so no refusal is longer than a few hundred characters and a
+newline or control character in a name is shown escaped, not obeyed.
 """
 from __future__ import annotations
 
@@ -11,20 +13,21 @@ MAX_SHOWN_CHARS = 80
 
 
 def clip(text: str, limit: int = MAX_SHOWN_CHARS) -> str:
-    """`text` itself when short, else its first characters, `…` and its full length."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… ({len(text):,} chars)"
+    """`text` with non-printable characters escaped (`\\n`, `\\x00`, `\\u202e`), cut after `limit`
+    characters with `…` and its full length."""
+    head = text[:limit]
+    if not head.isprintable():
+        head = "".join(c if c.isprintable() else repr(c)[1:-1] for c in head)
+    return head if len(text) <= limit else f"{head}… ({len(text):,} chars)"
 
 
 def shown(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
-    """`repr(value)` (control characters and newlines escaped), cut by `clip`.
+    """`repr(value)` cut by `clip` (a long string's repr is taken of its head only).
 
     An integer too long for Python to print (over 4,300 digits) is named by its size instead.
     """
     if isinstance(value, str) and len(value) > limit:
-        # repr of the head only, not of megabytes
-        return f"{repr(value[:limit])[:limit]}… (a string of {len(value):,} chars)"
+        return f"{clip(repr(value[:limit]), limit)}… (a string of {len(value):,} chars)"
     try:
         text = repr(value)
     except ValueError:  # int beyond sys.get_int_max_str_digits()
