@@ -27,7 +27,7 @@ def shown(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
     An integer too long for Python to print (over 4,300 digits) is named by its size instead.
     """
     if isinstance(value, str) and len(value) > limit:
-        return f"{clip(repr(value[:limit]), limit)}… (a string of {len(value):,} chars)"
+        return f"{repr(value[:limit])[:limit]}… (a string of {len(value):,} chars)"
     try:
         text = repr(value)
     except ValueError:  # int beyond sys.get_int_max_str_digits()

@@ -302,3 +302,18 @@ def test_hostile_sweeps_through_the_console_script(case: str, tmp_path: Path) ->
                           text=True, timeout=120, env=env)
     refused(done.returncode, done.stderr.splitlines(), expected)
     assert done.stdout == "" and not (tmp_path / "runs").exists()
+
+
+def test_the_cpu_unit_is_rays_own() -> None:
+    from ray._private.ray_constants import MIN_RESOURCE_GRANULARITY
+
+    from moecluster.orchestrator.cli.finite import RAY_RESOURCE_GRANULARITY
+
+    assert RAY_RESOURCE_GRANULARITY == MIN_RESOURCE_GRANULARITY
+
+
+@pytest.mark.parametrize("cpus", ["0", "0.0001", "1024"])
+def test_cpus_per_task_at_its_bounds_is_accepted(cpus: str, cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (cwd / "t.yaml").write_text(GOOD)
+    code, lines = run(capsys, "submit", "t.yaml", "--dry-run", "--cpus-per-task", cpus)
+    assert code == 0 and lines == []
