@@ -29,9 +29,9 @@ from moecluster.agents.workloads.mlp.shapes import preset as preset_shape
 from moecluster.agents.workloads.llm.shapes import closest
 
 from .errors import InputError
-from moecluster.orchestrator.sweep.bounds import MAX_COUNT, MAX_SEED, MAX_WINDOW_S, MAX_ZIPF_S
+from moecluster.orchestrator.sweep.bounds import MAX_COUNT, MAX_NAME_CHARS, MAX_SEED, MAX_WINDOW_S, MAX_ZIPF_S
 
-from .finite import BoundedInt, FiniteFloatRange
+from .finite import BoundedInt, BoundedText, FiniteFloatRange
 
 # The bounds of a sweep's keys (`sweep.bounds`, which says why), for the same options here.
 COUNT = BoundedInt(min=1, max=MAX_COUNT)
@@ -153,7 +153,7 @@ def _form_table(results: list[TaskResult]) -> Table | None:
 @click.command()
 @click.option("--workload", type=click.Choice(["mlp", "llm"]), default="mlp", show_default=True,
               help="The seed's MLPs, or transformer LLMs (needs transformers: pip install 'moecluster[llm]').")
-@click.option("--preset", default=None,
+@click.option("--preset", default=None, type=BoundedText(MAX_NAME_CHARS),
               help="mlp: the seed's MoE configuration (small, medium, large, xxl; default small). llm: an MoE preset"
                    " (tiny-mixtral, mixtral-8x7b-8l, qwen3-30b-a3b-12l, mixtral-8x7b, ...; default tiny-mixtral)."
                    " The shape options below override its fields.")

@@ -61,3 +61,20 @@ class RayQuantity(FiniteFloatRange):
             self.fail(f"{number:g} is below {RAY_RESOURCE_GRANULARITY:g}, the smallest quantity Ray can hold"
                       " (give 0 to hold none).", param, ctx)
         return number
+
+
+class BoundedText(click.ParamType):
+    """A name (a preset, an architecture): text of at most `max_chars`, so that a refusal quoting
+    it stays one short line."""
+
+    name = "text"
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and len(value) > self.max_chars:
+            from moecluster.orchestrator.sweep.shown import shown
+
+            self.fail(f"{shown(value)} is longer than {self.max_chars} characters.", param, ctx)
+        return value

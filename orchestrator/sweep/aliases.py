@@ -22,11 +22,16 @@ def expansion_problem(root: yaml.Node, max_nodes: int = MAX_EXPANDED_NODES, max_
     Walks the tree iteratively and stops as soon as a bound is passed, so the cost is at most
     `max_nodes` steps whatever the file's expansion factor (a self-referring alias included).
     """
-    count, stack = 0, [(root, 1)]
+    count, stack, aliased = 0, [(root, 1)], False
+    seen: set[int] = set()
     while stack:
         node, depth = stack.pop()
         count += 1
+        aliased = aliased or id(node) in seen  # a node met twice is an alias' target
+        seen.add(id(node))
         if count > max_nodes:
+            if not aliased:
+                return f"more than {max_nodes:,} values; a sweep has a few hundred"
             return (f"YAML aliases expand to more than {max_nodes:,} nodes; a sweep is a few hundred"
                     " (write the values out, or use fewer nested aliases)")
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and depth > max_depth:

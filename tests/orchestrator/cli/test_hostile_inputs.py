@@ -272,6 +272,8 @@ def test_a_refused_sweep_leaves_existing_runs_untouched(cwd: Path, capsys: pytes
     (["--repeats", "9" * 100], "is not a number of at most 40 characters"),
     (["--device", "cpu", "--batch-size", "2000000000"], "more than the 1,024 GiB any task can hold; lower batch_size"),
     (["--workload", "llm", "--prompt-len", "9999999999"], "'--prompt-len': 9999999999 is not in the range"),
+    (["--workload", "llm", "--preset", "p" * 10**5], "'--preset': 'ppp"),
+    (["--preset", "p" * 10**5], "… (a string of 100,000 chars) is longer than 80 characters"),
 ])
 def test_bench_refuses_numbers_no_device_can_run(args: list[str], expected: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:

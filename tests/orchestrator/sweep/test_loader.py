@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -195,9 +196,15 @@ def test_unsafe_yaml_is_refused_before_it_is_constructed(text: str, expected: st
     assert expected in str(error_of(text))
 
 
-def test_sixteen_levels_still_load() -> None:
+def test_a_long_list_without_aliases_is_named_as_such() -> None:
+    err = error_of("name: x\nmodels: [{preset: small}]\nseed: [" + ", ".join(["1"] * 100_001) + "]\n")
+    assert "more than 100,000 values; a sweep has a few hundred" in str(err)
+
+
+def test_sixteen_levels_are_read_and_validated() -> None:
     text = "name: x\nmodels: [{preset: small}]\nseed: " + "[" * 15 + "]" * 15 + "\n"
-    assert "seed" in str(error_of(text))  # nested lists are no seed, but they are read and validated
+    err = error_of(text)  # the top mapping and 15 lists: read, then refused as no seed
+    assert err.key == "seed[0]" and "nested" not in str(err)
 
 
 @pytest.mark.parametrize("make, expected", [
@@ -206,9 +213,10 @@ def test_sixteen_levels_still_load() -> None:
     (lambda p: p.mkdir(), "is a directory"),
     (lambda p: __import__("os").mkfifo(p), "is not a regular file"),
 ])
-def test_only_a_small_regular_utf8_file_is_read(make: object, expected: str, tmp_path: Path) -> None:
+def test_only_a_small_regular_utf8_file_is_read(make: Callable[[Path], object], expected: str,
+                                                tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
-    make(path)  # type: ignore[operator]
+    make(path)
     with pytest.raises(SweepError, match="s.yaml: ") as info:
         load_sweep(path)
     assert expected in str(info.value)
