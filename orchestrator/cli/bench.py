@@ -29,7 +29,12 @@ from moecluster.agents.workloads.mlp.shapes import preset as preset_shape
 from moecluster.agents.workloads.llm.shapes import closest
 
 from .errors import InputError
-from .finite import FiniteFloatRange
+from moecluster.orchestrator.sweep.bounds import MAX_COUNT, MAX_NAME_CHARS, MAX_SEED, MAX_WINDOW_S, MAX_ZIPF_S
+
+from .finite import BoundedInt, BoundedText, FiniteFloatRange
+
+# The bounds of a sweep's keys (`sweep.bounds`, which says why), for the same options here.
+COUNT = BoundedInt(min=1, max=MAX_COUNT)
 
 
 def console(stderr: bool = False) -> Console:
@@ -156,41 +161,42 @@ def _form_table(results: list[TaskResult]) -> Table | None:
 @click.command()
 @click.option("--workload", type=click.Choice(["mlp", "llm"]), default="mlp", show_default=True,
               help="The seed's MLPs, or transformer LLMs (needs transformers: pip install 'moecluster[llm]').")
-@click.option("--preset", default=None,
+@click.option("--preset", default=None, type=BoundedText(MAX_NAME_CHARS),
               help="mlp: the seed's MoE configuration (small, medium, large, xxl; default small). llm: an MoE preset"
                    " (tiny-mixtral, mixtral-8x7b-8l, qwen3-30b-a3b-12l, mixtral-8x7b, ...; default tiny-mixtral)."
                    " The shape options below override its fields.")
-@click.option("--num-experts", type=click.IntRange(min=1), help="Experts E.")
-@click.option("--expert-hidden-dim", type=click.IntRange(min=1), help="Hidden width of every expert.")
-@click.option("--expert-num-layers", type=click.IntRange(min=1), help="Hidden layers of every expert.")
-@click.option("--top-k", type=click.IntRange(min=1), help="Experts per token (<= E).")
+@click.option("--num-experts", type=COUNT, help="Experts E.")
+@click.option("--expert-hidden-dim", type=COUNT, help="Hidden width of every expert.")
+@click.option("--expert-num-layers", type=COUNT, help="Hidden layers of every expert.")
+@click.option("--top-k", type=COUNT, help="Experts per token (<= E).")
 @click.option("--impl", type=click.Choice([*IMPLS, "library"]), default="grouped", show_default=True,
               help="MoE implementation (mlp: naive, sorted, grouped; llm: library = transformers' own experts,"
                    " grouped = moecluster's kernels).")
 @click.option("--match", type=click.Choice(["total", "active", "seed"]), default="total", show_default=True,
               help="Dense twin sized by total or active parameters (aligned widths), or the seed's exact width.")
-@click.option("--num-layers", type=click.IntRange(min=1), help="llm: decoder layers (overrides the preset's).")
+@click.option("--num-layers", type=COUNT, help="llm: decoder layers (overrides the preset's).")
 @click.option("--phase", type=click.Choice(["prefill", "decode"]), default="decode", show_default=True,
               help="llm: measure the prefill of the prompts, or the decode of --gen-tokens tokens after them.")
-@click.option("--prompt-len", type=click.IntRange(min=1), default=512, show_default=True,
+@click.option("--prompt-len", type=COUNT, default=512, show_default=True,
               help="llm: tokens per prompt.")
-@click.option("--gen-tokens", type=click.IntRange(min=1), default=128, show_default=True,
+@click.option("--gen-tokens", type=COUNT, default=128, show_default=True,
               help="llm decode: tokens generated per sequence (one response; no early stop).")
 @click.option("--path", "llm_path", type=click.Choice(["fast", "reference"]), default="fast", show_default=True,
               help="llm: moecluster's fast path (static KV cache, CUDA graphs) or transformers' generate as is.")
 @click.option("--dtype", type=click.Choice(DTYPE_NAMES), default="float32", show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--batch-size", type=COUNT, default=128, show_default=True)
 @click.option("--device", type=click.Choice(["cuda", "cpu"]), default=None, help="Default: cuda if present, else cpu.")
-@click.option("--duration", "duration_s", type=FiniteFloatRange(min=0, min_open=True), default=30.0,
-              show_default=True, help="Seconds of each measurement window.")
-@click.option("--warmup", "warmup_s", type=FiniteFloatRange(min=0), default=5.0, show_default=True,
-              help="Seconds of warm-up before the first window (at least 3 batches).")
-@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--duration", "duration_s", type=FiniteFloatRange(min=0, min_open=True, max=MAX_WINDOW_S),
+              default=30.0, show_default=True, help="Seconds of each measurement window.")
+@click.option("--warmup", "warmup_s", type=FiniteFloatRange(min=0, max=MAX_WINDOW_S), default=5.0,
+              show_default=True, help="Seconds of warm-up before the first window (at least 3 batches).")
+@click.option("--repeats", type=COUNT, default=1, show_default=True,
               help="Windows per model, alternating dense and MoE.")
 @click.option("--load", type=click.Choice(["router", "zipf"]), default="router", show_default=True,
               help="Expert load: the router's own top-k, or a Zipf-skewed assignment.")
-@click.option("--zipf-s", type=FiniteFloatRange(min=0), default=1.2, show_default=True, help="Zipf exponent.")
-@click.option("--train-epochs", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--zipf-s", type=FiniteFloatRange(min=0, max=MAX_ZIPF_S), default=1.2, show_default=True,
+              help="Zipf exponent.")
+@click.option("--train-epochs", type=BoundedInt(min=0, max=MAX_COUNT), default=0, show_default=True,
               help="Train both models on the seed's synthetic task first (the seed uses 15).")
 @click.option("--compile/--no-compile", "compile_", default=False, help="torch.compile the models.")
 @click.option("--cuda-graphs", "cuda_graphs", is_flag=True,
@@ -199,7 +205,8 @@ def _form_table(results: list[TaskResult]) -> Table | None:
 @click.option("--eager", is_flag=True, help="Never capture a CUDA graph: launch every kernel eagerly, the seed's way.")
 @click.option("--meter", type=click.Choice(["auto", "nvml", "fake", "none"]), default="auto", show_default=True,
               help="Energy source: NVML when present, a fake power model, or none.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Weights, inputs and load are drawn from it.")
+@click.option("--seed", type=BoundedInt(min=0, max=MAX_SEED), default=0, show_default=True,
+              help="Weights, inputs and load are drawn from it.")
 @click.option("--dry-run", is_flag=True, help="Print both models' shapes and parameter counts; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result records as JSON instead of a table.")
 def bench(workload: str, preset: str | None, num_experts: int | None, expert_hidden_dim: int | None,
@@ -248,6 +255,7 @@ def bench(workload: str, preset: str | None, num_experts: int | None, expert_hid
                        batch_size=batch_size, device=device, duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
                        load=load, zipf_s=zipf_s, train_epochs=train_epochs, compile=compile_,
                        cuda_graphs=graphs, meter=meter, seed=seed)
+    _check_memory(specs, [dense.params().total, moe.params().total])
     results = run_pair_alternating(specs, repeats)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
@@ -259,6 +267,19 @@ def bench(workload: str, preset: str | None, num_experts: int | None, expert_hid
         echo_failures(results)
     if any(r.status != "ok" for r in results):
         sys.exit(1)
+
+
+def _check_memory(specs: list[TaskSpec], params_total: list[int]) -> None:
+    """InputError naming the memory a task needs when no device could hold it (`sweep.memory`), before
+    anything is built: the node checks only the weights against its GPU."""
+    from moecluster.orchestrator.sweep import SweepError
+    from moecluster.orchestrator.sweep.memory import check_task_memory
+
+    try:
+        for spec, total in zip(specs, params_total):
+            check_task_memory(spec, total)
+    except SweepError as exc:
+        raise InputError(str(exc)) from None
 
 
 MLP_ONLY_OPTIONS = {"expert_hidden_dim": "--expert-hidden-dim", "expert_num_layers": "--expert-num-layers",

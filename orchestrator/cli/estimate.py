@@ -19,7 +19,13 @@ from moecluster.orchestrator.estimate.formulas import DTYPE_BYTES
 from moecluster.orchestrator.estimate.gpus import ALIASES
 from moecluster.orchestrator.report.fmt import params as _params, seconds as _time, si as _si
 
+from moecluster.orchestrator.sweep.bounds import MAX_COUNT
+
 from .errors import InputError
+from .finite import BoundedInt
+
+# A sweep's bound on counts (`sweep.bounds`): the same for the options that describe one.
+COUNT = BoundedInt(min=1, max=MAX_COUNT)
 
 # Far above any real model (1e15 parameters), far below float overflow: `1e400` is refused, not a traceback.
 _MAX_COUNT = 1e15
@@ -120,18 +126,18 @@ def _tables(rows: list[Estimation]) -> list[Table]:
               help=f"A known model (repeatable): {', '.join(KNOWN)}; 'all' for every one.")
 @click.option("--preset", "presets", multiple=True, type=click.Choice(list(PRESETS)),
               help="One of the seed's MLP MoE presets (repeatable).")
-@click.option("--experts", type=click.IntRange(min=1), help="Explicit shape: number of (routed) experts E.")
-@click.option("--top-k", type=click.IntRange(min=1), help="Explicit shape: experts per token k.")
+@click.option("--experts", type=COUNT, help="Explicit shape: number of (routed) experts E.")
+@click.option("--top-k", type=COUNT, help="Explicit shape: experts per token k.")
 @click.option("--expert-params", metavar="COUNT", help="Explicit shape: one expert's parameters, all layers (5.6B).")
 @click.option("--shared-params", metavar="COUNT", help="Explicit shape: always-active parameters (1.6B).")
-@click.option("--d-model", type=click.IntRange(min=1), help="Explicit shape: width sent to an expert (for EP traffic).")
-@click.option("--moe-layers", type=click.IntRange(min=1), help="Explicit shape: MoE layers per token (for EP traffic).")
+@click.option("--d-model", type=COUNT, help="Explicit shape: width sent to an expert (for EP traffic).")
+@click.option("--moe-layers", type=COUNT, help="Explicit shape: MoE layers per token (for EP traffic).")
 @click.option("--gpu", "gpu_name", default="h100", show_default=True,
               type=click.Choice(sorted([*GPUS, *ALIASES])), help="Datasheet ceilings of this GPU.")
 @click.option("--dtype", default="bfloat16", show_default=True, type=click.Choice(list(DTYPE_BYTES)),
               help="Weights and activations dtype.")
-@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1), help="Tokens per batch.")
-@click.option("--ep", "expert_parallel", default=1, show_default=True, type=click.IntRange(min=1),
+@click.option("--batch-size", default=1, show_default=True, type=COUNT, help="Tokens per batch.")
+@click.option("--ep", "expert_parallel", default=1, show_default=True, type=COUNT,
               help="Expert-parallel degree (for all-to-all bytes per token).")
 @click.option("--sweep", "sweep_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Every MoE shape of a sweep file, at its own dtype, batch size and EP degree.")

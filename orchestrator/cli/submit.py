@@ -22,17 +22,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import yaml
 
 from moecluster.orchestrator import rundir
 from moecluster.orchestrator.store import RunStore, StoreDamaged
 
 from .errors import InputError
-from .finite import FiniteFloatRange
+from .finite import BoundedInt, FiniteFloatRange, RayQuantity
 
 # A real sweep is tens to a few thousand tasks; 10,000 is hours of GPU time at the shortest
-# windows. `--max-tasks` raises it; the count is taken before expanding (sweep/size.py).
+# windows. `--max-tasks` raises it; the count is taken before expanding (sweep/size.py). Above a
+# million, building the plan alone takes minutes and gigabytes: that is the most it can be raised to.
 DEFAULT_MAX_TASKS = 10_000
+MAX_MAX_TASKS = 1_000_000
+# A week of one GPU (a day of an 8-GPU node) is longer than any sweep meant without thinking twice,
+# and a bigger cluster's slots are known only once Ray is reached; `--max-hours` raises it, up to
+# ten years (beyond, an estimate is a typo).
+DEFAULT_MAX_HOURS = 168.0
+MAX_MAX_HOURS = 87_660.0
+# The local instance is this machine: no machine has more CPUs or GPUs than these (oversubscribed
+# included), and one pair's rank runs on one node. A bound catches `1e9`, never a real machine.
+MAX_LOCAL_CPUS = 4096
+MAX_LOCAL_GPUS = 1024
+MAX_CPUS_PER_TASK = 1024.0
+# Each retry reruns a whole pair; a pair lost 100 times is a broken cluster, not bad luck.
+MAX_RETRIES = 100
 # A dry run prints the first rows of a bigger plan and a summary line, not every row.
 DRY_RUN_ROWS = 200
 EXIT_DISK = 74  # the run's disk stopped it (sysexits.h EX_IOERR); --resume finishes it
@@ -46,15 +59,20 @@ if TYPE_CHECKING:
 
 
 def _overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """`--set KEY=VALUE` items as top-level keys; each value is read as YAML with a sweep file's checks
+    (size, depth, tags), and anything quoted in a refusal is cut."""
+    from moecluster.orchestrator.sweep.loader import SweepError, load_value
+    from moecluster.orchestrator.sweep.shown import shown
+
     out: dict[str, Any] = {}
     for item in pairs:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise InputError(f"--set {item!r}: expected KEY=VALUE, e.g. --set repeats=1")
+            raise InputError(f"--set {shown(item)}: expected KEY=VALUE, e.g. --set repeats=1")
         try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise InputError(f"--set {key}: value is not YAML: {' '.join(str(exc).split())}") from None
+            out[key.strip()] = load_value(value, key.strip())
+        except SweepError as exc:
+            raise InputError(str(exc)) from None
     return out
 
 
@@ -75,23 +93,27 @@ def _overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
               help="Override a top-level sweep key, e.g. --set repeats=1 --set 'batch_size=[128, 512]'.")
 @click.option("--meter", type=click.Choice(["auto", "nvml", "fake", "none"]),
               help="Energy source for every task (overrides the sweep's `meter`).")
-@click.option("--max-tasks", type=click.IntRange(min=1), default=DEFAULT_MAX_TASKS, show_default=True,
+@click.option("--max-tasks", type=BoundedInt(min=1, max=MAX_MAX_TASKS), default=DEFAULT_MAX_TASKS, show_default=True,
               help="Refuse a sweep planning more tasks than this (counted before expanding).")
-@click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True,
+@click.option("--max-hours", type=FiniteFloatRange(min=0, min_open=True, max=MAX_MAX_HOURS), default=DEFAULT_MAX_HOURS,
+              show_default=True, help="Refuse a sweep estimated to take longer than this on one GPU.")
+@click.option("--max-retries", type=BoundedInt(min=0, max=MAX_RETRIES), default=3, show_default=True,
               help="New attempts of a pair lost with its node or process, each first in the queue"
               " (a failing task is not retried).")
-@click.option("--num-gpus", type=click.IntRange(min=0), help="GPUs of the local instance (default: detected).")
-@click.option("--num-cpus", type=click.IntRange(min=1), help="CPUs of the local instance (default: detected).")
-@click.option("--cpus-per-task", type=FiniteFloatRange(min=0), default=1.0, show_default=True,
-              help="CPUs each pair (each rank) holds besides its GPU.")
+@click.option("--num-gpus", type=BoundedInt(min=0, max=MAX_LOCAL_GPUS),
+              help="GPUs of the local instance (default: detected).")
+@click.option("--num-cpus", type=BoundedInt(min=1, max=MAX_LOCAL_CPUS),
+              help="CPUs of the local instance (default: detected).")
+@click.option("--cpus-per-task", type=RayQuantity(min=0, max=MAX_CPUS_PER_TASK), default=1.0, show_default=True,
+              help="CPUs each pair (each rank) holds besides its GPU: 0, or 0.0001 (Ray's unit) up to 1024.")
 @click.option("--agents/--no-agents", default=True, show_default=True,
               help="Make sure a metrics agent serves on every node (for Prometheus and Grafana).")
-@click.option("--agent-port", type=click.IntRange(min=0, max=65535), default=9400, show_default=True)
+@click.option("--agent-port", type=BoundedInt(min=0, max=65535), default=9400, show_default=True)
 @click.option("--dashboard/--no-dashboard", default=False, show_default=True,
               help="Start Ray's dashboard with the local instance.")
 def submit(sweep_file: Path | None, dry_run: bool, as_json: bool, address: str | None, resume_id: str | None,
            runs_dir: Path | None, run_id: str | None, sets: tuple[str, ...], meter: str | None, max_tasks: int,
-           max_retries: int,
+           max_hours: float, max_retries: int,
            num_gpus: int | None, num_cpus: int | None, cpus_per_task: float, agents: bool, agent_port: int,
            dashboard: bool) -> None:
     """Run a sweep of matched dense/MoE pairs on Ray and store every result as it arrives."""
@@ -99,21 +121,27 @@ def submit(sweep_file: Path | None, dry_run: bool, as_json: bool, address: str |
     from moecluster.orchestrator.sweep import SweepError
 
     try:
-        _submit(sweep_file, dry_run, as_json, resume_id, runs_dir, run_id, sets, meter, max_tasks,
+        _submit(sweep_file, dry_run, as_json, resume_id, runs_dir, run_id, sets, meter, max_tasks, max_hours,
                 RunOptions(address=address, max_retries=max_retries, num_gpus=num_gpus, num_cpus=num_cpus,
                            cpus_per_task=cpus_per_task, agents=agents, agent_port=agent_port, dashboard=dashboard))
-    except (SweepError, RunRefused) as exc:
+    except SweepError as exc:  # each problem of the sweep on its line, the last one as the error
+        *before, last = exc.report_lines()
+        for line in before:
+            click.echo(f"moecluster: error: {line}", err=True)
+        raise InputError(last) from None
+    except RunRefused as exc:
         raise InputError(str(exc)) from None
     except StoreDamaged as exc:
         raise InputError(f"run {resume_id!r} is damaged: {exc}") from None
 
 
 def _submit(sweep_file: Path | None, dry_run: bool, as_json: bool, resume_id: str | None, runs_dir: Path | None,
-            run_id: str | None, sets: tuple[str, ...], meter: str | None, max_tasks: int,
+            run_id: str | None, sets: tuple[str, ...], meter: str | None, max_tasks: int, max_hours: float,
             options: RunOptions) -> None:
     from moecluster.orchestrator.run import plan_new, plan_resume
     from moecluster.orchestrator.store import pending_results
     from moecluster.orchestrator.sweep.estimate import short_window_warning
+    from moecluster.orchestrator.sweep.size import check_plan_hours
 
     root = rundir.runs_root(runs_dir)
     if resume_id is not None:
@@ -131,6 +159,7 @@ def _submit(sweep_file: Path | None, dry_run: bool, as_json: bool, resume_id: st
         if meter:
             overrides["meter"] = meter
         run = plan_new(sweep_file, overrides, root, run_id, max_tasks)
+        check_plan_hours(run.plan, run.sweep, max_hours)
     _refuse_gangs_without_node_side(list(run.pairs), run.source)
     warning = short_window_warning(run.sweep.duration_s, run.sweep.device, run.sweep.meter)
     if warning:

@@ -77,6 +77,12 @@ class Plan:
     def tasks(self) -> list[TaskSpec]:
         return [t for p in self.pairs for t in p.tasks]
 
+    @property
+    def slot_s(self) -> float:
+        """Estimated seconds of the whole plan on one slot (a GPU, or a CPU task): a gang's pair
+        counts once per GPU it holds."""
+        return sum(p.total_estimated_s * p.gpus for p in self.pairs)
+
 
 def _pair_id(model: str, point: dict[str, Any], varying: list[str], with_impl: bool = True) -> str:
     parts = [model] + ([str(point["impl"])] if with_impl else [])

@@ -22,6 +22,7 @@ from moecluster.agents.workloads.llm.presets import moe_preset
 from moecluster.agents.workloads.llm.shapes import LlmShape, family
 from moecluster.agents.workloads.mlp.shapes import PRESETS, MoEShape, ShapeError
 
+from .bounds import MAX_COUNT, MAX_NAME_CHARS, MAX_SEED, MAX_WINDOW_S, MAX_ZIPF_S
 from .suggest import did_you_mean
 
 # The vocabulary of `moecluster bench` (`models.IMPLS`, `workloads.base.DTYPES`; a test keeps
@@ -37,6 +38,10 @@ Match = Literal["total", "active", "seed"]
 Load = Literal["router", "zipf"]
 Strategy = Literal["STRICT_PACK", "PACK", "SPREAD", "STRICT_SPREAD"]
 T = TypeVar("T")
+#: Counts and sizes: positive (or, with `Count0`, non-negative) and at most `bounds.MAX_COUNT`.
+Count = Annotated[int, Field(gt=0, le=MAX_COUNT)]
+Count0 = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 #: The keys that form the grid (a list on one of them multiplies the pairs), in id order.
 AXES = ("impl", "dtype", "batch_size", "compile", "cuda_graphs", "load", "zipf_s", "train_epochs",
@@ -71,24 +76,24 @@ class ModelEntry(_Strict):
     share this entry; the sweep's `workload` (passed as validation context) says which apply.
     """
 
-    preset: str | None = None
-    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    num_experts: int | None = Field(default=None, gt=0)
-    expert_hidden_dim: int | None = Field(default=None, gt=0)
-    expert_num_layers: int | None = Field(default=None, gt=0)
-    top_k: int | None = Field(default=None, gt=0)
-    input_dim: int | None = Field(default=None, gt=0)
-    output_dim: int | None = Field(default=None, gt=0)
+    preset: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
+    name: str | None = Field(default=None, pattern=NAME_PATTERN, max_length=MAX_NAME_CHARS)
+    num_experts: Count | None = None
+    expert_hidden_dim: Count | None = None
+    expert_num_layers: Count | None = None
+    top_k: Count | None = None
+    input_dim: Count | None = None
+    output_dim: Count | None = None
     # workload llm
-    architecture: str | None = None
-    vocab_size: int | None = Field(default=None, gt=0)
-    hidden_size: int | None = Field(default=None, gt=0)
-    num_layers: int | None = Field(default=None, gt=0)
-    num_heads: int | None = Field(default=None, gt=0)
-    num_kv_heads: int | None = Field(default=None, gt=0)
-    head_dim: int | None = Field(default=None, gt=0)
-    intermediate_size: int | None = Field(default=None, gt=0)
-    shared_intermediate_size: int | None = Field(default=None, ge=0)
+    architecture: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
+    vocab_size: Count | None = None
+    hidden_size: Count | None = None
+    num_layers: Count | None = None
+    num_heads: Count | None = None
+    num_kv_heads: Count | None = None
+    head_dim: Count | None = None
+    intermediate_size: Count | None = None
+    shared_intermediate_size: Count0 | None = None
 
     @model_validator(mode="after")
     def _shape_is_possible(self, info: ValidationInfo) -> "ModelEntry":
@@ -198,10 +203,10 @@ class LlmGrid(_Strict):
 
     impl: Optional[Axis[Impl]] = None
     dtype: Optional[Axis[DType]] = None
-    batch_size: Optional[Axis[Annotated[int, Field(gt=0)]]] = None
+    batch_size: Optional[Axis[Count]] = None
     phase: Optional[Axis[Phase]] = None
-    prompt_len: Optional[Axis[Annotated[int, Field(gt=0)]]] = None
-    gen_tokens: Optional[Axis[Annotated[int, Field(gt=0)]]] = None
+    prompt_len: Optional[Axis[Count]] = None
+    gen_tokens: Optional[Axis[Count]] = None
     path: Optional[Axis[LlmPath]] = None
     cuda_graphs: Optional[Axis[Optional[bool]]] = None
 
@@ -214,31 +219,33 @@ class LlmGrid(_Strict):
 class SweepFile(_Strict):
     """A whole sweep file. Grid axes are normalised to non-empty, duplicate-free lists."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
+    name: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME_CHARS)
     models: list[ModelEntry] = Field(min_length=1)
     # grid axes (a scalar or a list)
     impl: Axis[Impl] = ["grouped"]
     dtype: Axis[DType] = ["float32"]
-    batch_size: Axis[Annotated[int, Field(gt=0)]] = [128]
+    batch_size: Axis[Count] = [128]
     compile: Axis[bool] = [False]
     # None: capture a CUDA graph wherever the model allows (recorded where not); true: required;
     # false: eager, the seed's way
     cuda_graphs: Axis[Optional[bool]] = [None]
     load: Axis[Load] = ["router"]
-    zipf_s: Axis[Annotated[float, Field(ge=0)]] = [1.2]
-    train_epochs: Axis[Annotated[int, Field(ge=0)]] = [0]
-    seed: Axis[Annotated[int, Field(ge=0)]] = [0]
-    expert_parallel: Axis[Annotated[int, Field(gt=0)]] = [1]
-    accelerator_type: Axis[Optional[Annotated[str, Field(min_length=1)]]] = [None]
+    zipf_s: Axis[Annotated[float, Field(ge=0, le=MAX_ZIPF_S)]] = [1.2]
+    train_epochs: Axis[Count0] = [0]
+    seed: Axis[Annotated[int, Field(ge=0, le=MAX_SEED)]] = [0]
+    expert_parallel: Axis[Count] = [1]
+    # Ray's accelerator types (`H100`, `A100-80G`, ...): a name, as a node advertises it
+    accelerator_type: Axis[Optional[Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS,
+                                                         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+:-]*$")]]] = [None]
     # dense twins: one per match mode, inside every pair
     match: Axis[Match] = ["total"]
     # true: the MoE implementations of one grid point share one set of dense twins (one pair
     # holds the twins and one MoE task per impl, in counterbalanced order on one GPU)
     share_twins: bool = False
     # measurement
-    duration_s: float = Field(default=30.0, gt=0)
-    warmup_s: float = Field(default=5.0, ge=0)
-    repeats: int = Field(default=3, gt=0)
+    duration_s: float = Field(default=30.0, gt=0, le=MAX_WINDOW_S)
+    warmup_s: float = Field(default=5.0, ge=0, le=MAX_WINDOW_S)
+    repeats: int = Field(default=3, gt=0, le=MAX_COUNT)
     device: Literal["cuda", "cpu"] = "cuda"
     meter: Literal["auto", "nvml", "fake", "none"] = "auto"
     sample_power: bool = True
@@ -246,8 +253,8 @@ class SweepFile(_Strict):
     # workload llm: phases measured apart, tokens per prompt and generated per sequence (decode), and the
     # path: moecluster's fast one (static KV cache, CUDA graphs) or transformers' generate as users call it
     phase: Axis[Phase] = ["prefill", "decode"]
-    prompt_len: Axis[Annotated[int, Field(gt=0)]] = [512]
-    gen_tokens: Axis[Annotated[int, Field(gt=0)]] = [128]
+    prompt_len: Axis[Count] = [512]
+    gen_tokens: Axis[Count] = [128]
     path: Axis[LlmPath] = ["fast"]
     # workload llm: several grids in one sweep, each replacing some of the axes above (e.g. decode over
     # batch sizes and prefill over prompt lengths); absent, the one grid of the axes above

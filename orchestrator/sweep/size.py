@@ -1,14 +1,17 @@
-"""Count a sweep's tasks from its axes alone, and refuse a plan too big to be meant.
+"""Count a sweep's tasks from its axes alone, and refuse a plan too big (or too long) to be meant.
 
 A grid of 1.8 M tasks used to expand silently for minutes (and gigabytes) before anything was
 printed. The count is a product of list lengths, known before a single task is built, so a
 plan over the cap is one line naming the product, and `--max-tasks` raises the cap when meant.
+Likewise a plan estimated at years of GPU time (`repeats: 100000000`, `train_epochs: 1e14`)
+started anyway: its estimate, on one slot, is refused above `--max-hours`.
 """
 from __future__ import annotations
 
 import math
 from typing import Any
 
+from .expand import Plan
 from .loader import SweepError
 from .schema import SweepFile
 
@@ -41,3 +44,16 @@ def check_task_count(sweep: SweepFile, max_tasks: int) -> int:
         raise SweepError(f"sweep {sweep.name!r} plans {count:,} tasks ({product}), more than --max-tasks"
                          f" {max_tasks:,}: shorten a grid axis, or raise --max-tasks if it is meant")
     return count
+
+
+def check_plan_hours(plan: Plan, sweep: SweepFile, max_hours: float) -> float:
+    """The plan's estimated hours on one slot; SweepError naming them when above `max_hours`."""
+    hours = plan.slot_s / 3600
+    if not hours <= max_hours:  # an overflowing estimate is inf, refused as well
+        shown = f"{hours:,.0f}" if math.isfinite(hours) else "an unbounded number of"
+        years = f" ({hours / 8766:,.1f} years)" if math.isfinite(hours) and hours > 8766 else ""
+        raise SweepError(f"sweep {sweep.name!r} is estimated at {shown} hours{years} on one GPU, more than --max-hours"
+                         f" {max_hours:g} (repeats {sweep.repeats:,} × (build + warmup_s {sweep.warmup_s:g} +"
+                         f" duration_s {sweep.duration_s:g}) per task, {len(plan.tasks):,} tasks): shorten the"
+                         " sweep, or raise --max-hours if it is meant")
+    return hours

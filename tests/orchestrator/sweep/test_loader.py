@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,92 @@ def test_alias_bomb_is_refused_before_expansion() -> None:
     levels += [f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]" for p, c in zip("abcdefgh", "bcdefghi")]
     err = error_of("\n".join(levels) + "\nname: t\nmodels: [{preset: small}]\n")
     assert "aliases expand to more than 100,000 nodes" in str(err)
+
+
+def test_every_problem_is_reported_in_file_order_with_its_line() -> None:
+    err = error_of("name: x\nmodels: [{preset: small, topk: 1}]\nbatchsize: 1\nrepeats: 1\nrepeats: x\n")
+    assert [p.split(": ")[0:2] for p in err.problems] == [
+        ["sweep.yaml:2", "models[0].topk"], ["sweep.yaml:3", "batchsize"], ["sweep.yaml:5", "repeats"],
+        ["sweep.yaml:5", "repeats"]]
+    assert "duplicate key" in err.problems[2] and "expected an integer" in err.problems[3]
+    assert str(err).endswith("(and 3 more problems in this sweep)") and err.line == 2
+
+
+def test_report_lines_cut_after_twenty_with_a_count() -> None:
+    err = error_of("name: x\nmodels: [{preset: small}]\n" + "".join(f"k{i}: 1\n" for i in range(25)))
+    lines = err.report_lines()
+    assert len(err.problems) == 25 and len(lines) == 21
+    assert lines[-1] == "sweep.yaml: 5 more problems not shown (25 in all)"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("name: x\nmodels: [{preset: small}]\nx: " + "[" * 17 + "]" * 17 + "\n", "sweep.yaml:3:19: nested more than 16"),
+    ("name: !!python/object/apply:os.system [ls]\n", "sweep.yaml:1:7: tag !!python/object/apply:os.system is not"),
+    ("name: !!str x\nmodels: !!seq [{preset: !!str small}]\nrepeats: !!int 2\n", None),
+    ("a: &a [*a]\nname: x\nmodels: [{preset: small}]\n", "nested more than 16 levels deep once YAML aliases"),
+    ("name: x\nmodels: [{preset: small}]\nseed: " + "1" * 41 + "\n", "sweep.yaml:3: an integer of 41 digits"),
+    ("name: x\nmodels: [{preset: small}]\n? {a: 1}\n: 2\n", "sweep.yaml:3: a key must be a plain name"),
+])
+def test_unsafe_yaml_is_refused_before_it_is_constructed(text: str, expected: str | None) -> None:
+    if expected is None:  # the standard tags are fine
+        assert parse_sweep(text).repeats == 2
+        return
+    assert expected in str(error_of(text))
+
+
+def test_a_long_list_without_aliases_is_named_as_such() -> None:
+    err = error_of("name: x\nmodels: [{preset: small}]\nseed: [" + ", ".join(["1"] * 100_001) + "]\n")
+    assert "more than 100,000 values; a sweep has a few hundred" in str(err)
+
+
+def test_sixteen_levels_are_read_and_validated() -> None:
+    text = "name: x\nmodels: [{preset: small}]\nseed: " + "[" * 15 + "]" * 15 + "\n"
+    err = error_of(text)  # the top mapping and 15 lists: read, then refused as no seed
+    assert err.key == "seed[0]" and "nested" not in str(err)
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda p: p.write_bytes(b"name: x\n" + b"#" * 2**20), "bytes, more than the 1,048,576 bytes"),
+    (lambda p: p.write_bytes(b"name: \xff\n"), "not UTF-8 text (byte 0xff at offset 6)"),
+    (lambda p: p.mkdir(), "is a directory"),
+    (lambda p: __import__("os").mkfifo(p), "is not a regular file"),
+])
+def test_only_a_small_regular_utf8_file_is_read(make: Callable[[Path], object], expected: str,
+                                                tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    make(path)
+    with pytest.raises(SweepError, match="s.yaml: ") as info:
+        load_sweep(path)
+    assert expected in str(info.value)
+
+
+def test_values_in_messages_are_cut_and_escaped() -> None:
+    from moecluster.orchestrator.sweep.shown import clip, shown
+
+    assert shown("a" * 1000) == "'" + "a" * 79 + "… (a string of 1,000 chars)"
+    assert clip("x\n\x1b[2J\u202e") == "x\\n\\x1b[2J\\u202e"
+    assert shown(10**5000) == "an integer of 16,610 bits"
+    err = error_of("name: x\nmodels: [{preset: small}]\naccelerator_type: " + "A" * 10**5 + "\n")
+    assert len(str(err)) < 200 and "(a string of 100,000 chars)" in str(err)
+
+
+def test_set_values_are_read_with_the_same_checks() -> None:
+    from moecluster.orchestrator.sweep.loader import load_value
+
+    assert load_value("[1, 2]", "seed") == [1, 2]
+    with pytest.raises(SweepError, match=r"^--set: seed: tag !!python/name:os.system is not allowed"):
+        load_value("!!python/name:os.system", "seed")
+    with pytest.raises(SweepError, match=r"^--set: seed: nested more than 16"):
+        load_value("[" * 30 + "]" * 30, "seed")
+
+
+@pytest.mark.parametrize("key, value, bound", [
+    ("batch_size", 2**31, "2,147,483,647"), ("seed", 2**63, "9,223,372,036,854,775,807"),
+    ("zipf_s", 100.5, "100"), ("duration_s", 86400.5, "86,400"), ("repeats", 2**31, "2,147,483,647"),
+])
+def test_numbers_past_their_bound_name_it_and_why(key: str, value: object, bound: str) -> None:
+    from moecluster.orchestrator.sweep.bounds import BOUND_REASONS, DEFAULT_REASON
+
+    err = error_of(f"name: x\nmodels: [{{preset: small}}]\n{key}: {value}\n")
+    assert f"{key}: {value} is more than {bound}, the most it may be" in str(err)
+    assert BOUND_REASONS.get(key, DEFAULT_REASON) in str(err)

@@ -23,3 +23,23 @@ def test_over_the_cap_names_the_product_of_the_axes() -> None:
     with pytest.raises(SweepError) as info:
         check_task_count(sweep, 29)
     assert "plans 30 tasks (5 batch_size × 3 seed × 2 tasks per pair), more than --max-tasks 29" in str(info.value)
+
+
+def test_a_plan_over_max_hours_is_refused_naming_its_hours() -> None:
+    from moecluster.orchestrator.sweep.size import check_plan_hours
+
+    sweep = parse_sweep("name: t\nmodels: [{preset: small}]\ndevice: cpu\nrepeats: 100000\n")
+    plan = expand(sweep)
+    hours = plan.slot_s / 3600
+    assert check_plan_hours(plan, sweep, hours + 1) == hours
+    with pytest.raises(SweepError) as info:
+        check_plan_hours(plan, sweep, 168)
+    assert f"is estimated at {hours:,.0f} hours on one GPU, more than --max-hours 168" in str(info.value)
+    assert "repeats 100,000 ×" in str(info.value)
+
+
+def test_a_gang_counts_once_per_gpu_in_the_plans_time() -> None:
+    one = expand(parse_sweep("name: t\nmodels: [{preset: small}]\n"))
+    gang = expand(parse_sweep("name: t\nmodels: [{preset: small}]\nexpert_parallel: 2\nbatch_size: 128\n"))
+    assert gang.slot_s == pytest.approx(sum(p.total_estimated_s * 2 for p in gang.pairs))
+    assert one.slot_s == pytest.approx(sum(p.total_estimated_s for p in one.pairs))
