@@ -8,6 +8,9 @@ Inputs, both written by a run of the test command:
   directory, by file and by the `slow` marker (the marked tests listed by
   `pytest --collect-only -m slow`, run here).
 With `--site-packages`, the largest installed packages too (what the install step spends on).
+With `--pytest-from-junit`, the `pytest` step is the JUnit report's session time: for steps
+measured apart from the tests (`scripts/test.sh --collect-only` on a fresh clone times the
+installs, ruff and mypy; a separate `pytest --junitxml` run the tests).
 
     CI_TIMES=/tmp/steps.txt bash scripts/test.sh --junitxml=/tmp/junit.xml
     python benchmarks/ci_time.py --steps /tmp/steps.txt --junit /tmp/junit.xml \\
@@ -173,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=Path, required=True, help="the step times ($CI_TIMES of scripts/test.sh)")
     parser.add_argument("--junit", type=Path, required=True, help="pytest's --junitxml report of the same run")
     parser.add_argument("--site-packages", type=Path, help="the venv's site-packages, for the package sizes")
+    parser.add_argument("--pytest-from-junit", action="store_true",
+                        help="take the pytest step's seconds from the JUnit report's session time")
     parser.add_argument("--machine", default=None, help="how to name the machine (default: cores and CPU model)")
     parser.add_argument("--root", type=Path, default=ROOT, help="where the tests ran (default: this repository)")
     parser.add_argument("--top", type=int, default=25, help="how many files, tests and packages to list")
@@ -180,7 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cases, session_s = read_junit(args.junit, args.root)
     sizes = package_sizes(args.site_packages, args.top) if args.site_packages else None
-    page = render(read_steps(args.steps), cases, session_s, slow_nodeids(args.root), sizes, args.top,
+    steps = read_steps(args.steps)
+    if args.pytest_from_junit:
+        steps = [s for s in steps if s[0] != "pytest"] + [("pytest", session_s)]
+    page = render(steps, cases, session_s, slow_nodeids(args.root), sizes, args.top,
                   args.machine or machine_line())
     if args.out:
         args.out.write_text(page)

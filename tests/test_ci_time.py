@@ -26,9 +26,9 @@ def test_breakdown_groups_a_real_runs_tests_by_step_marker_directory_and_file(tm
     steps = tmp_path / "steps.txt"
     steps.write_text("install-torch 90.5\nruff 2\nmypy 7.5\npytest 300\n")
     out = tmp_path / "ci_time.md"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ci_time.py"), "--steps", str(steps),
-                    "--junit", str(junit), "--root", str(tmp_path), "--site-packages", str(tmp_path / "tests"),
-                    "--out", str(out)], check=True)
+    argv = [sys.executable, str(ROOT / "benchmarks" / "ci_time.py"), "--steps", str(steps), "--junit", str(junit),
+            "--root", str(tmp_path)]
+    subprocess.run([*argv, "--site-packages", str(tmp_path / "tests"), "--out", str(out)], check=True)
     page = out.read_text()
     assert "| install-torch | 90 | 23 % |" in page and "| **total** | **400** |  |" in page
     assert "## pytest: 5 tests (4 passed, 1 skipped)" in page
@@ -38,3 +38,8 @@ def test_breakdown_groups_a_real_runs_tests_by_step_marker_directory_and_file(tm
     assert slowest.startswith("| `tests/a/test_one.py::test_waits` |") and slowest.endswith("| yes |")
     assert "`tests/a/test_one.py::TestGroup::test_quick`" in page
     assert "## The installed packages:" in page and "| `a` |" in page
+
+    # the tests timed apart from the installs: the pytest step is the JUnit session's
+    session = subprocess.run([*argv, "--pytest-from-junit"], check=True, capture_output=True, text=True).stdout
+    pytest_rows = [line for line in session.splitlines() if line.startswith("| pytest |")]
+    assert len(pytest_rows) == 1 and "| pytest | 300 |" not in session and "| ruff | 2 |" in session
