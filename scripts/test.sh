@@ -19,8 +19,10 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
   . .venv/bin/activate
 fi
 step pip-upgrade python -m pip install -q --upgrade pip
-step install-torch python -m pip install -q torch==2.13.0
-step install-package python -m pip install -q -e '.[test]'
+# --no-compile: no .pyc for the ~3 GB installed (Python compiles what the tests import, as they
+# import it); measured: torch's install 17 s instead of 30 s
+step install-torch python -m pip install -q --no-compile torch==2.13.0
+step install-package python -m pip install -q --no-compile -e '.[test]'
 need=()
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v chromium >/dev/null || need+=(chromium)
