@@ -1,13 +1,55 @@
-"""For every test: device locks (agents/node/device_lock.py) in a directory of this session's own,
-so tests never wait for, or hold up, real runs of this user on the machine. Set before any Ray
-instance or CLI process starts, which inherit it."""
+"""For every test session: the machine-wide state moecluster and Ray keep, in a directory of this
+session's own, so tests neither see nor disturb other runs on the machine (a real `moecluster
+submit`, another test session) and a user's own settings do not change what tests see.
+
+What is shared otherwise, and how it is moved here:
+- `/tmp/moecluster-<uid>/` (the running-submit registry of `orchestrator.local_submits`, device
+  locks, task labels) and `/tmp/moecluster-idle` follow `tempfile.gettempdir()`; Ray's
+  `/tmp/ray` (sessions, the address of "the" local cluster) follows `$TMPDIR` unless
+  `$RAY_TMPDIR` is set: so `$TMPDIR` (and `tempfile.tempdir`, which caches it) point here.
+  The directory is short (`/tmp/mct-XXXXXXXX`): Ray's socket paths under it must stay within
+  the 107 characters of a Unix socket name.
+- `~/.ray/auth_token`, which a local Ray instance creates and reads: `$RAY_AUTH_TOKEN_PATH`
+  names a fresh token here instead.
+- The variables a user may have set that change where runs go or what they join
+  (`$MOECLUSTER_LOCK_DIR`, `_STATE_DIR`, `_RUNS_DIR` are set to directories here; the rest are
+  removed).
+Set before any Ray instance or CLI process starts, which inherit it; pytest's own `tmp_path`
+directories stay where pytest keeps them. The directory is removed when the session ends.
+"""
 from __future__ import annotations
 
-import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+# moecluster's own directories, set to subdirectories of the session's directory
+STATE_DIRS = {"MOECLUSTER_LOCK_DIR": "device-locks", "MOECLUSTER_STATE_DIR": "task-labels",
+              "MOECLUSTER_RUNS_DIR": "runs"}
+# set by a user, these would make tests wait longer, join another cluster, write elsewhere or
+# send a real token; tests that need one set it themselves
+REMOVED = ("MOECLUSTER_DEVICE_WAIT_S", "MOECLUSTER_PROMETHEUS_URL", "GRAFANA_TOKEN", "RAY_ADDRESS", "RAY_TMPDIR",
+           "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
+
 
 @pytest.fixture(scope="session", autouse=True)
-def _session_lock_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
-    os.environ.setdefault("MOECLUSTER_LOCK_DIR", str(tmp_path_factory.mktemp("device-locks")))
+def _own_machine_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    tmp_path_factory.getbasetemp()  # pytest's directories: fixed before $TMPDIR moves
+    root = Path(tempfile.mkdtemp(prefix="mct-"))
+    token = root / "ray-auth-token"
+    token.write_text(secrets.token_hex(16))
+    token.chmod(0o600)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(root))
+        patch.setattr(tempfile, "tempdir", str(root))
+        patch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+        for name, sub in STATE_DIRS.items():
+            patch.setenv(name, str(root / sub))
+        for name in REMOVED:
+            patch.delenv(name, raising=False)
+        yield root
+    shutil.rmtree(root, ignore_errors=True)
