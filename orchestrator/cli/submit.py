@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from moecluster.agents.extras import require_workload
 from moecluster.orchestrator import rundir
 from moecluster.orchestrator.store import RunStore, StoreDamaged
 
@@ -161,6 +162,9 @@ def _submit(sweep_file: Path | None, dry_run: bool, as_json: bool, resume_id: st
         run = plan_new(sweep_file, overrides, root, run_id, max_tasks)
         check_plan_hours(run.plan, run.sweep, max_hours)
     _refuse_gangs_without_node_side(list(run.pairs), run.source)
+    # a missing extra is one line before Ray starts; a dry run that passes means the run can start
+    require_workload(run.sweep.workload, feature=f"{run.source}: workload {run.sweep.workload}"
+                     " (on this machine and every node that runs its tasks)")
     warning = short_window_warning(run.sweep.duration_s, run.sweep.device, run.sweep.meter)
     if warning:
         click.echo(f"moecluster: warning: {warning}", err=True)

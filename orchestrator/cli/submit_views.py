@@ -93,7 +93,7 @@ def inferences_per_j(result: TaskResult) -> str:
 
 def result_line(result: TaskResult) -> str:
     if result.status != "ok":
-        return f"[red]✗ {result.spec.task_id}[/red] failed: {result.error}"
+        return f"[red]✗ {result.spec.task_id}[/red] failed: {escape(result.error or 'no error recorded')}"
     where = ", ".join(f"{g.node}/{g.index} {g.name}" for g in result.gpus) or result.node
     rate = result.inferences_per_s
     rate_s = "n/a" if rate is None else f"{rate:,.0f}"
@@ -223,7 +223,8 @@ class _Footnotes:
         return str(self.texts.index(text) + 1).translate(_SUPERSCRIPT)
 
     def caption(self) -> str | None:
-        return "\n".join(f"{str(i).translate(_SUPERSCRIPT)} {t}" for i, t in enumerate(self.texts, 1)) or None
+        # plain text: a hint like "pip install 'moecluster[llm]'" is no rich markup
+        return "\n".join(f"{str(i).translate(_SUPERSCRIPT)} {escape(t)}" for i, t in enumerate(self.texts, 1)) or None
 
 
 def _where(result: TaskResult) -> str:

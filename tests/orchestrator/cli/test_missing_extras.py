@@ -98,3 +98,19 @@ def test_a_task_failing_for_the_extra_shows_the_whole_hint(monkeypatch: pytest.M
     failed = [line for line in err.splitlines() if " failed: " in line]
     assert len(failed) == 2 and all(line.endswith("pip install 'moecluster[llm]')") for line in failed), err
     assert "failed (below)" in out
+
+
+@pytest.mark.parametrize("extra_args", [["--dry-run"], ["--no-agents", "--num-cpus", "1"]])
+def test_llm_submit_without_transformers_is_one_line_before_ray(extra_args: list[str], tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """An LLM sweep on a head without the extra: one line naming it for the nodes too, no run directory, no Ray."""
+    import ray
+
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    sweep = Path(__file__).resolve().parents[3] / "benchmarks" / "sweeps" / "llm-h100.yaml"
+    code, out, err = in_process(capsys, "submit", str(sweep), "--runs-dir", str(tmp_path / "runs"), *extra_args)
+    assert code == 1 and err.count("\n") == 1, err
+    assert "workload llm (on this machine and every node that runs its tasks) needs transformers" in err
+    assert "pip install 'moecluster[llm]'" in err and out == ""
+    assert not ray.is_initialized() and not (tmp_path / "runs").exists()

@@ -39,3 +39,18 @@ def test_node_and_gpu_are_named_apart_and_reasons_said_once() -> None:
 def test_tries_appear_when_a_task_needed_more_than_one() -> None:
     text = "\n".join(_render(RESULTS, {"xxl-oom": 3}, 160))
     assert "tries" in text and "│     3 │" in text.replace("┃", "│")
+
+
+def test_an_error_with_brackets_is_printed_whole() -> None:
+    """A node's hint names the extra in brackets; rich must not read `[llm]` as markup."""
+    from dataclasses import replace
+
+    from moecluster.orchestrator.cli.submit_views import result_line
+
+    hint = "workload llm needs transformers (pip install 'moecluster[llm]')"
+    failed = replace(syn.task("llm-moe", "llm", "moe", rate=1.0, eff=1.0, total=1, active=1, status="failed"),
+                     error=f"ValueError: {hint}")
+    assert hint in " ".join(" ".join(_render([failed], {}, 160)).split())  # the caption wraps at the table's width
+    console = Console(width=200, record=True, color_system=None)
+    console.print(result_line(failed))
+    assert hint in console.export_text()
