@@ -75,6 +75,20 @@ def cli() -> None:
     """
 
 
+# An error line (with its prefix and the cut's length, under 300 characters): long enough for a
+# bound and its reason, short enough that an option's value of
+# a megabyte (click quotes it whole in "invalid choice" messages) is not echoed back.
+MAX_ERROR_CHARS = 260
+
+
+def _one_line(message: str) -> str:
+    """`message` on one line, control characters escaped and cut to `MAX_ERROR_CHARS`."""
+    # imported here, on the error path only: the sweep package loads pydantic
+    from moecluster.orchestrator.sweep.shown import clip
+
+    return clip(" ".join(message.split()), MAX_ERROR_CHARS)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one-line errors, exit code 2 for bad input."""
     try:
@@ -86,10 +100,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except (click.UsageError, InputError) as exc:
         message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
-        click.echo(f"moecluster: error: {' '.join(message.split())}", err=True)
+        click.echo(f"moecluster: error: {_one_line(message)}", err=True)
         sys.exit(2)
     except click.ClickException as exc:
-        click.echo(f"moecluster: error: {' '.join(exc.format_message().split())}", err=True)
+        click.echo(f"moecluster: error: {_one_line(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)
     except MissingExtra as exc:  # an optional dependency this command needs is not installed
         click.echo(f"moecluster: error: {exc}", err=True)

@@ -20,8 +20,9 @@ from moecluster.orchestrator.estimate.gpus import ALIASES
 from moecluster.orchestrator.report.fmt import params as _params, seconds as _time, si as _si
 
 from moecluster.orchestrator.sweep.bounds import MAX_COUNT
+from moecluster.orchestrator.sweep.shown import shown
 
-from .errors import InputError
+from .errors import InputError, sweep_refused
 from .finite import BoundedInt
 
 # A sweep's bound on counts (`sweep.bounds`): the same for the options that describe one.
@@ -72,7 +73,7 @@ def _sweep_rows(path: Path, gpu_spec: GpuSpec) -> list[Estimation]:
     try:
         plan = expand(load_sweep(path))
     except SweepError as exc:
-        raise InputError(str(exc)) from None
+        raise sweep_refused(exc) from None
     rows: dict[tuple, Estimation] = {}
     for pair in plan.pairs:
         moe = pair.moe
@@ -158,7 +159,7 @@ def estimate_cmd(models: tuple[str, ...], presets: tuple[str, ...], experts: int
     names = list(KNOWN) if "all" in models else list(models)
     for name in names:
         if name.lower() not in KNOWN:
-            raise InputError(f"--model {name!r} unknown (known: {', '.join(KNOWN)}, all)")
+            raise InputError(f"--model {shown(name)} unknown (known: {', '.join(KNOWN)}, all)")
         shapes.append(KNOWN[name.lower()])
     try:
         shapes += [mlp_preset(p) for p in presets]

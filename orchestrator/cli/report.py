@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from moecluster.agents.extras import require
 from moecluster.orchestrator.aggregate import aggregate
@@ -109,7 +110,7 @@ def report(run_id: str, runs_dir: Path | None, formats: tuple[str, ...], out_dir
     with err.status(f"reading Prometheus at {prometheus_url}" if prometheus_url else "aggregating"):
         agg = aggregate(results, prometheus_url)
     if prometheus_url and agg.cluster is None:
-        err.print(f"[yellow]moecluster: warning: cluster-wide energy {agg.cluster_note}[/yellow]")
+        err.print(f"[yellow]moecluster: warning: cluster-wide energy {escape(agg.cluster_note)}[/yellow]")
     meta = run_meta(run_dir)
     if not quiet:
         wide = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()

@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from rich.markup import escape
 
 from moecluster.agents.extras import require_workload
 from moecluster.orchestrator import rundir
 from moecluster.orchestrator.store import RunStore, StoreDamaged
 
-from .errors import InputError
+from .errors import InputError, sweep_refused
 from .finite import BoundedInt, FiniteFloatRange, RayQuantity
 
 # A real sweep is tens to a few thousand tasks; 10,000 is hours of GPU time at the shortest
@@ -125,11 +126,8 @@ def submit(sweep_file: Path | None, dry_run: bool, as_json: bool, address: str |
         _submit(sweep_file, dry_run, as_json, resume_id, runs_dir, run_id, sets, meter, max_tasks, max_hours,
                 RunOptions(address=address, max_retries=max_retries, num_gpus=num_gpus, num_cpus=num_cpus,
                            cpus_per_task=cpus_per_task, agents=agents, agent_port=agent_port, dashboard=dashboard))
-    except SweepError as exc:  # each problem of the sweep on its line, the last one as the error
-        *before, last = exc.report_lines()
-        for line in before:
-            click.echo(f"moecluster: error: {line}", err=True)
-        raise InputError(last) from None
+    except SweepError as exc:
+        raise sweep_refused(exc) from None
     except RunRefused as exc:
         raise InputError(str(exc)) from None
     except StoreDamaged as exc:
@@ -309,12 +307,13 @@ def status(run_id: str, runs_dir: Path | None, as_json: bool) -> None:
         return
     out = views.console()
     out.print(views.status_table(run_id, planned, results, attempts))
-    out.print(f"{run_dir}: {state}; {counts['ok']} ok, {counts['failed']} failed, {counts['missing']} missing"
-              f" of {counts['planned']} tasks", highlight=False)
+    # paths are printed as text: a folder named "[x]" is no rich markup
+    out.print(f"{escape(str(run_dir))}: {state}; {counts['ok']} ok, {counts['failed']} failed,"
+              f" {counts['missing']} missing of {counts['planned']} tasks", highlight=False)
     kept = pending_results(run_dir)
     if kept:
         where = ", ".join(sorted({str(path.parent) for path, _, _ in kept}))
-        out.print(f"{len(kept)} result(s) its head could not store are kept in {where}; --resume stores them",
+        out.print(f"{len(kept)} result(s) its head could not store are kept in {escape(where)}; --resume stores them",
                   highlight=False)
     if state != "running" and (counts["failed"] or counts["missing"]):
         out.print(f"finish it with: moecluster submit --resume {run_id}", highlight=False)

@@ -4,22 +4,12 @@ Everything is computed by `moecluster.orchestrator.aggregate`; this package only
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-from moecluster.agents.records import TaskResult
-from moecluster.orchestrator.store import RunStore
-
 from .export import FORMATS, empty, write
 from .frames import Frames, frames
 from .html import page, write_html
 from .meta import environment_line, run_meta
 from .tables import render
 
-__all__ = ["FORMATS", "Frames", "empty", "environment_line", "frames", "load_run", "page", "render", "run_meta",
+__all__ = ["FORMATS", "Frames", "empty", "environment_line", "frames", "page", "render", "run_meta",
            "write", "write_html"]
 
-
-def load_run(run_dir: Path) -> list[TaskResult]:
-    """Every stored result of the run in `run_dir`."""
-    with RunStore(run_dir) as store:
-        return store.results()

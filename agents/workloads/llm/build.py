@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...extras import missing_message
 from .shapes import LlmShape
 
 # transformers' class names per family: (configuration, causal LM)
@@ -28,7 +29,6 @@ CLASSES = {
     "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
 }
 TRANSFORMERS_RANGE = ">=5.0,<6"  # the experts' stacked [E, 2I, H] layout and the v5 module names
-MISSING = "workload llm needs transformers (pip install 'moecluster[llm]')"
 
 
 def transformers_module() -> Any:
@@ -36,7 +36,7 @@ def transformers_module() -> Any:
     try:
         return importlib.import_module("transformers")
     except ImportError:
-        raise ValueError(MISSING) from None
+        raise ValueError(missing_message("workload llm", "llm", "transformers")) from None
 
 
 def transformers_version() -> str:

@@ -221,6 +221,8 @@ OPTIONS: dict[str, tuple[list[str], str]] = {
                               "--set: name: not valid YAML: unacceptable character #x001b"),
     "set an escaped terminal escape": (["--set", 'name="a\\e[2Jb"'], "--set: name: 'a\\x1b[2Jb' may hold only"),
     "set huge repeats": (["--set", "repeats=100000000"], "more than --max-hours 168"),
+    "meter of 1 MB": (["--meter", "m" * 2**20], "Invalid value for '--meter': 'mmm"),
+    "meter of 1 MB with newlines": (["--meter", "a\nb" * 2**18], "'a\\nba\\nb"),
 }
 
 

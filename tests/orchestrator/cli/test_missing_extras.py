@@ -96,7 +96,8 @@ def test_a_task_failing_for_the_extra_shows_the_whole_hint(monkeypatch: pytest.M
     code, out, err = in_process(capsys, *TINY_LLM)
     assert code == 1
     failed = [line for line in err.splitlines() if " failed: " in line]
-    assert len(failed) == 2 and all(line.endswith("pip install 'moecluster[llm]')") for line in failed), err
+    assert len(failed) == 2 and all(line.endswith("pip install 'moecluster[llm]' (the 'llm' extra: transformers)")
+                                    for line in failed), err
     assert "failed (below)" in out
 
 

@@ -83,3 +83,15 @@ def test_console_script_end_to_end() -> None:
                           text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     assert "deepseek-v2" in proc.stdout and "H200" in proc.stdout and "236 B" in proc.stdout
+
+
+def test_a_sweep_s_problems_are_all_named_and_a_long_model_name_is_cut(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    sweep = tmp_path / "two.yaml"
+    sweep.write_text("name: x\nmodels: [{preset: small}]\nbatch_size: -1\nrepeats: 0\n")
+    rc, _, err = _main(capsys, "estimate", "--sweep", str(sweep))
+    assert rc == 2
+    assert [line.split(": ")[2:4] for line in err.splitlines()] == [[f"{sweep}:3", "batch_size"],
+                                                                      [f"{sweep}:4", "repeats"]]
+    rc, _, err = _main(capsys, "estimate", "--model", "q" * 5000)
+    assert rc == 2 and len(err.splitlines()) == 1 and len(err) < 400 and "(a string of 5,000 chars)" in err
