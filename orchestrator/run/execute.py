@@ -164,7 +164,7 @@ def _run(run: RunPlan, options: RunOptions, view: RunView, seen: SignalSeen) -> 
             with registered_submit(run.run_id, options.address, say=view.warning), \
                     view.sweep_progress(pairs, slots, run.sweep.name) as events:
                 scheduler = schedule.Scheduler(store, inv, schedule.ScheduleOptions(
-                    max_retries=options.max_retries, cpus_per_task=options.cpus_per_task), events)
+                    max_retries=options.max_retries, cpus_per_task=options.cpus_per_task), events, warn=view.warning)
                 counts = scheduler.run(pairs)
         except KeyboardInterrupt:
             store.set_meta(state="interrupted", finished_at=time.time())
