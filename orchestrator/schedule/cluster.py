@@ -5,8 +5,9 @@ A local instance gets the settings that notice a lost node within seconds
 nodes are probed (`raysettings.check_cluster`). An address is tried first, with a bounded
 wait, so a wrong one fails in seconds naming it (Ray itself would keep retrying).
 
-Token authentication stays on. A local instance gets Ray's own default (token auth, with a
-token generated in `~/.ray/auth_token` if none exists). Joining by `--address` sets
+Token authentication stays on. A local instance gets Ray's own default (token auth), with a
+token generated in `~/.ray/auth_token`, readable by its user only, if none exists
+(`ensure_private_token`). Joining by `--address` sets
 `RAY_AUTH_MODE=token` unless the user chose a mode; Ray then reads the token from
 `RAY_AUTH_TOKEN`, else the file named by `RAY_AUTH_TOKEN_PATH`, else `~/.ray/auth_token`.
 The token never appears on a command line or in a log.
@@ -169,9 +170,10 @@ def check_token(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     if raylet.get_authentication_mode() != raylet.AuthenticationMode.TOKEN:
         return
     if not raylet.AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
-        raise ClusterError(f"authentication: no Ray token found ({TOKEN_ENV} is unset, {TOKEN_PATH_ENV} is unset"
-                           f" or names no file, and {default_token_path()} does not exist); give the cluster's token"
-                           f" in one of them")
+        named = os.environ.get(TOKEN_PATH_ENV)
+        where = f"{TOKEN_PATH_ENV} names {named}, which holds none" if named else f"{TOKEN_PATH_ENV} is unset"
+        raise ClusterError(f"authentication: no Ray token found ({TOKEN_ENV} is unset, {where}, and"
+                           f" {default_token_path()} does not exist); give the cluster's token in one of them")
     if address == "auto" or "://" in address:
         return  # Ray finds the GCS of `auto` itself; a Ray client server checks the token on connect
     host, port = _split_address(address)

@@ -50,6 +50,7 @@ from ray.exceptions import RayTaskError
 from .cluster import ACCELERATOR_PREFIX, Inventory, NodeInfo, inventory
 from .gang import GangOutcome, GangRun, first_line
 from .queue import PairQueue, Waiting
+from .raysettings import HEAD_UNREACHABLE_S
 from .reach import Reach
 from .remote import cpu_pair_task, gpu_pair_task
 from .resources import ACCELERATOR_SHARE, PairResources, capacity, pair_resources, parallel_slots
@@ -63,7 +64,7 @@ class ScheduleOptions:
     watchdog: Callable[[float], float] = watchdog_s
     inventory_poll_s: float = 1.0  # how often the alive nodes are read (a dead node's pairs go back to the queue)
     stranded_grace_s: float = 120.0  # a lost node may come back (restart, autoscaler) before we give up
-    unreachable_s: float = 10.0  # a node silent this long to the head is treated as lost until it answers
+    unreachable_s: float = HEAD_UNREACHABLE_S  # a node silent this long to the head is treated as lost until it answers
 
 
 #: Ray's label of every node: its node id (a task's `label_selector` keeps it off listed nodes)

@@ -37,7 +37,8 @@ NO_INDEX = ("from versions: none", "Failed to establish a new connection", "Temp
 
 
 def pip(venv: Path, *args: str) -> None:
-    proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", *args],
+    # --no-compile: no bytecode written at install (half of torch's install time); what is installed is the same
+    proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-compile", *args],
                           capture_output=True, text=True, timeout=420)
     if proc.returncode != 0:
         out = proc.stdout + proc.stderr
