@@ -69,4 +69,4 @@ def mute_cluster_messages(mute: bool) -> None:
     messages stay in each node's Ray logs. A Ray without the switch prints them, as before."""
     worker = importlib.import_module("ray._private.worker")
     if hasattr(worker, "_worker_logs_enabled"):
-        worker._worker_logs_enabled = not mute
+        setattr(worker, "_worker_logs_enabled", not mute)  # noqa: B010 - a module, not a typed object
