@@ -48,7 +48,7 @@ def test_a_partitioned_worker_stalls_only_its_own_pair_and_is_named_when_marked_
         default_hosts: NetnsCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     hosts = default_hosts
     # long enough that it still runs when Ray marks the partitioned node dead
-    head = submit(hosts, tmp_path, "slow-detect", "--set", "duration_s=1", pairs=8)
+    head = submit(hosts, tmp_path, "slow-detect", "--set", "duration_s=2", pairs=10)
     try:
         pair = measuring_pair(hosts, 1, "slow-detect")
         fault_at = time.time()
