@@ -3,7 +3,8 @@
 Ray's token authentication arrived in 2.52; pyproject.toml asks for it, but a Ray installed
 by other means (a cluster image, `pip install --no-deps`) may be older. Every use of a private
 Ray module goes through `private_raylet()`, which names the installed version and the one
-needed in a single line instead of an AttributeError deep inside a sweep.
+needed in a single line instead of an AttributeError deep inside a sweep, or through a function
+here that does without it where Ray changed (`mute_cluster_messages`).
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from types import ModuleType
 
 MIN_RAY = (2, 52)
 #: what moecluster uses of `ray._raylet` (compiled; its stubs declare none of it)
-RAYLET_NAMES = ("Config", "AuthenticationTokenLoader")
+RAYLET_NAMES = ("Config", "AuthenticationTokenLoader", "AuthenticationMode", "get_authentication_mode",
+                "InnerGcsClient")
 
 
 class RayTooOld(ValueError):
@@ -58,3 +60,13 @@ def private_raylet() -> ModuleType:
         raise RayTooOld(f"Ray {ray_version()} has no ray._raylet.{', '.join(absent)}: moecluster needs Ray >= "
                         f"{'.'.join(map(str, MIN_RAY))} with token authentication")
     return raylet
+
+
+def mute_cluster_messages(mute: bool) -> None:
+    """Whether this driver leaves unprinted what Ray's error listener receives from the cluster's processes
+    (`(raylet) ...`: a dead raylet's last log lines with its stack trace, worker crashes) — Ray's own switch
+    for it, `ray._private.worker._worker_logs_enabled`, which its debugger turns off the same way. The
+    messages stay in each node's Ray logs. A Ray without the switch prints them, as before."""
+    worker = importlib.import_module("ray._private.worker")
+    if hasattr(worker, "_worker_logs_enabled"):
+        setattr(worker, "_worker_logs_enabled", not mute)  # noqa: B010 - a module, not a typed object

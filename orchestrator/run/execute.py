@@ -253,7 +253,7 @@ def _run(run: RunPlan, options: RunOptions, view: RunView, seen: SignalSeen,
                     view.sweep_progress(pairs, slots, run.sweep.name) as events:
                 scheduler = schedule.Scheduler(store, inv, schedule.ScheduleOptions(
                     max_retries=options.max_retries, cpus_per_task=options.cpus_per_task),
-                    StopWhenUnstored(events, store, pairs))
+                    StopWhenUnstored(events, store, pairs), warn=view.warning)
                 counts = scheduler.run(pairs)
             if store.write_error is not None:
                 raise StoreWriteFailed(store.write_error)

@@ -76,7 +76,9 @@ class GangRun:
     to `advance()`, which returns the attempt's start report when rank 0 has it, and its outcome
     once the attempt is over."""
 
-    def __init__(self, pair: PairPlan, res: PairResources, *, attempt: int = 1) -> None:
+    def __init__(self, pair: PairPlan, res: PairResources, *, attempt: int = 1,
+                 label_selector: dict[str, str] | None = None) -> None:
+        """`label_selector`: Ray node labels every rank's node must match (e.g. nodes to keep off)."""
         if res.ranks < 2:
             raise ValueError(f"pair {pair.pair_id}: a gang needs at least 2 ranks, not {res.ranks}")
         self.pair, self.res, self.attempt = pair, res, attempt
@@ -87,7 +89,8 @@ class GangRun:
         self._returned: dict[int, list[TaskResult]] = {}
         self._pg: PlacementGroup | None = placement_group(
             [res.bundle() for _ in range(res.ranks)], strategy=res.strategy,
-            name=f"moecluster {pair.pair_id} attempt {attempt}")
+            name=f"moecluster {pair.pair_id} attempt {attempt}",
+            bundle_label_selector=[dict(label_selector) for _ in range(res.ranks)] if label_selector else None)
         self._placing: Any = self._pg.ready()  # the placement group's ready() reference while it waits
 
     def waiting(self) -> list[Any]:

@@ -6,9 +6,11 @@ there is failed by its owner when gRPC's client keepalive (300 s, then 120 s to 
 on the connection, about 420 s later. A killed process is noticed at once either way.
 
 moecluster's scheduler re-queues a pair, at the front, as soon as the GCS marks the pair's node
-dead, so the health check decides how soon a partitioned node's pair is retried; the keepalive
-decides how soon Ray itself gives up on connections into a partitioned node (e.g. a task that
-was leased there but had not yet reported its start). Both are lowered together, cluster-wide:
+dead, or once the node has not answered the head for `HEAD_UNREACHABLE_S` (`reach`), whichever comes first: with
+these settings the health check decides; with Ray's defaults the head does, while Ray itself
+still counts the node (and its resources) for about a minute. The keepalive decides how soon Ray
+itself gives up on connections into a partitioned node (e.g. a task that was leased there but
+had not yet reported its start). Both are lowered together, cluster-wide:
 a gRPC server refuses pings more frequent than its own process's `grpc_client_keepalive_time_ms`
 allows (at most 60 s), and closes the connection of a client that pings faster
 ("too_many_pings"). The head's system config is the one place that reaches every process: the
@@ -34,6 +36,8 @@ FAST_FAILURE_DETECTION: dict[str, int] = {
 }
 # Beyond this a lost node's pair is not retried within the 30 s moecluster aims for.
 NODE_LOSS_TARGET_S = 30.0
+# A node that has not answered the head this long is treated as lost by moecluster (`reach`), whatever Ray says.
+HEAD_UNREACHABLE_S = 10.0
 
 
 def node_loss_s(config: Mapping[str, Any]) -> float:
@@ -81,7 +85,8 @@ def check_cluster(nodes: Mapping[str, Mapping[str, Any] | str], head: str | None
             settings = ", ".join(f"{k}={config[k]}" for k in ("health_check_period_ms", "health_check_timeout_ms",
                                                               "health_check_failure_threshold"))
             out.append(f"this cluster marks a partitioned node dead only after about {bound:.0f} s ({settings} on"
-                       f" the head), and its pair is retried only then; {fix}")
+                       f" the head); moecluster retries its pair once the node has not answered for"
+                       f" {HEAD_UNREACHABLE_S:g} s, but Ray counts the node until then; {fix}")
     for name, why in sorted(unread.items()):
         if name != head:
             out.append(f"cannot read the Ray settings of node {name} ({why})")

@@ -10,14 +10,19 @@ moment it returns.
   reports, kept here in the head: no actor holds bookkeeping that could be lost with a worker.
 - An attempt is lost when its process or node dies (Ray's error), when the GCS marks its node
   dead (the inventory, polled every second: with `raysettings` that is seconds after a
-  partition, long before gRPC gives up on the connection), or when its process computes on
-  another GPU than Ray gave it (`GpuMismatch`). The pair goes back to the *front* of the queue
+  partition, long before gRPC gives up on the connection), when its node has not answered the
+  head for `unreachable_s` (`reach`: with Ray's defaults the GCS takes about a minute, and the
+  other nodes would wait for the pair meanwhile), or when its process computes on another GPU
+  than Ray gave it (`GpuMismatch`). A node that does not answer gets no new pair until it does.
+  The pair goes back to the *front* of the queue
   and starts as soon as a slot frees, up to `max_retries` times, while the rest of the sweep goes
   on. Ray's own retries are off: they would queue behind every pair already submitted.
 - A failing task is data: the body returns it as `status="failed"`; it is stored, not retried.
   A task that raised an error of its own (not a lost process) fails its pair at once.
 - A pair that no alive node could run any more (e.g. the one node of its GPU model is gone) is
   recorded as failed after a grace period (a lost node may come back), instead of waiting forever.
+- A node the GCS marks dead is named once (`warn`): Ray ends that node's raylet even when the node
+  is reachable again, so it stays out until its `ray start` is restarted.
 - A watchdog cancels an attempt that has run, since its own start, far beyond its estimate
   (`sweep.estimate.watchdog_s`), and records the pair's tasks as failed.
 
@@ -42,9 +47,11 @@ from moecluster.orchestrator.sweep import PairPlan
 from moecluster.orchestrator.sweep.estimate import watchdog_s
 from ray.exceptions import RayTaskError
 
-from .cluster import ACCELERATOR_PREFIX, Inventory, inventory
+from .cluster import ACCELERATOR_PREFIX, Inventory, NodeInfo, inventory
 from .gang import GangOutcome, GangRun, first_line
 from .queue import PairQueue, Waiting
+from .raysettings import HEAD_UNREACHABLE_S
+from .reach import Reach
 from .remote import cpu_pair_task, gpu_pair_task
 from .resources import ACCELERATOR_SHARE, PairResources, capacity, pair_resources, parallel_slots
 
@@ -57,6 +64,11 @@ class ScheduleOptions:
     watchdog: Callable[[float], float] = watchdog_s
     inventory_poll_s: float = 1.0  # how often the alive nodes are read (a dead node's pairs go back to the queue)
     stranded_grace_s: float = 120.0  # a lost node may come back (restart, autoscaler) before we give up
+    unreachable_s: float = HEAD_UNREACHABLE_S  # a node silent this long to the head is treated as lost until it answers
+
+
+#: Ray's label of every node: its node id (a task's `label_selector` keeps it off listed nodes)
+NODE_ID_LABEL = "ray.io/node-id"
 
 
 class Events(Protocol):
@@ -145,11 +157,16 @@ class Scheduler:
     """Runs pairs on the connected Ray cluster and writes their results to `store`."""
 
     def __init__(self, store: RunStore, inventory: Inventory, options: ScheduleOptions | None = None,
-                 events: Events | None = None) -> None:
+                 events: Events | None = None, warn: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.inventory = inventory
         self.options = options or ScheduleOptions()
         self.events = events or NoEvents()
+        self.warn = warn or (lambda line: None)
+        self._known: dict[str, NodeInfo] = {n.node_id: n for n in inventory.nodes}  # every node seen alive
+        self._dead: set[str] = set()  # nodes the GCS marked dead (named once)
+        self._reach = Reach(self.options.unreachable_s)
+        self._silent: set[str] = set()  # alive nodes that have not answered the head for `unreachable_s`
         self._queue = PairQueue()
         self._running: dict[str, _Attempt] = {}  # pair id -> its attempt under way
         self._gpu_mode = False
@@ -188,16 +205,24 @@ class Scheduler:
     def _start(self, waiting: Waiting) -> None:
         number, res, pair = waiting.attempts + 1, waiting.res, waiting.pair
         row = self.store.attempt_submitted(pair.pair_id, number, time.time())
+        avoid = self._avoid()
         if res.ranks > 1:
-            self._running[pair.pair_id] = _Attempt(waiting, number, gang=GangRun(pair, res, attempt=number), row=row)
+            gang = GangRun(pair, res, attempt=number, label_selector=avoid)
+            self._running[pair.pair_id] = _Attempt(waiting, number, gang=gang, row=row)
             return
         opts: dict[str, Any] = {"num_cpus": res.cpus, "num_gpus": res.gpus, "max_retries": 0,
                                 "retry_exceptions": False, "name": f"pair {pair.pair_id} attempt {number}"}
+        if avoid:
+            opts["label_selector"] = avoid
         if res.accelerator_type:
             opts["resources"] = {ACCELERATOR_PREFIX + res.accelerator_type: ACCELERATOR_SHARE}
         task = gpu_pair_task if res.gpus else cpu_pair_task
         gen = task.options(**opts).remote(list(pair.tasks), number)
         self._running[pair.pair_id] = _Attempt(waiting, number, gen=gen, row=row)
+
+    def _avoid(self) -> dict[str, str]:
+        """Ray's label selector that keeps an attempt off the nodes that do not answer (none: {})."""
+        return {NODE_ID_LABEL: f"!in({', '.join(sorted(self._silent))})"} if self._silent else {}
 
     # -- what comes back ---------------------------------------------------------------------
     def _collect(self) -> list[TaskResult]:
@@ -281,14 +306,16 @@ class Scheduler:
         if now - self._last_inventory < self.options.inventory_poll_s:
             return []
         self._last_inventory = now
-        self.inventory = inventory()
+        self.inventory = self._usable(inventory(), now)
         alive = {n.node_id for n in self.inventory.nodes}
         stored: list[TaskResult] = []
         for att in list(self._running.values()):
             gone = att.node_ids - alive
             if gone:
                 where = att.node if att.started is not None and att.started.node_id in gone else f"{len(gone)} node(s)"
-                stored += self._lost(att, f"its node {where} was lost (Ray marked it dead)")
+                why = (f"has not answered the head for {self.options.unreachable_s:g} s" if gone <= self._silent
+                       else "was lost (Ray marked it dead)")
+                stored += self._lost(att, f"its node {where} {why}")
                 continue
             if att.started is None and capacity(att.res, self.inventory) == 0:  # queued in Ray, no node left
                 att.unplaceable_since = att.unplaceable_since if att.unplaceable_since is not None else now
@@ -301,6 +328,27 @@ class Scheduler:
             stored += self._store(att, [failed_result(spec, self._unschedulable(waiting.res))
                                         for spec in waiting.pair.tasks])
         return stored
+
+    def _usable(self, alive: Inventory, now: float) -> Inventory:
+        """The alive nodes less those silent to the head; names each node the GCS marked dead, once,
+        and each node that stops answering."""
+        for node in alive.nodes:
+            self._known[node.node_id] = node
+        ids = {n.node_id for n in alive.nodes}
+        for node_id, node in sorted(self._known.items()):
+            if node_id not in ids and node_id not in self._dead:
+                self._dead.add(node_id)
+                self.warn(f"node {node_id} ({node.address}) was marked dead by Ray; it will not rejoin this cluster"
+                          " until its `ray start` is restarted (Ray ends a node it declared dead, even one that"
+                          " is reachable again); the other nodes go on")
+        silent = self._reach.check(alive.nodes, now)
+        for node_id in sorted(silent - self._silent):
+            node = self._known[node_id]
+            self.warn(f"node {node_id} ({node.address}) has not answered the head for"
+                      f" {self.options.unreachable_s:g} s: its pairs go back to the queue and it gets no new pair"
+                      " until it answers; the other nodes go on")
+        self._silent = silent
+        return Inventory(tuple(n for n in alive.nodes if n.node_id not in silent))
 
     def _unschedulable(self, res: PairResources) -> str:
         return (f"unschedulable: for {self.options.stranded_grace_s:.0f} s no alive node could hold"
