@@ -1,4 +1,4 @@
-"""Markdown tables for the README from `moecluster report --format csv` output of seed-study runs.
+"""Markdown tables for docs/results/seed-study.md from `moecluster report --format csv` output of seed-study runs.
 
     python benchmarks/study_tables.py benchmarks/results/runs/seed-study-h100-fp32-b128/report [...]
 

@@ -1,8 +1,10 @@
-"""Every repository path the README cites exists and is tracked by git, so a reader (or a clone) finds it.
+"""Every repository path the README and the pages under docs/ cite exists and is tracked by git, so a
+reader (or a clone) finds it; every relative link between those pages lands on a tracked file.
 
 A citation is a path in inline code, in a fenced code block or in a link target that starts with one of the
-repository's own folders (`benchmarks/`, `examples/`, ...). Placeholders (`runs/<run-id>/`, globs) are not
-paths and are left out. A folder counts as tracked when git tracks a file under it.
+repository's own folders (`benchmarks/`, `examples/`, `docs/`, ...). Placeholders (`runs/<run-id>/`, globs)
+are not paths and are left out. A link target of a page is resolved from that page's folder (`../benchmarks/`
+from docs/results/). A folder counts as tracked when git tracks a file under it.
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-FOLDERS = ("agents", "benchmarks", "dashboards", "deploy", "examples", "orchestrator", "scripts", "tests")
+FOLDERS = ("agents", "benchmarks", "dashboards", "deploy", "docs", "examples", "orchestrator", "scripts", "tests")
+PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 _PATH = re.compile(r"(?:\./)?(?:%s)/[\w.\-/]*" % "|".join(FOLDERS))
 _PLACEHOLDER = re.compile(r"[<>*{}$]")
 _FENCE = re.compile(r"^```.*?^```", re.DOTALL | re.MULTILINE)
@@ -51,7 +54,18 @@ def tracked_files() -> frozenset[str]:
     return frozenset(done.stdout.split("\0")) - {""}
 
 
-CITED = cited_paths(README.read_text(encoding="utf-8")) if README.exists() else []
+def _relative(page: Path, target: str) -> str | None:
+    """A relative link target of `page` as a path from the repository root; None for URLs and anchors."""
+    target = target.split("#")[0]
+    if not target or ":" in target:
+        return None
+    return (page.parent / target).resolve().relative_to(ROOT).as_posix()
+
+
+CITED = list(dict.fromkeys(path for page in PAGES for path in cited_paths(page.read_text(encoding="utf-8"))))
+LINKED = sorted({(page.relative_to(ROOT).as_posix(), rel) for page in PAGES
+                 for target in _LINK.findall(_FENCE.sub("", page.read_text(encoding="utf-8")))
+                 if (rel := _relative(page, target)) is not None})
 
 
 def test_the_readme_cites_repository_paths() -> None:
@@ -68,11 +82,24 @@ def test_citations_are_found_in_code_spans_blocks_and_links() -> None:
 
 @pytest.mark.parametrize("path", CITED)
 def test_cited_path_exists_and_is_tracked(path: str) -> None:
-    assert (ROOT / path).exists(), f"README cites {path}, which does not exist"
+    assert (ROOT / path).exists(), f"README or docs/ cite {path}, which does not exist"
     tracked = tracked_files()
     folder = path.rstrip("/") + "/"
     assert path in tracked or any(f.startswith(folder) for f in tracked), \
-        f"README cites {path}, which git does not track (ignored or never added?)"
+        f"README or docs/ cite {path}, which git does not track (ignored or never added?)"
+
+
+def test_the_docs_pages_are_linked_from_the_readme() -> None:
+    linked = {rel for page, rel in LINKED if page == "README.md"}
+    pages = {p.relative_to(ROOT).as_posix() for p in PAGES[1:]}
+    assert pages and pages <= linked, f"docs pages the README does not link: {sorted(pages - linked)}"
+
+
+@pytest.mark.parametrize(("page", "path"), LINKED)
+def test_relative_links_land_on_tracked_files(page: str, path: str) -> None:
+    tracked = tracked_files()
+    assert path in tracked or any(f.startswith(path.rstrip("/") + "/") for f in tracked), \
+        f"{page} links {path}, which git does not track"
 
 
 def setup_torch_command() -> str:

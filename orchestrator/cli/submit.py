@@ -85,7 +85,7 @@ def _overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the planned tasks as JSON.")
 @click.option("--address", help="Join an existing Ray cluster (`auto`, `host:port`, `ray://host:port`);"
               " the token comes from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token. Its head"
-              " should run with moecluster's failure-detection settings (see the README; submit warns"
+              " should run with moecluster's failure-detection settings (see docs/cluster.md; submit warns"
               " when it lacks them). Default: start a local Ray instance with this machine's GPUs (or CPUs).")
 @click.option("--resume", "resume_id", metavar="RUN_ID", help="Finish a run: run only its missing and failed tasks.")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path),

@@ -52,9 +52,9 @@ def test_settings_that_cannot_be_read_are_said_so() -> None:
     assert first.startswith("cannot check how fast this cluster notices a lost node (TimeoutError: x)")
 
 
-def test_the_readme_asks_ray_start_for_exactly_these_settings() -> None:
+def test_the_cluster_docs_ask_ray_start_for_exactly_these_settings() -> None:
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[3] / "docs" / "cluster.md").read_text()
     start = readme.index("ray start --head --system-config='") + len("ray start --head --system-config='")
     assert json.loads(readme[start:readme.index("'", start)]) == FAST_FAILURE_DETECTION
