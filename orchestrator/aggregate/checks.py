@@ -3,14 +3,20 @@
 The node records its own warnings (`TaskResult.warnings`: an energy counter too coarse for the
 window, an idle reading that did not settle, ...); this adds the ones only the head states from
 the record: fewer than `MIN_WINDOWS` windows (a t interval with one degree of freedom is very
-wide, with one window there is none) and a roofline fraction above 1 (the task ran faster than
-the peaks measured on its device allow, so the peaks are off; the node's `Roofline.note` says why).
+wide, with one window there is none), windows that ran more than `MAX_OVERRUN` times the length
+the sweep asked for (their work queued past the deadline, or a lock-step window's step count was
+too high: the figures stand, but "5 s windows" would misdescribe them), and a roofline fraction
+above 1 (the task ran faster than the peaks measured on its device allow, so the peaks are off;
+the node's `Roofline.note` says why).
 """
 from __future__ import annotations
 
 from moecluster.agents.records import TaskResult
 
 MIN_WINDOWS = 3
+# Aligned edges wait for the energy counter's next update (tens of ms) and the last batch in flight
+# drains: a few percent over the asked length is how a window ends, more is an overrun to report.
+MAX_OVERRUN = 1.05
 
 
 def few_windows(n_windows: int) -> str | None:
@@ -19,6 +25,17 @@ def few_windows(n_windows: int) -> str | None:
         return None
     what = "no interval" if n_windows < 2 else f"a t interval with {n_windows - 1} degree of freedom, very wide"
     return f"fewer than {MIN_WINDOWS} windows ({n_windows}): {what}"
+
+
+def overrun(result: TaskResult) -> str | None:
+    """The warning for windows longer than `MAX_OVERRUN` × the asked `duration_s`, else None."""
+    asked_s = result.spec.duration_s
+    longest_s = max((w.duration_s for w in result.windows), default=0.0)
+    if not asked_s > 0 or longest_s <= asked_s * MAX_OVERRUN:
+        return None
+    over = sum(w.duration_s > asked_s * MAX_OVERRUN for w in result.windows)
+    return (f"{over} of {len(result.windows)} windows overran the asked {asked_s:g} s"
+            f" (longest {longest_s:.2f} s, {longest_s / asked_s:.2f}×)")
 
 
 def roofline_above_one(result: TaskResult) -> str | None:
@@ -32,5 +49,5 @@ def roofline_above_one(result: TaskResult) -> str | None:
 
 def task_warnings(result: TaskResult) -> tuple[str, ...]:
     """The node's warnings followed by the head's, each once, in that order."""
-    derived = (few_windows(len(result.windows)), roofline_above_one(result))
+    derived = (few_windows(len(result.windows)), overrun(result), roofline_above_one(result))
     return tuple(dict.fromkeys([*result.warnings, *(w for w in derived if w is not None)]))

@@ -36,3 +36,13 @@ def test_the_nodes_warnings_come_first_and_once() -> None:
     node = ("energy resolution ±0.5 J is 2 % of the window's 25 J (above 1 %): use longer windows",
             "fewer than 3 windows (1): no interval")
     assert task_warnings(replace(r, warnings=node)) == node
+
+
+def test_windows_that_overran_their_asked_length_are_counted() -> None:
+    r = syn.task("t", "p", "moe", rate=1000.0, eff=10.0, total=10, active=5)
+    asked_s = r.spec.duration_s
+    on_time = replace(r, windows=tuple(replace(w, duration_s=asked_s * 1.04) for w in r.windows))
+    assert task_warnings(on_time) == ()
+    late = replace(r, windows=(replace(r.windows[0], duration_s=asked_s * 3.86), *r.windows[1:]))
+    assert task_warnings(late) == (f"1 of 3 windows overran the asked {asked_s:g} s"
+                                   f" (longest {asked_s * 3.86:.2f} s, 3.86×)",)
