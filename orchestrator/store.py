@@ -32,6 +32,8 @@ from typing import Any, Iterable
 from moecluster.agents.private_dir import UnsafeDirectory, private_dir
 from moecluster.agents.records import TaskResult, TaskSpec
 
+from .rundir import write_private
+
 STORE_NAME = "results.sqlite"
 PENDING_DIR = "pending"
 
@@ -122,7 +124,7 @@ def _pending_name(task_id: str) -> str:
 def keep_pending(run_dir: Path, result: TaskResult, attempts: int) -> Path | None:
     """Keep `result` as a 0600 JSON file in the first of `pending_dirs` that takes it whole; its
     path, or None when none could."""
-    data = json.dumps({"attempts": attempts, "record": json.loads(result.to_json())}).encode()
+    data = json.dumps({"attempts": attempts, "record": json.loads(result.to_json())})
     for i, directory in enumerate(pending_dirs(run_dir)):
         try:
             if i == 0:
@@ -131,17 +133,7 @@ def keep_pending(run_dir: Path, result: TaskResult, attempts: int) -> Path | Non
                 private_dir(directory, what="pending results directory")
             path = directory / _pending_name(result.spec.task_id)
             tmp = directory / f".{path.name}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            except OSError:
-                os.close(fd)
-                tmp.unlink(missing_ok=True)
-                raise
-            os.close(fd)
+            write_private(tmp, data)  # whole or not at all, then under its name
             os.replace(tmp, path)
             return path
         except (OSError, UnsafeDirectory):
