@@ -14,8 +14,12 @@ Built in two stages, because a gang must agree before any collective runs:
   them from one seed, but training on a GPU need not be bitwise reproducible), then each rank
   keeps its slice of the experts and its shard of the rows, and the whole model is dropped.
 
-The MoE runs eagerly: an expert-parallel step reads its split sizes on the host, so it cannot be
-captured in a CUDA graph, and `compile` is not applied to it (the record says so). The dense twin
+The MoE runs eagerly, in the dispatch form `share` is given (`dispatch`, recorded in `form`):
+`ep-hostsync` (the default) reads its split sizes on the host, so it cannot be captured in a CUDA
+graph; `ep-static` (fixed-capacity blocks, counts on the device; see `ep_moe`) can be, but the
+task runs it eagerly too for now (its capture is shown by `benchmarks/ep_graph_capture.py`). No
+choice by measurement between the two yet: it is an explicit option. `compile` is not applied
+to the MoE (the record says so). The dense twin
 runs in whatever form the workload chose for its B/N rows (a CUDA graph where possible).
 """
 from __future__ import annotations
@@ -33,12 +37,14 @@ from ..records import ParamCounts, TaskSpec
 from ..workloads.base import Prepared, get_workload, torch_dtype
 from ..workloads.mlp.models import MoEMLP
 from ..workloads.mlp.shapes import MoEShape
-from .ep_moe import ExpertParallelMoE, experts_per_rank, shard_rows
+from .ep_moe import HOSTSYNC, STATIC, ExpertParallelMoE, experts_per_rank, shard_rows
 from .group import Gang
 from .roofline import data_parallel_bytes, expert_parallel_bytes
 
 Parallel = Literal["expert", "data"]
 EP_GRAPH = "none: an expert-parallel step reads its all-to-all split sizes on the host"
+EP_GRAPHS = {HOSTSYNC: EP_GRAPH,
+             STATIC: "none: eager (ep-static has no host sync and is capturable, but tasks do not capture it yet)"}
 
 
 @dataclass(frozen=True)
@@ -114,8 +120,9 @@ def _broadcast(tensors: list[Tensor]) -> None:
             dist.broadcast(t, src=0)
 
 
-def share(build: LocalBuild, gang: Gang) -> GangTask:
-    """The task ready on this rank (a collective for an MoE: every rank must call it)."""
+def share(build: LocalBuild, gang: Gang, dispatch: str = HOSTSYNC) -> GangTask:
+    """The task ready on this rank (a collective for an MoE: every rank must call it); `dispatch`:
+    the expert-parallel dispatch form (`ep_moe.DISPATCH_FORMS`), ignored for a dense task."""
     spec, prepared, n = build.spec, build.prepared, gang.world_size
     if build.parallel == "data":
         form = {**prepared.form, "parallel": f"data over {n} ranks, {spec.batch_size // n} rows each"}
@@ -129,12 +136,12 @@ def share(build: LocalBuild, gang: Gang) -> GangTask:
     if full.forced_experts is not None:
         shared.append(full.forced_experts)
     _broadcast(shared)
-    ep = ExpertParallelMoE(full, gang.rank, n)
+    ep = ExpertParallelMoE(full, gang.rank, n, dispatch=dispatch)
     shard = prepared.inputs[shard_rows(spec.batch_size, n, gang.rank)].contiguous()
     shape = full.shape
     assert isinstance(shape, MoEShape)
     form = {"parallel": f"expert over {n} ranks, {ep.local_experts} experts and {shard.shape[0]} rows each",
-            "experts": ep.experts_form, "graph": EP_GRAPH}
+            "dispatch": dispatch, "experts": ep.experts_form, "graph": EP_GRAPHS[dispatch]}
     warnings = ("compile: not applied to the expert-parallel MoE (eager)",) if spec.compile else ()
 
     def step() -> Tensor:
