@@ -116,7 +116,11 @@ class ExpertParallelMoE(nn.Module):
     skewed load (one row per token of the global batch) do not split into equal shards, or the
     implementation has no expert-parallel form. Every rank must call `forward` the same number
     of times, with `world_size` shards of one global batch (its collectives pair up across ranks).
+    `dispatch`: `ep-hostsync` (the reference) or `ep-static`; `capacity_factor`: `ep-static`'s
+    C as a factor of an even load (None: the worst case, exact); a ValueError for anything else.
     """
+
+    dropped_copies: Tensor  # a buffer: token copies dropped over capacity so far (ep-static with a factor)
 
     def __init__(self, full: MoEMLP, rank: int, world_size: int, dispatch: str = HOSTSYNC,
                  capacity_factor: float | None = None) -> None:
@@ -155,7 +159,6 @@ class ExpertParallelMoE(nn.Module):
         self.experts.kernel = getattr(full, "kernel", None)
         self.uses_experts_forward = self.impl == "grouped" and callable(getattr(self.experts, "experts_forward", None))
         self._fixes_counts = callable(getattr(self.experts, "counts_fixed", None))
-        # copies dropped over capacity since construction (ep-static with a capacity factor); on the device
         self.register_buffer("dropped_copies", torch.zeros((), dtype=torch.int64, device=weight.device),
                              persistent=False)
 
