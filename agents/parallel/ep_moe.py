@@ -20,9 +20,10 @@ That is the `ep-hostsync` dispatch (the reference): the host sync of step 2 is w
 captured in a CUDA graph. The `ep-static` dispatch has no host sync and no data-dependent shape:
 
 - every rank sends every peer a block of C rows (C = `capacity` token copies per (source,
-  destination) pair), so `all_to_all_single` runs with equal splits and needs no split sizes on
-  the host; the per-expert counts of the copies actually placed travel in a small all-to-all of
-  their own and stay on the device;
+  destination) pair; every rank passes the same number of rows, as `shard_rows` gives), so
+  `all_to_all_single` runs with equal splits and needs no split sizes on the host; the
+  per-expert counts of the copies actually placed travel in a small all-to-all of their own
+  and stay on the device;
 - the receiver sorts its n·C rows by local expert (padding rows last, expert ids from the counts
   with `searchsorted`), runs its experts (`torch._grouped_mm` with device offsets where it runs,
   else every expert on every row with a mask), and zeroes the padding rows;
