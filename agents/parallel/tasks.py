@@ -14,13 +14,19 @@ Built in two stages, because a gang must agree before any collective runs:
   them from one seed, but training on a GPU need not be bitwise reproducible), then each rank
   keeps its slice of the experts and its shard of the rows, and the whole model is dropped.
 
-The MoE runs eagerly: an expert-parallel step reads its split sizes on the host, so it cannot be
-captured in a CUDA graph, and `compile` is not applied to it (the record says so). The dense twin
+The MoE runs eagerly, in the dispatch form `share` is given (`dispatch`, recorded in `form`):
+`ep-hostsync` (the default) reads its split sizes on the host, so it cannot be captured in a CUDA
+graph; `ep-static` (fixed-capacity blocks, counts on the device; see `ep_moe`) can be, but the
+task runs it eagerly too for now (its capture is shown by `benchmarks/ep_graph_capture.py`). No
+`dispatch="measure"` times both eagerly in the gang (`choose_dispatch`: the same number of steps
+on every rank, the slowest rank's time) and keeps the faster; the record names both times.
+`compile` is not applied to the MoE (the record says so). The dense twin
 runs in whatever form the workload chose for its B/N rows (a CUDA graph where possible).
 """
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -33,12 +39,16 @@ from ..records import ParamCounts, TaskSpec
 from ..workloads.base import Prepared, get_workload, torch_dtype
 from ..workloads.mlp.models import MoEMLP
 from ..workloads.mlp.shapes import MoEShape
-from .ep_moe import ExpertParallelMoE, experts_per_rank, shard_rows
+from .ep_moe import DISPATCH_FORMS, HOSTSYNC, STATIC, ExpertParallelMoE, experts_per_rank, shard_rows
 from .group import Gang
 from .roofline import data_parallel_bytes, expert_parallel_bytes
 
 Parallel = Literal["expert", "data"]
+MEASURE = "measure"  # `share`'s dispatch: the faster of DISPATCH_FORMS in this gang, by measurement
+CHOICE_STEPS = 5  # timed steps per dispatch form when choosing
 EP_GRAPH = "none: an expert-parallel step reads its all-to-all split sizes on the host"
+EP_GRAPHS = {HOSTSYNC: EP_GRAPH,
+             STATIC: "none: eager (ep-static has no host sync and is capturable, but tasks do not capture it yet)"}
 
 
 @dataclass(frozen=True)
@@ -114,8 +124,39 @@ def _broadcast(tensors: list[Tensor]) -> None:
             dist.broadcast(t, src=0)
 
 
-def share(build: LocalBuild, gang: Gang) -> GangTask:
-    """The task ready on this rank (a collective for an MoE: every rank must call it)."""
+def _seconds_per_step(ep: ExpertParallelMoE, shard: Tensor, gang: Gang, steps: int) -> float:
+    """The gang's seconds per step of `ep` (one warm-up step; the slowest rank's time; a collective)."""
+    def settle() -> None:
+        if shard.is_cuda:
+            torch.cuda.synchronize(shard.device)
+        gang.barrier()
+
+    ep(shard)
+    settle()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        ep(shard)
+    settle()
+    return max(gang.all_gather((time.perf_counter() - t0) / steps))
+
+
+def choose_dispatch(full: MoEMLP, shard: Tensor, gang: Gang,
+                    steps: int = CHOICE_STEPS) -> tuple[ExpertParallelMoE, dict[str, float]]:
+    """The faster dispatch form of `full` on this gang, eagerly, and every form's seconds per step (a collective).
+
+    Every rank times the same forms for the same steps; the times are the slowest rank's, so
+    every rank makes the same choice.
+    """
+    built = {name: ExpertParallelMoE(full, gang.rank, gang.world_size, dispatch=name) for name in DISPATCH_FORMS}
+    with torch.no_grad():
+        times = {name: _seconds_per_step(ep, shard, gang, steps) for name, ep in built.items()}
+    return built[min(times, key=lambda name: times[name])], times
+
+
+def share(build: LocalBuild, gang: Gang, dispatch: str = HOSTSYNC) -> GangTask:
+    """The task ready on this rank (a collective for an MoE: every rank must call it); `dispatch`:
+    the expert-parallel dispatch form (`ep_moe.DISPATCH_FORMS`, or `measure` for the faster of
+    them here), ignored for a dense task."""
     spec, prepared, n = build.spec, build.prepared, gang.world_size
     if build.parallel == "data":
         form = {**prepared.form, "parallel": f"data over {n} ranks, {spec.batch_size // n} rows each"}
@@ -129,12 +170,18 @@ def share(build: LocalBuild, gang: Gang) -> GangTask:
     if full.forced_experts is not None:
         shared.append(full.forced_experts)
     _broadcast(shared)
-    ep = ExpertParallelMoE(full, gang.rank, n)
     shard = prepared.inputs[shard_rows(spec.batch_size, n, gang.rank)].contiguous()
+    if dispatch == MEASURE:
+        ep, times = choose_dispatch(full, shard, gang)
+        chosen = ", ".join(f"{name} {1e3 * t:.3g} ms" for name, t in times.items())
+        dispatch_form = f"{ep.dispatch}, chosen by measurement (eager, per step: {chosen})"
+    else:
+        ep = ExpertParallelMoE(full, gang.rank, n, dispatch=dispatch)
+        dispatch_form = dispatch
     shape = full.shape
     assert isinstance(shape, MoEShape)
     form = {"parallel": f"expert over {n} ranks, {ep.local_experts} experts and {shard.shape[0]} rows each",
-            "experts": ep.experts_form, "graph": EP_GRAPH}
+            "dispatch": dispatch_form, "experts": ep.experts_form, "graph": EP_GRAPHS[ep.dispatch]}
     warnings = ("compile: not applied to the expert-parallel MoE (eager)",) if spec.compile else ()
 
     def step() -> Tensor:

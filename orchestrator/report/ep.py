@@ -24,14 +24,20 @@ from .tables import TableData
 
 PREDICTED = "predicted (seed 004)"
 NO_COMM = "—"  # EP 1: nothing is communicated
+# the dispatch's bus bandwidth (bytes each rank sends to the other ranks / dispatch time) over the raw
+# all-to-all's (nccl-tests' busbw, send buffer × (n − 1)/n / time) at the same bytes: at equal bytes,
+# raw all-to-all time / dispatch time; 100 % is a dispatch as fast as the bare exchange
+BUSBW_COLUMN = "dispatch busbw / raw all-to-all busbw"
 COLUMNS = ["EP degree", "GPUs", "inferences/s", "inferences/J", "speedup vs EP 1", "inf/J vs EP 1",
-           "comm share of time", "comm share of energy", "dispatch bw / raw all-to-all", "all-to-all bytes/token",
+           "comm share of time", "comm share of energy", BUSBW_COLUMN, "all-to-all bytes/token",
            f"comm share of time, {PREDICTED}", f"all-to-all bytes/token, {PREDICTED}"]
 CAPTION = (
     "Communication figures are measured by each gang: dispatch + combine time over the step's time (timed pass); "
     "their energy per step (each phase's own where measured, else the raw all-to-all's per call at its size, "
-    "measured in its own window) over the window energy per step; the dispatch's bus bandwidth over the raw "
-    "all-to-all's measured in the same task at the same size. Seed 004's prediction counts "
+    "measured in its own window) over the window energy per step; the dispatch's bus bandwidth (bytes each rank "
+    "sends to the others / dispatch time) over the raw all-to-all's bus bandwidth as nccl-tests defines it (send "
+    "buffer × (n − 1)/n / time), measured in the same task at the same size: raw time / dispatch time at equal "
+    "bytes. Seed 004's prediction counts "
     "k × (input + output width) × bytes × (d − 1)/d per token and times it at the GPUs' datasheet link "
     "bandwidth with the compute at its roofline, latency ignored (n/a where the GPUs have no datasheet).")
 

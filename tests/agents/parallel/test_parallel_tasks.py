@@ -1,4 +1,4 @@
-"""A task's local build for a gang refuses what cannot run split over N ranks (no collectives needed)."""
+"""A task's local build for a gang refuses what cannot run split over N ranks; its dispatch form is an option."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -6,8 +6,11 @@ from typing import Any
 
 import pytest
 import torch
+from gang_harness import run_ranks
 
-from moecluster.agents.parallel.tasks import build_local
+from moecluster.agents.parallel.ep_moe import HOSTSYNC, STATIC
+from moecluster.agents.parallel.group import GangContext, process_group
+from moecluster.agents.parallel.tasks import MEASURE, build_local, share
 from moecluster.agents.records import TaskSpec
 
 MOE = {"num_experts": 4, "expert_hidden_dim": 8, "expert_num_layers": 1, "top_k": 2, "input_dim": 16, "output_dim": 4}
@@ -34,3 +37,27 @@ def test_the_moe_is_built_whole_and_the_dense_twin_on_its_shard() -> None:
                      model={"hidden_dim": 8, "num_layers": 1, "input_dim": 16, "output_dim": 4}, cuda_graphs=False)
     built = build_local(dense, 1, 2, CPU)
     assert built.parallel == "data" and built.prepared.inputs.shape[0] == 4
+
+
+def _both_dispatches(ctx: GangContext) -> tuple[dict[str, str], dict[str, str], float]:
+    """This rank's ep-static and measured task forms, and the largest difference of their steps from ep-hostsync's."""
+    with process_group(ctx) as gang, torch.inference_mode():
+        outs, forms = {}, {}
+        for dispatch in (HOSTSYNC, STATIC, MEASURE):
+            task = share(build_local(SPEC, gang.rank, gang.world_size, gang.device), gang, dispatch=dispatch)
+            out = task.step()
+            assert isinstance(out, torch.Tensor)
+            outs[dispatch], forms[dispatch] = out, dict(task.form)
+        diff = max(float((outs[d] - outs[HOSTSYNC]).abs().max()) for d in (STATIC, MEASURE))
+        return forms[STATIC], forms[MEASURE], diff
+
+
+def test_the_dispatch_form_is_chosen_and_recorded() -> None:
+    results = run_ranks(_both_dispatches, 2)
+    for static, measured, diff in results:
+        assert static["dispatch"] == STATIC and static["experts"].startswith(STATIC) and "capturable" in static["graph"]
+        chosen, _, how = measured["dispatch"].partition(", ")
+        assert chosen in (HOSTSYNC, STATIC) and how.startswith("chosen by measurement")
+        assert f"{HOSTSYNC} " in how and f"{STATIC} " in how and " ms" in how
+        assert diff < 1e-5
+    assert len({measured["dispatch"].partition(", ")[0] for _, measured, _ in results}) == 1  # one choice per gang

@@ -79,6 +79,8 @@ def test_communication_shares_and_dispatch_bandwidth_from_what_the_gang_measured
     assert comm.energy_share == pytest.approx(0.30) and comm.dispatch_energy_share == pytest.approx(0.25)
     assert comm.dispatch_bytes_per_rank == pytest.approx(1e6)
     assert comm.dispatch_bandwidth_fraction == pytest.approx(0.5)
+    # busbw over busbw at the same bytes reads as raw all-to-all time over dispatch time (not its inverse)
+    assert comm.dispatch_bandwidth_fraction == pytest.approx(gang.alltoall[0].time_s / dispatch_s)
     assert comm.bytes_per_token == pytest.approx(2 * (1e6 + 1e5) / BATCH)
     (point,) = [p for p in ep_points(all_task_stats([gang])) if p.degree == 2]
     assert point.comm == comm
