@@ -75,18 +75,23 @@ def cli() -> None:
     """
 
 
-# An error line (with its prefix and the cut's length, under 300 characters): long enough for a
-# bound and its reason, short enough that an option's value of
-# a megabyte (click quotes it whole in "invalid choice" messages) is not echoed back.
-MAX_ERROR_CHARS = 260
+# An error line: whole up to this length (a bound, its reason and a hint fit); longer, its head
+# and tail are kept (the culprit is named first, the fix last) and the middle is cut, so that an
+# option's value of a megabyte (click quotes it whole in "invalid choice" messages) is not echoed.
+MAX_ERROR_CHARS = 600
 
 
 def _one_line(message: str) -> str:
-    """`message` on one line, control characters escaped and cut to `MAX_ERROR_CHARS`."""
+    """`message` on one line, control characters escaped; over `MAX_ERROR_CHARS`, its middle cut."""
     # imported here, on the error path only: the sweep package loads pydantic
     from moecluster.orchestrator.sweep.shown import clip
 
-    return clip(" ".join(message.split()), MAX_ERROR_CHARS)
+    flat = " ".join(message.split())
+    if len(flat) <= MAX_ERROR_CHARS:
+        return clip(flat, MAX_ERROR_CHARS)
+    keep = MAX_ERROR_CHARS // 2
+    cut = len(flat) - 2 * keep
+    return f"{clip(flat[:keep], keep)} … ({cut:,} chars cut) … {clip(flat[-keep:], keep)}"
 
 
 def main(argv: list[str] | None = None) -> None:
