@@ -38,7 +38,10 @@ class TaskSpec:
     impl: str
     model: Mapping[str, int]
     workload: str = "mlp"
-    preset: str | None = None
+    preset: str | None = None  # set only where the shape is exactly the preset's
+    # the name the sweep gave this model (its `name`; "<preset> (modified)" for an unnamed preset
+    # with a field overridden); None for a plain preset or an unnamed custom shape
+    model_name: str | None = None
     match: str | None = None
     run_id: str = "local"
     dtype: str = "float32"

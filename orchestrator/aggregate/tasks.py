@@ -31,17 +31,21 @@ from .stats import Estimate, log_mean_ci
 
 TOKENS_PER_ITEM = {"mlp": 1, "llm": 1}  # an LLM task's items are its tokens (prefilled or generated)
 def custom_name(spec: TaskSpec) -> str | None:
-    """The name a sweep gave a model without a preset, read back from the pair id the sweep built from
-    it (`<name>[-<impl>]-<dtype>-b<batch>...`, `sweep.expand` and `sweep.llm`); None where the pair id
-    does not have that form (a task not planned by a sweep)."""
+    """The name the sweep gave a model that is not a plain preset: `spec.model_name`, or for a task
+    planned before tasks recorded it, read back from its pair id (`<name>[-<impl>]-<dtype>-b<batch>...`,
+    `sweep.expand` and `sweep.llm`); None where neither says (a plain preset, an unnamed shape, a task
+    not planned by a sweep)."""
+    if spec.model_name or spec.preset:
+        return spec.model_name
     tail = f"-{DTYPE_SHORT.get(spec.dtype, spec.dtype)}-b{spec.batch_size}"
     head, sep, rest = spec.pair_id.rpartition(tail)
     if not sep or not head or (rest and not rest.startswith("-")):
         return None
     for impl in get_args(Impl):
         if head.endswith(f"-{impl}") and len(head) > len(impl) + 1:
-            return head[:-len(impl) - 1]
-    return head
+            head = head[:-len(impl) - 1]
+            break
+    return None if head == "custom" else head
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from moecluster.orchestrator.aggregate.ep import EpComm, EpPoint, config_key, ep
 from moecluster.orchestrator.estimate.ep import PredictedComm, predicted_comm
 
 from . import fmt
-from .labels import model_name, preset_label, setting
+from .labels import model_name, setting
 from .tables import TableData
 
 PREDICTED = "predicted (seed 004)"
@@ -123,7 +123,7 @@ def ep_rows(agg: Aggregate) -> list[dict[str, Any]]:
     rows = []
     for p in agg.ep:
         spec = p.stats.spec
-        row: dict[str, Any] = {"task_id": p.stats.task_id, "impl": spec.impl, "preset": preset_label(spec),
+        row: dict[str, Any] = {"task_id": p.stats.task_id, "impl": spec.impl, "preset": spec.preset, "model": model_name(spec),
                                "dtype": spec.dtype, "batch_size": spec.batch_size, "expert_parallel": p.degree,
                                "world_size": p.stats.result.world_size,
                                "baseline_task": p.baseline.task_id if p.baseline else None}

@@ -27,7 +27,7 @@ from moecluster.orchestrator.estimate.measured import compare
 from .ep import ep_rows
 from .llm import rows as llm_rows
 from .howran import FORM_KEYS
-from .labels import preset_label
+from .labels import model_name
 
 TABLES = ("tasks", "windows", "normalisations", "pairs", "breakeven", "breakeven_points", "roofline", "ep",
           "cluster_gpus", "cluster", "failed", "llm")
@@ -67,7 +67,7 @@ def tasks_frame(agg: Aggregate) -> pd.DataFrame:
         r, spec = s.result, s.spec
         row: dict[str, Any] = {
             "task_id": spec.task_id, "pair_id": spec.pair_id, "label": spec.label(), "kind": spec.kind,
-            "impl": spec.impl, "match": spec.match, "preset": preset_label(spec), "workload": spec.workload,
+            "impl": spec.impl, "match": spec.match, "preset": spec.preset, "model": model_name(spec), "workload": spec.workload,
             "item": _item(spec),
             "dtype": spec.dtype, "batch_size": spec.batch_size, "expert_parallel": spec.expert_parallel,
             "device": spec.device, "phase": spec.phase, "prompt_len": spec.prompt_len,
@@ -109,7 +109,7 @@ def windows_frame(agg: Aggregate) -> pd.DataFrame:
 def normalisations_frame(agg: Aggregate) -> pd.DataFrame:
     rows = []
     for s in agg.tasks:
-        row: dict[str, Any] = {"task_id": s.task_id, "label": s.spec.label(), "preset": preset_label(s.spec),
+        row: dict[str, Any] = {"task_id": s.task_id, "label": s.spec.label(), "preset": s.spec.preset, "model": model_name(s.spec),
                                "item": _item(s.spec),
                                "total_params": s.total_params, "active_params": s.active_params}
         _e(row, "j_per_inference", s.j_per_inference)
@@ -129,7 +129,7 @@ def pairs_frame(agg: Aggregate) -> pd.DataFrame:
         m, d = p.moe, p.dense
         row: dict[str, Any] = {
             "pair_id": p.pair_id, "moe_task": m.task_id, "dense_task": d.task_id, "impl": m.spec.impl,
-            "match": p.match, "preset": preset_label(m.spec), "item": _item(m.spec), "dtype": m.spec.dtype,
+            "match": p.match, "preset": m.spec.preset, "model": model_name(m.spec), "item": _item(m.spec), "dtype": m.spec.dtype,
             "batch_size": m.spec.batch_size,
             "expert_parallel": m.spec.expert_parallel, "moe_total_params": m.total_params,
             "moe_active_params": m.active_params, "dense_params": d.total_params}

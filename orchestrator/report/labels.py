@@ -35,11 +35,6 @@ def setting(spec: TaskSpec) -> str:
     return " · ".join(parts)
 
 
-def preset_label(spec: TaskSpec) -> str:
-    """The `preset` column: the preset, else the model's name in the sweep, else "custom"."""
-    return spec.preset or custom_name(spec) or "custom"
-
-
 def model_name(spec: TaskSpec) -> str:
     """The preset's name, else the name the sweep gave the model, else the shape in brief (E8 k2 h256×3
     for an MoE, w4096×5 for a dense MLP)."""

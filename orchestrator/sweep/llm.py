@@ -86,17 +86,20 @@ def expand_llm(sweep: SweepFile, run_id: str = "local") -> Plan:
             if problem:
                 skipped.append(f"{pair_id}: {problem}")
                 continue
-            pairs.append(_pair(sweep, run_id, entry.label, preset, moe, twins, points, pair_id, len(pairs)))
+            pairs.append(_pair(sweep, run_id, (entry.label, preset, entry.given_name(preset is not None)), moe, twins,
+                               points, pair_id, len(pairs)))
     if not pairs:
         raise SweepError(f"sweep {sweep.name!r} expands to no task: " + "; ".join(skipped[:3]))
     return Plan(pairs=tuple(pairs), skipped=tuple(skipped))
 
 
-def _pair(sweep: SweepFile, run_id: str, label: str, preset: str | None, moe: LlmShape, twins: dict[str, LlmShape],
-          points: list[dict[str, Any]], pair_id: str, index: int) -> PairPlan:
+def _pair(sweep: SweepFile, run_id: str, names: tuple[str, str | None, str | None], moe: LlmShape,
+          twins: dict[str, LlmShape], points: list[dict[str, Any]], pair_id: str, index: int) -> PairPlan:
+    """One pair's tasks; `names`: the model's label in ids, its plain preset, the name tasks record."""
+    label, preset, model_name = names
     point = points[0]
     common: dict[str, Any] = dict(
-        pair_id=pair_id, preset=preset, run_id=run_id, workload="llm", dtype=point["dtype"],
+        pair_id=pair_id, preset=preset, model_name=model_name, run_id=run_id, workload="llm", dtype=point["dtype"],
         batch_size=point["batch_size"], device=sweep.device, duration_s=sweep.duration_s, warmup_s=sweep.warmup_s,
         repeats=sweep.repeats, cuda_graphs=point["cuda_graphs"], seed=point["seed"], meter=sweep.meter,
         sample_power=sweep.sample_power, reverse_order=index % 2 == 1, phase=point["phase"],

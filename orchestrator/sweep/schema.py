@@ -174,6 +174,13 @@ class ModelEntry(_Strict):
         """The model's name in pair ids and tables: `name`, else the preset."""
         return self.name or self.preset or "custom"
 
+    def given_name(self, plain_preset: bool) -> str | None:
+        """The name a task records for this model (`TaskSpec.model_name`): `name`, else
+        "<preset> (modified)" where a field overrides the preset's (`plain_preset` False), else None."""
+        if self.name:
+            return self.name
+        return f"{self.preset} (modified)" if self.preset is not None and not plain_preset else None
+
     @property
     def is_plain_preset(self) -> bool:
         """True when the shape is exactly the preset's (no field overridden)."""

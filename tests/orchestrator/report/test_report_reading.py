@@ -22,7 +22,7 @@ from moecluster.orchestrator.aggregate import Aggregate, SeriesKey, aggregate
 from moecluster.orchestrator.aggregate.stats import Estimate
 from moecluster.orchestrator.cli.submit_views import result_line, status_table
 from moecluster.orchestrator.report import fmt, frames, page, render
-from moecluster.orchestrator.report.labels import model_name, preset_label
+from moecluster.orchestrator.report.labels import model_name
 from moecluster.orchestrator.report.plots import _color, color, efficiency_vs_params, llm_figure, llm_panels, \
     llm_title, pairs_figure
 from moecluster.orchestrator.report.tables import pairs_table, tasks_table
@@ -110,14 +110,24 @@ def _custom_results(share_twins: bool) -> list[TaskResult]:
 def test_a_named_custom_model_shows_its_name(share_twins: bool) -> None:
     agg = aggregate(_custom_results(share_twins))
     assert {model_name(s.spec) for s in agg.tasks} == {"tiny-e16"}
-    assert {preset_label(s.spec) for s in agg.tasks} == {"tiny-e16"}
     f = frames(agg)
-    assert set(f.tasks["preset"]) == set(f.pairs["preset"]) == set(f.normalisations["preset"]) == {"tiny-e16"}
+    assert set(f.tasks["model"]) == set(f.pairs["model"]) == set(f.normalisations["model"]) == {"tiny-e16"}
+    assert f.tasks["preset"].isna().all() and f.pairs["preset"].isna().all()  # not a preset: no preset column value
     rows = [row[0] for row, style in zip(pairs_table(agg).rows, pairs_table(agg).row_styles) if style != "group"]
     assert rows and all(r.startswith("tiny-e16") for r in rows)
     assert "E16 k2" not in _text(agg)
-    nameless = replace(next(s.spec for s in agg.tasks if s.spec.kind == "moe"), pair_id="hand-made", preset=None)
-    assert preset_label(nameless) == "custom" and model_name(nameless) == "E16 k2 h128×2"
+    nameless = replace(next(s.spec for s in agg.tasks if s.spec.kind == "moe"), pair_id="hand-made", model_name=None)
+    assert model_name(nameless) == "E16 k2 h128×2"
+    # a task planned before tasks recorded the name: read back from its pair id
+    legacy = replace(next(s.spec for s in agg.tasks if s.spec.kind == "moe"), model_name=None)
+    assert model_name(legacy) == "tiny-e16"
+
+
+def test_a_modified_preset_is_not_shown_as_the_preset() -> None:
+    sweep = parse_sweep("name: m\nmodels:\n  - preset: medium\n  - {preset: small, num_experts: 16}\n"
+                        "match: [total]\nbatch_size: [4]\n")
+    specs = [t for t in expand(sweep, "r").tasks if t.kind == "moe"]
+    assert [(s.preset, model_name(s)) for s in specs] == [("medium", "medium"), (None, "small (modified)")]
 
 
 def test_exports_write_only_tables_with_rows_and_say_which(tmp_path: Path) -> None:

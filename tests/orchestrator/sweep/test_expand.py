@@ -43,6 +43,7 @@ def test_preset_label_only_for_unmodified_presets() -> None:
     sweep = parse_sweep("name: x\nmodels:\n  - preset: small\n  - {preset: small, name: small4, top_k: 4}\n")
     plan = expand(sweep)
     assert [p.moe.preset for p in plan.pairs] == ["small", None]
+    assert [p.moe.model_name for p in plan.pairs] == [None, "small4"]
     assert plan.pairs[1].moe.model["top_k"] == 4 and plan.pairs[1].pair_id.startswith("small4-")
 
 
