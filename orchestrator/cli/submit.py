@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.markup import escape
 
-from moecluster.agents.extras import require_workload
+from moecluster.agents.extras import MissingExtra, require_workload
 from moecluster.orchestrator import rundir
 from moecluster.orchestrator.store import RunStore, StoreDamaged
 
@@ -134,6 +134,20 @@ def submit(sweep_file: Path | None, dry_run: bool, as_json: bool, address: str |
         raise InputError(f"run {resume_id!r} is damaged: {exc}") from None
 
 
+def _check_workload_extra(workload: str, source: str, address: str | None) -> None:
+    """The workload's extra: required here where this machine runs the tasks (the embedded local
+    Ray; a dry run that passes means the run can start), a warning for a cluster, whose nodes run them
+    (the head only plans and reports)."""
+    feature = f"{source}: workload {workload}"
+    if address is None:
+        require_workload(workload, feature=f"{feature} (run on this machine)")
+        return
+    try:
+        require_workload(workload, feature=f"{feature} (on every node that runs its tasks)")
+    except MissingExtra as exc:
+        click.echo(f"moecluster: warning: not installed on this machine: {exc}", err=True)
+
+
 def _submit(sweep_file: Path | None, dry_run: bool, as_json: bool, resume_id: str | None, runs_dir: Path | None,
             run_id: str | None, sets: tuple[str, ...], meter: str | None, max_tasks: int, max_hours: float,
             options: RunOptions) -> None:
@@ -160,9 +174,7 @@ def _submit(sweep_file: Path | None, dry_run: bool, as_json: bool, resume_id: st
         run = plan_new(sweep_file, overrides, root, run_id, max_tasks)
         check_plan_hours(run.plan, run.sweep, max_hours)
     _refuse_gangs_without_node_side(list(run.pairs), run.source)
-    # a missing extra is one line before Ray starts; a dry run that passes means the run can start
-    require_workload(run.sweep.workload, feature=f"{run.source}: workload {run.sweep.workload}"
-                     " (on this machine and every node that runs its tasks)")
+    _check_workload_extra(run.sweep.workload, run.source, options.address)
     warning = short_window_warning(run.sweep.duration_s, run.sweep.device, run.sweep.meter)
     if warning:
         click.echo(f"moecluster: warning: {warning}", err=True)

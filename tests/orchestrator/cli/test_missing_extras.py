@@ -105,13 +105,27 @@ def test_a_task_failing_for_the_extra_shows_the_whole_hint(monkeypatch: pytest.M
 def test_llm_submit_without_transformers_is_one_line_before_ray(extra_args: list[str], tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    """An LLM sweep on a head without the extra: one line naming it for the nodes too, no run directory, no Ray."""
+    """An LLM sweep run on this machine without the extra: one line naming it, no run directory, no Ray."""
     import ray
 
     monkeypatch.setitem(sys.modules, "transformers", None)
     sweep = Path(__file__).resolve().parents[3] / "benchmarks" / "sweeps" / "llm-h100.yaml"
     code, out, err = in_process(capsys, "submit", str(sweep), "--runs-dir", str(tmp_path / "runs"), *extra_args)
     assert code == 1 and err.count("\n") == 1, err
-    assert "workload llm (on this machine and every node that runs its tasks) needs transformers" in err
+    assert "workload llm (run on this machine) needs transformers" in err
     assert "pip install 'moecluster[llm]'" in err and out == ""
     assert not ray.is_initialized() and not (tmp_path / "runs").exists()
+
+
+def test_a_cluster_head_without_transformers_plans_an_llm_sweep_with_a_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """With --address the nodes run the tasks: a head without the extra still plans (a dry run here, so
+    nothing connects) and warns in one line that the nodes need it."""
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    sweep = Path(__file__).resolve().parents[3] / "benchmarks" / "sweeps" / "llm-h100.yaml"
+    code, out, err = in_process(capsys, "submit", str(sweep), "--runs-dir", str(tmp_path / "runs"), "--dry-run",
+                                "--address", "127.0.0.1:1")
+    first = err.splitlines()[0]
+    assert code == 0 and first.startswith("moecluster: warning: not installed on this machine:"), err
+    assert "(on every node that runs its tasks) needs transformers" in first and "moecluster[llm]" in first
+    assert "decode" in out
