@@ -75,7 +75,7 @@ def plan_table(plan: Plan, title: str) -> Table:
 
 
 def plan_summary(plan: Plan) -> str:
-    slot_s = sum(p.total_estimated_s * p.gpus for p in plan.pairs)
+    slot_s = plan.slot_s
     lines = [f"{len(plan.pairs)} pairs, {len(plan.tasks)} tasks; estimated {duration(slot_s)} on one slot"
              f" (a GPU, or a CPU task), {duration(slot_s / 8)} on eight"]
     lines += [f"skipped {s}" for s in plan.skipped]

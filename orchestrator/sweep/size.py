@@ -52,7 +52,8 @@ def check_plan_hours(plan: Plan, sweep: SweepFile, max_hours: float) -> float:
     if not hours <= max_hours:  # an overflowing estimate is inf, refused as well
         shown = f"{hours:,.0f}" if math.isfinite(hours) else "an unbounded number of"
         years = f" ({hours / 8766:,.1f} years)" if math.isfinite(hours) and hours > 8766 else ""
-        raise SweepError(f"sweep {sweep.name!r} is estimated at {shown} hours{years} on one GPU, more than --max-hours"
+        slot = "one GPU" if sweep.device == "cuda" else f"one {sweep.device} task"
+        raise SweepError(f"sweep {sweep.name!r} is estimated at {shown} hours{years} on {slot}, more than --max-hours"
                          f" {max_hours:g} (repeats {sweep.repeats:,} × (build + warmup_s {sweep.warmup_s:g} +"
                          f" duration_s {sweep.duration_s:g}) per task, {len(plan.tasks):,} tasks): shorten the"
                          " sweep, or raise --max-hours if it is meant")

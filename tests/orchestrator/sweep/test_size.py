@@ -34,7 +34,7 @@ def test_a_plan_over_max_hours_is_refused_naming_its_hours() -> None:
     assert check_plan_hours(plan, sweep, hours + 1) == hours
     with pytest.raises(SweepError) as info:
         check_plan_hours(plan, sweep, 168)
-    assert f"is estimated at {hours:,.0f} hours on one GPU, more than --max-hours 168" in str(info.value)
+    assert f"is estimated at {hours:,.0f} hours on one cpu task, more than --max-hours 168" in str(info.value)
     assert "repeats 100,000 ×" in str(info.value)
 
 
