@@ -156,7 +156,7 @@ def read_yaml(text: str, path: Path, what: str = "") -> tuple[yaml.Node | None, 
         problem = expansion_problem(root, max_depth=MAX_DEPTH) if root is not None else None
         if problem:
             raise SweepError.at(path, None, what, problem)
-        _check_scalars(root, path)
+        _check_scalars(root, path, what)
         return root, (loader.construct_document(root) if root is not None else None)
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, path, what, text) from None
@@ -165,9 +165,13 @@ def read_yaml(text: str, path: Path, what: str = "") -> tuple[yaml.Node | None, 
             loader.dispose()
 
 
-def _check_scalars(root: yaml.Node | None, path: Path) -> None:
+def _check_scalars(root: yaml.Node | None, path: Path, what: str) -> None:
     """SweepError at the first key that is a list or mapping (no sweep key is; Python could not hash
-    it), or integer too long to be any count (Python refuses to read 4,300 digits)."""
+    it), or integer too long to be any count (Python refuses to read 4,300 digits). `what` names a
+    `--set` key, whose value has no line of its own."""
+    def line_of(node: yaml.Node) -> int | None:
+        return None if path.name == "--set" else node.start_mark.line + 1
+
     stack = [root] if root is not None else []
     seen: set[int] = set()
     while stack:
@@ -177,12 +181,12 @@ def _check_scalars(root: yaml.Node | None, path: Path) -> None:
         seen.add(id(node))
         if isinstance(node, yaml.ScalarNode):
             if node.tag == "tag:yaml.org,2002:int" and len(node.value) > MAX_INT_DIGITS:
-                raise SweepError.at(path, node.start_mark.line + 1, "", f"an integer of {len(node.value):,} digits"
+                raise SweepError.at(path, line_of(node), what, f"an integer of {len(node.value):,} digits"
                                     f" is no count a sweep takes (at most {MAX_INT_DIGITS})")
         elif isinstance(node, yaml.MappingNode):
             for key, _ in node.value:
                 if not isinstance(key, yaml.ScalarNode):
-                    raise SweepError.at(path, key.start_mark.line + 1, "", "a key must be a plain name, not a list"
+                    raise SweepError.at(path, line_of(key), what, "a key must be a plain name, not a list"
                                         " or mapping")
             stack.extend(v for kv in node.value for v in kv)
         elif isinstance(node, yaml.SequenceNode):
