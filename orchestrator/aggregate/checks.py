@@ -4,14 +4,14 @@ The node records its own warnings (`TaskResult.warnings`: an energy counter too 
 window, an idle reading that did not settle, ...); this adds the ones only the head states from
 the record: fewer than `MIN_WINDOWS` windows (a t interval with one degree of freedom is very
 wide, with one window there is none), windows that ran more than `MAX_OVERRUN` times the length
-the sweep asked for (their work queued past the deadline, or a lock-step window's step count was
+the sweep asked for, plus one step (a window ends after the step in flight at its deadline) (their work queued past the deadline, or a lock-step window's step count was
 too high: the figures stand, but "5 s windows" would misdescribe them), and a roofline fraction
 above 1 (the task ran faster than the peaks measured on its device allow, so the peaks are off;
 the node's `Roofline.note` says why).
 """
 from __future__ import annotations
 
-from moecluster.agents.records import TaskResult
+from moecluster.agents.records import TaskResult, Window
 
 MIN_WINDOWS = 3
 # Aligned edges wait for the energy counter's next update (tens of ms) and the last batch in flight
@@ -27,14 +27,32 @@ def few_windows(n_windows: int) -> str | None:
     return f"fewer than {MIN_WINDOWS} windows ({n_windows}): {what}"
 
 
+def step_items(result: TaskResult) -> int:
+    """Items (inferences, or tokens) one step of the task produces: a batch for an MLP, a batch of
+    prompts for an LLM prefill, a batch of whole responses for an LLM decode."""
+    spec = result.spec
+    if spec.workload == "llm":
+        return spec.batch_size * max(1, spec.prompt_len if spec.phase == "prefill" else spec.gen_tokens)
+    return spec.batch_size
+
+
 def overrun(result: TaskResult) -> str | None:
-    """The warning for windows longer than `MAX_OVERRUN` × the asked `duration_s`, else None."""
+    """The warning for windows longer than `MAX_OVERRUN` × the asked `duration_s` plus one of their
+    own steps, else None."""
     asked_s = result.spec.duration_s
-    longest_s = max((w.duration_s for w in result.windows), default=0.0)
-    if not asked_s > 0 or longest_s <= asked_s * MAX_OVERRUN:
+    if not asked_s > 0:
         return None
-    over = sum(w.duration_s > asked_s * MAX_OVERRUN for w in result.windows)
-    return (f"{over} of {len(result.windows)} windows overran the asked {asked_s:g} s"
+    items = step_items(result)
+
+    def allowed_s(w: Window) -> float:
+        step_s = w.duration_s * items / w.inferences if w.inferences > 0 else 0.0
+        return asked_s * MAX_OVERRUN + step_s
+
+    over = [w for w in result.windows if w.duration_s > allowed_s(w)]
+    if not over:
+        return None
+    longest_s = max(w.duration_s for w in result.windows)
+    return (f"{len(over)} of {len(result.windows)} windows overran the asked {asked_s:g} s by more than one step"
             f" (longest {longest_s:.2f} s, {longest_s / asked_s:.2f}×)")
 
 

@@ -44,5 +44,16 @@ def test_windows_that_overran_their_asked_length_are_counted() -> None:
     on_time = replace(r, windows=tuple(replace(w, duration_s=asked_s * 1.04) for w in r.windows))
     assert task_warnings(on_time) == ()
     late = replace(r, windows=(replace(r.windows[0], duration_s=asked_s * 3.86), *r.windows[1:]))
-    assert task_warnings(late) == (f"1 of 3 windows overran the asked {asked_s:g} s"
+    assert task_warnings(late) == (f"1 of 3 windows overran the asked {asked_s:g} s by more than one step"
                                    f" (longest {asked_s * 3.86:.2f} s, 3.86×)",)
+
+
+def test_a_window_may_end_one_step_late() -> None:
+    """A window ends after the step in flight at its deadline: 1.05 × asked plus one step is on time."""
+    r = syn.task("t", "p", "moe", rate=1000.0, eff=10.0, total=10, active=5)
+    asked_s = r.spec.duration_s
+    steps = 4  # a long step: each window holds four of them
+    long_steps = tuple(replace(w, duration_s=asked_s * 1.3, inferences=steps * r.spec.batch_size) for w in r.windows)
+    assert task_warnings(replace(r, windows=long_steps)) == ()  # 1.3 × asked < 1.05 × asked + 1.3 / 4 × asked
+    many_steps = tuple(replace(w, duration_s=asked_s * 1.3, inferences=1000 * r.spec.batch_size) for w in r.windows)
+    assert "3 of 3 windows overran" in task_warnings(replace(r, windows=many_steps))[0]
