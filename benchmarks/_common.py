@@ -4,26 +4,39 @@ from __future__ import annotations
 import json
 import platform
 import statistics
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
 
-def time_cuda(fn: Callable[[], object], warmup: int = 3, reps: int = 10) -> float:
-    """Median seconds of `fn` over `reps` runs, each timed with CUDA events after `warmup` runs."""
+def time_call(fn: Callable[[], object], device: torch.device, warmup: int = 3, reps: int = 10) -> float:
+    """Median seconds of one call of `fn` over `reps` runs after `warmup` runs: CUDA events on a GPU
+    (the work queued, not the host's launch time), the host clock on a CPU."""
     for _ in range(warmup):
         fn()
-    torch.cuda.synchronize()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     times = []
     for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1e3)
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def time_cuda(fn: Callable[[], object], warmup: int = 3, reps: int = 10) -> float:
+    """`time_call` on the current CUDA device."""
+    return time_call(fn, torch.device("cuda"), warmup, reps)
 
 
 def environment() -> dict[str, Any]:

@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from _common import environment, write_json
+from _common import environment, time_call, write_json
 from moecluster.agents.parallel.ep_moe import HOSTSYNC, STATIC, ExpertParallelMoE
 from moecluster.agents.parallel.group import GangContext, free_port, process_group
 from moecluster.agents.workloads.graphs import capture_graph
@@ -33,26 +31,6 @@ from moecluster.agents.workloads.mlp.shapes import MoEShape
 
 XXL = MoEShape(num_experts=32, expert_hidden_dim=4096, expert_num_layers=6, top_k=8)
 QUICK = MoEShape(num_experts=4, expert_hidden_dim=16, expert_num_layers=2, top_k=2, input_dim=12, output_dim=5)
-
-
-def seconds_per_call(fn: Callable[[], object], device: torch.device, warmup: int, reps: int) -> float:
-    """Median seconds of one call of `fn` (CUDA events on a GPU, the host clock on a CPU)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -92,7 +70,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             steps[f"{STATIC} graph"] = graph.replay
         else:
             out["graph"] = "not captured (CPU, or --no-graph)"
-        out["ms_per_step"] = {name: [1e3 * seconds_per_call(fn, device, args.warmup, args.reps)
+        out["ms_per_step"] = {name: [1e3 * time_call(fn, device, args.warmup, args.reps)
                                      for _ in range(args.repeats)] for name, fn in steps.items()}
         out["dropped_copies"] = int(static.dropped_copies)
     tol = 1e-5 if dtype == torch.float32 else 2e-2

@@ -192,6 +192,16 @@ class ExpertParallelMoE(nn.Module):
         """(gates [b, k], expert ids [b, k]) of this rank's rows, as `MoEMLP.route` computes them."""
         return route_top_k(self.router, x, self.top_k, self.forced_experts)
 
+    def _sorted_copies(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """This rank's copies (a row per chosen expert) sorted by expert, hence grouped by the rank
+        that owns it: (expert id, source row, gate) per copy and the copies per expert [N × local],
+        counted on the device (bincount would sync on CUDA)."""
+        gates, idx = self.route(x)
+        flat_idx, order = torch.sort(idx.flatten(), stable=True)
+        send_counts = torch.zeros(self.world_size * self.local_experts, dtype=torch.int64, device=x.device)
+        send_counts.index_add_(0, flat_idx, torch.ones_like(flat_idx))
+        return flat_idx, order // self.top_k, gates.flatten()[order], send_counts
+
     def _experts(self, h_sorted: Tensor, counts_host: list[int], counts_device: Tensor) -> Tensor:
         if h_sorted.shape[0] == 0:
             return h_sorted.new_empty(0, self.experts.shape.output_dim)
@@ -214,13 +224,8 @@ class ExpertParallelMoE(nn.Module):
         if marks is not None:
             marks.start()
         # 1. route: copies sorted by expert, hence grouped by the rank that owns the expert
-        gates, idx = self.route(x)
-        flat_idx, order = torch.sort(idx.flatten(), stable=True)
-        token = order // self.top_k
-        gate = gates.flatten()[order]
+        flat_idx, token, gate, send_counts = self._sorted_copies(x)
         xs = x[token]
-        send_counts = torch.zeros(experts, dtype=torch.int64, device=x.device)  # bincount would sync on CUDA
-        send_counts.index_add_(0, flat_idx, torch.ones_like(flat_idx))
         if marks is not None:
             marks.mark("route")
         # 2. dispatch: counts first (rank r receives, from every rank, the counts of its own experts)
@@ -284,12 +289,7 @@ class ExpertParallelMoE(nn.Module):
         if marks is not None:
             marks.start()
         # 1. route: copies sorted by expert; each copy's slot in its destination's block
-        gates, idx = self.route(x)
-        flat_idx, order = torch.sort(idx.flatten(), stable=True)
-        token = order // self.top_k
-        gate = gates.flatten()[order]
-        send_counts = torch.zeros(n * local, dtype=torch.int64, device=dev)
-        send_counts.index_add_(0, flat_idx, torch.ones_like(flat_idx))
+        flat_idx, token, gate, send_counts = self._sorted_copies(x)
         per_rank = send_counts.view(n, local)
         rank_counts = per_rank.sum(1)
         dest = flat_idx // local
