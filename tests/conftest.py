@@ -39,7 +39,8 @@ REMOVED = ("MOECLUSTER_DEVICE_WAIT_S", "MOECLUSTER_PROMETHEUS_URL", "GRAFANA_TOK
 @pytest.fixture(scope="session", autouse=True)
 def _own_machine_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tmp_path_factory.getbasetemp()  # pytest's directories: fixed before $TMPDIR moves
-    root = Path(tempfile.mkdtemp(prefix="mct-"))
+    # under /tmp, not a long $TMPDIR: Ray's socket paths below it must stay under 107 characters
+    root = Path(tempfile.mkdtemp(prefix="mct-", dir="/tmp"))
     token = root / "ray-auth-token"
     token.write_text(secrets.token_hex(16))
     token.chmod(0o600)

@@ -220,11 +220,11 @@ class Agent:
                                            handler_class=_QuietHandler))
             except OSError as exc:  # the node's own address is what Prometheus scrapes: serve it regardless
                 log.warning("not serving on %s port %d too: %s", LOOPBACK, port, exc.strerror or exc)
-        for server in servers:
-            if tls is not None:
+        if tls is not None:
+            context = tls.context()  # one context (certificates read once) for every address served
+            for server in servers:
                 # Handshake in the request's thread, not in accept(): a silent client must not stall the server.
-                server.socket = tls.context().wrap_socket(server.socket, server_side=True,
-                                                          do_handshake_on_connect=False)
+                server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
         self._tls = tls is not None
         self._servers = servers
         self.sampler.start()

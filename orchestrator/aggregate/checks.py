@@ -4,8 +4,9 @@ The node records its own warnings (`TaskResult.warnings`: an energy counter too 
 window, an idle reading that did not settle, ...); this adds the ones only the head states from
 the record: fewer than `MIN_WINDOWS` windows (a t interval with one degree of freedom is very
 wide, with one window there is none), windows that ran more than `MAX_OVERRUN` times the length
-the sweep asked for, plus one step (a window ends after the step in flight at its deadline) (their work queued past the deadline, or a lock-step window's step count was
-too high: the figures stand, but "5 s windows" would misdescribe them), and a roofline fraction
+the sweep asked for plus one step (a window ends after the step in flight at its deadline; more is
+work queued past the deadline, or a lock-step window's step count set too high: the figures stand,
+but "5 s windows" would misdescribe them), and a roofline fraction
 above 1 (the task ran faster than the peaks measured on its device allow, so the peaks are off;
 the node's `Roofline.note` says why).
 """

@@ -27,7 +27,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "estimate": ("estimate", "estimate_cmd"), "report": ("report", "report"), "runs": ("submit", "runs"),
     "status": ("submit", "status"), "submit": ("submit", "submit"),
 }
-COMMAND_MODULES = {name: module for name, (module, _) in COMMANDS.items()}
 
 
 def source_help(cmd_name: str) -> str:
@@ -49,10 +48,9 @@ class LazyGroup(click.Group):
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        module_name = COMMAND_MODULES.get(cmd_name)
-        if module_name is None:
+        if cmd_name not in COMMANDS:
             return None
-        module = importlib.import_module(f"{__name__}.{module_name}")
+        module = importlib.import_module(f"{__name__}.{COMMANDS[cmd_name][0]}")
         return next(c for c in module.COMMANDS if c.name == cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -123,7 +123,8 @@ def ep_rows(agg: Aggregate) -> list[dict[str, Any]]:
     rows = []
     for p in agg.ep:
         spec = p.stats.spec
-        row: dict[str, Any] = {"task_id": p.stats.task_id, "impl": spec.impl, "preset": spec.preset, "model": model_name(spec),
+        row: dict[str, Any] = {"task_id": p.stats.task_id, "impl": spec.impl, "preset": spec.preset,
+                               "model": model_name(spec),
                                "dtype": spec.dtype, "batch_size": spec.batch_size, "expert_parallel": p.degree,
                                "world_size": p.stats.result.world_size,
                                "baseline_task": p.baseline.task_id if p.baseline else None}

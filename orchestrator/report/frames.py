@@ -3,7 +3,7 @@
 Every figure with an interval becomes three columns, `<name>`, `<name>_lo`, `<name>_hi`: the
 geometric mean over windows and its 95 % log-scale t interval (empty with a single window).
 Units are in the column names; the `inferences_*` columns count the workload's items, which `item`
-names: "inference" for the MLP, "token" for an LLM (`aggregate.tasks.ITEM_NAMES`). Energy that was
+names: "inference" for the MLP, "token" for an LLM (`orchestrator.items`). Energy that was
 not measured is an empty cell with `energy_note` = "unavailable: <reason>", never a zero. A task's
 warnings (fewer than 3 windows, a roofline above 1, a coarse energy counter, the node's own) are in
 `warnings`, "; "-separated; the form its model ran in is in `form_*`, its drift in `drift_*`;
@@ -67,8 +67,8 @@ def tasks_frame(agg: Aggregate) -> pd.DataFrame:
         r, spec = s.result, s.spec
         row: dict[str, Any] = {
             "task_id": spec.task_id, "pair_id": spec.pair_id, "label": spec.label(), "kind": spec.kind,
-            "impl": spec.impl, "match": spec.match, "preset": spec.preset, "model": model_name(spec), "workload": spec.workload,
-            "item": _item(spec),
+            "impl": spec.impl, "match": spec.match, "preset": spec.preset, "model": model_name(spec),
+            "workload": spec.workload, "item": _item(spec),
             "dtype": spec.dtype, "batch_size": spec.batch_size, "expert_parallel": spec.expert_parallel,
             "device": spec.device, "phase": spec.phase, "prompt_len": spec.prompt_len,
             "gen_tokens": spec.gen_tokens, "path": spec.path, "architecture": spec.architecture, "node": r.node,
@@ -109,8 +109,8 @@ def windows_frame(agg: Aggregate) -> pd.DataFrame:
 def normalisations_frame(agg: Aggregate) -> pd.DataFrame:
     rows = []
     for s in agg.tasks:
-        row: dict[str, Any] = {"task_id": s.task_id, "label": s.spec.label(), "preset": s.spec.preset, "model": model_name(s.spec),
-                               "item": _item(s.spec),
+        row: dict[str, Any] = {"task_id": s.task_id, "label": s.spec.label(), "preset": s.spec.preset,
+                               "model": model_name(s.spec), "item": _item(s.spec),
                                "total_params": s.total_params, "active_params": s.active_params}
         _e(row, "j_per_inference", s.j_per_inference)
         _e(row, "j_per_inference_above_idle", s.j_per_inference_above_idle)
@@ -129,8 +129,8 @@ def pairs_frame(agg: Aggregate) -> pd.DataFrame:
         m, d = p.moe, p.dense
         row: dict[str, Any] = {
             "pair_id": p.pair_id, "moe_task": m.task_id, "dense_task": d.task_id, "impl": m.spec.impl,
-            "match": p.match, "preset": m.spec.preset, "model": model_name(m.spec), "item": _item(m.spec), "dtype": m.spec.dtype,
-            "batch_size": m.spec.batch_size,
+            "match": p.match, "preset": m.spec.preset, "model": model_name(m.spec), "item": _item(m.spec),
+            "dtype": m.spec.dtype, "batch_size": m.spec.batch_size,
             "expert_parallel": m.spec.expert_parallel, "moe_total_params": m.total_params,
             "moe_active_params": m.active_params, "dense_params": d.total_params}
         for name in ("inferences_per_s", "power_w", "inferences_per_j", "inferences_per_j_above_idle"):

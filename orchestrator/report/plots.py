@@ -341,10 +341,11 @@ def ep_share(agg: Aggregate) -> bytes | None:
 
 def measured_vs_roofline(agg: Aggregate) -> bytes | None:
     """Measured time and energy per inference against the roofline's, log-log, with y = x."""
-    cs = [c for c in (compare(r) for r in agg.results) if c is not None]
-    if not cs:
+    compared = [(r, c) for r, c in ((r, compare(r)) for r in agg.results) if c is not None]
+    if not compared:
         return None
-    one = item_names(r.spec.workload for r in agg.results if compare(r) is not None)[0]
+    cs = [c for _, c in compared]
+    one = item_names(r.spec.workload for r, _ in compared)[0]
     with plt.rc_context(STYLE):
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(10.4, 3.8))
         extra: dict[str, str] = {}
@@ -378,8 +379,7 @@ def measured_vs_roofline(agg: Aggregate) -> bytes | None:
             ax.set_ylabel(f"measured {'time' if unit == 's' else 'energy'} per {one} ({unit})")
         a1.set_title("time (dotted: 10× and 100× the roofline)")
         a2.set_title("energy (roofline time × reference power)")
-        _titled(fig, context_title((r for r in agg.results if compare(r) is not None), "measured against the"
-                                   " roofline"))
+        _titled(fig, context_title((r for r, _ in compared), "measured against the roofline"))
         _legend_below(fig, [a1, a2], ncol=5)
         return png(fig)
 

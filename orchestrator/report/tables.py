@@ -134,7 +134,7 @@ def _fig(t: TableData, e: Estimate | None, show: Callable[[Estimate | None], str
 
 
 def items(stats: Iterable[TaskStats]) -> tuple[str, str, str]:
-    """What these tasks' throughput counts (`aggregate.tasks.item_names`): tokens for LLM tasks."""
+    """What these tasks' throughput counts (`orchestrator.items.item_names`): tokens for LLM tasks."""
     return item_names(s.spec.workload for s in stats)
 
 

@@ -148,8 +148,8 @@ def expand(sweep: SweepFile, run_id: str = "local") -> Plan:
             if not runnable:
                 continue
             point = runnable[0]
-            common: dict[str, Any] = dict(pair_id=pair_id, preset=preset, model_name=entry.given_name(preset is not None),
-                          run_id=run_id, workload=sweep.workload,
+            common: dict[str, Any] = dict(pair_id=pair_id, preset=preset, run_id=run_id,
+                          model_name=entry.given_name(preset is not None), workload=sweep.workload,
                           dtype=point["dtype"], batch_size=point["batch_size"], device=sweep.device,
                           duration_s=sweep.duration_s, warmup_s=sweep.warmup_s, repeats=sweep.repeats,
                           compile=point["compile"], cuda_graphs=point["cuda_graphs"], load=point["load"],

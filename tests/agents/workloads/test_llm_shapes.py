@@ -121,5 +121,6 @@ def test_without_transformers_an_llm_task_says_how_to_install_it(monkeypatch: py
     from moecluster.agents.workloads.llm.build import transformers_module
 
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
-    with pytest.raises(ValueError, match=r"workload llm needs transformers \(not installed\): pip install 'moecluster\[llm\]'"):
+    needs = r"workload llm needs transformers \(not installed\): pip install 'moecluster\[llm\]'"
+    with pytest.raises(ValueError, match=needs):
         transformers_module()
