@@ -134,7 +134,7 @@ def submit(sweep_file: Path | None, dry_run: bool, as_json: bool, address: str |
         raise InputError(f"run {resume_id!r} is damaged: {exc}") from None
 
 
-def _check_workload_extra(workload: str, source: str, address: str | None) -> None:
+def _check_workload_extra(workload: str, source: Path | str, address: str | None) -> None:
     """The workload's extra: required here where this machine runs the tasks (the embedded local
     Ray; a dry run that passes means the run can start), a warning for a cluster, whose nodes run them
     (the head only plans and reports)."""
