@@ -1,0 +1,62 @@
+"""benchmarks/calibration.py: how often one run's intervals hold another run's figures, run as a
+script on two stores written by the real store."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import moecluster_synthetic as syn
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "calibration.py"
+
+
+def calibrate(runs: Path, a: str, b: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), a, b, "--runs-dir", str(runs), "--out", str(runs / "c.md")],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def row(text: str, figure: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(f"| {figure} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_a_rerun_inside_and_outside_the_first_runs_intervals(tmp_path: Path) -> None:
+    first = syn.preset_pair("small", 700.0, 500.0) + syn.preset_pair("large", 900.0, 800.0)
+    syn.write_run(tmp_path, "a", first)
+    syn.write_run(tmp_path, "same", syn.preset_pair("small", 700.0, 500.0) + syn.preset_pair("large", 900.0, 800.0))
+    # energy per inference 30 % better on the MoE side only: its inferences/J and ratios move, rates do not
+    syn.write_run(tmp_path, "moved", syn.preset_pair("small", 910.0, 500.0) + syn.preset_pair("large", 1170.0, 800.0))
+
+    same = calibrate(tmp_path, "a", "same")
+    assert same.returncode == 0, same.stderr
+    assert row(same.stdout, "task inferences/J")[1:4] == ["4", "4", "4/4 (100 %)"]
+    assert row(same.stdout, "MoE/dense inferences/J")[1:4] == ["2", "2", "2/2 (100 %)"]
+    assert (tmp_path / "c.md").read_text().strip() == same.stdout.strip()
+
+    moved = calibrate(tmp_path, "a", "moved")
+    assert moved.returncode == 0, moved.stderr
+    assert row(moved.stdout, "task inferences/J")[3] == "2/4 (50 %)"  # the dense tasks still agree
+    assert row(moved.stdout, "task inferences/s")[3] == "4/4 (100 %)"
+    assert row(moved.stdout, "MoE/dense inferences/J")[3:6] == ["0/2 (0 %)", "0/2 (0 %)", "0/2 (0 %)"]
+    assert "half-widths away" in moved.stdout
+
+
+def test_runs_with_no_task_in_common_are_refused(tmp_path: Path) -> None:
+    syn.write_run(tmp_path, "a", syn.preset_pair("small", 700.0, 500.0))
+    syn.write_run(tmp_path, "b", syn.preset_pair("large", 700.0, 500.0))
+    done = calibrate(tmp_path, "a", "b")
+    assert done.returncode == 1 and "measured no task in common" in done.stderr
+
+
+def test_the_committed_calibration_is_what_the_script_says_of_the_committed_stores(tmp_path: Path) -> None:
+    root = SCRIPT.parent / "results"
+    for name, (a, b) in {"bf16_b128": ("seed-study-h100-bf16-b128", "seed-study-h100-bf16-b128-twins-align4"),
+                         "bf16_b8192": ("seed-study-h100-bf16-b8192",
+                                        "seed-study-h100-bf16-b8192-twins-align4")}.items():
+        done = subprocess.run([sys.executable, str(SCRIPT), a, b, "--runs-dir", str(root / "runs"),
+                               "--out", str(tmp_path / f"{name}.md")], capture_output=True, text=True, timeout=300,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        committed = root / "calibration" / f"{name}_window_intervals.md"
+        assert (tmp_path / f"{name}.md").read_text() == committed.read_text(), f"{committed} drifted"
