@@ -2,7 +2,7 @@
 
 The scaled Mixtral preset at batch 1 (prompt 256), in bf16 with moecluster's grouped_mm experts: the
 first decode step of transformers' `generate` against moecluster's static-cache engine, free and with
-the routing pinned to the reference's (`agents/workloads/llm/routing.py`), and per layer the router's
+the routing pinned to the reference's (`moecluster/agents/workloads/llm/routing.py`), and per layer the router's
 input error against the reference's, and the top-k indices and weights each run chose.
 
     . benchmarks/device_env.sh && python3 benchmarks/llm_routing_flips.py > $OUT/routing_flips.txt

@@ -36,10 +36,5 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # lint and type check first: cheap, and a failure names the file and line
 step ruff python -m ruff check .
-typed=$(mktemp -d) && mkdir "$typed/moecluster" && ln -s "$PWD/agents" "$typed/moecluster/agents" \
-  && ln -s "$PWD/orchestrator" "$typed/moecluster/orchestrator" && ln -s "$PWD/dashboards" "$typed/moecluster/dashboards"
-typecheck() { (cd "$typed" && python -m mypy --config-file "$OLDPWD/pyproject.toml" -p moecluster.agents \
-  -p moecluster.orchestrator -p moecluster.dashboards); }
-step mypy typecheck
-rm -rf "$typed"
+step mypy python -m mypy -p moecluster
 step pytest python -m pytest -q "$@"

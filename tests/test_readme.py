@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-FOLDERS = ("agents", "benchmarks", "dashboards", "deploy", "docs", "examples", "orchestrator", "scripts", "tests")
+FOLDERS = ("benchmarks", "deploy", "docs", "examples", "moecluster", "scripts", "tests")
 PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 _PATH = re.compile(r"(?:\./)?(?:%s)/[\w.\-/]*" % "|".join(FOLDERS))
 _PLACEHOLDER = re.compile(r"[<>*{}$]")

@@ -16,7 +16,7 @@ from .tables import TableData
 
 MATCHES = ("total", "active")
 BELOW, DENSE_BOUND, BOTH_BOUND = "", "▲", "▲▲"
-EST_NOTE = ("est.: seed 004's analytic MoE/dense ratio (orchestrator/estimate): tokens/J at the datasheet roofline"
+EST_NOTE = ("est.: seed 004's analytic MoE/dense ratio (moecluster estimate): tokens/J at the datasheet roofline"
             " and TDP, FLOPs 2 × active parameters per token, bytes the weights a forward reads once (experts hit"
             " under uniform routing) over its tokens; attention and the KV cache are left out, which the measured"
             " roofline fraction counts")
