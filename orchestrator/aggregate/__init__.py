@@ -3,7 +3,8 @@
 Pure functions over `list[TaskResult]` (plus, for the cluster-wide view, a Prometheus URL):
 per-task figures with 95 % intervals (`tasks`, `stats`) and the warnings beside them (`checks`),
 MoE/dense pairs as ratios (`pairs`), replicates of a task or pair pooled into one (`replicates`),
-the break-even size (`breakeven`, `crossing`) with its bootstrap interval (`bootstrap`), expert-parallel costs (`ep`), cluster-wide energy
+the break-even size (`breakeven`, `crossing`) with its bootstrap interval (`bootstrap`),
+expert-parallel costs (`ep`), cluster-wide energy
 (`cluster`) and LLM pairs over the batch, per phase (`llm`). `aggregate()` runs them all for the report.
 """
 from __future__ import annotations
