@@ -46,7 +46,8 @@ def _yaml(path: Path) -> Mapping[str, Any] | None:
 def identity(run_id: str, run_dir: Path) -> RunIdentity:
     """The sweep and code revision `run_dir` records."""
     env = _yaml(run_dir / ENVIRONMENT_FILE) or {}  # JSON is YAML
-    git = env.get("git") if isinstance(env.get("git"), dict) else {}
+    section = env.get("git")
+    git: Mapping[str, Any] = section if isinstance(section, dict) else {}
     revision = str(git.get("revision") or "")
     code = f"{revision[:12]}{' (uncommitted changes)' if git.get('dirty') else ''}" if revision else "unrecorded"
     return RunIdentity(run_id, _yaml(run_dir / SWEEP_FILE), code)
