@@ -7,7 +7,8 @@ from dataclasses import replace
 
 from moecluster.agents.records import TaskResult
 from moecluster.orchestrator.aggregate import aggregate, replicate_ci
-from moecluster.orchestrator.aggregate.replicates import base_pair_id, covers
+from moecluster.orchestrator.aggregate.replicates import base_pair_id
+from moecluster.orchestrator.aggregate.tasks import covers
 
 from synthetic import preset_pair
 

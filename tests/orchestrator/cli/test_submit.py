@@ -230,7 +230,7 @@ def test_an_address_where_no_ray_answers_fails_in_seconds_naming_it(tmp_path: Pa
 def test_big_dry_run_prints_the_first_rows_and_a_summary(tmp_path: Path) -> None:
     seeds = ", ".join(str(i) for i in range(150))
     proc = cli("submit", str(QUICKSTART), "--dry-run", "--set", f"seed=[{seeds}]", "--set", "impl=grouped",
-               "--runs-dir", str(tmp_path / "r"))
+               "--set", "replicates=1", "--runs-dir", str(tmp_path / "r"))
     assert proc.returncode == 0, proc.stderr
     assert "first 200 of 300 tasks shown; 50 more pairs not printed" in proc.stdout
     assert "150 pairs, 300 tasks" in proc.stdout and "seed149" not in proc.stdout
