@@ -30,6 +30,10 @@ class TaskSpec:
     records why where it does not; True requires one (the task fails otherwise); False runs
     eagerly, the seed's way. `reverse_order`: this pair's rounds start from its last task
     (pairs alternate which side starts, so an order effect cancels across a sweep).
+
+    `replicate` (1-based) of `replicates`: the independent process this task is part of, when a sweep
+    measures each pair several times (its pair id then ends in `-r<replicate>`); 1 of 1 otherwise, and
+    in records written before replicates existed.
     """
 
     task_id: str
@@ -60,6 +64,8 @@ class TaskSpec:
     meter: str = "auto"
     sample_power: bool = True
     reverse_order: bool = False
+    replicate: int = 1
+    replicates: int = 1
     # workload llm (`agents.workloads.llm`): the transformers family, the phase measured, tokens per
     # prompt and generated per sequence, and whether transformers' own generate or moecluster's fast path runs
     architecture: str | None = None
@@ -164,10 +170,14 @@ class AllToAllPoint:
 
 @dataclass(frozen=True)
 class GpuRecord:
+    """One GPU a task ran on: which node and index, and its identity across reboots and moves (`uuid`,
+    the board's `serial` where NVML reads one, else "")."""
+
     node: str
     index: int
     uuid: str
     name: str
+    serial: str = ""
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import torch
 from .devices import DeviceSet, FakeGpu, Gpu, NoDevices, open_devices
 from .devices.cuda import cuda_uuid
 from .meters.energy import EnergyMeter, EnergyReading, Until, min_window_s
-from .meters.idle import IdleCache, IdleReading, idle_for_run
+from .meters.idle import IdleCache, IdleReading, idle_for_run, idle_scope
 from .meters.peaks import PeakCache
 from .meters.roofline import roofline
 from .records import GpuRecord, TaskResult, TaskSpec, Window
@@ -85,7 +85,8 @@ def select_gpus(devices: DeviceSet, device: torch.device, gpu_indices: Sequence[
 
 def gpu_records(gpus: Sequence[Gpu], device: torch.device, node: str) -> tuple[GpuRecord, ...]:
     """What a result says of the GPUs it ran on: the metered ones, else (no meter) the CUDA device itself."""
-    records = tuple(GpuRecord(node=node, index=g.info.index, uuid=g.info.uuid, name=g.info.name) for g in gpus)
+    records = tuple(GpuRecord(node=node, index=g.info.index, uuid=g.info.uuid, name=g.info.name, serial=g.info.serial)
+                    for g in gpus)
     if device.type == "cuda" and not records:
         records = (GpuRecord(node=node, index=device.index or 0, uuid=cuda_uuid(device),
                              name=torch.cuda.get_device_name(device)),)
@@ -302,7 +303,8 @@ def run_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indices: S
         meter = EnergyMeter(devices, gpus, sample_interval_s=0.1 if spec.sample_power else None)
         records = gpu_records(gpus, device, node)
         set_fake_load(gpus, 0.0)
-        idle = idle_for_run(meter, spec.run_id, idle_cache if idle_cache is not None else IdleCache())
+        cache = idle_cache if idle_cache is not None else IdleCache()
+        idle = idle_for_run(meter, idle_scope(spec.run_id, spec.replicate), cache)
         meter.update_period_s()  # now, while the device is quiet anyway, not between warm-up and window
         pk = (peaks or PeakCache()).get(device, dtype)
         say(f"{spec.task_id}: building {spec.label()} {spec.dtype} batch {spec.batch_size} on {device}")

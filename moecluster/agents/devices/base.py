@@ -26,6 +26,7 @@ class GpuInfo:
     index: int
     uuid: str
     name: str
+    serial: str = ""  # the board's serial number where the backend reads one ("" where it cannot)
 
 
 class Gpu(ABC):

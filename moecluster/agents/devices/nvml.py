@@ -52,6 +52,14 @@ def _field_value(nvml: Any, value: Any) -> float | None:
     return None
 
 
+def _serial(nvml: Any, handle: Any) -> str:
+    """The board's serial number; "" where NVML has none for it (most consumer boards)."""
+    try:
+        return _text(nvml.nvmlDeviceGetSerial(handle))
+    except (nvml.NVMLError, AttributeError):  # AttributeError: a binding without the call
+        return ""
+
+
 class NvmlGpu(Gpu):
     """One GPU by its NVML index; readings in W, J, Hz, °C and bytes."""
 
@@ -63,6 +71,7 @@ class NvmlGpu(Gpu):
                 index=index,
                 uuid=_text(nvml.nvmlDeviceGetUUID(self._handle)),
                 name=_text(nvml.nvmlDeviceGetName(self._handle)),
+                serial=_serial(nvml, self._handle),
             )
         except nvml.NVMLError as exc:
             raise DeviceError(f"NVML GPU {index}: {exc}") from exc

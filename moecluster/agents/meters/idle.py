@@ -18,7 +18,9 @@ JSON file `<tempdir>/moecluster-idle/<run_id>/<uuid>.json`, written atomically (
 renamed over it), because several worker processes of one node run tasks of one run on the same
 GPU (the head gives every pair a fresh process). A hit older than `max_age_s` is measured again.
 The run id `local` (a `TaskSpec`'s default: every `moecluster bench` and every test) names no run
-and is cached in process only. `refresh=True` measures again whatever the cache holds.
+and is cached in process only. Each replicate of a run (`TaskSpec.replicate`) reads its own idle
+(`idle_scope`): a replicate is an independent measurement, idle reading included.
+`refresh=True` measures again whatever the cache holds.
 """
 from __future__ import annotations
 
@@ -39,6 +41,12 @@ from .energy import EnergyMeter, EnergyReading
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 LOCAL_RUN_ID = "local"  # TaskSpec's default run id: no run, so kept in process only
 DIRECTORY_NAME = "moecluster-idle"
+
+
+def idle_scope(run_id: str, replicate: int) -> str:
+    """The cache key of one replicate's idle readings: the run id for replicate 1 (as before replicates
+    existed), `<run id>.r<k>` for replicate k, so each replicate reads idle afresh."""
+    return run_id if replicate <= 1 or run_id == LOCAL_RUN_ID else f"{run_id}.r{replicate}"
 
 
 def check_run_id(run_id: str) -> str:

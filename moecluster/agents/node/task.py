@@ -33,7 +33,9 @@ def pair_body(specs: Sequence[TaskSpec], attempt: int = 1) -> Iterator[PairStart
                     node_gpus=place.node_gpus, where=place.node)
     from moecluster.agents.meters.peaks import PeakCache
     from moecluster.agents.pair import run_pair
+    from moecluster.agents.workloads.forms import PROCESS_FORM_CACHE
 
+    PROCESS_FORM_CACHE.for_replicate(specs[0].replicate)  # a CPU worker runs several pairs: no choice carried over
     devices = fake_devices(specs, place)
     try:
         # Device locks: no other run on this node measures on this pair's devices meanwhile (device_lock.py).

@@ -15,7 +15,7 @@ import torch
 
 from ..devices import DeviceSet, Gpu, open_devices
 from ..meters.energy import EnergyMeter
-from ..meters.idle import IdleCache, IdleReading, idle_for_run
+from ..meters.idle import IdleCache, IdleReading, idle_for_run, idle_scope
 from ..meters.peaks import PeakCache, Peaks
 from ..records import GpuRecord, TaskSpec
 from ..runner import gpu_records, open_task_devices, select_gpus, set_fake_load, versions
@@ -53,7 +53,7 @@ def rank_facts(rank: int, specs: Sequence[TaskSpec], devices: DeviceSet, gpus: S
     """Read this rank's idle power and peaks (nothing may run on its GPU meanwhile) and describe it."""
     records = gpu_records(gpus, device, node)
     set_fake_load(gpus, 0.0)
-    idle = idle_for_run(meter, specs[0].run_id, idle_cache)
+    idle = idle_for_run(meter, idle_scope(specs[0].run_id, specs[0].replicate), idle_cache)
     measured: dict[str, Peaks] = {}
     for name in dict.fromkeys(s.dtype for s in specs):
         try:

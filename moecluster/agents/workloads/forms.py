@@ -100,6 +100,15 @@ class FormCache:
     """Form choices per key, kept for the life of one process (the one explicit cache object)."""
 
     _choices: dict[Hashable, FormChoice] = field(default_factory=dict)
+    _replicate: int = 1  # the replicate (`TaskSpec.replicate`) whose choices these are
+
+    def for_replicate(self, replicate: int) -> None:
+        """Forget every choice when this process goes on to another replicate: a replicate is an
+        independent measurement, so it chooses its forms afresh (a reused worker would otherwise
+        hand one replicate's choice to the next)."""
+        if replicate != self._replicate:
+            self._choices.clear()
+            self._replicate = replicate
 
     def get(self, key: Hashable) -> FormChoice | None:
         return self._choices.get(key)

@@ -2,8 +2,9 @@
 
 Pure functions over `list[TaskResult]` (plus, for the cluster-wide view, a Prometheus URL):
 per-task figures with 95 % intervals (`tasks`, `stats`) and the warnings beside them (`checks`),
-MoE/dense pairs as ratios (`pairs`), the break-even size (`breakeven`, `crossing`) with its
-bootstrap interval (`bootstrap`), expert-parallel costs (`ep`), cluster-wide energy
+MoE/dense pairs as ratios (`pairs`), replicates of a task or pair pooled into one (`replicates`),
+the break-even size (`breakeven`, `crossing`) with its bootstrap interval (`bootstrap`),
+expert-parallel costs (`ep`), cluster-wide energy
 (`cluster`) and LLM pairs over the batch, per phase (`llm`). `aggregate()` runs them all for the report.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .cluster import ClusterEnergy, cluster_energy
 from .ep import EpPoint, ep_points
 from .llm import LlmSeries, llm_series
 from .pairs import IncompletePair, PairRatio, pair_ratios
+from .replicates import pool_pairs, pool_tasks, processes_of
 from .prometheus import Prometheus, PrometheusError
 from .stats import Estimate, log_mean_ci, mean_ci, ratio_ci, replicate_ci
 from .tasks import TaskStats, all_task_stats, task_stats
@@ -54,9 +56,16 @@ class Aggregate:
 def aggregate(results: Sequence[TaskResult], prometheus_url: str | None = None, *,
               prometheus_timeout_s: float = 15.0) -> Aggregate:
     """All of the report's figures. Without a Prometheus URL the cluster view is absent, and
-    `cluster_note` says so; a Prometheus that cannot be read leaves it absent with the reason."""
-    stats = all_task_stats(results)
-    pairs, incomplete = pair_ratios(stats, [r for r in results if r.status != "ok"])
+    `cluster_note` says so; a Prometheus that cannot be read leaves it absent with the reason.
+
+    Tasks and pairs measured by several processes (replicates, or runs `report` pools) are one task and
+    one pair each, their intervals over the replicates (`replicates`); the break-even resamples the
+    processes themselves."""
+    processes = all_task_stats(results)
+    raw, incomplete = pair_ratios(processes, [r for r in results if r.status != "ok"])
+    stats = pool_tasks(processes)
+    pairs = pool_pairs(raw, stats)
+    per_process = processes_of(pairs)
     cluster: ClusterEnergy | None = None
     if prometheus_url is None:
         note = "not measured: no Prometheus URL given (--prometheus)"
@@ -70,6 +79,6 @@ def aggregate(results: Sequence[TaskResult], prometheus_url: str | None = None, 
             note = f"unavailable: {exc}"
     return Aggregate(
         results=tuple(results), tasks=tuple(stats), pairs=tuple(pairs), incomplete=tuple(incomplete),
-        break_evens=tuple(break_evens(pairs)),
-        break_evens_above_idle=tuple(break_evens(pairs, "inferences_per_j_above_idle")),
+        break_evens=tuple(break_evens(per_process)),
+        break_evens_above_idle=tuple(break_evens(per_process, "inferences_per_j_above_idle")),
         ep=tuple(ep_points(stats)), cluster=cluster, cluster_note=note, llm=tuple(llm_series(pairs)))

@@ -6,12 +6,12 @@ matching mode, load and its Zipf exponent, training epochs, compile, CUDA graphs
 device and the GPU model). Its points are x = log10 of the MoE's total parameters and y = the
 MoE/dense ratio of inferences/J; the break-even is the first upward crossing of 1 (`crossing`).
 
-Pairs at one size that differ only in seed are replicates. A size's ratio pools them: one
-replicate keeps its window interval (Welch t on the log ratio); several give their geometric mean
-with a t-interval over the per-seed log ratios ("t over seeds", df = seeds − 1), which widens when
-the seeds disagree.
+Pairs at one size that differ only in seed or replicate (another process: `replicates: N`, or runs
+pooled by `report`) are replicates. A size's ratio pools them: one keeps its window interval (Welch
+t on the log ratio); several give their geometric mean with a t-interval over the per-process log
+ratios ("t over seeds and replicates", df = processes − 1), which widens when they disagree.
 
-The break-even's interval is a percentile bootstrap over windows and seeds (`bootstrap`): it is
+The break-even's interval is a percentile bootstrap over windows and processes (`bootstrap`): it is
 an interval of the break-even itself, open at an end where resamples leave the swept range, and
 "undetermined" where it spans that range or too many resamples have no crossing. Where a size has
 a single replicate measured over a single window, the bootstrap cannot see that size's noise and
@@ -32,7 +32,7 @@ from .stats import Estimate, replicate_ci
 
 Metric = Literal["inferences_per_j", "inferences_per_j_above_idle"]
 WINDOWS_METHOD = "Welch t on the log ratio over windows"
-SEEDS_METHOD = "t over seeds (per-seed log ratios)"
+SEEDS_METHOD = "t over seeds and replicates (per-process log ratios)"
 
 
 def sort_fields(key: Any) -> tuple[tuple[int, float, str], ...]:

@@ -28,6 +28,15 @@ def few_windows(n_windows: int) -> str | None:
     return f"fewer than {MIN_WINDOWS} windows ({n_windows}): {what}"
 
 
+def few_replicates(replicates: int) -> str | None:
+    """The warning for an interval over fewer than `MIN_WINDOWS` replicates (2 of them: 1 degree of
+    freedom), else None; one replicate has its windows' interval instead (`few_windows`)."""
+    if replicates < 2 or replicates >= MIN_WINDOWS:
+        return None
+    return f"fewer than {MIN_WINDOWS} replicates ({replicates}): a t interval with {replicates - 1} degree of" \
+           " freedom, very wide"
+
+
 def step_items(result: TaskResult) -> int:
     """Items (inferences, or tokens) one step of the task produces: a batch for an MLP, a batch of
     prompts for an LLM prefill, a batch of whole responses for an LLM decode."""

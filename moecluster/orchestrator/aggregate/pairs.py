@@ -13,10 +13,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from moecluster.agents.records import TaskResult
+from moecluster.agents.records import TaskResult, TaskSpec
 
 from .stats import Estimate, ratio_ci
-from .tasks import TaskStats
+from .tasks import TaskStats, covers
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,13 @@ class PairRatio:
     power_w: Estimate | None
     inferences_per_j: Estimate | None
     inferences_per_j_above_idle: Estimate | None
+    # the per-process comparisons (replicates) pooled into these ratios (`replicates.pool_pairs`); () for one
+    replicates: tuple[PairRatio, ...] = ()
+
+    @property
+    def ci_covers(self) -> str:
+        """What the ratios' intervals cover: the replicates' spread, or one process's windows."""
+        return covers([r.moe for r in self.replicates] or [self.moe])
 
     @property
     def match(self) -> str | None:
@@ -75,6 +82,14 @@ def pair_ratio(pair_id: str, moe: TaskStats, dense: TaskStats) -> PairRatio:
         inferences_per_j_above_idle=_ratio(moe.inferences_per_j_above_idle, dense.inferences_per_j_above_idle))
 
 
+PairKey = tuple[str, str]
+
+
+def _key(spec: TaskSpec) -> PairKey:
+    """A pair's tasks share run and pair id (runs of one sweep pooled by `report` repeat the pair ids)."""
+    return spec.run_id, spec.pair_id
+
+
 def pair_ratios(stats: Sequence[TaskStats], failed: Sequence[TaskResult] = ()) -> tuple[list[PairRatio],
                                                                                          list[IncompletePair]]:
     """Every (MoE, dense twin) combination of each pair, plus the pairs that cannot be formed.
@@ -83,29 +98,30 @@ def pair_ratios(stats: Sequence[TaskStats], failed: Sequence[TaskResult] = ()) -
     reported as such rather than silently missing, and so is a failed task of a pair whose
     other tasks are compared (one of two dense twins, one MoE implementation of several).
     """
-    failed_kinds: dict[str, set[str]] = defaultdict(set)
-    failed_tasks: dict[str, list[TaskResult]] = defaultdict(list)
+    failed_kinds: dict[PairKey, set[str]] = defaultdict(set)
+    failed_tasks: dict[PairKey, list[TaskResult]] = defaultdict(list)
     for r in failed:
-        failed_kinds[r.spec.pair_id].add(r.spec.kind)
-        failed_tasks[r.spec.pair_id].append(r)
+        failed_kinds[_key(r.spec)].add(r.spec.kind)
+        failed_tasks[_key(r.spec)].append(r)
     pair_ids = list(failed_kinds)
-    by_pair: dict[str, dict[str, list[TaskStats]]] = defaultdict(lambda: {"moe": [], "dense": []})
+    by_pair: dict[PairKey, dict[str, list[TaskStats]]] = defaultdict(lambda: {"moe": [], "dense": []})
     for s in stats:
-        by_pair[s.spec.pair_id][s.spec.kind].append(s)
+        by_pair[_key(s.spec)][s.spec.kind].append(s)
     ratios: list[PairRatio] = []
     incomplete: list[IncompletePair] = []
-    for pid in list(by_pair) + [p for p in dict.fromkeys(pair_ids) if p not in by_pair]:
-        group = by_pair.get(pid, {"moe": [], "dense": []})
+    for key in list(by_pair) + [p for p in dict.fromkeys(pair_ids) if p not in by_pair]:
+        pid = key[1]
+        group = by_pair.get(key, {"moe": [], "dense": []})
         if not group["moe"] or not group["dense"]:
             kind = "moe" if not group["moe"] else "dense"
             what = "MoE task" if kind == "moe" else "dense twin"
-            why = f"{what} failed" if kind in failed_kinds.get(pid, set()) else f"no {what} in this run"
+            why = f"{what} failed" if kind in failed_kinds.get(key, set()) else f"no {what} in this run"
             incomplete.append(IncompletePair(pid, why))
             continue
         for m in group["moe"]:
             for d in sorted(group["dense"], key=lambda s: str(s.spec.match)):
                 ratios.append(pair_ratio(pid, m, d))
-        for r in failed_tasks.get(pid, []):
+        for r in failed_tasks.get(key, []):
             what, others = ("dense twin", "twin(s)") if r.spec.kind == "dense" else ("MoE task", "MoE task(s)")
             incomplete.append(IncompletePair(pid, f"{what} {r.spec.label()} failed: only the pair's other"
                                                   f" {others} are compared"))

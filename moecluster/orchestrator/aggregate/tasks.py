@@ -26,7 +26,7 @@ from moecluster.agents.records import TaskResult, TaskSpec, Window
 from moecluster.orchestrator.sweep.expand import DTYPE_SHORT
 from moecluster.orchestrator.sweep.schema import Impl
 
-from .checks import task_warnings
+from .checks import few_replicates, few_windows, task_warnings
 from .stats import Estimate, log_mean_ci
 
 TOKENS_PER_ITEM = {"mlp": 1, "llm": 1}  # an LLM task's items are its tokens (prefilled or generated)
@@ -69,6 +69,18 @@ class TaskStats:
     above_idle_note: str | None  # why there is no figure above idle, when there is none
     samples: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # per-window figures by name
     warnings: tuple[str, ...] = ()
+    # the processes (replicates, of one run or several) pooled into these figures (`replicates`); () for one
+    replicates: tuple[TaskStats, ...] = ()
+
+    @property
+    def processes(self) -> tuple[TaskStats, ...]:
+        """The per-process stats behind these figures: the replicates, or this task alone."""
+        return self.replicates or (self,)
+
+    @property
+    def ci_covers(self) -> str:
+        """What this task's intervals cover (`covers`)."""
+        return covers(self.processes)
 
     @property
     def spec(self) -> TaskSpec:
@@ -88,22 +100,47 @@ class TaskStats:
 
     @property
     def n_windows(self) -> int:
-        return len(self.result.windows)
+        """Windows measured, over every replicate."""
+        return sum(len(p.result.windows) for p in self.processes)
 
     @property
     def inferences(self) -> int:
-        return sum(w.inferences for w in self.result.windows)
+        return sum(w.inferences for p in self.processes for w in p.result.windows)
 
     @property
     def measured_s(self) -> float:
-        return sum(w.duration_s for w in self.result.windows)
+        return sum(w.duration_s for p in self.processes for w in p.result.windows)
 
     @property
     def total_energy_j(self) -> float | None:
-        """Energy summed over all windows (None when unavailable)."""
+        """Energy summed over all windows of every replicate (None when unavailable)."""
         if self.energy_note is not None:
             return None
-        return sum(w.energy_j for w in self.result.windows if w.energy_j is not None)
+        return sum(w.energy_j for p in self.processes for w in p.result.windows if w.energy_j is not None)
+
+    def few(self) -> str | None:
+        """Why the interval is very wide or absent: too few replicates where it is over replicates, too few
+        windows where it is over one process's windows; None otherwise."""
+        return few_replicates(len(self.replicates)) if self.replicates else few_windows(self.n_windows)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def covers(processes: Sequence[TaskStats]) -> str:
+    """What an interval over these processes covers: "3 windows, 1 process", or "3 replicates on 2 GPUs
+    of 1 node, 3 windows each" (and "from 2 runs" where `report` pooled runs)."""
+    windows = sorted({p.n_windows for p in processes})
+    if len(processes) == 1:
+        return f"{_count(windows[0], 'window')}, 1 process"
+    runs = len({p.spec.run_id for p in processes})
+    nodes = len({p.result.node for p in processes})
+    gpus = len({g.uuid for p in processes for g in p.result.gpus})
+    where = f"{_count(gpus, 'GPU')} of {_count(nodes, 'node')}" if gpus else f"the CPUs of {_count(nodes, 'node')}"
+    each = f"{windows[0]}" if len(windows) == 1 else f"{windows[0]}–{windows[-1]}"
+    source = f" from {runs} runs" if runs > 1 else ""
+    return f"{len(processes)} replicates{source} on {where}, {each} windows each"
 
 
 def normalisations(energy_j: float, inferences: float, tokens: float, total_params: float,

@@ -1,4 +1,10 @@
-"""`moecluster bench`: one dense/MoE pair on this machine, without Ray (`--workload llm`: `bench_llm`)."""
+"""`moecluster bench`: one dense/MoE pair on this machine, without Ray (`--workload llm`: `bench_llm`).
+
+By default every model is measured over 3 windows in counterbalanced order (A B B A ...: drift cancels), and
+the MoE/dense ratios are printed with their 95 % intervals (Welch t on the log scale over the windows, as
+`report` computes them): a single window has no interval and is no result. A figure printed without an
+interval (`--repeats 1`, or a side without the figure) is flagged in one line on stderr.
+"""
 from __future__ import annotations
 
 import json
@@ -27,6 +33,10 @@ from moecluster.agents.workloads.mlp.shapes import (
 from moecluster.agents.workloads.mlp.shapes import preset as preset_shape
 
 from moecluster.agents.workloads.llm.shapes import closest
+
+from moecluster.orchestrator.aggregate.pairs import PairRatio, pair_ratio
+from moecluster.orchestrator.aggregate.tasks import task_stats
+from moecluster.orchestrator.report import fmt
 
 from .errors import InputError
 from moecluster.orchestrator.sweep.bounds import MAX_COUNT, MAX_NAME_CHARS, MAX_SEED, MAX_WINDOW_S, MAX_ZIPF_S
@@ -107,15 +117,44 @@ def _result_table(results: list[TaskResult]) -> Table:
         t.add_row(r.spec.label(), f"{r.params.total:,}" if r.params else "", _fmt(r.inferences_per_s),
                   _fmt(r.avg_power_w), _fmt(r.idle_power_w), _fmt(sum(joules) / len(joules) if joules else None),
                   _fmt(r.inferences_per_j, ",.2f"), roof, energy)
-    dense, moe = results[0], results[1]
-    if dense.status == moe.status == "ok":
-        def ratio(a: float | None, b: float | None) -> str:
-            return f"{a / b:.2f}x" if a is not None and b else "n/a"
+    ratios = pair_ratios(results)
+    if ratios is not None:
         t.add_section()
-        t.add_row("MoE / dense", "", ratio(moe.inferences_per_s, dense.inferences_per_s),
-                  ratio(moe.avg_power_w, dense.avg_power_w), "", "",
-                  ratio(moe.inferences_per_j, dense.inferences_per_j), "", "")
+        t.add_row("MoE / dense [95 % CI]", "", fmt.ratio(ratios.inferences_per_s), fmt.ratio(ratios.power_w), "", "",
+                  fmt.ratio(ratios.inferences_per_j), "", "")
     return t
+
+
+RATIO_NAMES = {"inferences_per_s": "throughput", "power_w": "power", "inferences_per_j": "efficiency"}
+
+
+def pair_ratios(results: list[TaskResult]) -> PairRatio | None:
+    """The MoE/dense ratios of a bench's dense and MoE results with their window intervals (None if one failed)."""
+    dense, moe = results[0], results[1]
+    if not dense.status == moe.status == "ok":
+        return None
+    return pair_ratio(moe.spec.pair_id, task_stats(moe), task_stats(dense))
+
+
+def no_interval_warning(results: list[TaskResult]) -> str | None:
+    """One line naming the ratios printed without an interval and why, else None."""
+    ratios = pair_ratios(results)
+    if ratios is None:
+        return None
+    bare = [name for attr, name in RATIO_NAMES.items() if (e := getattr(ratios, attr)) is not None and not e.has_ci]
+    if not bare:
+        return None
+    windows = min(len(r.windows) for r in results)
+    why = f"{windows} window per model (--repeats {windows})" if windows < 2 else "a side without an interval"
+    return (f"moecluster: warning: MoE/dense {', '.join(bare)} has no 95 % interval ({why}): not a result;"
+            " use --repeats 3 or more")
+
+
+def warn_without_interval(results: list[TaskResult]) -> None:
+    """`no_interval_warning` on stderr, when there is one."""
+    line = no_interval_warning(results)
+    if line is not None:
+        click.echo(line, err=True)
 
 
 def echo_failures(results: list[TaskResult]) -> None:
@@ -190,8 +229,9 @@ def _form_table(results: list[TaskResult]) -> Table | None:
               default=30.0, show_default=True, help="Seconds of each measurement window.")
 @click.option("--warmup", "warmup_s", type=FiniteFloatRange(min=0, max=MAX_WINDOW_S), default=5.0,
               show_default=True, help="Seconds of warm-up before the first window (at least 3 batches).")
-@click.option("--repeats", type=COUNT, default=1, show_default=True,
-              help="Windows per model, alternating dense and MoE.")
+@click.option("--repeats", type=COUNT, default=3, show_default=True,
+              help="Windows per model, in counterbalanced order (dense MoE MoE dense ...: drift cancels); the ratios'"
+                   " 95 % intervals are over them (one window has none).")
 @click.option("--load", type=click.Choice(["router", "zipf"]), default="router", show_default=True,
               help="Expert load: the router's own top-k, or a Zipf-skewed assignment.")
 @click.option("--zipf-s", type=FiniteFloatRange(min=0, max=MAX_ZIPF_S), default=1.2, show_default=True,
@@ -265,6 +305,7 @@ def bench(workload: str, preset: str | None, num_experts: int | None, expert_hid
         if forms is not None:
             console().print(forms)
         echo_failures(results)
+        warn_without_interval(results)
     if any(r.status != "ok" for r in results):
         sys.exit(1)
 

@@ -24,6 +24,8 @@ from moecluster.agents.workloads.llm.shapes import LlmShape
 from moecluster.agents.workloads.llm.twins import match_dense, width_alignment
 from moecluster.agents.workloads.mlp.shapes import ShapeError
 
+from moecluster.orchestrator.report import fmt
+
 from .errors import InputError
 
 DEFAULT_PRESET = "tiny-mixtral"
@@ -87,10 +89,6 @@ def _fmt(v: float | None, spec: str = ",.1f") -> str:
     return "n/a" if v is None else format(v, spec)
 
 
-def _ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}x" if a is not None and b else "n/a"
-
-
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -122,12 +120,13 @@ def result_table(results: list[TaskResult]) -> Table:
                   _fmt(per_response / total if per_response is not None and total else None, ".3g"),
                   _fmt(per_token / active if per_token is not None and active else None, ".3g"), roof,
                   r.energy_source or f"unavailable: {escape(r.energy_unavailable_reason or '')}")
-    dense, moe = results[0], results[1]
-    if dense.status == moe.status == "ok":
+    from .bench import pair_ratios
+
+    ratios = pair_ratios(results)
+    if ratios is not None:
         t.add_section()
-        ratios = [_ratio(getattr(moe, f), getattr(dense, f)) for f in ("inferences_per_s", "avg_power_w",
-                                                                        "inferences_per_j")]
-        t.add_row("MoE / dense", "", *ratios, *[""] * (len(cols) - 5))
+        t.add_row("MoE / dense [95 % CI]", "", fmt.ratio(ratios.inferences_per_s), fmt.ratio(ratios.power_w),
+                  fmt.ratio(ratios.inferences_per_j), *[""] * (len(cols) - 5))
     return t
 
 
@@ -158,7 +157,7 @@ def run_llm_bench(*, preset: str | None, overrides: dict[str, int | None], impl:
                   batch_size: int, device: str | None, phase: str, prompt_len: int, gen_tokens: int, path: str,
                   graphs: bool | None, dry_run: bool, as_json: bool, **common: Any) -> None:
     """The `bench` command for workload llm (options already parsed and checked by `bench`)."""
-    from .bench import console, default_device, echo_failures, run_pair_alternating
+    from .bench import console, default_device, echo_failures, run_pair_alternating, warn_without_interval
 
     name = preset or DEFAULT_PRESET
     moe = llm_shape(name, overrides)
@@ -192,5 +191,6 @@ def run_llm_bench(*, preset: str | None, overrides: dict[str, int | None], impl:
         console().print(result_table(results))
         console().print(form_table(results))
         echo_failures(results)
+        warn_without_interval(results)
     if any(r.status != "ok" for r in results):
         sys.exit(1)

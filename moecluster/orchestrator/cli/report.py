@@ -1,9 +1,15 @@
-"""`moecluster report <run-id>`: the run's answers as tables, files and an HTML page."""
+"""`moecluster report <run-id> [<run-id> ...]`: the run's answers as tables, files and an HTML page.
+
+Several runs of one sweep (on other machines, other days) are pooled as replicates of one another,
+after a check that they measured the same sweep with the same code (`report.pooled`); a run that
+differs is refused in one line naming the difference, unless `--pool-anyway`.
+"""
 from __future__ import annotations
 
 import os
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -13,6 +19,7 @@ from rich.markup import escape
 from moecluster.agents.extras import require
 from moecluster.orchestrator.aggregate import aggregate
 from moecluster.orchestrator.report import FORMATS, empty, frames, render, run_meta, write, write_html
+from moecluster.orchestrator.report.pooled import caveat, difference, identity
 from moecluster.orchestrator.rundir import find_run, runs_root
 from moecluster.orchestrator.store import RunStore, StoreDamaged
 
@@ -68,7 +75,7 @@ class ReportCommand(click.Command):
 
 
 @click.command("report", cls=ReportCommand)
-@click.argument("run_id")
+@click.argument("run_ids", metavar="RUN_ID...", nargs=-1, required=True)
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Runs root (default: $MOECLUSTER_RUNS_DIR, else ./runs).")
 @click.option("--format", "formats", multiple=True, callback=_formats, metavar="FORMAT...",
@@ -76,20 +83,36 @@ class ReportCommand(click.Command):
                    " `--format csv,json` or the flag repeated. One file per table for csv/parquet, one report.json"
                    " for json.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where --format writes (default: <run dir>/report).")
+              help="Where --format writes (default: <run dir>/report; runs pooled: the first's report-pooled).")
 @click.option("--html", "html_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write a self-contained HTML page with the plots to DIR/index.html.")
 @click.option("--prometheus", "prometheus_url", envvar="MOECLUSTER_PROMETHEUS_URL", metavar="URL", default=None,
               help="Prometheus URL for the cluster-wide energy (e.g. http://head:9090;"
                    " env MOECLUSTER_PROMETHEUS_URL).")
 @click.option("--quiet", "-q", is_flag=True, help="Do not print the tables (only the paths written).")
-def report(run_id: str, runs_dir: Path | None, formats: tuple[str, ...], out_dir: Path | None, html_dir: Path | None,
-           prometheus_url: str | None, quiet: bool) -> None:
+@click.option("--pool-anyway", is_flag=True,
+              help="Pool the runs given even where their sweeps or code revisions differ (refused otherwise).")
+def report(run_ids: tuple[str, ...], runs_dir: Path | None, formats: tuple[str, ...], out_dir: Path | None,
+           html_dir: Path | None, prometheus_url: str | None, quiet: bool, pool_anyway: bool) -> None:
     """Tables, exports and plots of RUN_ID: MoE/dense pairs side by side (ratios of inferences/s, W,
     inferences/J with 95 % CIs), seed 000's normalisations, the break-even size, the roofline, expert
     parallelism and, with --prometheus, the energy of every GPU of the cluster over the run.
+
+    Several RUN_IDs of one sweep are pooled as replicates: every interval is then over the replicates of
+    all of them. Runs whose sweeps or code revisions differ are refused unless --pool-anyway.
     """
-    run_dir = find_run(runs_root(runs_dir), run_id)
+    root = runs_root(runs_dir)
+    run_ids = tuple(dict.fromkeys(run_ids))
+    run_dirs = [find_run(root, r) for r in run_ids]
+    run_id, run_dir = " + ".join(run_ids), run_dirs[0]
+    err = Console(stderr=True)
+    if len(run_dirs) > 1:
+        identities = [identity(r, d) for r, d in zip(run_ids, run_dirs)]
+        differs = difference(identities)
+        if differs and not pool_anyway:
+            raise InputError(f"{differs}: not pooled as replicates (--pool-anyway pools them regardless)")
+        for line in filter(None, [f"pooled although {differs}" if differs else None, caveat(identities)]):
+            err.print(f"[yellow]moecluster: warning: {escape(line)}[/yellow]")
     if "parquet" in formats:  # optional dependencies, checked before anything is written
         require("pyarrow", extra="report", feature="--format parquet")
     if html_dir is not None:
@@ -97,14 +120,18 @@ def report(run_id: str, runs_dir: Path | None, formats: tuple[str, ...], out_dir
     for option, directory in (("--out", out_dir if formats else None), ("--html", html_dir)):
         if directory is not None:
             writable_dir(directory, option)
-    try:
-        with RunStore(run_dir, read_only=True) as store:  # a report never writes the store
-            results = store.results()
-    except StoreDamaged as exc:
-        raise InputError(f"run {run_id!r} is damaged: {exc}") from None
-    if not results:
-        raise InputError(f"run {run_id!r} has no stored results yet ({run_dir})")
-    err = Console(stderr=True)
+    results = []
+    for one, directory in zip(run_ids, run_dirs):
+        try:
+            with RunStore(directory, read_only=True) as store:  # a report never writes the store
+                stored = store.results()
+        except StoreDamaged as exc:
+            raise InputError(f"run {one!r} is damaged: {exc}") from None
+        if not stored:
+            raise InputError(f"run {one!r} has no stored results yet ({directory})")
+        if len(run_dirs) > 1:  # the run each record came from, as given (a copied store may carry another id)
+            stored = [replace(r, spec=replace(r.spec, run_id=one)) for r in stored]
+        results += stored
     if prometheus_url and not prometheus_url.startswith(("http://", "https://")):
         raise InputError(f"--prometheus {prometheus_url!r}: expected an http:// or https:// URL")
     with err.status(f"reading Prometheus at {prometheus_url}" if prometheus_url else "aggregating"):
@@ -112,6 +139,8 @@ def report(run_id: str, runs_dir: Path | None, formats: tuple[str, ...], out_dir
     if prometheus_url and agg.cluster is None:
         err.print(f"[yellow]moecluster: warning: cluster-wide energy {escape(agg.cluster_note)}[/yellow]")
     meta = run_meta(run_dir)
+    if len(run_dirs) > 1:
+        meta["pooled runs"] = ", ".join(f"{r} ({d})" for r, d in zip(run_ids, run_dirs))
     if not quiet:
         wide = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
         console = Console(width=None if wide else PIPE_WIDTH)
@@ -122,7 +151,7 @@ def report(run_id: str, runs_dir: Path | None, formats: tuple[str, ...], out_dir
     unwritten: list[str] = []
     if formats:
         tables = frames(agg)
-        target = out_dir or run_dir / "report"
+        target = out_dir or run_dir / ("report" if len(run_dirs) == 1 else "report-pooled")
         export_meta = {"run_id": run_id, **meta, "cluster": agg.cluster_note}
         for fmt in formats:
             try:

@@ -98,13 +98,14 @@ def ep_table(agg: Aggregate) -> TableData:
                   left=1, text_columns=(1,))
     t.caption = CAPTION
     current: tuple[object, ...] | None = None
+    covered = t.covered(p.stats.ci_covers for p in agg.ep)
     for p in agg.ep:
         key = config_key(p.stats)
         if key != current:
             t.group(configuration_title(p))
             current = key
-        t.add_row(f"EP {p.degree}", _gpus(p), fmt.est(p.stats.inferences_per_s), fmt.est(p.stats.inferences_per_j),
-                  _versus(p, p.speedup), _versus(p, p.energy_ratio), *_comm_cells(p))
+        t.add_row(f"EP {p.degree} {covered(p.stats.ci_covers)}".rstrip(), _gpus(p), fmt.est(p.stats.inferences_per_s),
+                  fmt.est(p.stats.inferences_per_j), _versus(p, p.speedup), _versus(p, p.energy_ratio), *_comm_cells(p))
     left_out = ep_left_out(agg.tasks)
     if left_out:
         t.caption += (f" Left out: {len(left_out)} task(s) at a degree above 1 recorded before gangs were measured"
@@ -127,7 +128,8 @@ def ep_rows(agg: Aggregate) -> list[dict[str, Any]]:
                                "model": model_name(spec),
                                "dtype": spec.dtype, "batch_size": spec.batch_size, "expert_parallel": p.degree,
                                "world_size": p.stats.result.world_size,
-                               "baseline_task": p.baseline.task_id if p.baseline else None}
+                               "baseline_task": p.baseline.task_id if p.baseline else None,
+                               "ci_covers": p.stats.ci_covers}
         _estimate(row, "inferences_per_s", p.stats.inferences_per_s)
         _estimate(row, "inferences_per_j", p.stats.inferences_per_j)
         _estimate(row, "speedup", p.speedup)

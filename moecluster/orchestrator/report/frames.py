@@ -7,7 +7,10 @@ names: "inference" for the MLP, "token" for an LLM (`orchestrator.items`). Energ
 not measured is an empty cell with `energy_note` = "unavailable: <reason>", never a zero. A task's
 warnings (fewer than 3 windows, a roofline above 1, a coarse energy counter, the node's own) are in
 `warnings`, "; "-separated; the form its model ran in is in `form_*`, its drift in `drift_*`;
-`windows` lists every measurement window.
+`windows` lists every measurement window, with the replicate (process) and run it belongs to. A task or
+pair measured by several processes (replicates, or runs `report` pools) is one row whose intervals are
+over the replicates (`replicates` says how many); `ci_covers` says in words what each row's intervals
+cover ("3 replicates on 2 GPUs of 1 node, 3 windows each", or "3 windows, 1 process").
 """
 from __future__ import annotations
 
@@ -72,10 +75,11 @@ def tasks_frame(agg: Aggregate) -> pd.DataFrame:
             "dtype": spec.dtype, "batch_size": spec.batch_size, "expert_parallel": spec.expert_parallel,
             "device": spec.device, "phase": spec.phase, "prompt_len": spec.prompt_len,
             "gen_tokens": spec.gen_tokens, "path": spec.path, "architecture": spec.architecture, "node": r.node,
-            "gpus": ";".join(f"{g.node}/{g.index}" for g in r.gpus),
+            "gpus": ";".join(dict.fromkeys(f"{g.node}/{g.index}" for p in s.processes for g in p.result.gpus)),
+            "gpu_uuids": ";".join(dict.fromkeys(g.uuid for p in s.processes for g in p.result.gpus)),
             "gpu_name": ", ".join(sorted({g.name for g in r.gpus})), "total_params": s.total_params,
-            "active_params": s.active_params, "windows": s.n_windows, "inferences": s.inferences,
-            "measured_s": s.measured_s}
+            "active_params": s.active_params, "windows": s.n_windows, "replicates": len(s.processes),
+            "ci_covers": s.ci_covers, "inferences": s.inferences, "measured_s": s.measured_s}
         _e(row, "inferences_per_s", s.inferences_per_s)
         _e(row, "power_w", s.power_w)
         _e(row, "energy_j", s.energy_j)
@@ -98,11 +102,12 @@ def tasks_frame(agg: Aggregate) -> pd.DataFrame:
 
 def windows_frame(agg: Aggregate) -> pd.DataFrame:
     """Every measurement window of every task: what it counted and what its energy reading can resolve."""
-    rows = [{"task_id": s.task_id, "window": i, "position": w.position, "started_at": w.started_at,
+    rows = [{"task_id": p.task_id, "replicate": p.spec.replicate, "run_id": p.spec.run_id, "window": i,
+             "position": w.position, "started_at": w.started_at,
              "duration_s": w.duration_s, "inferences": w.inferences, "energy_j": w.energy_j,
              "energy_resolution_j": w.energy_resolution_j, "aligned": w.aligned, "avg_power_w": w.avg_power_w,
              "max_power_w": w.max_power_w}
-            for s in agg.tasks for i, w in enumerate(s.result.windows)]
+            for s in agg.tasks for p in s.processes for i, w in enumerate(p.result.windows)]
     return _frame(rows, ["task_id"])
 
 
@@ -119,6 +124,7 @@ def normalisations_frame(agg: Aggregate) -> pd.DataFrame:
         _e(row, "j_per_token_per_active_param", s.j_per_token_per_active_param)
         _e(row, "tokens_per_j", s.tokens_per_j)
         row["energy_note"] = s.energy_note
+        row["ci_covers"] = s.ci_covers
         rows.append(row)
     return _frame(rows, ["task_id"])
 
@@ -138,6 +144,7 @@ def pairs_frame(agg: Aggregate) -> pd.DataFrame:
             row[f"dense_{name}"] = getattr(d, name).mean if getattr(d, name) else None
             _e(row, f"ratio_{name}", getattr(p, name))
         row["ci_contains_1"] = ",".join(p.flags)
+        row.update(replicates=len(p.replicates) or 1, ci_covers=p.ci_covers)
         row["energy_note"] = m.energy_note or d.energy_note
         row.update(seed=m.spec.seed, gpu_name=", ".join(sorted({g.name for g in m.result.gpus})),
                    warnings=_joined(p.warnings))
@@ -169,7 +176,9 @@ def _be_rows(bes: Iterable[BreakEven]) -> tuple[list[dict[str, Any]], list[dict[
         for p in b.points:
             row: dict[str, Any] = {"series": k.label(), "metric": b.metric, "impl": k.impl, "match": k.match,
                                    "total_params": p.total_params, "pairs": ";".join(p.pair_ids),
-                                   "seeds": ";".join(str(s) for s in p.seeds), "ci_method": p.method}
+                                   "seeds": ";".join(str(s) for s in p.seeds), "ci_method": p.method,
+                                   "ci_covers": f"{len(p.pair_ids)} process(es) at this size (seeds, replicates),"
+                                                " each over its windows"}
             _e(row, "ratio", p.ratio)
             points.append(row)
     return series, points

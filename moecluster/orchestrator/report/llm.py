@@ -12,7 +12,7 @@ from moecluster.orchestrator.aggregate import Aggregate, Estimate
 from moecluster.orchestrator.aggregate.llm import LlmPoint, LlmSeries, tokens_per_response
 
 from . import fmt
-from .tables import TableData
+from .tables import TableData, mean_over
 
 MATCHES = ("total", "active")
 BELOW, DENSE_BOUND, BOTH_BOUND = "", "▲", "▲▲"
@@ -57,10 +57,11 @@ def series_title(series: LlmSeries) -> str:
 def llm_table(agg: Aggregate) -> TableData:
     """tokens/J of MoE and both twins over the batch, their ratios [95 % CI] beside the analytic estimate."""
     t = TableData("LLM: tokens/J of the MoE against its dense twins over the batch, per phase (geometric mean over"
-                  " windows; ratio = MoE / dense [95 % CI]; est. = analytic)",
+                  f" {mean_over(p.moe for p in agg.pairs)}; ratio = MoE / dense [95 % CI]; est. = analytic)",
                   ["batch", "tokens / forward", "B*", "tok/J MoE", "tok/J dense/total", "tok/J dense/active",
                    "MoE / total", "est.", "MoE / active", "est.", "roofline MoE · total · active"], left=1)
     sources: list[str] = []
+    covered = t.covered(r.ci_covers for series in agg.llm for pt in series.points for r in pt.ratios.values())
     for series in agg.llm:
         t.group(series_title(series))
         if series.critical is not None and series.critical.source not in sources:
@@ -69,7 +70,8 @@ def llm_table(agg: Aggregate) -> TableData:
             note = pt.moe.energy_note or next((s.energy_note for s in pt.twins.values() if s.energy_note), None)
             mark = t.note(note) if note else ""
             est = pt.estimate
-            cells = [_batch(pt, series), f"{pt.tokens_per_forward:,}", regime(series, pt),
+            covers = " ".join(filter(None, {covered(r.ci_covers) for r in pt.ratios.values()}))
+            cells = [f"{_batch(pt, series)} {covers}".rstrip(), f"{pt.tokens_per_forward:,}", regime(series, pt),
                      fmt.est(_tokens_j(pt.moe)) + mark]
             cells += [fmt.est(_tokens_j(pt.twins.get(m))) + (mark if m in pt.twins else "") for m in MATCHES]
             for m in MATCHES:
@@ -94,11 +96,13 @@ def normalisations_table(agg: Aggregate) -> TableData:
                   " decode, its prompt in prefill)",
                   ["task", "tokens/s", "tokens/J", "J / token", "J / response", "J / response / total param",
                    "J / response / active param", "J / token / active param"])
+    covered = t.covered(s.ci_covers for series in agg.llm for pt in series.points
+                        for s in (pt.moe, *pt.twins.values()))
     for series in agg.llm:
         t.group(series.key.label())
         for pt in series.points:
             for name, s in [("moe", pt.moe), *((f"dense/{m}", pt.twins[m]) for m in MATCHES if m in pt.twins)]:
-                label = f"b{pt.batch_size} p{pt.prompt_len} {name}"
+                label = f"b{pt.batch_size} p{pt.prompt_len} {name} {covered(s.ci_covers)}".rstrip()
                 if s.energy_note:
                     t.add_row(label, fmt.est(s.inferences_per_s), *[f"n/a{t.note(s.energy_note)}"] * 6)
                     continue
@@ -131,7 +135,7 @@ def rows(agg: Aggregate) -> list[dict[str, Any]]:
                 "moe_task": pt.moe.task_id,
                 "moe_tokens_per_j": pt.moe.tokens_per_j.mean if pt.moe.tokens_per_j else None,
                 "moe_roofline_fraction": pt.moe.result.roofline.fraction if pt.moe.result.roofline else None,
-                "estimate_note": pt.estimate_note}
+                "estimate_note": pt.estimate_note, "ci_covers": pt.moe.ci_covers}
             for m in MATCHES:
                 twin, ratio = pt.twins.get(m), pt.ratios.get(m)
                 e = ratio.inferences_per_j if ratio else None

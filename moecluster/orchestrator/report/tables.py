@@ -3,6 +3,10 @@
 Both renderings share the cells, so the terminal and the page always say the same thing. What
 would repeat in every row (why energy is unavailable, a task's warnings, a long reason) is said
 once, as a numbered footnote under the table, and marked in the cells (¹, ², ...).
+
+Every table with intervals says what they cover (`TableData.covered`): "3 replicates on 2 GPUs of 1
+node, 3 windows each" (an interval over independent processes) or "3 windows, 1 process" (over one
+process's windows only): under the table when every row's is the same, else marked row by row.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from moecluster.orchestrator.aggregate import Aggregate, Estimate, TaskStats
 from moecluster.orchestrator.aggregate.bootstrap import RESAMPLES, RNG_SEED
 from moecluster.orchestrator.aggregate.bootstrap import METHOD as BOOTSTRAP
 from moecluster.orchestrator.aggregate.breakeven import SEEDS_METHOD
-from moecluster.orchestrator.aggregate.checks import MIN_WINDOWS, few_windows
+from moecluster.orchestrator.aggregate.checks import MIN_WINDOWS
 from moecluster.orchestrator.aggregate.ep import ep_left_out
 from moecluster.orchestrator.items import MIXED_ITEMS, item_names
 from moecluster.orchestrator.estimate.measured import compare
@@ -28,6 +32,7 @@ from .howran import device_text, drift_text, form_text, idle_text
 from .labels import model_name, pair_order, series_title, setting, task_names, task_order
 from .terminal import FittedTable
 
+COVERS = "95 % CI covers:"
 DAGGER = "† the 95 % CI of the ratio contains 1: the repeats cannot tell which side is better."
 
 
@@ -46,6 +51,7 @@ class TableData:
     row_styles: list[str] = field(default_factory=list)
     text_columns: tuple[int, ...] = ()  # further text columns beyond the first `left`
     footnotes: list[str] = field(default_factory=list)
+    covers: str = ""  # what every interval of the table covers, when all rows' is the same
 
     def add_row(self, *cells: str, style: str = "") -> None:
         self.rows.append([str(c) for c in cells])
@@ -66,11 +72,20 @@ class TableData:
         """The marks of several footnotes ("¹ ³"), "" for none."""
         return " ".join(self.note(t) for t in texts)
 
+    def covered(self, texts: Iterable[str]) -> Callable[[str], str]:
+        """Say what the table's intervals cover, given every row's (`TaskStats.ci_covers`): once under the
+        table when all are the same, else as a footnote per row. Returns a row's mark ("" when said once)."""
+        distinct = list(dict.fromkeys(texts))
+        if len(distinct) == 1:
+            self.covers = distinct[0]
+            return lambda text: ""
+        return lambda text: self.note(f"{COVERS} {text}")
+
     @property
     def notes(self) -> list[str]:
-        """What goes under the table: the caption, then each footnote after its mark."""
-        return ([self.caption] if self.caption else []) + [f"{fmt.superscript(i)} {text}"
-                                                           for i, text in enumerate(self.footnotes, 1)]
+        """What goes under the table: the caption, what its intervals cover, then each footnote after its mark."""
+        return ([self.caption] if self.caption else []) + ([f"{COVERS} {self.covers}."] if self.covers else []) + [
+            f"{fmt.superscript(i)} {text}" for i, text in enumerate(self.footnotes, 1)]
 
     def to_rich(self) -> RenderableType:
         """The table for the terminal, fitted to the width it is drawn at (`terminal.FittedTable`)."""
@@ -90,13 +105,16 @@ STYLES = {"": None, "bold": "bold", "dim": "dim", "ok": "green", "bad": "bold re
 
 
 def warning_lines(agg: Aggregate) -> list[Line]:
-    """The run's warnings in brief: tasks with fewer than `MIN_WINDOWS` windows, and how many tasks
+    """The run's warnings in brief: tasks with fewer than `MIN_WINDOWS` windows (or, measured by several
+    processes, replicates), and how many tasks
     carry any warning (listed with the table "Tasks: how each ran")."""
     names = task_names(agg)
-    few = [names[s.task_id] for s in agg.tasks if few_windows(s.n_windows)]
+    few_tasks = [s for s in agg.tasks if s.few()]
+    few = [names[s.task_id] for s in few_tasks]
     lines: list[Line] = []
     if few:
-        lines.append((f"warning: {len(few)} of {len(agg.tasks)} tasks measured over fewer than {MIN_WINDOWS} windows,"
+        what = " or ".join(sorted({"replicates" if s.replicates else "windows" for s in few_tasks}))
+        lines.append((f"warning: {len(few)} of {len(agg.tasks)} tasks measured over fewer than {MIN_WINDOWS} {what},"
                       f" so their intervals are very wide or absent: {', '.join(few)}", "warn"))
     warned = sum(1 for s in agg.tasks if s.warnings)
     if warned:
@@ -143,13 +161,29 @@ def _items_caption(stats: Iterable[TaskStats]) -> str:
     return f" {MIXED_ITEMS}." if items(stats)[2] == "items" else ""
 
 
+def mean_over(stats: Iterable[TaskStats], windows: str = "windows") -> str:
+    """What the tables' means are over: "replicates" where any task was measured by several processes."""
+    return "replicates (each over its windows)" if any(s.replicates for s in stats) else windows
+
+
+def _windows(s: TaskStats) -> str:
+    """The windows of a task: "3", or "3 × 2" for 3 replicates of 2 windows each ("3 × 2–3" where they differ)."""
+    if not s.replicates:
+        return str(s.n_windows)
+    counts = sorted({p.n_windows for p in s.replicates})
+    each = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    return f"{len(s.replicates)} × {each}"
+
+
 def pairs_table(agg: Aggregate) -> TableData:
     u = items(p.moe for p in agg.pairs)[2]
-    t = _table("MoE beside its dense twin (geometric mean over windows; ratio = MoE / dense [95 % CI])",
+    over = mean_over(p.moe for p in agg.pairs)
+    t = _table(f"MoE beside its dense twin (geometric mean over {over}; ratio = MoE / dense [95 % CI])",
                ["model", "params MoE / dense", f"{u}/s MoE", f"{u}/s dense", f"{u}/s ratio", "W MoE", "W dense",
                 "W ratio", f"{u}/J MoE", f"{u}/J dense", f"{u}/J ratio", f"{u}/J ratio above idle"], left=1)
     current = None
     seeds = len({s.spec.seed for s in agg.tasks}) > 1
+    mark = t.covered(p.ci_covers for p in agg.pairs)
     for p in sorted(agg.pairs, key=pair_order):
         m, d = p.moe, p.dense
         head = series_title(p)
@@ -159,7 +193,7 @@ def pairs_table(agg: Aggregate) -> TableData:
         note = m.energy_note or d.energy_note
         above = m.above_idle_note or d.above_idle_note
         name = f"{model_name(m.spec)} seed {m.spec.seed}" if seeds else model_name(m.spec)
-        t.add_row(f"{name} {t.marks(p.warnings)}".rstrip(),
+        t.add_row(f"{name} {t.marks(p.warnings)} {mark(p.ci_covers)}".rstrip(),
                   f"{fmt.params(m.total_params)} / {fmt.params(d.total_params)}",
                   _m(m.inferences_per_s), _m(d.inferences_per_s), fmt.ratio(p.inferences_per_s),
                   _fig(t, m.power_w, _m, note), _fig(t, d.power_w, _m, note), _fig(t, p.power_w, fmt.ratio, note),
@@ -183,17 +217,20 @@ def _task_rows(agg: Aggregate) -> list[tuple[str, str, TaskStats]]:
 
 def tasks_table(agg: Aggregate) -> TableData:
     _, many, u = items(agg.tasks)
-    t = _table("Tasks: throughput and energy (geometric mean [95 % CI] over measurement windows)",
+    over = mean_over(agg.tasks, "measurement windows")
+    t = _table(f"Tasks: throughput and energy (geometric mean [95 % CI] over {over})",
                ["task", "windows", f"{many}/s", "W", "J / window", f"{many}/J", f"{u}/J above idle"])
     t.caption = _items_caption(agg.tasks).strip()
+    mark = t.covered(s.ci_covers for s in agg.tasks)
     current = None
     for head, name, s in _task_rows(agg):
         if head != current:
             t.group(head)
             current = head
-        few = few_windows(s.n_windows)
+        few = s.few()
         note = s.energy_note
-        t.add_row(name, f"{s.n_windows}{t.note(few) if few else ''}", fmt.est(s.inferences_per_s),
+        t.add_row(f"{name} {mark(s.ci_covers)}".rstrip(), f"{_windows(s)}{t.note(few) if few else ''}",
+                  fmt.est(s.inferences_per_s),
                   _fig(t, s.power_w, fmt.est, note), _fig(t, s.energy_j, fmt.est, note),
                   _fig(t, s.inferences_per_j, fmt.est, note),
                   _fig(t, s.inferences_per_j_above_idle, fmt.est, s.above_idle_note))
@@ -201,23 +238,27 @@ def tasks_table(agg: Aggregate) -> TableData:
 
 
 def task_runs_table(agg: Aggregate) -> TableData:
-    """How each task ran: its parameters, the form chosen for its model, drift, idle and warnings."""
+    """How each task ran: its parameters, the form chosen for its model, drift, idle and warnings; a row per
+    replicate (`r2`, and the run where `report` pooled several)."""
     t = _table("Tasks: how each ran (form chosen by measurement: layout · kernel · graph; drift: last window"
                " over first − 1; device: own, or waited while another run used it)",
                ["task", "params total / active", "form", "drift", "idle", "energy source", "device", "warnings"],
                text=(2, 3, 4, 5, 6, 7))
+    runs = len({p.spec.run_id for s in agg.tasks for p in s.processes}) > 1
     current = None
-    for head, name, s in _task_rows(agg):
+    for head, name, pooled in _task_rows(agg):
         if head != current:
             t.group(head)
             current = head
-        r = s.result
-        form, form_notes = form_text(r.form)
-        idle = idle_text(r) + (t.note(f"idle: {r.idle_note}") if r.idle_note else "")
-        source = (r.energy_source or "none") + (t.note(s.energy_note) if s.energy_note else "")
-        t.add_row(name, f"{fmt.params(s.total_params)} / {fmt.params(s.active_params)}",
-                  f"{form}{t.marks(form_notes)}", drift_text(r.drift, items([s])[2]), idle, source, device_text(r),
-                  t.marks(s.warnings) or "none")
+        for s in pooled.processes:  # every replicate ran in its own process: its own form, drift and idle
+            r = s.result
+            form, form_notes = form_text(r.form)
+            idle = idle_text(r) + (t.note(f"idle: {r.idle_note}") if r.idle_note else "")
+            source = (r.energy_source or "none") + (t.note(s.energy_note) if s.energy_note else "")
+            which = f" r{s.spec.replicate}" + (f" of {s.spec.run_id}" if runs else "") if pooled.replicates else ""
+            t.add_row(name + which, f"{fmt.params(s.total_params)} / {fmt.params(s.active_params)}",
+                      f"{form}{t.marks(form_notes)}", drift_text(r.drift, items([s])[2]), idle, source,
+                      device_text(r), t.marks(s.warnings) or "none")
     return t
 
 
@@ -226,6 +267,7 @@ def normalisations_table(agg: Aggregate) -> TableData:
                " above-idle figures in the CSV/JSON export)",
                ["task", "Ws / inference", "Ws / inference / total param", "Ws / inference / active param",
                 "Ws / token / active param", "tokens / Ws"])
+    mark = t.covered(s.ci_covers for s in agg.tasks if s.spec.workload != "llm")
     current = None
     for head, name, s in _task_rows(agg):
         if s.spec.workload == "llm":
@@ -233,6 +275,7 @@ def normalisations_table(agg: Aggregate) -> TableData:
         if head != current:
             t.group(head)
             current = head
+        name = f"{name} {mark(s.ci_covers)}".rstrip()
         if s.energy_note:
             t.add_row(name, *[f"n/a{t.note(s.energy_note)}"] * 5)
             continue
@@ -249,6 +292,7 @@ BREAKEVEN_METHOD = (f"95 % CI: {BOOTSTRAP} ({RESAMPLES:,} resamples, RNG seed {R
 def breakeven_table(agg: Aggregate) -> TableData:
     t = _table("Break-even: where MoE inferences/J overtakes dense (interpolated in log10 total parameters)",
                ["series", "energy", "sizes swept", "break-even", "95 % CI"], left=2, text=(3, 4))
+    t.covered(p.ci_covers for p in agg.pairs if p.moe.spec.workload != "llm")
     for label, bes in (("total", agg.break_evens), ("above idle", agg.break_evens_above_idle)):
         for b in bes:
             t.add_row(b.key.label(), label, f"{len(b.points)}: {fmt.params(b.min_params)} – {fmt.params(b.max_params)}",

@@ -1,7 +1,8 @@
 """The head's loop: start pairs on Ray in the order moecluster decides, store each result the
 moment it returns.
 
-- What runs next is moecluster's choice (`queue.PairQueue`): longest estimate first, and Ray
+- What runs next is moecluster's choice (`queue.PairQueue`): replicate rounds, longest estimate first in
+  each (`sweep.expand.queue_order`), and Ray
   gets only as many pairs as the alive nodes can run at once. A single-GPU pair is one Ray task
   (`gpu_pair_task`: a fresh process per pair); a pair of expert-parallel degree `n` is a gang of
   `n` actors (`gang.GangRun`).
@@ -45,6 +46,7 @@ from moecluster.agents.records import TaskResult, TaskSpec
 from moecluster.orchestrator.store import RunStore
 from moecluster.orchestrator.sweep import PairPlan
 from moecluster.orchestrator.sweep.estimate import watchdog_s
+from moecluster.orchestrator.sweep.expand import queue_order
 from ray.exceptions import RayTaskError
 
 from .cluster import ACCELERATOR_PREFIX, Inventory, NodeInfo, inventory
@@ -177,7 +179,7 @@ class Scheduler:
         """Run `pairs` to the end; returns counts of tasks stored ok and failed."""
         cpus = self.options.cpus_per_task
         waiting = [Waiting(p, pair_resources(p, self.inventory.total_gpus, cpus))
-                   for p in sorted(pairs, key=lambda p: -p.total_estimated_s)]
+                   for p in queue_order(pairs)]
         self._gpu_mode = any(w.res.gpus for w in waiting)
         self._queue = PairQueue(waiting)
         counts = {"ok": 0, "failed": 0}

@@ -18,6 +18,9 @@ MAX_SEED = 2**63 - 1
 MAX_ZIPF_S = 100.0
 # One measured window or warm-up: a day. Energy resolves to 1 % within seconds; longer only delays.
 MAX_WINDOW_S = 86_400.0
+# Replicates of a pair (independent processes): beyond a few dozen the interval is as narrow as the
+# GPUs' own spread lets it be, and each replicate is a whole pair's time again.
+MAX_REPLICATES = 64
 # Names (models, presets, architectures, accelerator types): long enough for any real one, short
 # enough to echo in one line.
 MAX_NAME_CHARS = 80
@@ -30,5 +33,6 @@ BOUND_REASONS = {
     "zipf_s": "beyond it every token picks the same experts and float64 underflows",
     "duration_s": "a day per window; the plan's time is bounded by --max-hours",
     "warmup_s": "a day per warm-up; the plan's time is bounded by --max-hours",
+    "replicates": "each replicate repeats every pair; beyond this the GPUs' own spread bounds the interval",
 }
 DEFAULT_REASON = "32-bit count; the plan's memory and time are bounded separately"

@@ -13,11 +13,20 @@ implementations and two match modes.
 
 Pairs alternate which side starts (`TaskSpec.reverse_order` on every other pair), so an order
 effect that the counterbalanced rounds leave cancels across the sweep too.
+
+With `replicates: N` above 1 every pair is planned N times, as independent pairs: pair id and task
+ids end in `-r1` ... `-rN` (`replicate_id`), each replicate runs in its own process (a fresh build,
+form choice and idle reading), every other replicate starts from the other side, and the plan lists
+replicate 1 of every pair, then replicate 2 of every pair, ... (`queue_order` keeps that), so a
+pair's replicates run apart in time and on whichever GPU is free then, and slow drift spreads over
+all pairs instead of falling between one pair's replicates. With one replicate the ids have no
+suffix, as in stores written before replicates existed.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +74,11 @@ class PairPlan:
     def moes(self) -> tuple[TaskSpec, ...]:
         return tuple(t for t in self.tasks if t.kind == "moe")
 
+    @property
+    def replicate(self) -> int:
+        """Which replicate of its pair this is (1-based; 1 without replicates)."""
+        return self.tasks[0].replicate
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -101,6 +115,39 @@ def _pair_id(model: str, point: dict[str, Any], varying: list[str], with_impl: b
     return "-".join(parts)
 
 
+def replicate_id(pair_id: str, replicate: int) -> str:
+    """The pair id of one replicate: `<pair id>-r<replicate>`."""
+    return f"{pair_id}-r{replicate}"
+
+
+def _replicate(pair: PairPlan, replicate: int, replicates: int) -> PairPlan:
+    """`pair` as replicate `replicate` of `replicates`: ids suffixed, every other replicate reversed."""
+    pid = replicate_id(pair.pair_id, replicate)
+    flip = replicate % 2 == 0
+    tasks = tuple(dataclasses.replace(t, pair_id=pid, task_id=pid + t.task_id[len(pair.pair_id):],
+                                      replicate=replicate, replicates=replicates,
+                                      reverse_order=t.reverse_order != flip) for t in pair.tasks)
+    return dataclasses.replace(pair, pair_id=pid, tasks=tasks)
+
+
+def with_replicates(plan: Plan, replicates: int) -> Plan:
+    """`plan` with every pair `replicates` times, replicate 1 of every pair first (see the module's doc);
+    the plan itself for one replicate."""
+    if replicates <= 1:
+        return plan
+    pairs = tuple(_replicate(p, k, replicates) for k in range(1, replicates + 1) for p in plan.pairs)
+    return dataclasses.replace(plan, pairs=pairs)
+
+
+def queue_order(pairs: Sequence[PairPlan]) -> list[PairPlan]:
+    """The order pairs are to start in: by replicate round, longest estimate first inside a round.
+
+    Longest first packs the slots well; rounds keep a pair's replicates apart in time (and so, where
+    the cluster has several GPUs, mostly on different ones), so what drifts over a run spreads over
+    every pair rather than between the replicates of one."""
+    return sorted(pairs, key=lambda p: (p.replicate, -p.total_estimated_s))
+
+
 def _graph_problem(point: dict[str, Any]) -> str | None:
     """Why a grid point that *requires* CUDA graphs cannot run (None when it can)."""
     if point["cuda_graphs"] is True and point["impl"] not in GRAPH_SAFE_IMPLS:
@@ -111,7 +158,7 @@ def _graph_problem(point: dict[str, Any]) -> str | None:
 
 def expand(sweep: SweepFile, run_id: str = "local") -> Plan:
     """Every pair of the sweep, in file order (models outermost, then the axes in `AXES` order;
-    an LLM sweep's pairs come from `llm.expand_llm`).
+    an LLM sweep's pairs come from `llm.expand_llm`), replicate by replicate (`with_replicates`).
 
     With `share_twins`, the `impl` axis folds into the pair: one pair per remaining grid
     point, holding the dense twins and one MoE task per implementation.
@@ -119,7 +166,7 @@ def expand(sweep: SweepFile, run_id: str = "local") -> Plan:
     if sweep.workload == "llm":
         from .llm import expand_llm  # imports this module
 
-        return expand_llm(sweep, run_id)
+        return with_replicates(expand_llm(sweep, run_id), sweep.replicates)
     varying = sweep.varying()
     axes = [a for a in AXES if not (sweep.share_twins and a == "impl")]
     impls_per_pair = list(sweep.impl) if sweep.share_twins else [None]
@@ -176,4 +223,4 @@ def expand(sweep: SweepFile, run_id: str = "local") -> Plan:
                 placement_strategy=sweep.placement_strategy))
     if not pairs:
         raise SweepError(f"sweep {sweep.name!r} expands to no task: " + "; ".join(skipped[:3]))
-    return Plan(pairs=tuple(pairs), skipped=tuple(skipped))
+    return with_replicates(Plan(pairs=tuple(pairs), skipped=tuple(skipped)), sweep.replicates)

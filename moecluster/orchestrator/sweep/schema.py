@@ -2,7 +2,7 @@
 
 A sweep speaks the vocabulary of `moecluster bench` (and of `TaskSpec`): models by preset
 or explicit shape, `impl`, `dtype`, `batch_size`, `compile`, `match`, `duration_s`,
-`warmup_s`, `repeats`, `expert_parallel`, `device`, ... Every key of `AXES` takes a single
+`warmup_s`, `repeats`, `replicates`, `expert_parallel`, `device`, ... Every key of `AXES` takes a single
 value or a list; a list is a grid axis. Unknown keys are errors (`extra="forbid"`), and
 types are strict: `batch_size: "128"` or `compile: 1` are rejected, not coerced.
 
@@ -22,7 +22,7 @@ from moecluster.agents.workloads.llm.presets import moe_preset
 from moecluster.agents.workloads.llm.shapes import LlmShape, family
 from moecluster.agents.workloads.mlp.shapes import PRESETS, MoEShape, ShapeError
 
-from .bounds import MAX_COUNT, MAX_NAME_CHARS, MAX_SEED, MAX_WINDOW_S, MAX_ZIPF_S
+from .bounds import MAX_COUNT, MAX_NAME_CHARS, MAX_REPLICATES, MAX_SEED, MAX_WINDOW_S, MAX_ZIPF_S
 from .suggest import did_you_mean
 
 # The vocabulary of `moecluster bench` (`models.IMPLS`, `workloads.base.DTYPES`; a test keeps
@@ -42,6 +42,10 @@ T = TypeVar("T")
 Count = Annotated[int, Field(gt=0, le=MAX_COUNT)]
 Count0 = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+#: Independent processes per pair when a sweep does not say: three, so that a plain `submit` gives
+#: intervals over what moves a result between runs (the build, the form chosen, the idle reading, the
+#: GPU where there are several), t with 2 degrees of freedom; one replicate has only its windows' spread.
+REPLICATES_DEFAULT = 3
 
 #: The keys that form the grid (a list on one of them multiplies the pairs), in id order.
 AXES = ("impl", "dtype", "batch_size", "compile", "cuda_graphs", "load", "zipf_s", "train_epochs",
@@ -253,6 +257,8 @@ class SweepFile(_Strict):
     duration_s: float = Field(default=30.0, gt=0, le=MAX_WINDOW_S)
     warmup_s: float = Field(default=5.0, ge=0, le=MAX_WINDOW_S)
     repeats: int = Field(default=3, gt=0, le=MAX_COUNT)
+    # independent processes per pair (fresh build, form choice and idle reading each), queued apart
+    replicates: int = Field(default=REPLICATES_DEFAULT, gt=0, le=MAX_REPLICATES)
     device: Literal["cuda", "cpu"] = "cuda"
     meter: Literal["auto", "nvml", "fake", "none"] = "auto"
     sample_power: bool = True

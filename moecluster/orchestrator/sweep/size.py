@@ -20,12 +20,18 @@ def task_count(sweep: SweepFile) -> tuple[int, str]:
     """The number of tasks `expand` builds at most, and the product that gives it.
 
     Grid points skipped as impossible are not subtracted: this is the upper bound, computed
-    without expanding anything. The text reads e.g. `2 models × 3 impl × 4 batch_size × 2 tasks per pair`.
+    without expanding anything. The text reads e.g. `2 models × 3 impl × 4 batch_size × 2 tasks per pair ×
+    3 replicates`.
     """
     if sweep.workload == "llm" and sweep.grids:
         parts = [_count(sweep, grid) for grid in sweep.llm_grids()]
-        return sum(n for n, _ in parts), " + ".join(f"({text})" for _, text in parts)
-    return _count(sweep, {a: getattr(sweep, a) for a in sweep.grid_axes()})
+        count, text = sum(n for n, _ in parts), " + ".join(f"({t})" for _, t in parts)
+    else:
+        count, text = _count(sweep, {a: getattr(sweep, a) for a in sweep.grid_axes()})
+    if sweep.replicates > 1:
+        return count * sweep.replicates, f"({text}) × {sweep.replicates} replicates" if "+" in text \
+            else f"{text} × {sweep.replicates} replicates"
+    return count, text
 
 
 def _count(sweep: SweepFile, grid: dict[str, list[Any]]) -> tuple[int, str]:

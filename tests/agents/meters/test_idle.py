@@ -114,3 +114,11 @@ def test_run_ids_must_be_safe_names(bad):
 def test_no_energy_no_idle():
     assert idle_for_run(EnergyMeter(NoDevices("cpu"), []), "run-1", IdleCache()) is None
     assert math.isfinite(SettlePolicy().blocks) and SettlePolicy().blocks == 4
+
+
+def test_each_replicate_reads_its_own_idle() -> None:
+    from moecluster.agents.meters.idle import idle_scope
+
+    assert idle_scope("run1", 1) == "run1"  # replicate 1 and runs without replicates: as before
+    assert idle_scope("run1", 2) == "run1.r2" and check_run_id(idle_scope("run1", 2))
+    assert idle_scope("local", 3) == "local"  # `bench`: in process only, whatever the replicate

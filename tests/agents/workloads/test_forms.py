@@ -198,3 +198,15 @@ def test_rel_err_compares_finite_entries_and_flags_overflow_in_one_form_only() -
     assert rel_err(torch.tensor([1.0, float("inf"), 2.0]), ref) == 0.0
     assert rel_err(torch.tensor([1.0, 3.0, 2.0]), ref) == float("inf")
     assert rel_err(torch.zeros(2), torch.zeros(3)) == float("inf")
+
+
+def test_a_process_that_goes_on_to_another_replicate_chooses_afresh() -> None:
+    from moecluster.agents.workloads.forms import FormCache, FormChoice
+
+    cache = FormCache()
+    choice = FormChoice.__new__(FormChoice)  # any object: the cache does not look inside
+    cache.put("k", choice)
+    cache.for_replicate(1)
+    assert cache.get("k") is choice  # the same replicate keeps its choices
+    cache.for_replicate(2)
+    assert cache.get("k") is None and len(cache) == 0

@@ -68,7 +68,31 @@ def test_cpu_pair_table_with_fake_meter():
     out = moecluster("bench", "--device", "cpu", "--duration", "0.2", "--warmup", "0", "--meter", "fake",
                      timeout=300)
     assert out.returncode == 0, out.stderr
-    assert "MoE / dense" in out.stdout and "fake-power-model" in out.stdout
+    assert "MoE / dense [95 % CI]" in out.stdout and "fake-power-model" in out.stdout
+    ratio_row = next(line for line in out.stdout.splitlines() if "MoE / dense" in line)
+    assert ratio_row.count("[") >= 3  # 3 counterbalanced windows by default: every ratio has its interval
+    assert "no 95 % interval" not in out.stderr
+
+
+def test_a_single_window_warns_in_one_line_that_it_has_no_interval():
+    from dataclasses import replace
+
+    from moecluster.agents.records import TaskResult, TaskSpec, Window
+    from moecluster.orchestrator.cli.bench import no_interval_warning
+
+    def result(kind: str, windows: int, rate: float) -> TaskResult:
+        spec = TaskSpec(task_id=f"p-{kind}", pair_id="p", kind=kind, impl="dense" if kind == "dense" else "grouped",
+                        model={}, match="total" if kind == "dense" else None, repeats=windows)
+        ws = tuple(Window(inferences=int(rate * (1 + 0.01 * i)), duration_s=1.0, energy_j=100.0 + i, avg_power_w=100.0)
+                   for i in range(windows))
+        return TaskResult(spec=spec, status="ok", windows=ws, energy_source="fake-power-model")
+
+    one = no_interval_warning([result("dense", 1, 1000), result("moe", 1, 900)])
+    assert one is not None and "\n" not in one and one.startswith("moecluster: warning: MoE/dense throughput")
+    assert "(1 window per model (--repeats 1))" in one
+    assert no_interval_warning([result("dense", 3, 1000), result("moe", 3, 900)]) is None
+    failed = replace(result("moe", 3, 900), status="failed")
+    assert no_interval_warning([result("dense", 3, 1000), failed]) is None
 
 
 def test_the_forms_table_shows_each_models_form_with_brackets_intact():

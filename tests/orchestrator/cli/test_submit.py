@@ -74,7 +74,7 @@ def test_bad_sweep_is_one_line_exit_2_and_leaves_nothing(case: str, tmp_path: Pa
     (["submit", str(QUICKSTART), "--set", "duration_s=.inf"], "--set: duration_s: must be a finite number, got inf"),
     (["submit", str(QUICKSTART), "--set", "duration_s=.inf", "--dry-run"], "--set: duration_s: must be a finite"),
     (["submit", str(QUICKSTART), "--set", "seed=[0, 1, 2]", "--max-tasks", "17", "--dry-run"],
-     "plans 18 tasks (3 impl × 3 seed × 2 tasks per pair), more than --max-tasks 17"),
+     "plans 54 tasks (3 impl × 3 seed × 2 tasks per pair × 3 replicates), more than --max-tasks 17"),
     (["submit", str(QUICKSTART), "--cpus-per-task", "nan"], "'--cpus-per-task': 'nan' is not a finite number"),
     (["submit", str(QUICKSTART), "--run-id", "a b"], "--run-id 'a b'"),
     (["submit", str(QUICKSTART), "--resume", "x"], "--resume RUN_ID takes the run's own sweep"),
@@ -92,12 +92,12 @@ def test_bad_arguments_exit_2(args: list[str], expected: str, tmp_path: Path,
 def test_dry_run_prints_the_task_table_and_starts_nothing(tmp_path: Path) -> None:
     proc = cli("submit", str(QUICKSTART), "--dry-run", "--runs-dir", str(tmp_path / "runs"))
     assert proc.returncode == 0, proc.stderr
-    for text in ("small-naive-fp32-b128", "dense", "match total", "2,687,737", "676,508", "3 pairs, 6 tasks",
+    for text in ("small-naive-fp32-b128-r1", "dense", "match total", "2,687,737", "676,508", "9 pairs, 18 tasks",
                  "nothing started"):
         assert text in proc.stdout
     assert not (tmp_path / "runs").exists()
     as_json = json.loads(cli("submit", str(QUICKSTART), "--dry-run", "--json").stdout)
-    assert len(as_json["tasks"]) == 6 and {t["kind"] for t in as_json["tasks"]} == {"dense", "moe"}
+    assert len(as_json["tasks"]) == 18 and {t["kind"] for t in as_json["tasks"]} == {"dense", "moe"}
 
 
 @pytest.mark.slow
@@ -107,19 +107,19 @@ def test_quickstart_end_to_end_through_the_console_script(tmp_path: Path) -> Non
     proc = cli("submit", str(QUICKSTART), "--runs-dir", str(runs), "--run-id", "qs", "--no-agents",
                "--set", "duration_s=1", "--num-cpus", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "6 ok, 0 failed" in proc.stderr and "energy unavailable (device cpu" in proc.stderr
+    assert "18 ok, 0 failed" in proc.stderr and "energy unavailable (device cpu" in proc.stderr
     run_dir = runs / "qs"
     for name in ("sweep.yaml", "sweep.source.yaml", "environment.json", "results.sqlite"):
         assert (run_dir / name).is_file()
     env = json.loads((run_dir / "environment.json").read_text())
     assert env["head"]["versions"]["torch"] and env["cluster"]["ray"] and env["cluster"]["nodes"]
     with RunStore(run_dir) as store:
-        assert store.counts() == {"planned": 6, "ok": 6, "failed": 0, "missing": 0}
+        assert store.counts() == {"planned": 18, "ok": 18, "failed": 0, "missing": 0}
         assert {r.spec.run_id for r in store.results()} == {"qs"}
     listed = json.loads(cli("runs", "--runs-dir", str(runs), "--json").stdout)
-    assert [(r["run"], r["state"], r["ok"]) for r in listed] == [("qs", "finished", 6)]
+    assert [(r["run"], r["state"], r["ok"]) for r in listed] == [("qs", "finished", 18)]
     status = json.loads(cli("status", "qs", "--runs-dir", str(runs), "--json").stdout)
-    assert status["counts"]["ok"] == 6 and len(status["results"]) == 6
+    assert status["counts"]["ok"] == 18 and len(status["results"]) == 18
     again = cli("submit", "--resume", "qs", "--runs-dir", str(runs), "--no-agents")
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
@@ -230,7 +230,7 @@ def test_an_address_where_no_ray_answers_fails_in_seconds_naming_it(tmp_path: Pa
 def test_big_dry_run_prints_the_first_rows_and_a_summary(tmp_path: Path) -> None:
     seeds = ", ".join(str(i) for i in range(150))
     proc = cli("submit", str(QUICKSTART), "--dry-run", "--set", f"seed=[{seeds}]", "--set", "impl=grouped",
-               "--runs-dir", str(tmp_path / "r"))
+               "--set", "replicates=1", "--runs-dir", str(tmp_path / "r"))
     assert proc.returncode == 0, proc.stderr
     assert "first 200 of 300 tasks shown; 50 more pairs not printed" in proc.stdout
     assert "150 pairs, 300 tasks" in proc.stdout and "seed149" not in proc.stdout

@@ -24,6 +24,7 @@ prompt_len: 16
 gen_tokens: [4, 8]
 dtype: bfloat16
 device: cpu
+replicates: 1
 """
 
 
@@ -87,15 +88,15 @@ def test_bad_llm_sweeps_are_one_line_naming_the_key(case: str) -> None:
                                         ("path", "reference")])
 def test_an_mlp_sweep_refuses_the_llm_keys(key: str, value: str) -> None:
     with pytest.raises(SweepError, match=f"{key}: is a key of workload llm"):
-        parse_sweep(f"name: t\nmodels: [{{preset: small}}]\n{key}: {value}\n", Path("t.yaml"))
+        parse_sweep(f"name: t\nreplicates: 1\nmodels: [{{preset: small}}]\n{key}: {value}\n", Path("t.yaml"))
     with pytest.raises(SweepError, match="'library' is an llm implementation"):
-        parse_sweep("name: t\nmodels: [{preset: small}]\nimpl: library\n", Path("t.yaml"))
+        parse_sweep("name: t\nreplicates: 1\nmodels: [{preset: small}]\nimpl: library\n", Path("t.yaml"))
 
 
 def test_an_mlp_sweep_expands_as_before_and_its_resolved_dump_reloads() -> None:
     import yaml
 
-    sweep = parse_sweep("name: t\nmodels: [{preset: small}]\nimpl: [naive, grouped]\n", Path("t.yaml"))
+    sweep = parse_sweep("name: t\nreplicates: 1\nmodels: [{preset: small}]\nimpl: [naive, grouped]\n", Path("t.yaml"))
     plan = expand(sweep)
     assert [p.pair_id for p in plan.pairs] == ["small-naive-fp32-b128", "small-grouped-fp32-b128"]
     assert all(t.workload == "mlp" and t.phase is None for t in plan.tasks)
@@ -107,19 +108,20 @@ def test_an_mlp_sweep_expands_as_before_and_its_resolved_dump_reloads() -> None:
 def test_a_huge_llm_is_refused_at_load_with_the_memory_it_needs() -> None:
     body = "models: [{preset: mixtral-8x22b, num_layers: 100000}]"
     with pytest.raises(SweepError, match=r"need [\d,]+ GiB for the weights alone"):
-        expand(parse_sweep(f"name: t\nworkload: llm\n{body}\n", Path("t.yaml")))
+        expand(parse_sweep(f"name: t\nreplicates: 1\nworkload: llm\n{body}\n", Path("t.yaml")))
 
 
 def test_grids_measure_decode_over_batch_and_prefill_over_prompt_in_one_sweep(examples: Path) -> None:
     sweep = parse_sweep((examples.parent / "benchmarks" / "sweeps" / "llm-h100.yaml").read_text(), Path("h.yaml"))
     plan = expand(sweep)
-    decode = [p.tasks[0] for p in plan.pairs if p.tasks[0].phase == "decode"]
-    prefill = [p.tasks[0] for p in plan.pairs if p.tasks[0].phase == "prefill"]
+    first = [p for p in plan.pairs if p.replicate == 1]
+    decode = [p.tasks[0] for p in first if p.tasks[0].phase == "decode"]
+    prefill = [p.tasks[0] for p in first if p.tasks[0].phase == "prefill"]
     assert [(t.batch_size, t.prompt_len, t.gen_tokens) for t in decode] == [(b, 256, 64) for b in (1, 4, 16, 64, 256)]
     assert [(t.batch_size, t.prompt_len, t.gen_tokens) for t in prefill] == [(1, p, 0) for p in (512, 2048, 8192)]
-    assert len(plan.tasks) == 24 and task_count(sweep)[0] >= 24
+    assert len(plan.tasks) == 24 * sweep.replicates and task_count(sweep)[0] >= len(plan.tasks)
     assert {t.dtype for t in plan.tasks} == {"bfloat16"} and all(len(p.tasks) == 3 for p in plan.pairs)
     with pytest.raises(SweepError, match=r"grids\[0\]\.impl: 'naive' is an mlp implementation"):
-        parse_sweep("name: t\nworkload: llm\nmodels: [{preset: tiny-mixtral}]\ngrids: [{impl: naive}]\n")
+        parse_sweep("name: t\nreplicates: 1\nworkload: llm\nmodels: [{preset: tiny-mixtral}]\ngrids: [{impl: naive}]\n")
     with pytest.raises(SweepError, match="grids: is a key of workload llm"):
-        parse_sweep("name: t\nmodels: [{preset: small}]\ngrids: [{phase: decode}]\n")
+        parse_sweep("name: t\nreplicates: 1\nmodels: [{preset: small}]\ngrids: [{phase: decode}]\n")

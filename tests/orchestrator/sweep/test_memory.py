@@ -23,13 +23,13 @@ def test_huge_model_is_refused_with_the_memory_it_needs() -> None:
 
 
 def test_real_presets_pass() -> None:
-    plan = expand(parse_sweep("name: t\nmodels: [{preset: xxl}]\ndtype: [float32, bfloat16]\n"))
+    plan = expand(parse_sweep("name: t\nreplicates: 1\nmodels: [{preset: xxl}]\ndtype: [float32, bfloat16]\n"))
     assert len(plan.tasks) == 4
 
 
 def test_an_mlp_batch_whose_activations_cannot_fit_is_refused_naming_them() -> None:
     with pytest.raises(SweepError) as info:
-        expand(parse_sweep("name: t\nmodels: [{preset: small}]\nbatch_size: 2000000000\n"))
+        expand(parse_sweep("name: t\nreplicates: 1\nmodels: [{preset: small}]\nbatch_size: 2000000000\n"))
     message = str(info.value)
     assert message.startswith("task small-grouped-fp32-b2000000000-dense-total: needs ")
     assert "for 2,000,000,000 rows × 977), more than the 1,024 GiB any task can hold; lower batch_size" in message
@@ -37,7 +37,7 @@ def test_an_mlp_batch_whose_activations_cannot_fit_is_refused_naming_them() -> N
 
 def test_an_llm_prompt_whose_kv_cache_cannot_fit_is_refused_naming_it() -> None:
     with pytest.raises(SweepError) as info:
-        expand(parse_sweep("name: t\nworkload: llm\nmodels: [{preset: mixtral-8x7b}]\nphase: decode\n"
+        expand(parse_sweep("name: t\nreplicates: 1\nworkload: llm\nmodels: [{preset: mixtral-8x7b}]\nphase: decode\n"
                            "prompt_len: 1000000000\n"))
     message = str(info.value)
     assert "KV cache" in message and "lower batch_size or prompt_len" in message and len(message) < 300
@@ -48,7 +48,8 @@ def test_the_llm_figure_is_the_nodes_own_estimate() -> None:
     from moecluster.agents.workloads.llm.shapes import LlmShape
     from moecluster.orchestrator.sweep.memory import batch_bytes
 
-    task = expand(parse_sweep("name: t\nworkload: llm\nmodels: [{preset: mixtral-8x7b}]\nphase: decode\n")).tasks[-1]
+    task = expand(parse_sweep("name: t\nreplicates: 1\n"
+        "workload: llm\nmodels: [{preset: mixtral-8x7b}]\nphase: decode\n")).tasks[-1]
     need = memory_need(LlmShape.from_model(task.architecture or "", task.model), task.dtype, "decode",
                        task.batch_size, task.prompt_len, task.gen_tokens)
     assert batch_bytes(task)[0] == pytest.approx(need.total_bytes - need.weights_bytes)

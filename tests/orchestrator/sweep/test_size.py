@@ -19,10 +19,11 @@ def test_count_is_the_expanded_number_of_tasks(extra: str) -> None:
 
 def test_over_the_cap_names_the_product_of_the_axes() -> None:
     sweep = parse_sweep("name: t\nmodels: [{preset: small}]\nbatch_size: [1, 2, 3, 4, 5]\nseed: [0, 1, 2]\n")
-    assert check_task_count(sweep, 30) == 30
+    assert check_task_count(sweep, 90) == 90
     with pytest.raises(SweepError) as info:
-        check_task_count(sweep, 29)
-    assert "plans 30 tasks (5 batch_size × 3 seed × 2 tasks per pair), more than --max-tasks 29" in str(info.value)
+        check_task_count(sweep, 89)
+    assert ("plans 90 tasks (5 batch_size × 3 seed × 2 tasks per pair × 3 replicates), more than --max-tasks 89"
+            in str(info.value))
 
 
 def test_a_plan_over_max_hours_is_refused_naming_its_hours() -> None:

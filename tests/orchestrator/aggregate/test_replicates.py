@@ -1,0 +1,90 @@
+"""Replicates pooled: tasks and comparisons measured by several processes are one, their intervals over the
+replicates (`aggregate.replicates`); one process keeps its window interval; every figure says what it covers."""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from moecluster.agents.records import TaskResult
+from moecluster.orchestrator.aggregate import aggregate, replicate_ci
+from moecluster.orchestrator.aggregate.replicates import base_pair_id
+from moecluster.orchestrator.aggregate.tasks import covers
+
+from synthetic import preset_pair
+
+
+def replicated(results: list[TaskResult], factors: list[float], *, gpus: bool = True) -> list[TaskResult]:
+    """`results` as `len(factors)` replicates (`-r<k>` ids), replicate k's MoE inferences/J times factors[k - 1],
+    each on its own GPU index of node-a when `gpus`."""
+    out = []
+    n = len(factors)
+    for k, f in enumerate(factors, 1):
+        for r in results:
+            pid = f"{r.spec.pair_id}-r{k}"
+            spec = replace(r.spec, pair_id=pid, task_id=pid + r.spec.task_id[len(r.spec.pair_id):], replicate=k,
+                           replicates=n)
+            scale = f if r.spec.kind == "moe" else 1.0
+            ws = tuple(replace(w, energy_j=w.energy_j / scale, sampled_energy_j=w.energy_j / scale,
+                               avg_power_w=(w.avg_power_w or 0.0) / scale) if w.energy_j else w for w in r.windows)
+            g = tuple(replace(x, index=k, uuid=f"GPU-node-a-{k}") for x in r.gpus) if gpus else r.gpus
+            out.append(replace(r, spec=spec, windows=ws, gpus=g))
+    return out
+
+
+def test_replicates_pool_into_one_task_and_one_pair_with_a_t_over_replicates() -> None:
+    one = preset_pair("small", 2.0, 1.0)
+    agg = aggregate(replicated(one, [1.0, 1.1, 0.95]))
+    assert [s.task_id for s in agg.tasks] == ["small-sorted-total-float32-b128-dense",
+                                              "small-sorted-total-float32-b128-moe"]
+    (pair,) = agg.pairs
+    assert pair.pair_id == "small-sorted-total-float32-b128" and len(pair.replicates) == 3
+    expected = replicate_ci([r.inferences_per_j for r in pair.replicates if r.inferences_per_j])
+    assert pair.inferences_per_j == expected and expected.n == 3 and expected.df == 2.0
+    assert math.isclose(pair.inferences_per_j.mean, 2.0 * (1.0 * 1.1 * 0.95) ** (1 / 3), rel_tol=1e-9)
+    moe = agg.tasks[1]
+    assert len(moe.replicates) == 3 and moe.n_windows == 9 and moe.inferences_per_j.n == 3
+    assert moe.ci_covers == pair.ci_covers == "3 replicates on 3 GPUs of 1 node, 3 windows each"
+    assert moe.few() is None and not any("fewer than" in w for w in moe.warnings)
+
+
+def test_one_process_keeps_its_window_interval_and_says_so() -> None:
+    one = preset_pair("small", 2.0, 1.0)
+    agg = aggregate(one)
+    (pair,) = agg.pairs
+    assert pair.replicates == () and pair.ci_covers == "3 windows, 1 process"
+    assert agg.tasks[0].result is one[0]  # a store without replicates is read as before
+
+
+def test_two_replicates_warn_of_a_wide_interval_and_cpu_replicates_say_so() -> None:
+    agg = aggregate(replicated(preset_pair("small", 2.0, 1.0), [1.0, 1.2], gpus=False))
+    moe = agg.tasks[1]
+    assert moe.few() and "fewer than 3 replicates (2)" in moe.few()
+    assert moe.ci_covers == "2 replicates on 1 GPU of 1 node, 3 windows each"
+    cpu = [replace(r, gpus=()) for r in replicated(preset_pair("small", 2.0, 1.0), [1.0, 1.2])]
+    assert aggregate(cpu).tasks[1].ci_covers == "2 replicates on the CPUs of 1 node, 3 windows each"
+
+
+def test_base_pair_id_strips_only_its_own_suffix() -> None:
+    (d, _) = replicated(preset_pair("small", 2.0, 1.0), [1.0, 1.0])[:2]
+    assert base_pair_id(d.spec) == "small-sorted-total-float32-b128"
+    lone = replace(d.spec, pair_id="m-r1", replicates=1)  # one replicate: no suffix was added, none is removed
+    assert base_pair_id(lone) == "m-r1"
+
+
+def test_runs_pooled_say_how_many_runs() -> None:
+    a = replicated(preset_pair("small", 2.0, 1.0), [1.0, 1.1])
+    b = [replace(r, spec=replace(r.spec, run_id="b"), node="node-b") for r in replicated(preset_pair("small", 2.0, 1.0),
+                                                                                          [0.9, 1.05])]
+    agg = aggregate(a + b)
+    (pair,) = agg.pairs
+    assert len(pair.replicates) == 4
+    assert covers(agg.tasks[1].processes) == "4 replicates from 2 runs on 2 GPUs of 2 nodes, 3 windows each"
+
+
+def test_break_even_resamples_the_replicates() -> None:
+    from synthetic import seed_001_sweep
+
+    agg = aggregate(replicated(seed_001_sweep(), [1.0, 1.03, 0.98]))
+    (be, *_) = agg.break_evens
+    assert all(len(p.pair_ids) == 3 for p in be.points)
+    assert all(p.ratio.n == 3 for p in be.points)
