@@ -25,6 +25,7 @@ match: [total, active]
 duration_s: 0.2
 warmup_s: 0.05
 repeats: 2
+replicates: 1
 device: cpu
 meter: fake
 """
