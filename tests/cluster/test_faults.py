@@ -32,6 +32,7 @@ MOECLUSTER = str(Path(sys.executable).parent / "moecluster")
 RECOVERY_TARGET_S = 30.0
 SWEEP = """\
 name: faults
+replicates: 1  # one process per pair: this test counts pairs and tasks
 models:
   - {name: tiny, num_experts: 4, expert_hidden_dim: 32, expert_num_layers: 1, top_k: 2}
 impl: sorted

@@ -107,7 +107,8 @@ def test_submit_joins_a_cluster_from_a_node_installed_as_the_readme_says(node_ve
         proc = subprocess.run(
             [str(node_venv / "bin" / "moecluster"), "submit", str(ROOT / "examples" / "quickstart.yaml"),
              "--address", address, "--run-id", "node", "--runs-dir", str(tmp_path / "runs"), "--no-agents",
-             "--set", "impl=naive", "--set", "duration_s=0.2", "--set", "warmup_s=0.05", "--set", "repeats=1"],
+             "--set", "impl=naive", "--set", "duration_s=0.2", "--set", "warmup_s=0.05", "--set", "repeats=1",
+             "--set", "replicates=1"],
             capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with RunStore(tmp_path / "runs" / "node", read_only=True) as store:

@@ -41,6 +41,7 @@ POWER_W = 300.0  # the agent's fake GPU at load 1 = the fake meter's busy power
 RUN_ID = "live"
 SWEEP = """\
 name: live
+replicates: 1  # one process per pair: this test counts pairs and tasks
 models: [{preset: small}]
 impl: grouped
 dtype: float32

@@ -36,7 +36,7 @@ def in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str
     return int(info.value.code or 0), out, err
 
 
-QUICK = {"impl": "sorted", "duration_s": 0.2, "warmup_s": 0.05, "repeats": 1}  # one pair, short windows
+QUICK = {"impl": "sorted", "duration_s": 0.2, "warmup_s": 0.05, "repeats": 1, "replicates": 1}  # one pair, short
 
 
 def make_run(root: Path, run_id: str, state: str = "interrupted") -> Path:

@@ -62,6 +62,7 @@ def test_bad_llm_bench_input_is_one_line_and_exit_2(args: list[str], culprit: st
 
 SWEEP = """\
 name: tiny-llm
+replicates: 1  # one process per pair: this test counts pairs and tasks
 workload: llm
 models: [{preset: tiny-qwen2-moe}]
 impl: grouped

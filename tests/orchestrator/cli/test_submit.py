@@ -134,6 +134,7 @@ def one_node_cluster() -> Iterator[tuple[Any, dict[str, str]]]:
 
 RESUMABLE = """\
 name: resumable
+replicates: 1  # one process per pair: this test counts pairs and tasks
 models: [{preset: small}]
 impl: [naive, sorted, grouped]
 seed: [0, 1]

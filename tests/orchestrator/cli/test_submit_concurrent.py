@@ -19,6 +19,7 @@ from moecluster.orchestrator.store import RunStore
 MOECLUSTER = str(Path(sys.executable).parent / "moecluster")
 SWEEP = """\
 name: twin
+replicates: 1  # one process per pair: this test counts pairs and tasks
 models: [{preset: small}]
 impl: [sorted]
 batch_size: 64

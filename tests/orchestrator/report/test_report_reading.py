@@ -125,7 +125,7 @@ def test_a_named_custom_model_shows_its_name(share_twins: bool) -> None:
 
 def test_a_modified_preset_is_not_shown_as_the_preset() -> None:
     sweep = parse_sweep("name: m\nmodels:\n  - preset: medium\n  - {preset: small, num_experts: 16}\n"
-                        "match: [total]\nbatch_size: [4]\n")
+                        "match: [total]\nbatch_size: [4]\nreplicates: 1\n")
     specs = [t for t in expand(sweep, "r").tasks if t.kind == "moe"]
     assert [(s.preset, model_name(s)) for s in specs] == [("medium", "medium"), (None, "small (modified)")]
 

@@ -123,6 +123,7 @@ def test_a_disk_that_fills_while_the_run_is_made_leaves_no_half_made_run(disk: P
 
 SWEEP = """\
 name: disk
+replicates: 1  # one process per pair: this test counts pairs and tasks
 models: [{preset: small}]
 impl: [naive, sorted, grouped]
 batch_size: 64

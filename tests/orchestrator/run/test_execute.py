@@ -16,7 +16,7 @@ from moecluster.orchestrator.sweep import PairPlan
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 # two pairs of a tiny model, one short window each, on the CPU, no energy meter
-SWEEP = ("name: usecase\n"
+SWEEP = ("name: usecase\nreplicates: 1\n"
          "models: [{name: tiny, num_experts: 4, expert_hidden_dim: 32, expert_num_layers: 1, top_k: 2}]\n"
          "impl: sorted\nseed: [0, 1]\nbatch_size: 32\nduration_s: 0.2\nwarmup_s: 0.05\nrepeats: 1\n"
          "device: cpu\nmeter: none\n")

@@ -6,6 +6,7 @@ from moecluster.orchestrator.sweep import expand, parse_sweep
 
 SWEEP = """\
 name: g
+replicates: 1  # one process per pair: this test counts pairs and tasks
 models:
   - {name: tiny, num_experts: 4, expert_hidden_dim: 32, expert_num_layers: 1, top_k: 2}
 batch_size: 32

@@ -29,6 +29,7 @@ from moecluster.orchestrator.store import RunStore
 MOECLUSTER = str(Path(sys.executable).parent / "moecluster")
 SWEEP = """\
 name: gangs
+replicates: 1  # one process per pair: this test counts pairs and tasks
 models:
   - {name: tiny, num_experts: 4, expert_hidden_dim: 32, expert_num_layers: 1, top_k: 2}
 impl: sorted

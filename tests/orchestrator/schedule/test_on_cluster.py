@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 CPUS_PER_TASK = 0.5
 BASE = """\
 name: cluster-test
+replicates: 1  # one process per pair: this test counts pairs and tasks
 models: [{preset: small}]
 batch_size: 64
 duration_s: 0.3
