@@ -218,6 +218,13 @@ class TaskResult:
 
     # -- derived figures (means over windows) -------------------------------------------
     @property
+    def items_per_batch(self) -> int:
+        """Items (inferences, or tokens) one step produced, as the workload recorded it in the roofline
+        (an LLM decode step is a batch of whole responses); the batch size where none was recorded."""
+        recorded = self.roofline.items_per_batch if self.roofline is not None else None
+        return max(1, recorded or self.spec.batch_size)
+
+    @property
     def inferences_per_s(self) -> float | None:
         vals = [w.inferences / w.duration_s for w in self.windows if w.duration_s > 0]
         return sum(vals) / len(vals) if vals else None

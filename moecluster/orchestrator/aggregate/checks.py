@@ -37,22 +37,13 @@ def few_replicates(replicates: int) -> str | None:
            " freedom, very wide"
 
 
-def step_items(result: TaskResult) -> int:
-    """Items (inferences, or tokens) one step of the task produces: a batch for an MLP, a batch of
-    prompts for an LLM prefill, a batch of whole responses for an LLM decode."""
-    spec = result.spec
-    if spec.workload == "llm":
-        return spec.batch_size * max(1, spec.prompt_len if spec.phase == "prefill" else spec.gen_tokens)
-    return spec.batch_size
-
-
 def overrun(result: TaskResult) -> str | None:
     """The warning for windows longer than `MAX_OVERRUN` × the asked `duration_s` plus one of their
     own steps, else None."""
     asked_s = result.spec.duration_s
     if not asked_s > 0:
         return None
-    items = step_items(result)
+    items = result.items_per_batch
 
     def allowed_s(w: Window) -> float:
         step_s = w.duration_s * items / w.inferences if w.inferences > 0 else 0.0

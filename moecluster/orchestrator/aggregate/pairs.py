@@ -18,6 +18,9 @@ from moecluster.agents.records import TaskResult, TaskSpec
 from .stats import Estimate, ratio_ci
 from .tasks import TaskStats, covers
 
+# the figures a pair compares, MoE over dense: the names of PairRatio's ratio fields
+RATIOS = ("inferences_per_s", "power_w", "inferences_per_j", "inferences_per_j_above_idle")
+
 
 @dataclass(frozen=True)
 class PairRatio:
@@ -51,7 +54,7 @@ class PairRatio:
     def flags(self) -> list[str]:
         """Names of the ratios whose interval contains 1."""
         out = []
-        for name in ("inferences_per_s", "power_w", "inferences_per_j", "inferences_per_j_above_idle"):
+        for name in RATIOS:
             est: Estimate | None = getattr(self, name)
             if est is not None and est.crosses_one:
                 out.append(name)

@@ -18,7 +18,7 @@ from dataclasses import replace
 from moecluster.agents.records import TaskSpec
 
 from .checks import few_replicates, few_windows
-from .pairs import PairRatio
+from .pairs import RATIOS, PairRatio
 from .stats import Estimate, replicate_ci
 from .tasks import TaskStats
 
@@ -26,7 +26,6 @@ POOLED = ("inferences_per_s", "power_w", "energy_j", "inferences_per_j", "energy
           "inferences_per_j_above_idle", "j_per_inference", "j_per_inference_above_idle",
           "j_per_inference_per_total_param", "j_per_inference_per_active_param", "j_per_token_per_active_param",
           "tokens_per_j")
-RATIOS = ("inferences_per_s", "power_w", "inferences_per_j", "inferences_per_j_above_idle")
 METHOD = "t over replicates (geometric mean of each replicate's own figure; df = replicates − 1)"
 
 

@@ -117,7 +117,7 @@ def _result_table(results: list[TaskResult]) -> Table:
         t.add_row(r.spec.label(), f"{r.params.total:,}" if r.params else "", _fmt(r.inferences_per_s),
                   _fmt(r.avg_power_w), _fmt(r.idle_power_w), _fmt(sum(joules) / len(joules) if joules else None),
                   _fmt(r.inferences_per_j, ",.2f"), roof, energy)
-    ratios = pair_ratios(results)
+    ratios = bench_ratio(results)
     if ratios is not None:
         t.add_section()
         t.add_row("MoE / dense [95 % CI]", "", fmt.ratio(ratios.inferences_per_s), fmt.ratio(ratios.power_w), "", "",
@@ -128,7 +128,7 @@ def _result_table(results: list[TaskResult]) -> Table:
 RATIO_NAMES = {"inferences_per_s": "throughput", "power_w": "power", "inferences_per_j": "efficiency"}
 
 
-def pair_ratios(results: list[TaskResult]) -> PairRatio | None:
+def bench_ratio(results: list[TaskResult]) -> PairRatio | None:
     """The MoE/dense ratios of a bench's dense and MoE results with their window intervals (None if one failed)."""
     dense, moe = results[0], results[1]
     if not dense.status == moe.status == "ok":
@@ -138,7 +138,7 @@ def pair_ratios(results: list[TaskResult]) -> PairRatio | None:
 
 def no_interval_warning(results: list[TaskResult]) -> str | None:
     """One line naming the ratios printed without an interval and why, else None."""
-    ratios = pair_ratios(results)
+    ratios = bench_ratio(results)
     if ratios is None:
         return None
     bare = [name for attr, name in RATIO_NAMES.items() if (e := getattr(ratios, attr)) is not None and not e.has_ci]

@@ -120,9 +120,9 @@ def result_table(results: list[TaskResult]) -> Table:
                   _fmt(per_response / total if per_response is not None and total else None, ".3g"),
                   _fmt(per_token / active if per_token is not None and active else None, ".3g"), roof,
                   r.energy_source or f"unavailable: {escape(r.energy_unavailable_reason or '')}")
-    from .bench import pair_ratios
+    from .bench import bench_ratio
 
-    ratios = pair_ratios(results)
+    ratios = bench_ratio(results)
     if ratios is not None:
         t.add_section()
         t.add_row("MoE / dense [95 % CI]", "", fmt.ratio(ratios.inferences_per_s), fmt.ratio(ratios.power_w),

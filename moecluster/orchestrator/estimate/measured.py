@@ -72,8 +72,8 @@ def compare(result: TaskResult) -> RooflineComparison | None:
         except KeyError:
             peak = None
         if peak:
-            batch = max(1, rl.items_per_batch or result.spec.batch_size)
-            ds_s = max(rl.flops_per_item / peak, rl.bytes_per_batch / batch / (spec.memory_bytes_per_s * n))
+            per_item_bytes = rl.bytes_per_batch / result.items_per_batch
+            ds_s = max(rl.flops_per_item / peak, per_item_bytes / (spec.memory_bytes_per_s * n))
             ds_frac = ds_s / (seconds / items)
     roof_s = rl.time_s / items
     energies = [w.energy_j for w in result.windows]

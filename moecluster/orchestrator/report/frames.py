@@ -24,6 +24,7 @@ from moecluster.agents.records import TaskSpec
 from moecluster.orchestrator.aggregate import Aggregate, BreakEven, Estimate
 from moecluster.orchestrator.aggregate.bootstrap import RNG_SEED
 from moecluster.orchestrator.aggregate.checks import few_windows
+from moecluster.orchestrator.aggregate.pairs import RATIOS
 from moecluster.orchestrator.items import item_names
 from moecluster.orchestrator.estimate.measured import compare
 
@@ -139,7 +140,7 @@ def pairs_frame(agg: Aggregate) -> pd.DataFrame:
             "dtype": m.spec.dtype, "batch_size": m.spec.batch_size,
             "expert_parallel": m.spec.expert_parallel, "moe_total_params": m.total_params,
             "moe_active_params": m.active_params, "dense_params": d.total_params}
-        for name in ("inferences_per_s", "power_w", "inferences_per_j", "inferences_per_j_above_idle"):
+        for name in RATIOS:
             row[f"moe_{name}"] = getattr(m, name).mean if getattr(m, name) else None
             row[f"dense_{name}"] = getattr(d, name).mean if getattr(d, name) else None
             _e(row, f"ratio_{name}", getattr(p, name))
