@@ -35,7 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from moecluster.agents.devices import GpuInfo
 from moecluster.agents.exporter.task_labels import FileTaskObserver
-from moecluster.agents.records import TaskResult, TaskSpec
+from moecluster.spec.records import TaskResult, TaskSpec
 
 COUNTER_TOL = 0.01
 POWER_TOL = 0.03

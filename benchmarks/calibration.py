@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from moecluster.agents.records import TaskSpec
+from moecluster.spec.records import TaskSpec
 from moecluster.orchestrator.aggregate import Aggregate, Estimate, aggregate
 from moecluster.orchestrator.store import RunStore
 

@@ -18,10 +18,10 @@ from _common import environment, print_table, write_json
 from moecluster.agents.devices import open_devices
 from moecluster.agents.meters.energy import Alignment, EnergyMeter
 
-from moecluster.agents.records import TaskSpec
+from moecluster.spec.records import TaskSpec
 from moecluster.agents.runner import _run_for, _sync, resolve_device, select_gpus
 from moecluster.agents.workloads.base import get_workload, torch_dtype
-from moecluster.agents.workloads.mlp.shapes import match_dense, preset
+from moecluster.spec.mlp.shapes import match_dense, preset
 
 # counter and sampler over the very same span: no edge alignment (the runner aligns; this compares)
 UNALIGNED = Alignment(enabled=False)

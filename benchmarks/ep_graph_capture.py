@@ -27,7 +27,7 @@ from moecluster.agents.parallel.ep_moe import HOSTSYNC, STATIC, ExpertParallelMo
 from moecluster.agents.parallel.group import GangContext, free_port, process_group
 from moecluster.agents.workloads.graphs import capture_graph
 from moecluster.agents.workloads.mlp.models import MoEMLP
-from moecluster.agents.workloads.mlp.shapes import MoEShape
+from moecluster.spec.mlp.shapes import MoEShape
 
 XXL = MoEShape(num_experts=32, expert_hidden_dim=4096, expert_num_layers=6, top_k=8)
 QUICK = MoEShape(num_experts=4, expert_hidden_dim=16, expert_num_layers=2, top_k=2, input_dim=12, output_dim=5)

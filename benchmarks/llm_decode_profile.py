@@ -30,10 +30,10 @@ from moecluster.agents.workloads.llm.build import build_model, transformers_vers
 from moecluster.agents.workloads.llm.engine import StaticEngine
 from moecluster.agents.workloads.llm.experts import GROUPED_MM, use_experts
 from moecluster.agents.workloads.llm.forms import DecodeRun, capture_step
-from moecluster.agents.workloads.llm.presets import preset
+from moecluster.spec.llm.presets import preset
 from moecluster.agents.workloads.llm.routing import count_routing
-from moecluster.agents.workloads.llm.shapes import LlmShape
-from moecluster.agents.workloads.llm.twins import match_dense
+from moecluster.spec.llm.shapes import LlmShape
+from moecluster.spec.llm.twins import match_dense
 
 GEMM_MARKS = ("gemm", "gemv", "nvjet", "cutlass", "xmma", "cublas", "grouped_mm")
 ATTENTION_MARKS = ("flash", "fmha", "attention", "sdpa", "cudnn", "efficient")

@@ -21,7 +21,7 @@ from moecluster.agents.workloads.llm.build import build_model
 from moecluster.agents.workloads.llm.engine import StaticEngine
 from moecluster.agents.workloads.llm.experts import GROUPED_MM, use_experts
 from moecluster.agents.workloads.llm.forms import DecodeRun, Outputs
-from moecluster.agents.workloads.llm.presets import preset
+from moecluster.spec.llm.presets import preset
 from moecluster.agents.workloads.llm.reference import ReferenceDecode, dynamic_cache
 from moecluster.agents.workloads.llm.routing import pin_routing, record_routing, routers
 

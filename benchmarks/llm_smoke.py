@@ -32,11 +32,11 @@ from moecluster.agents.workloads.llm.build import build_model, transformers_vers
 from moecluster.agents.workloads.llm.engine import StaticEngine
 from moecluster.agents.workloads.llm.experts import GATHER, GROUPED_MM, library_experts, use_experts
 from moecluster.agents.workloads.llm.forms import DecodeRun, Outputs, PrefillRun, capture_step, token_agreement
-from moecluster.agents.workloads.llm.presets import preset
+from moecluster.spec.llm.presets import preset
 from moecluster.agents.workloads.llm.reference import ReferenceDecode, ReferencePrefill, dynamic_cache
 from moecluster.agents.workloads.llm.routing import count_routing
-from moecluster.agents.workloads.llm.shapes import LlmShape
-from moecluster.agents.workloads.llm.twins import match_dense
+from moecluster.spec.llm.shapes import LlmShape
+from moecluster.spec.llm.twins import match_dense
 from moecluster.orchestrator.estimate import lookup
 
 ROWS: list[dict[str, Any]] = []

@@ -37,7 +37,7 @@ from moecluster.agents.workloads.mlp.dense import ADDMM_IN_OUT, F_LINEAR
 from moecluster.agents.workloads.mlp.experts import FUSED
 from moecluster.agents.workloads.mlp.form_options import model_options
 from moecluster.agents.workloads.mlp.models import DenseMLP, MoEMLP
-from moecluster.agents.workloads.mlp.shapes import match_dense, preset
+from moecluster.spec.mlp.shapes import match_dense, preset
 from moecluster.agents.workloads.timing import time_call_s
 
 DEVICE = torch.device("cuda")

@@ -15,9 +15,9 @@ import torch
 
 from _common import environment, print_table, write_json
 from moecluster.agents.meters.peaks import PeakCache
-from moecluster.agents.records import TaskSpec
+from moecluster.spec.records import TaskSpec
 from moecluster.agents.runner import run_task
-from moecluster.agents.workloads.mlp.shapes import match_dense, preset
+from moecluster.spec.mlp.shapes import match_dense, preset
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ from moecluster.agents.workloads.mlp import fused
 from moecluster.agents.workloads.mlp.experts import FUSED, GROUPED_MM
 from moecluster.agents.workloads.mlp.fused_tiles import TileCache
 from moecluster.agents.workloads.mlp.models import MoEMLP
-from moecluster.agents.workloads.mlp.shapes import preset
+from moecluster.spec.mlp.shapes import preset
 from moecluster.agents.workloads.timing import time_call_s
 
 TOLERANCE = {torch.bfloat16: 2e-2, torch.float32: 1e-4}  # against float64; fp32 products exact (ieee)

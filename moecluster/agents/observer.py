@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:
     from .devices import GpuInfo
-    from .records import TaskResult, TaskSpec
+    from moecluster.spec.records import TaskResult, TaskSpec
 
 
 @runtime_checkable

@@ -30,7 +30,7 @@ from .meters.idle import IdleCache
 from .meters.peaks import PeakCache, Peaks
 from .meters.roofline import roofline
 from .observer import NullObserver, TaskObserver
-from .records import Roofline, TaskResult, TaskSpec
+from moecluster.spec.records import Roofline, TaskResult, TaskSpec
 from .runner import run_task, window_drift
 
 

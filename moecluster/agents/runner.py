@@ -33,7 +33,7 @@ from .meters.energy import EnergyMeter, EnergyReading, Until, min_window_s
 from .meters.idle import IdleCache, IdleReading, idle_for_run, idle_scope
 from .meters.peaks import PeakCache
 from .meters.roofline import roofline
-from .records import GpuRecord, TaskResult, TaskSpec, Window
+from moecluster.spec.records import GpuRecord, TaskResult, TaskSpec, Window
 from .workloads.base import Prepared, get_workload, torch_dtype
 
 if TYPE_CHECKING:

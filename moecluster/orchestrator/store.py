@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from moecluster.agents.private_dir import UnsafeDirectory, private_dir
-from moecluster.agents.records import TaskResult, TaskSpec
+from moecluster.spec.records import TaskResult, TaskSpec
 
 from .rundir import write_private
 

@@ -9,7 +9,7 @@ import pytest
 from moecluster.agents.devices import FakeDevices
 from moecluster.agents.meters.idle import IdleCache, SettlePolicy
 from moecluster.agents.meters.peaks import GemmCase, PeakCache, PeakPlan, StreamCase
-from moecluster.agents.records import TaskResult, TaskSpec, Window
+from moecluster.spec.records import TaskResult, TaskSpec, Window
 from moecluster.orchestrator.schedule.cluster import ClusterError, Inventory, NodeInfo
 from moecluster.agents.pair import merge_repeats, round_order, run_pair
 from moecluster.orchestrator.schedule.resources import check_feasible, pair_resources, parallel_slots

@@ -10,7 +10,7 @@ import pytest
 from moecluster.agents.exporter.task_labels import FileTaskObserver, read_task_labels
 from moecluster.agents.devices import GpuInfo
 from moecluster.agents.private_dir import UnsafeDirectory, private_dir
-from moecluster.agents.records import TaskSpec
+from moecluster.spec.records import TaskSpec
 
 
 def _mode(path: Path) -> int:

@@ -8,10 +8,10 @@ from moecluster.agents.devices import FakeDevices
 from moecluster.agents.meters.idle import IdleCache, SettlePolicy
 from moecluster.agents.meters.idle import IdleReading
 from moecluster.agents.meters.peaks import GemmCase, PeakCache, PeakPlan, Peaks, StreamCase
-from moecluster.agents.records import ParamCounts, TaskResult, TaskSpec, Window
+from moecluster.spec.records import ParamCounts, TaskResult, TaskSpec, Window
 from moecluster.agents.runner import QUEUE_AHEAD_S, _run_for, _run_until, resolution_warning, run_task, window_drift
 from moecluster.agents.workloads.base import Prepared
-from moecluster.agents.workloads.mlp.shapes import MoEShape
+from moecluster.spec.mlp.shapes import MoEShape
 from moecluster.agents.workloads.mlp.workload import MlpWorkload
 
 SHAPE = MoEShape(num_experts=4, expert_hidden_dim=16, expert_num_layers=2, top_k=2)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from moecluster.agents.records import TaskResult
+from moecluster.spec.records import TaskResult
 from moecluster.orchestrator.store import RunStore, StoreDamaged
 from netns import NetnsCluster
 

@@ -87,7 +87,7 @@ def test_panels_name_only_exported_metrics(dashboards: dict[str, dict[str, Any]]
     from moecluster.agents.exporter.collector import GpuCollector
     from moecluster.agents.exporter.sampler import PowerSampler
     from moecluster.agents.exporter.task_labels import FileTaskObserver
-    from moecluster.agents.records import TaskSpec
+    from moecluster.spec.records import TaskSpec
     from moecluster.orchestrator.results_exporter.collector import FAMILIES
 
     devices = FakeDevices(1, node="n")

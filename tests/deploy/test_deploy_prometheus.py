@@ -21,7 +21,7 @@ import yaml
 from deploy_helpers import AgentProcess, Prometheus
 from moecluster.agents.devices import FakeDevices
 from moecluster.agents.exporter.task_labels import FileTaskObserver
-from moecluster.agents.records import TaskResult, TaskSpec
+from moecluster.spec.records import TaskResult, TaskSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM_DIR = ROOT / "deploy" / "prometheus"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moecluster.agents.records import TaskResult, TaskSpec, Window
+from moecluster.spec.records import TaskResult, TaskSpec, Window
 from moecluster.orchestrator.store import RunStore
 
 

@@ -30,7 +30,7 @@ from ..private_dir import private_dir
 
 if TYPE_CHECKING:
     from ..devices import GpuInfo
-    from ..records import TaskResult, TaskSpec
+    from moecluster.spec.records import TaskResult, TaskSpec
 
 ENV_VAR = "MOECLUSTER_STATE_DIR"
 STALE_AFTER_S = 120.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from ..records import Roofline, Window
+from moecluster.spec.records import Roofline, Window
 from .peaks import Peaks, format_rate
 
 

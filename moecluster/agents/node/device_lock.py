@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Literal
 
 from moecluster.agents.private_dir import UnsafeDirectory, private_dir
-from moecluster.agents.records import TaskResult, TaskSpec
+from moecluster.spec.records import TaskResult, TaskSpec
 
 LOCK_DIR_ENV = "MOECLUSTER_LOCK_DIR"
 WAIT_ENV = "MOECLUSTER_DEVICE_WAIT_S"

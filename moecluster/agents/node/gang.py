@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from moecluster.agents.meters.peaks import PeakCache
-from moecluster.agents.records import TaskResult, TaskSpec
+from moecluster.spec.records import TaskResult, TaskSpec
 
 from .device_lock import run_holding_devices
 from .binding import check_task_gpus, prefer_pci_order

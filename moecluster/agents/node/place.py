@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from moecluster.agents.devices import DeviceSet, FakeDevices
-from moecluster.agents.records import TaskSpec
+from moecluster.spec.records import TaskSpec
 
 from .names import node_names
 

@@ -18,7 +18,7 @@ from moecluster.agents.observer import TaskObserver
 
 if TYPE_CHECKING:
     from moecluster.agents.devices import GpuInfo
-    from moecluster.agents.records import TaskResult, TaskSpec
+    from moecluster.spec.records import TaskResult, TaskSpec
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 
 from ..meters.energy import EnergyMeter
-from ..records import AllToAllPoint
+from moecluster.spec.records import AllToAllPoint
 from .group import Gang
 from .merge import sum_all
 

@@ -49,7 +49,7 @@ from ..meters.idle import IdleCache
 from ..meters.peaks import PeakCache
 from ..observer import NullObserver, TaskObserver
 from ..pair import round_order
-from ..records import AllToAllPoint, PhaseStat, TaskResult, TaskSpec
+from moecluster.spec.records import AllToAllPoint, PhaseStat, TaskResult, TaskSpec
 from .alltoall import alltoall_points
 from .ep_moe import PHASES
 from .group import Gang, GangContext, process_group

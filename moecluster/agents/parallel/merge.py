@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..meters.energy import EnergyReading
 from ..meters.idle import IdleReading
-from ..records import PhaseStat, Window
+from moecluster.spec.records import PhaseStat, Window
 from .phases import PhaseSample
 
 

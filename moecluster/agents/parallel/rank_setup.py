@@ -17,7 +17,7 @@ from ..devices import DeviceSet, Gpu, open_devices
 from ..meters.energy import EnergyMeter
 from ..meters.idle import IdleCache, IdleReading, idle_for_run, idle_scope
 from ..meters.peaks import PeakCache, Peaks
-from ..records import GpuRecord, TaskSpec
+from moecluster.spec.records import GpuRecord, TaskSpec
 from ..runner import gpu_records, open_task_devices, select_gpus, set_fake_load, versions
 from ..workloads.base import torch_dtype
 

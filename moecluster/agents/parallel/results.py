@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..meters.roofline import roofline
-from ..records import AllToAllPoint, PhaseStat, Roofline, TaskResult, TaskSpec, Window
+from moecluster.spec.records import AllToAllPoint, PhaseStat, Roofline, TaskResult, TaskSpec, Window
 from ..runner import resolution_warning, window_drift
 from .merge import merge_idle
 from .rank_setup import RankFacts

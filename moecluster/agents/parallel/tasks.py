@@ -35,10 +35,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from ..records import ParamCounts, TaskSpec
+from moecluster.spec.records import ParamCounts, TaskSpec
 from ..workloads.base import Prepared, get_workload, torch_dtype
 from ..workloads.mlp.models import MoEMLP
-from ..workloads.mlp.shapes import MoEShape
+from moecluster.spec.mlp.shapes import MoEShape
 from .ep_moe import DISPATCH_FORMS, HOSTSYNC, STATIC, ExpertParallelMoE, experts_per_rank, shard_rows
 from .group import Gang
 from .roofline import data_parallel_bytes, expert_parallel_bytes

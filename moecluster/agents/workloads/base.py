@@ -14,7 +14,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from ..records import ParamCounts, TaskSpec
+from moecluster.spec.records import ParamCounts, TaskSpec
 
 
 @dataclass

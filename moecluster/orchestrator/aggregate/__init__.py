@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from moecluster.agents.records import TaskResult
+from moecluster.spec.records import TaskResult
 
 from .bootstrap import CrossingInterval
 from .breakeven import BreakEven, SeriesKey, break_evens

@@ -12,7 +12,7 @@ the node's `Roofline.note` says why).
 """
 from __future__ import annotations
 
-from moecluster.agents.records import TaskResult, Window
+from moecluster.spec.records import TaskResult, Window
 
 MIN_WINDOWS = 3
 # Aligned edges wait for the energy counter's next update (tens of ms) and the last batch in flight

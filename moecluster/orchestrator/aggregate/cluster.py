@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from moecluster.agents.records import TaskResult
+from moecluster.spec.records import TaskResult
 
 from .prometheus import CounterSeries, GpuKey, Prometheus, energy_series
 

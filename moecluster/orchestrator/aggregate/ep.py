@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from moecluster.agents.records import AllToAllPoint, PhaseStat, TaskResult
+from moecluster.spec.records import AllToAllPoint, PhaseStat, TaskResult
 
 from .stats import Estimate, ratio_ci
 from .tasks import TaskStats

@@ -23,8 +23,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from moecluster.agents.records import TaskSpec
-from moecluster.agents.workloads.llm.shapes import LlmShape
+from moecluster.spec.records import TaskSpec
+from moecluster.spec.llm.shapes import LlmShape
 from moecluster.orchestrator.estimate import GpuSpec, estimate, from_llm, lookup
 from moecluster.orchestrator.estimate.formulas import DTYPE_BYTES, critical_batch
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from moecluster.agents.records import TaskSpec
+from moecluster.spec.records import TaskSpec
 
 from .checks import few_replicates, few_windows
 from .pairs import RATIOS, PairRatio

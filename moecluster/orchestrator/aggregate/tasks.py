@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import get_args
 
-from moecluster.agents.records import TaskResult, TaskSpec, Window
+from moecluster.spec.records import TaskResult, TaskSpec, Window
 from moecluster.orchestrator.sweep.expand import DTYPE_SHORT
 from moecluster.orchestrator.sweep.schema import Impl
 

@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from moecluster.agents.records import TaskResult, TaskSpec
-from moecluster.agents.workloads.mlp.shapes import (
+from moecluster.spec.records import TaskResult, TaskSpec
+from moecluster.spec.mlp.shapes import (
     DTYPE_NAMES,
     HOST_SYNC,
     IMPLS,
@@ -30,9 +30,9 @@ from moecluster.agents.workloads.mlp.shapes import (
     ShapeError,
     match_dense,
 )
-from moecluster.agents.workloads.mlp.shapes import preset as preset_shape
+from moecluster.spec.mlp.shapes import preset as preset_shape
 
-from moecluster.agents.workloads.llm.shapes import closest
+from moecluster.spec.llm.shapes import closest
 
 from moecluster.orchestrator.aggregate.pairs import PairRatio, pair_ratio
 from moecluster.orchestrator.aggregate.tasks import task_stats

@@ -17,12 +17,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from moecluster.agents.extras import require_workload
-from moecluster.agents.records import TaskResult, TaskSpec
-from moecluster.agents.workloads.llm.memory import GIB, memory_need
-from moecluster.agents.workloads.llm.presets import moe_preset
-from moecluster.agents.workloads.llm.shapes import LlmShape
-from moecluster.agents.workloads.llm.twins import match_dense, width_alignment
-from moecluster.agents.workloads.mlp.shapes import ShapeError
+from moecluster.spec.records import TaskResult, TaskSpec
+from moecluster.spec.llm.memory import GIB, memory_need
+from moecluster.spec.llm.presets import moe_preset
+from moecluster.spec.llm.shapes import LlmShape
+from moecluster.spec.llm.twins import match_dense, width_alignment
+from moecluster.spec.mlp.shapes import ShapeError
 
 from moecluster.orchestrator.report import fmt
 

@@ -11,8 +11,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from moecluster.agents.workloads.llm.shapes import LlmShape
-from moecluster.agents.workloads.mlp.shapes import PRESETS, MoEShape, ShapeError
+from moecluster.spec.llm.shapes import LlmShape
+from moecluster.spec.mlp.shapes import PRESETS, MoEShape, ShapeError
 from moecluster.orchestrator.estimate import (GPUS, KNOWN, Estimation, GpuSpec, ModelShape, estimate, from_llm,
                                               from_mlp, gpu, mlp_preset)
 from moecluster.orchestrator.estimate.formulas import DTYPE_BYTES

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from moecluster.agents.records import TaskResult, TaskSpec
+from moecluster.spec.records import TaskResult, TaskSpec
 from moecluster.orchestrator.items import item_names
 from moecluster.orchestrator.sweep import PairPlan, Plan
 
@@ -45,7 +45,7 @@ def duration(seconds: float | None) -> str:
 def _shape(spec: TaskSpec) -> str:
     m = spec.model
     if spec.workload == "llm":
-        from moecluster.agents.workloads.llm.shapes import LlmShape
+        from moecluster.spec.llm.shapes import LlmShape
 
         return LlmShape.from_model(spec.architecture or "", m).describe()
     if spec.kind == "moe":

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from moecluster.agents.records import TaskResult
-from moecluster.agents.workloads.mlp.shapes import MoEShape, ShapeError
+from moecluster.spec.records import TaskResult
+from moecluster.spec.mlp.shapes import MoEShape, ShapeError
 
 from .formulas import all_to_all_bytes_per_token, comm_share, dtype_bytes
 from .measured import datasheet_of

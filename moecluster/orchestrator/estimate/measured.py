@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from moecluster.agents.records import TaskResult
+from moecluster.spec.records import TaskResult
 
 from .gpus import GpuSpec, lookup
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from moecluster.agents.workloads.llm.presets import PRESETS as LLM_PRESETS
-from moecluster.agents.workloads.llm.shapes import LlmShape
-from moecluster.agents.workloads.mlp.shapes import PRESETS, MoEShape, preset
+from moecluster.spec.llm.presets import PRESETS as LLM_PRESETS
+from moecluster.spec.llm.shapes import LlmShape
+from moecluster.spec.mlp.shapes import PRESETS, MoEShape, preset
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from moecluster.agents.records import TaskSpec
+from moecluster.spec.records import TaskSpec
 from moecluster.orchestrator.aggregate import Aggregate, BreakEven, Estimate
 from moecluster.orchestrator.aggregate.bootstrap import RNG_SEED
 from moecluster.orchestrator.aggregate.checks import few_windows

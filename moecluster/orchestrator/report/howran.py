@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from moecluster.agents.records import TaskResult
+from moecluster.spec.records import TaskResult
 
 from . import fmt
 

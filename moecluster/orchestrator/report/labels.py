@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 
-from moecluster.agents.records import TaskSpec
+from moecluster.spec.records import TaskSpec
 from moecluster.orchestrator.aggregate import Aggregate, PairRatio, TaskStats
 from moecluster.orchestrator.aggregate.breakeven import series_key
 from moecluster.orchestrator.aggregate.tasks import custom_name

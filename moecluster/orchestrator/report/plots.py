@@ -21,7 +21,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
-from moecluster.agents.records import TaskResult  # noqa: E402
+from moecluster.spec.records import TaskResult  # noqa: E402
 from moecluster.orchestrator.aggregate import Aggregate, BreakEven, Estimate, SeriesKey, replicate_ci  # noqa: E402
 from moecluster.orchestrator.aggregate.breakeven import series_key  # noqa: E402
 from moecluster.orchestrator.aggregate.ep import EpPoint  # noqa: E402

@@ -31,7 +31,7 @@ from pathlib import Path
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from moecluster.agents.records import TaskResult, TaskSpec
+from moecluster.spec.records import TaskResult, TaskSpec
 from moecluster.orchestrator.aggregate.ep import EpPoint, ep_points
 from moecluster.orchestrator.aggregate.pairs import PairRatio, pair_ratios
 from moecluster.orchestrator.aggregate.stats import Estimate

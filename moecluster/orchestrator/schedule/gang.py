@@ -26,7 +26,7 @@ from typing import Any
 import ray
 from moecluster.agents.node.gang import Rendezvous
 from moecluster.agents.node.progress import PairStarted
-from moecluster.agents.records import TaskResult
+from moecluster.spec.records import TaskResult
 from moecluster.orchestrator.sweep import PairPlan
 from ray.exceptions import RayActorError
 from ray.util.placement_group import PlacementGroup, placement_group, placement_group_table, remove_placement_group

@@ -1,7 +1,7 @@
 """The node side's bodies as Ray remote functions and actor classes (the head only wraps them).
 
 The bodies are plain functions and classes of `moecluster.agents.node`, so a node process
-unpickles references into `moecluster.agents` only, never into head modules.
+unpickles references into `moecluster.agents` and `moecluster.spec` only, never into head modules.
 
 - `gpu_pair_task`: a single-GPU pair. `max_calls=1`: every pair gets a fresh worker process.
   Ray sets `CUDA_VISIBLE_DEVICES` per task, but a process that has initialised CUDA keeps the

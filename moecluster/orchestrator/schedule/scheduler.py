@@ -42,7 +42,7 @@ from typing import Any, Protocol
 import ray
 from moecluster.agents.node.binding import GpuMismatch
 from moecluster.agents.node.progress import PairStarted
-from moecluster.agents.records import TaskResult, TaskSpec
+from moecluster.spec.records import TaskResult, TaskSpec
 from moecluster.orchestrator.store import RunStore
 from moecluster.orchestrator.sweep import PairPlan
 from moecluster.orchestrator.sweep.estimate import watchdog_s

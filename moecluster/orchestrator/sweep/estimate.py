@@ -9,7 +9,7 @@ which the estimate leaves out.
 """
 from __future__ import annotations
 
-from moecluster.agents.records import TaskSpec
+from moecluster.spec.records import TaskSpec
 
 BASE_BUILD_S = 2.0  # imports, weight init, input generation, form choice and capture of a small model
 INIT_S_PER_PARAM = {"cuda": 2e-9, "cpu": 2e-8}  # weight init and copy, per parameter

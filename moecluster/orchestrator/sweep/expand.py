@@ -30,8 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from moecluster.agents.records import TaskSpec
-from moecluster.agents.workloads.mlp.shapes import ShapeError, match_dense
+from moecluster.spec.records import TaskSpec
+from moecluster.spec.mlp.shapes import ShapeError, match_dense
 from .estimate import task_estimate_s
 from .loader import SweepError
 from .memory import check_task_memory

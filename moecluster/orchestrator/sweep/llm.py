@@ -13,10 +13,10 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from moecluster.agents.records import TaskSpec
-from moecluster.agents.workloads.llm.shapes import LlmShape
-from moecluster.agents.workloads.llm.twins import match_dense
-from moecluster.agents.workloads.mlp.shapes import ShapeError
+from moecluster.spec.records import TaskSpec
+from moecluster.spec.llm.shapes import LlmShape
+from moecluster.spec.llm.twins import match_dense
+from moecluster.spec.mlp.shapes import ShapeError
 
 from .estimate import task_estimate_s
 from .expand import PairPlan, Plan

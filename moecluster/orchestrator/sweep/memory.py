@@ -4,17 +4,17 @@ A model of 1e17 parameters used to pass the dry run (with an estimate of 1.7 M h
 task) and fail on the node; so did an LLM at `prompt_len: 1000000000`, whose KV cache alone is
 petabytes. A task needs its weights (parameters × bytes per element) and, beside them, the
 tensors of one batch: an MLP's inputs, its hidden activations (one per routed copy of a token)
-and outputs; an LLM's KV cache and activations (`agents.workloads.llm.memory`, the figure the node
+and outputs; an LLM's KV cache and activations (`spec.llm.memory`, the figure the node
 itself checks against its free memory). Above a bound no task can hold, the sweep is refused at
 load with the memory it needs; the node refines this against the GPU's free memory before it
 allocates anything.
 """
 from __future__ import annotations
 
-from moecluster.agents.records import TaskSpec
-from moecluster.agents.workloads.llm.memory import memory_need
-from moecluster.agents.workloads.llm.shapes import LlmShape
-from moecluster.agents.workloads.mlp.shapes import ShapeError
+from moecluster.spec.records import TaskSpec
+from moecluster.spec.llm.memory import memory_need
+from moecluster.spec.llm.shapes import LlmShape
+from moecluster.spec.mlp.shapes import ShapeError
 from .loader import SweepError
 
 # Bytes per element of the sweep's dtypes (the benchmark core's three).

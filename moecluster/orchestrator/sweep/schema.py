@@ -17,10 +17,10 @@ from typing import Annotated, Any, Literal, Optional, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from moecluster.agents.workloads.llm.presets import PRESETS as LLM_PRESETS
-from moecluster.agents.workloads.llm.presets import moe_preset
-from moecluster.agents.workloads.llm.shapes import LlmShape, family
-from moecluster.agents.workloads.mlp.shapes import PRESETS, MoEShape, ShapeError
+from moecluster.spec.llm.presets import PRESETS as LLM_PRESETS
+from moecluster.spec.llm.presets import moe_preset
+from moecluster.spec.llm.shapes import LlmShape, family
+from moecluster.spec.mlp.shapes import PRESETS, MoEShape, ShapeError
 
 from .bounds import MAX_COUNT, MAX_NAME_CHARS, MAX_REPLICATES, MAX_SEED, MAX_WINDOW_S, MAX_ZIPF_S
 from .suggest import did_you_mean

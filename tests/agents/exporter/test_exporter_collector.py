@@ -11,7 +11,7 @@ from moecluster.agents.devices import FakeDevices, FakeGpu, GpuInfo, NoDevices, 
 from moecluster.agents.exporter.collector import GpuCollector
 from moecluster.agents.exporter.sampler import PowerSampler
 from moecluster.agents.exporter.task_labels import FileTaskObserver
-from moecluster.agents.records import TaskResult, TaskSpec
+from moecluster.spec.records import TaskResult, TaskSpec
 
 GPU_METRICS = {
     "moecluster_gpu_power_watts", "moecluster_gpu_energy_joules_total", "moecluster_gpu_power_avg_watts",

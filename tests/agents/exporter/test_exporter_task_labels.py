@@ -12,7 +12,7 @@ from moecluster.agents.devices import GpuInfo
 from moecluster.agents.exporter.task_labels import (
     STALE_AFTER_S, FileTaskObserver, default_state_dir, read_task_labels)
 from moecluster.agents.observer import NullObserver, TaskObserver
-from moecluster.agents.records import TaskResult, TaskSpec
+from moecluster.spec.records import TaskResult, TaskSpec
 
 GPUS = [GpuInfo(0, "GPU-aaaa", "Fake GPU"), GpuInfo(1, "GPU-bbbb", "Fake GPU")]
 

@@ -3,7 +3,7 @@ import pytest
 
 from moecluster.agents.meters.peaks import Peaks, format_rate
 from moecluster.agents.meters.roofline import roofline
-from moecluster.agents.records import Window
+from moecluster.spec.records import Window
 
 PEAKS = Peaks(flops_per_s=1e12, bytes_per_s=1e11, source="measured: test peaks")
 

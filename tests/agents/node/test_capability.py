@@ -10,6 +10,6 @@ def test_a_missing_module_or_name_is_named(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(capability, "NEEDED", {"moecluster.agents.no_such_module": ("run",)})
     problem = capability.gang_problem()
     assert problem is not None and "moecluster.agents.no_such_module" in problem and "\n" not in problem
-    monkeypatch.setattr(capability, "NEEDED", {"moecluster.agents.records": ("no_such_name",)})
+    monkeypatch.setattr(capability, "NEEDED", {"moecluster.spec.records": ("no_such_name",)})
     assert capability.gang_problem() == ("the node side of expert parallelism lacks no_such_name in"
-                                         " moecluster.agents.records")
+                                         " moecluster.spec.records")

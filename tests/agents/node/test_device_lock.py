@@ -12,7 +12,7 @@ import pytest
 
 from moecluster.agents.node.device_lock import (
     CPU, DeviceBusy, hold_devices, run_holding_devices, task_devices, wait_limit_s)
-from moecluster.agents.records import TaskResult, TaskSpec
+from moecluster.spec.records import TaskResult, TaskSpec
 
 GPU = "GPU-aaaaaaaa-0000-0000-0000-000000000000"
 HOLD = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from moecluster.agents.node.gang import GangRank, backend_for
-from moecluster.agents.records import TaskSpec
+from moecluster.spec.records import TaskSpec
 
 
 def test_nccl_between_cuda_gpus_gloo_on_the_cpu() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from moecluster.agents.node.place import Place, fake_devices, gpu_indices
-from moecluster.agents.records import TaskSpec
+from moecluster.spec.records import TaskSpec
 
 SPEC = TaskSpec(task_id="t", pair_id="p", kind="moe", impl="sorted", model={}, meter="fake", device="cpu")
 

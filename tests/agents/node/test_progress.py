@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from moecluster.agents.node.progress import FanOut, PairStarted
-from moecluster.agents.records import TaskResult, TaskSpec
+from moecluster.spec.records import TaskResult, TaskSpec
 
 SPEC = TaskSpec(task_id="t-moe", pair_id="p", kind="moe", impl="sorted", model={})
 

@@ -9,7 +9,7 @@ from moecluster.agents.parallel.ep_moe import PHASES, ExpertParallelMoE, experts
 from moecluster.agents.parallel.group import GangContext, process_group
 from moecluster.agents.parallel.phases import PhaseClock, PhaseSample
 from moecluster.agents.workloads.mlp.models import MoEMLP
-from moecluster.agents.workloads.mlp.shapes import MoEShape
+from moecluster.spec.mlp.shapes import MoEShape
 
 BATCH = 24
 

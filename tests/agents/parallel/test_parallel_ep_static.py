@@ -12,7 +12,7 @@ from moecluster.agents.parallel.ep_moe import HOSTSYNC, STATIC, ExpertParallelMo
 from moecluster.agents.parallel.group import GangContext, process_group
 from moecluster.agents.parallel.phases import PhaseClock
 from moecluster.agents.workloads.mlp.models import MoEMLP
-from moecluster.agents.workloads.mlp.shapes import MoEShape
+from moecluster.spec.mlp.shapes import MoEShape
 
 ROWS_PER_RANK = 3
 SYNCS = ("tolist", "item", "__bool__", "__int__", "__float__", "__index__", "nonzero", "cpu", "numpy")

@@ -12,8 +12,8 @@ from moecluster.agents.meters.peaks import GemmCase, PeakCache, PeakPlan, Stream
 from moecluster.agents.parallel.ep_moe import PHASES, ExpertParallelMoE
 from moecluster.agents.parallel.gang import run_gang_rank
 from moecluster.agents.parallel.group import GangContext
-from moecluster.agents.records import TaskResult, TaskSpec
-from moecluster.agents.workloads.mlp.shapes import MoEShape, match_dense
+from moecluster.spec.records import TaskResult, TaskSpec
+from moecluster.spec.mlp.shapes import MoEShape, match_dense
 
 MOE = MoEShape(num_experts=4, expert_hidden_dim=16, expert_num_layers=2, top_k=2, input_dim=32, output_dim=10)
 TINY_PEAKS = PeakPlan(gemms=(GemmCase(32, 32, 32),), streams=(StreamCase(1),), samples=1, sample_s=0.001,

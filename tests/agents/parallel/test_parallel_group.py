@@ -11,7 +11,7 @@ import torch.distributed as dist
 from moecluster.agents.parallel.gang import run_gang_rank
 from moecluster.agents.address import node_address
 from moecluster.agents.parallel.group import GangContext, free_port, process_group
-from moecluster.agents.records import TaskSpec
+from moecluster.spec.records import TaskSpec
 
 
 def ctx(world: int = 1, rank: int = 0, timeout_s: float = 10.0) -> GangContext:

@@ -5,7 +5,7 @@ import torch
 
 from moecluster.agents.devices import FakeDevices
 from moecluster.agents.parallel.rank_setup import open_rank_devices, rank_gpus
-from moecluster.agents.records import TaskSpec
+from moecluster.spec.records import TaskSpec
 
 SPEC = TaskSpec(task_id="m", pair_id="p", kind="moe", impl="grouped", model={}, device="cpu", meter="fake")
 CPU = torch.device("cpu")

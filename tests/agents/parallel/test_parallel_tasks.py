@@ -11,7 +11,7 @@ from gang_harness import run_ranks
 from moecluster.agents.parallel.ep_moe import HOSTSYNC, STATIC
 from moecluster.agents.parallel.group import GangContext, process_group
 from moecluster.agents.parallel.tasks import MEASURE, build_local, share
-from moecluster.agents.records import TaskSpec
+from moecluster.spec.records import TaskSpec
 
 MOE = {"num_experts": 4, "expert_hidden_dim": 8, "expert_num_layers": 1, "top_k": 2, "input_dim": 16, "output_dim": 4}
 SPEC = TaskSpec(task_id="m", pair_id="p", kind="moe", impl="grouped", model=MOE, device="cpu", batch_size=8,

@@ -16,7 +16,7 @@ from moecluster.agents.workloads.mlp.experts import FUSED
 from moecluster.agents.workloads.mlp.fused_tiles import ROLES, FusedTiles, Load, TileCache, block_m_candidates, \
     candidates, default_tiles
 from moecluster.agents.workloads.mlp.models import MoEMLP
-from moecluster.agents.workloads.mlp.shapes import MoEShape
+from moecluster.spec.mlp.shapes import MoEShape
 
 pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
                                 reason="run by test_mlp_fused.py with TRITON_INTERPRET=1")

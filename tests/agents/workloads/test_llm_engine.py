@@ -10,9 +10,9 @@ pytest.importorskip("transformers")
 from moecluster.agents.workloads.llm.build import build_model  # noqa: E402
 from moecluster.agents.workloads.llm.engine import StaticEngine  # noqa: E402
 from moecluster.agents.workloads.llm.experts import GATHER, GROUPED_MM, layout_problem, use_experts  # noqa: E402
-from moecluster.agents.workloads.llm.presets import PRESETS  # noqa: E402
+from moecluster.spec.llm.presets import PRESETS  # noqa: E402
 from moecluster.agents.workloads.llm.reference import ReferenceDecode, dynamic_cache  # noqa: E402
-from moecluster.agents.workloads.llm.twins import match_dense  # noqa: E402
+from moecluster.spec.llm.twins import match_dense  # noqa: E402
 
 CPU = torch.device("cpu")
 B, P, G = 2, 6, 4

@@ -10,7 +10,7 @@ import torch
 pytest.importorskip("transformers")
 
 from moecluster.agents.workloads.llm.build import build_model  # noqa: E402
-from moecluster.agents.workloads.llm.presets import PRESETS  # noqa: E402
+from moecluster.spec.llm.presets import PRESETS  # noqa: E402
 from moecluster.agents.workloads.llm.routing import count_routing, pin_routing, record_routing  # noqa: E402
 
 CPU = torch.device("cpu")

@@ -12,13 +12,13 @@ from torch import Tensor
 
 pytest.importorskip("transformers")
 
-from moecluster.agents.records import TaskSpec  # noqa: E402
+from moecluster.spec.records import TaskSpec  # noqa: E402
 from moecluster.agents.workloads.base import get_workload  # noqa: E402
 from moecluster.agents.workloads.graphs import GraphPolicy  # noqa: E402
 from moecluster.agents.workloads.forms import FormCache  # noqa: E402
 from moecluster.agents.workloads.llm.forms import LlmTools  # noqa: E402
-from moecluster.agents.workloads.llm.presets import PRESETS  # noqa: E402
-from moecluster.agents.workloads.llm.twins import match_dense  # noqa: E402
+from moecluster.spec.llm.presets import PRESETS  # noqa: E402
+from moecluster.spec.llm.twins import match_dense  # noqa: E402
 from moecluster.agents.workloads.llm.workload import LlmWorkload  # noqa: E402
 
 CPU = torch.device("cpu")

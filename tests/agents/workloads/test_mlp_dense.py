@@ -10,7 +10,7 @@ from moecluster.agents.workloads.mlp.dense import (
     DenseMLP,
     dense_layouts,
 )
-from moecluster.agents.workloads.mlp.shapes import DenseShape
+from moecluster.spec.mlp.shapes import DenseShape
 
 SHAPE = DenseShape(hidden_dim=24, num_layers=3, input_dim=20, output_dim=10)
 

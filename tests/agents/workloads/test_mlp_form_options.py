@@ -7,7 +7,7 @@ from moecluster.agents.workloads.mlp.dense import ADDMM_IN_OUT, F_LINEAR, DenseM
 from moecluster.agents.workloads.mlp.experts import EXPERT_LOOP, GROUPED_MM, PADDED_BMM
 from moecluster.agents.workloads.mlp.form_options import FIXED_COUNTS, REFERENCE, model_options
 from moecluster.agents.workloads.mlp.models import MoEMLP
-from moecluster.agents.workloads.mlp.shapes import DenseShape, MoEShape
+from moecluster.spec.mlp.shapes import DenseShape, MoEShape
 
 MOE = MoEShape(num_experts=4, expert_hidden_dim=16, expert_num_layers=2, top_k=2, input_dim=24)
 

@@ -34,7 +34,7 @@ from moecluster.agents.workloads.mlp.fused_tiles import (
     search,
 )
 from moecluster.agents.workloads.mlp.models import MoEMLP
-from moecluster.agents.workloads.mlp.shapes import MoEShape, preset
+from moecluster.spec.mlp.shapes import MoEShape, preset
 
 XXL_DIMS = preset("xxl").expert.layer_dims()  # 784 -> 4096 x6 -> 10
 CPU = torch.device("cpu")

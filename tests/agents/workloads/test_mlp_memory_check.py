@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from moecluster.agents.records import TaskSpec
-from moecluster.agents.workloads.mlp.shapes import MoEShape
+from moecluster.spec.records import TaskSpec
+from moecluster.spec.mlp.shapes import MoEShape
 from moecluster.agents.workloads.mlp.workload import MlpWorkload, check_device_memory
 
 MOE = MoEShape(num_experts=4, expert_hidden_dim=16, expert_num_layers=2, top_k=2, input_dim=24)

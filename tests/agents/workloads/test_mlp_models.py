@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from moecluster.agents.records import TaskSpec
+from moecluster.spec.records import TaskSpec
 from moecluster.agents.workloads.forms import FormCache
 from moecluster.agents.workloads.mlp.experts import (
     EXPERT_LOOP,
@@ -13,7 +13,7 @@ from moecluster.agents.workloads.mlp.experts import (
     fallback_order,
 )
 from moecluster.agents.workloads.mlp.models import DenseMLP, MoEMLP, zipf_experts
-from moecluster.agents.workloads.mlp.shapes import MoEShape, match_dense, preset
+from moecluster.spec.mlp.shapes import MoEShape, match_dense, preset
 from moecluster.agents.workloads.mlp.workload import MlpWorkload
 
 SHAPE = MoEShape(num_experts=6, expert_hidden_dim=32, expert_num_layers=3, top_k=2)

@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from moecluster.agents.records import TaskSpec
+from moecluster.spec.records import TaskSpec
 from moecluster.agents.workloads.forms import CACHED, FormCache
 from moecluster.agents.workloads.mlp.dense import DenseMLP, dense_layouts
 from moecluster.agents.workloads.mlp.experts import GROUPED_KERNELS
-from moecluster.agents.workloads.mlp.shapes import DenseShape, MoEShape
+from moecluster.spec.mlp.shapes import DenseShape, MoEShape
 from moecluster.agents.workloads.mlp.workload import MlpWorkload
 
 MOE = MoEShape(num_experts=4, expert_hidden_dim=16, expert_num_layers=2, top_k=2, input_dim=24)

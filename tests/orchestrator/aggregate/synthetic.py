@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Iterable, Sequence
 from urllib.parse import parse_qs, urlparse
 
-from moecluster.agents.records import GpuRecord, ParamCounts, Roofline, TaskResult, TaskSpec, Window
-from moecluster.agents.workloads.llm.presets import PRESETS as LLM_PRESETS
-from moecluster.agents.workloads.llm.twins import match_dense as llm_match_dense
-from moecluster.agents.workloads.mlp.shapes import PRESETS, match_dense
+from moecluster.spec.records import GpuRecord, ParamCounts, Roofline, TaskResult, TaskSpec, Window
+from moecluster.spec.llm.presets import PRESETS as LLM_PRESETS
+from moecluster.spec.llm.twins import match_dense as llm_match_dense
+from moecluster.spec.mlp.shapes import PRESETS, match_dense
 from moecluster.orchestrator.store import RunStore
 
 SPREAD = (-0.02, 0.0, 0.02)

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 import moecluster_synthetic as syn
-from moecluster.agents.records import TaskResult
+from moecluster.spec.records import TaskResult
 from moecluster.orchestrator.aggregate import BreakEven, aggregate, all_task_stats, break_evens, pair_ratios
 from moecluster.orchestrator.aggregate.breakeven import SEEDS_METHOD, WINDOWS_METHOD, Metric
 from moecluster.orchestrator.aggregate.crossing import first_upward

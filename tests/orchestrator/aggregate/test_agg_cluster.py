@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 import moecluster_synthetic as syn
-from moecluster.agents.records import TaskResult
+from moecluster.spec.records import TaskResult
 from moecluster.orchestrator.aggregate import Prometheus, PrometheusError, aggregate
 from moecluster.orchestrator.aggregate.cluster import cluster_energy, window_spans
 from moecluster.orchestrator.aggregate.prometheus import energy_series

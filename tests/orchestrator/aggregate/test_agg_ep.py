@@ -7,8 +7,8 @@ from dataclasses import replace
 import moecluster_synthetic as syn
 import pytest
 
-from moecluster.agents.records import AllToAllPoint, PhaseStat, TaskResult
-from moecluster.agents.workloads.mlp.shapes import PRESETS
+from moecluster.spec.records import AllToAllPoint, PhaseStat, TaskResult
+from moecluster.spec.mlp.shapes import PRESETS
 from moecluster.orchestrator.aggregate import all_task_stats, ep_points
 from moecluster.orchestrator.aggregate.ep import comm_of, ep_left_out, raw_at
 

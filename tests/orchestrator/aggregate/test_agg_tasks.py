@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 import moecluster_synthetic as syn
-from moecluster.agents.records import TaskResult
+from moecluster.spec.records import TaskResult
 from moecluster.orchestrator.aggregate import Estimate, all_task_stats, pair_ratios, task_stats
 from moecluster.orchestrator.aggregate.tasks import normalisations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from moecluster.agents.records import TaskResult
+from moecluster.spec.records import TaskResult
 from moecluster.orchestrator.aggregate import aggregate, replicate_ci
 from moecluster.orchestrator.aggregate.replicates import base_pair_id
 from moecluster.orchestrator.aggregate.tasks import covers

@@ -77,7 +77,7 @@ def test_cpu_pair_table_with_fake_meter():
 def test_a_single_window_warns_in_one_line_that_it_has_no_interval():
     from dataclasses import replace
 
-    from moecluster.agents.records import TaskResult, TaskSpec, Window
+    from moecluster.spec.records import TaskResult, TaskSpec, Window
     from moecluster.orchestrator.cli.bench import no_interval_warning
 
     def result(kind: str, windows: int, rate: float) -> TaskResult:
@@ -98,7 +98,7 @@ def test_a_single_window_warns_in_one_line_that_it_has_no_interval():
 def test_the_forms_table_shows_each_models_form_with_brackets_intact():
     from rich.console import Console
 
-    from moecluster.agents.records import TaskResult, TaskSpec
+    from moecluster.spec.records import TaskResult, TaskSpec
     from moecluster.orchestrator.cli.bench import _form_table
 
     spec = TaskSpec(task_id="t", pair_id="p", kind="dense", impl="dense", model={}, match="total")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from rich.console import Console
 
 import moecluster_synthetic as syn
-from moecluster.agents.records import TaskResult
+from moecluster.spec.records import TaskResult
 from moecluster.orchestrator.cli.submit_views import status_table
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 import moecluster_synthetic as syn
 import pytest
 
-from moecluster.agents.workloads.mlp.shapes import PRESETS
+from moecluster.spec.mlp.shapes import PRESETS
 from moecluster.orchestrator.estimate import gpu
 from moecluster.orchestrator.estimate.ep import predicted_comm
 from moecluster.orchestrator.estimate.formulas import comm_share

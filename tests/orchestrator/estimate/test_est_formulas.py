@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 import moecluster_synthetic as syn
-from moecluster.agents.workloads.mlp.shapes import PRESETS
+from moecluster.spec.mlp.shapes import PRESETS
 from moecluster.orchestrator.estimate import estimate, from_mlp, gpu, known, lookup, mlp_preset
 from moecluster.orchestrator.estimate.formulas import (all_to_all_bytes_per_token, bytes_per_token, comm_share,
                                                        critical_batch, dense_equivalent, experts_hit, roofline)

@@ -7,8 +7,8 @@ from dataclasses import replace
 import moecluster_synthetic as syn
 import pytest
 
-from moecluster.agents.records import AllToAllPoint, PhaseStat, TaskResult
-from moecluster.agents.workloads.mlp.shapes import PRESETS
+from moecluster.spec.records import AllToAllPoint, PhaseStat, TaskResult
+from moecluster.spec.mlp.shapes import PRESETS
 from moecluster.orchestrator.aggregate import aggregate
 from moecluster.orchestrator.report.ep import COLUMNS, PREDICTED, ep_rows, ep_table, shown
 from moecluster.orchestrator.report.tables import sections

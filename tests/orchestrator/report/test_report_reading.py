@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from moecluster.agents.records import TaskResult
+from moecluster.spec.records import TaskResult
 from moecluster.orchestrator.aggregate import Aggregate, SeriesKey, aggregate
 from moecluster.orchestrator.aggregate.stats import Estimate
 from moecluster.orchestrator.cli.submit_views import result_line, status_table

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from moecluster.agents.records import TaskResult, TaskSpec, Window
+from moecluster.spec.records import TaskResult, TaskSpec, Window
 from moecluster.orchestrator import rundir
 from moecluster.orchestrator.cli import main
 from moecluster.orchestrator.run import RunStopped, plan_new, plan_resume

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import pytest
 from ray._private import ray_constants
 
-from moecluster.agents.records import TaskResult
+from moecluster.spec.records import TaskResult
 from moecluster.orchestrator import schedule
 from moecluster_fakecluster import auth_env, fake_gpu_cluster
 from moecluster.orchestrator.store import RunStore

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from moecluster.agents.workloads.mlp.shapes import MATCH_TOLERANCE, PRESETS, DenseShape, MoEShape
+from moecluster.spec.mlp.shapes import MATCH_TOLERANCE, PRESETS, DenseShape, MoEShape
 from moecluster.orchestrator.sweep import SweepError, expand, load_sweep, parse_sweep
 from moecluster.orchestrator.sweep.estimate import task_estimate_s, watchdog_s
 from moecluster.orchestrator.sweep.schema import REPLICATES_DEFAULT

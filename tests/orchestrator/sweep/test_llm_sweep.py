@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from moecluster.agents.workloads.llm.presets import PRESETS
+from moecluster.spec.llm.presets import PRESETS
 from moecluster.orchestrator.sweep import SweepError, expand, parse_sweep
 from moecluster.orchestrator.sweep.size import task_count
 

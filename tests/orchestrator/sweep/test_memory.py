@@ -44,8 +44,8 @@ def test_an_llm_prompt_whose_kv_cache_cannot_fit_is_refused_naming_it() -> None:
 
 
 def test_the_llm_figure_is_the_nodes_own_estimate() -> None:
-    from moecluster.agents.workloads.llm.memory import memory_need
-    from moecluster.agents.workloads.llm.shapes import LlmShape
+    from moecluster.spec.llm.memory import memory_need
+    from moecluster.spec.llm.shapes import LlmShape
     from moecluster.orchestrator.sweep.memory import batch_bytes
 
     task = expand(parse_sweep("name: t\nreplicates: 1\n"

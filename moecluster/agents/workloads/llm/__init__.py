@@ -2,7 +2,7 @@
 Qwen3 as their dense twins), built from configs with random weights, measured apart in prefill
 and decode.
 
-Pure-Python parts (shapes, presets, twins, memory) import neither torch nor transformers, so the
-head can plan sweeps with them; the node-side parts (`build`, `engine`, `experts`, `reference`,
+Its pure-Python parts (shapes, presets, twins, memory) live in `moecluster.spec.llm`, so the head
+plans sweeps without torch; these node-side parts (`build`, `engine`, `experts`, `reference`,
 `forms`, `workload`) import transformers only when a model is built (`pip install 'moecluster[llm]'`).
 """

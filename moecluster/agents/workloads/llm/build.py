@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ...extras import missing_message
-from .shapes import LlmShape
+from moecluster.spec.llm.shapes import LlmShape
 
 # transformers' class names per family: (configuration, causal LM)
 CLASSES = {

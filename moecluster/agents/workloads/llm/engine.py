@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .memory import FILL_CHUNK_TOKENS
+from moecluster.spec.llm.memory import FILL_CHUNK_TOKENS
 
 
 ALL = slice(None)

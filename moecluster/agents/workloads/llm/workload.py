@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...records import ParamCounts, TaskSpec
+from moecluster.spec.records import ParamCounts, TaskSpec
 from ..base import Prepared
 from ..forms import PROCESS_FORM_CACHE, FormCache, output_tolerance
 from ..graphs import graph_policy, require_graphs_possible
@@ -34,10 +34,10 @@ from .build import build_model, transformers_version
 from .engine import StaticEngine
 from .experts import GATHER, GROUPED_MM, grouped_mm_problem, library_experts, use_experts
 from .forms import Candidate, DecodeRun, LlmTools, Outputs, PhaseRun, PrefillRun, choose
-from .memory import GIB, host_memory_bytes, memory_need
+from moecluster.spec.llm.memory import GIB, host_memory_bytes, memory_need
 from .reference import ReferenceDecode, ReferencePrefill, dynamic_cache
 from .routing import RoutingCount, count_routing, pin_routing, record_routing
-from .shapes import LlmShape
+from moecluster.spec.llm.shapes import LlmShape
 
 IMPLS = ("library", "grouped")  # an MoE's experts: transformers' own dispatch, or moecluster's kernels
 PHASES = ("prefill", "decode")

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .derived import DerivedTensors
-from .shapes import DenseShape
+from moecluster.spec.mlp.shapes import DenseShape
 
 F_LINEAR = "F.linear [out,in]"
 ADDMM_IN_OUT = "addmm [in,out]"

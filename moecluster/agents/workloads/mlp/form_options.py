@@ -24,7 +24,7 @@ from .dense import ADDMM_IN_OUT, DENSE_LAYOUTS, F_LINEAR, DenseMLP, dense_layout
 from . import fused
 from .experts import EXPERT_LOOP, FUSED, PADDED_BMM
 from .models import MoEMLP
-from .shapes import HOST_SYNC
+from moecluster.spec.mlp.shapes import HOST_SYNC
 
 REFERENCE = "reference: the seed's code"
 GROUPED_LAYOUT = "stacked [E,out,in] per layer (grouped_mm reads [E,in,out] views)"

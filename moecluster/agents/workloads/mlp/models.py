@@ -25,7 +25,7 @@ from .derived import DerivedTensors
 from .experts import EXPERT_LOOP, FUSED, GROUPED_KERNELS, GROUPED_MM, PADDED_BMM, expert_ids, expert_loop, \
     fallback_order, grouped_mm, padded_bmm
 from .fused_tiles import PROCESS_TILE_CACHE, FusedTiles, Load, TileCache, Trial
-from .shapes import IMPLS, MoEShape
+from moecluster.spec.mlp.shapes import IMPLS, MoEShape
 
 __all__ = ["EXPERT_LOOP", "FUSED", "GROUPED_KERNELS", "GROUPED_MM", "IMPLS", "PADDED_BMM", "DenseMLP", "ModelFactory",
            "MoEMLP", "zipf_experts"]

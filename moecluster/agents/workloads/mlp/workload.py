@@ -12,14 +12,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ...records import ParamCounts, TaskSpec
+from moecluster.spec.records import ParamCounts, TaskSpec
 from ..base import Prepared
 from ..forms import PROCESS_FORM_CACHE, FormCache, Tools, choose_form, output_tolerance
 from ..graphs import graph_policy, require_graphs_possible
 from .dense import DenseMLP
 from .form_options import FormKey, model_options
 from .models import IMPLS, MoEMLP, zipf_experts
-from .shapes import HOST_SYNC, DenseShape, MoEShape, ShapeError
+from moecluster.spec.mlp.shapes import HOST_SYNC, DenseShape, MoEShape, ShapeError
 from .training import synthetic_classification, train
 
 LOADS = ("router", "zipf")

@@ -18,7 +18,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 
-from ...records import ParamCounts
+from ..records import ParamCounts
 from ..mlp.shapes import ShapeError
 
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from moecluster.agents.workloads.llm.memory import memory_need
-from moecluster.agents.workloads.llm.presets import MOE_PRESETS, PRESETS, moe_preset, preset
-from moecluster.agents.workloads.llm.shapes import FAMILIES, LlmShape, experts_hit_uniform, family
-from moecluster.agents.workloads.llm.twins import ALIGNMENTS, match_dense, width_alignment
-from moecluster.agents.workloads.mlp.shapes import ShapeError
-from moecluster.agents.workloads.twins import MATCH_TOLERANCE
+from moecluster.spec.llm.memory import memory_need
+from moecluster.spec.llm.presets import MOE_PRESETS, PRESETS, moe_preset, preset
+from moecluster.spec.llm.shapes import FAMILIES, LlmShape, experts_hit_uniform, family
+from moecluster.spec.llm.twins import ALIGNMENTS, match_dense, width_alignment
+from moecluster.spec.mlp.shapes import ShapeError
+from moecluster.spec.twins import MATCH_TOLERANCE
 from moecluster.orchestrator.estimate import KNOWN, from_llm
 
 

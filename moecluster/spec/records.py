@@ -91,7 +91,7 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class ParamCounts:
-    """Parameter accounting of one model (see `agents.workloads.mlp.shapes`)."""
+    """Parameter accounting of one model (see `spec.mlp.shapes`)."""
 
     total: int
     active_per_token: int

@@ -1,7 +1,7 @@
 """Parameter accounting and dense matching of the seed's MLP models."""
 import pytest
 
-from moecluster.agents.workloads.mlp.shapes import (PRESETS, DenseShape, MoEShape, ShapeError, match_dense,
+from moecluster.spec.mlp.shapes import (PRESETS, DenseShape, MoEShape, ShapeError, match_dense,
                                                     mlp_params, preset)
 
 SEED_MOE_PARAMS = {"small": 2_687_192, "medium": 63_418_800, "large": 368_287_260, "xxl": 2_789_237_600}

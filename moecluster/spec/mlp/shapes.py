@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from ...records import ParamCounts
+from ..records import ParamCounts
 from ..twins import MATCH_TOLERANCE, fit_width
 
 INPUT_DIM = 784

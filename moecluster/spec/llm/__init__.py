@@ -1,0 +1,1 @@
+"""The LLM workload's contract: transformer shapes, presets, twins and memory accounting."""
