@@ -32,7 +32,8 @@ def test_spec_imports_nothing_from_the_rest_of_the_package() -> None:
     modules = spec_modules()
     probe = ("import importlib, sys\n"
              f"for name in {modules!r}: importlib.import_module(name)\n"
-             "print(sorted(m for m in sys.modules if m.startswith('moecluster.') and not m.startswith('moecluster.spec')))")
+             "print(sorted(m for m in sys.modules\n"
+             "             if m.startswith('moecluster.') and not m.startswith('moecluster.spec')))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]", done.stdout

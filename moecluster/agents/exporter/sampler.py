@@ -2,9 +2,10 @@
 
 A scrape every 15 s sees one instantaneous power value; a 300 ms burst between two scrapes
 would be invisible. `PowerSampler` reads every GPU's power every `interval_s` on one daemon
-thread and keeps, per GPU, the samples since the last `take_window()`: their time-weighted
-mean (trapezoids) and maximum. It also integrates power into energy, which the collector
-exports as the energy counter on GPUs without NVML's hardware counter.
+thread (a `meters.ticker.Ticker`) and keeps, per GPU, the samples since the last
+`take_window()`: their time-weighted mean (trapezoids) and maximum. It also integrates power
+into energy, which the collector exports as the energy counter on GPUs without NVML's hardware
+counter.
 
 A GPU whose reading fails is skipped for that tick (its error is kept for the collector);
 the thread never dies of a GPU error.
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from ..devices import DeviceError, Gpu
+from ..meters.ticker import Ticker
 
 
 @dataclass(frozen=True)
@@ -61,16 +63,13 @@ class PowerSampler:
 
     def __init__(self, gpus: Sequence[Gpu], interval_s: float = 0.1,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if interval_s <= 0:
-            raise ValueError(f"sampler interval must be > 0 s, got {interval_s}")
         self._gpus = list(gpus)
-        self.interval_s = interval_s
         self._clock = clock
         self._lock = threading.Lock()
         self._tracks = {g.info.index: _Track() for g in self._gpus}
         self._errors: dict[int, str] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="moecluster-power-sampler", daemon=True)
+        self._ticker = Ticker(self._tick, interval_s, name="moecluster-power-sampler", clock=clock)
+        self.interval_s = interval_s
 
     def sample_once(self) -> None:
         """Read every GPU's power now (the thread's tick; callable directly in tests)."""
@@ -87,28 +86,20 @@ class PowerSampler:
                 self._errors.pop(index, None)
                 self._tracks[index].add(t, w)
 
-    def _loop(self) -> None:
-        next_t = self._clock()
-        while not self._stop.is_set():
-            self.sample_once()
-            next_t += self.interval_s
-            now = self._clock()
-            if next_t < now:  # fell behind (suspended, overloaded): skip, do not burst
-                next_t = now
-            self._stop.wait(next_t - now)
+    def _tick(self) -> bool:
+        self.sample_once()
+        return True  # a GPU that fails to read is skipped for this tick, never the thread's end
 
     def start(self) -> "PowerSampler":
-        self._thread.start()
+        self._ticker.start()
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
+        self._ticker.stop(timeout_s)
 
     @property
     def thread(self) -> threading.Thread:
-        return self._thread
+        return self._ticker.thread
 
     def error(self, index: int) -> str | None:
         """The last sampling error of GPU `index`, None once it reads again."""

@@ -1,11 +1,11 @@
 """Energy of a set of GPUs over a window of work: the hardware counter, read on its own updates.
 
 `EnergyMeter.measure(work)` reads NVML's monotonic energy counter of every GPU the task owns at
-the start and at the end of `work`. A background `PowerSampler` integrates instantaneous power
+the start and at the end of `work`. A background `PowerTrace` integrates instantaneous power
 (trapezoids) over the same window: it gives average and maximum power, the cross-check of the
 counter, and the energy itself on GPUs without a counter (labelled as such). With no GPU the
 reading is unavailable, with the reason; it is never a zero. Samples that do not cover the whole
-window (the sampler's GPU read failed part-way, or its samples begin late or end early) give no
+window (the trace's GPU read failed part-way, or its samples begin late or end early) give no
 sampled energy and no maximum at all, with the reason, rather than the energy of part of it.
 
 Why windows are aligned. The counter does not count continuously: it steps when the driver
@@ -47,12 +47,12 @@ from __future__ import annotations
 
 import math
 import statistics
-import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence, TypeVar
 
 from ..devices import DeviceError, DeviceSet, Gpu, Unsupported
+from .ticker import Ticker
 
 SOURCE_COUNTER = "nvml-energy-counter"
 SOURCE_SAMPLED = "nvml-sampled-power"
@@ -177,15 +177,15 @@ class EnergyReading:
     update_period_s: float | None = None
 
 
-class PowerSampler:
-    """Sums the instantaneous power of `gpus` every `interval_s` on a daemon thread."""
+class PowerTrace:
+    """The summed instantaneous power of `gpus`, sampled every `interval_s` on a `Ticker`; every
+    sample is kept, so the energy of any span inside the trace can be integrated afterwards."""
 
     def __init__(self, gpus: Sequence[Gpu], interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._gpus = list(gpus)
         self._interval_s = interval_s
         self._clock = clock
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="power-sampler", daemon=True)
+        self._ticker = Ticker(self._tick, interval_s, name="power-trace", clock=clock)
         self.times: list[float] = []
         self.power_w: list[float] = []
         self.error: str | None = None
@@ -195,41 +195,28 @@ class PowerSampler:
         self.times.append(self._clock())
         self.power_w.append(total)
 
-    def _loop(self) -> None:
-        next_t = self._clock()
-        while not self._stop.is_set():
-            try:
-                self._sample()
-            except DeviceError as exc:
-                self.error = str(exc)
-                return
-            now = self._clock()
-            next_t = max(next_t + self._interval_s, now)  # after a stall, go on from now rather than burst
-            self._stop.wait(max(0.0, next_t - now))
+    def _tick(self) -> bool:
+        """One sample; False (the trace stops) at the first failed read, kept in `error`."""
+        try:
+            self._sample()
+        except DeviceError as exc:
+            self.error = str(exc)
+            return False
+        return True
 
     def start(self) -> None:
-        try:
-            self._sample()  # the window's opening is covered before the thread runs
-        except DeviceError as exc:
-            self.error = str(exc)
-            return
-        self._thread.start()
+        if self._tick():  # the window's opening is covered before the thread runs
+            self._ticker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        if self.error is not None:
-            return
-        try:
-            self._sample()  # close the window with a final point
-        except DeviceError as exc:
-            self.error = str(exc)
+        self._ticker.stop()
+        if self.error is None:
+            self._tick()  # close the window with a final point
 
     def coverage_problem(self, start_s: float, end_s: float) -> str | None:
         """Why the samples do not stand for all of [start_s, end_s] (None: they do).
 
-        A failed read (the sampler stops at the first) leaves the rest of the window unsampled, so
+        A failed read (the trace stops at the first) leaves the rest of the window unsampled, so
         any failure counts; otherwise the samples must reach each edge within one interval.
         """
         if len(self.times) < 2:
@@ -261,7 +248,7 @@ class PowerSampler:
         return (a, b) if b > a else None
 
     def energy_j(self, start_s: float | None = None, end_s: float | None = None) -> float | None:
-        """Trapezoid integral of the samples, optionally clipped to [start_s, end_s] (sampler clock)."""
+        """Trapezoid integral of the samples, optionally clipped to [start_s, end_s] (trace clock)."""
         span = self._span(start_s, end_s)
         if span is None:
             return None
@@ -448,9 +435,9 @@ class EnergyMeter:
             return out, EnergyReading(self.clock() - t0, None, None, self.unavailable_reason)
         interval = self.sample_interval_s if sample else None
         interval = interval or (None if self._has_counter else 0.1)
-        sampler = PowerSampler(self.gpus, interval, self.clock) if interval else None
-        if sampler:
-            sampler.start()
+        trace = PowerTrace(self.gpus, interval, self.clock) if interval else None
+        if trace:
+            trace.start()
         try:
             opening, note = self._opening_edge() if self._has_counter else (None, None)
             if opening is not None:
@@ -462,22 +449,22 @@ class EnergyMeter:
             out = work()
             t_work = self.clock()
         finally:
-            if sampler:
-                sampler.stop()
+            if trace:
+                trace.stop()
         closing: _Closing | None = None
         if e0 is not None:
             if opening is not None:
                 closing = self._close(keep_busy)
             else:
                 closing = _Closing(t_s=t_work, energy_j=self._counter_j(), aligned=False)
-        return out, self._reading(t0, t_work, e0, closing, opening, note, sampler)
+        return out, self._reading(t0, t_work, e0, closing, opening, note, trace)
 
     def _reading(self, t0: float, t_work: float, e0: float | None, closing: _Closing | None,
-                 opening: CounterEdge | None, note: str | None, sampler: PowerSampler | None) -> EnergyReading:
+                 opening: CounterEdge | None, note: str | None, trace: PowerTrace | None) -> EnergyReading:
         duration = t_work - t0
-        gap = sampler.coverage_problem(t0, t_work) if sampler else None
-        sampled = sampler.energy_j(t0, t_work) if sampler and gap is None else None
-        max_w = sampler.max_power_w(t0, t_work) if sampler and gap is None else None
+        gap = trace.coverage_problem(t0, t_work) if trace else None
+        sampled = trace.energy_j(t0, t_work) if trace and gap is None else None
+        max_w = trace.max_power_w(t0, t_work) if trace and gap is None else None
         energy: float | None
         resolution: float | None = None
         aligned = False
@@ -513,14 +500,14 @@ class EnergyMeter:
             duration_s=duration, energy_j=energy, source=self.source if energy is not None else None,
             unavailable_reason=reason, sampled_energy_j=sampled,
             avg_power_w=(energy / duration if energy is not None and duration > 0 else None),
-            max_power_w=max_w, samples=len(sampler.times) if sampler else 0,
+            max_power_w=max_w, samples=len(trace.times) if trace else 0,
             energy_resolution_j=resolution, aligned=aligned, note=note, update_period_s=self._period_s)
 
     def idle_reading(self, duration_s: float = 1.0) -> EnergyReading:
         """The GPUs' energy over `duration_s` (or a little more) with nothing running on them.
 
         Both edges sit on counter updates where they can (the device idles until the closing one),
-        so the average power is that of whole counter periods. No sampler thread where a counter
+        so the average power is that of whole counter periods. No trace thread where a counter
         exists. Use before any work of the task, or after the device has settled (`agents.meters.idle`).
         """
         def idle_until(until: Until) -> None:

@@ -13,7 +13,7 @@ from fake_clock import Clock
 
 from moecluster.agents.devices import DeviceError, FakeDevices, NoDevices, Unsupported
 from moecluster.agents.meters.energy import (SOURCE_FAKE, SOURCE_SAMPLED, Alignment, CounterWatch, EnergyMeter,
-                                             PowerSampler, min_window_s)
+                                             PowerTrace, min_window_s)
 
 
 def fake(clock: Clock, count: int = 1, **kw: float) -> tuple[FakeDevices, EnergyMeter]:
@@ -183,7 +183,7 @@ def test_sampled_power_is_the_labelled_fallback_without_a_counter():
 
 def test_power_sampler_integrates_within_bounds():
     clock = Clock()
-    sampler = PowerSampler([], 1.0, clock)
+    sampler = PowerTrace([], 1.0, clock)
     sampler.times, sampler.power_w = [0.0, 1.0, 2.0], [100.0, 200.0, 200.0]
     assert sampler.energy_j() == pytest.approx(150.0 + 200.0)
     assert sampler.energy_j(0.5, 1.5) == pytest.approx(0.5 * (150 + 200) / 2 + 0.5 * 200)
@@ -250,7 +250,7 @@ def test_a_sampler_that_fails_from_the_start_says_so():
 
 
 def test_samples_that_stop_short_of_an_edge_are_named():
-    sampler = PowerSampler([], 0.1, Clock())
+    sampler = PowerTrace([], 0.1, Clock())
     sampler.times, sampler.power_w = [0.0, 0.1, 0.2, 0.3], [100.0] * 4
     assert sampler.coverage_problem(0.05, 0.35) is None  # within one interval of each edge
     assert sampler.coverage_problem(0.0, 1.0) == "the power samples cover only 30 % of the window"
