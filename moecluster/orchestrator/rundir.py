@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cli.errors import InputError
+from .errors import InputError
 
 ENV_VAR = "MOECLUSTER_RUNS_DIR"
 SWEEP_FILE = "sweep.yaml"

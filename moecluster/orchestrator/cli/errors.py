@@ -1,16 +1,16 @@
-"""The one error type the CLI turns into a one-line message and exit code 2."""
+"""The CLI's side of `orchestrator.errors.InputError`: a refused sweep's problems, one line each."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 import click
 
+from moecluster.orchestrator.errors import InputError
+
 if TYPE_CHECKING:
     from moecluster.orchestrator.sweep import SweepError
 
-
-class InputError(ValueError):
-    """Bad user input (option, sweep file, shape). The message names the culprit."""
+__all__ = ["InputError", "sweep_refused"]
 
 
 def sweep_refused(exc: SweepError) -> InputError:
