@@ -35,7 +35,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from moecluster.orchestrator import rundir
 from moecluster.orchestrator.local_submits import registered_submit
@@ -43,6 +43,9 @@ from moecluster.orchestrator.store import RunStore, StoreWriteFailed, pending_di
 from moecluster.orchestrator.sweep import PairPlan
 
 from .plan import RunPlan, replan, with_run_id, write_new_run
+
+if TYPE_CHECKING:  # the scheduler imports Ray, which this module loads only when a run starts
+    from moecluster.orchestrator.schedule import Events
 
 
 @dataclass(frozen=True)
@@ -88,16 +91,6 @@ class RunStopped(Exception):
     def __init__(self, run_id: str, message: str) -> None:
         self.run_id = run_id
         super().__init__(message)
-
-
-class Events(Protocol):
-    """The scheduler's events (`schedule.Events`), shown while the sweep runs."""
-
-    def pair_started(self, pair: PairPlan, node: str, attempt: int) -> None: ...
-
-    def pair_retried(self, pair: PairPlan, attempt: int, reason: str) -> None: ...
-
-    def stored(self, result: Any, written: bool) -> None: ...
 
 
 class RunView(Protocol):
