@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,7 @@ from moecluster.orchestrator.aggregate import aggregate
 from moecluster.orchestrator.aggregate.stats import Estimate
 from moecluster.orchestrator.aggregate.views import break_even_disagreement, pair_disagreement, ratios_disagree
 from moecluster.orchestrator.report.frames import frames
+from moecluster.orchestrator.report.html import write_html
 from moecluster.orchestrator.report.tables import VIEWS, breakeven_table, pairs_table, warning_lines
 
 
@@ -65,3 +67,10 @@ def test_a_break_even_that_moves_outside_its_interval_is_flagged() -> None:
         "the views disagree: total energy says MoE overtakes dense at 112M; above idle, no crossover")
     table = breakeven_table(agg)
     assert [row[1].rstrip("¹²³⁴") for row in table.rows] == ["total", "above idle"]
+
+
+def test_the_html_page_marks_the_disagreement_too(tmp_path: Path) -> None:
+    agg = aggregate(_pair_where_idle_flips_the_winner())
+    page = write_html(agg, "views", {}, tmp_path).read_text()
+    assert "the side that wins is not the one that wins in total energy" in page
+    assert "above-idle view disagrees with it on 1 of 1 comparisons" in page
