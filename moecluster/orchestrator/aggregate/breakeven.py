@@ -242,7 +242,7 @@ def break_even(key: SeriesKey, pairs: Sequence[PairRatio], metric: Metric = "inf
     by_size: dict[int, list[PairRatio]] = defaultdict(list)
     for p in pairs:
         total = p.moe.total_params
-        if getattr(p, metric) is not None and total and metric in p.moe.samples and metric in p.dense.samples:
+        if getattr(p, metric) is not None and total:
             by_size[total].append(p)
     if len(by_size) < 2:
         return None
