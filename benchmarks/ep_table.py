@@ -16,19 +16,13 @@ import sys
 from pathlib import Path
 
 import yaml
+from _tables import main, markdown, ratio_text
 
 from moecluster.agents.workloads.mlp.shapes import PRESETS
 
 COLUMNS = ("| MoE | batch | EP | inferences/s | inferences/J | speedup vs EP 1 | inf/J vs EP 1 | MoE/dense inf/J, same"
            " GPUs | dispatch+combine share of step (seed 004) | dispatch busbw / raw all-to-all busbw (= raw time /"
            " dispatch time, same bytes) |")
-
-
-def _ci(row: dict[str, str], name: str) -> str:
-    if not row.get(name):
-        return "—"
-    mean, lo, hi = (float(row[k]) for k in (name, f"{name}_lo", f"{name}_hi"))
-    return f"{mean:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
 def _pct(value: str) -> str:
@@ -49,24 +43,16 @@ def table(report: Path) -> str:
     pairs = {p["moe_task"]: p for p in csv.DictReader((report / "pairs.csv").open()) if p["match"] == "total"}
     counts = experts(report.parent)
     ep.sort(key=lambda r: (counts[r["model"]], int(r["batch_size"]), int(r["expert_parallel"])))
-    lines = [COLUMNS, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = []
     for r in ep:
         share = r["comm_time_share"]
         comm = f"{_pct(share)} ({_pct(r['predicted_seed004_comm_time_share'])})" if share else "—"
-        pair = pairs.get(r["task_id"])
-        rate, eff = float(r["inferences_per_s"]), float(r["inferences_per_j"])
-        lines.append(f"| {r['model']} (E{counts[r['model']]}) | {int(r['batch_size']):,} | {r['expert_parallel']} |"
-                     f" {rate:,.0f} | {eff:.1f} | {_ci(r, 'speedup')} | {_ci(r, 'energy_ratio')} |"
-                     f" {_ci(pair, 'ratio_inferences_per_j') if pair else '—'} | {comm} |"
-                     f" {_pct(r['dispatch_bandwidth_fraction'])} |")
-    return "\n".join(lines)
-
-
-def main(argv: list[str]) -> None:
-    for folder in argv:
-        print(table(Path(folder)))
-        print()
-
+        rows.append([f"{r['model']} (E{counts[r['model']]})", f"{int(r['batch_size']):,}", r["expert_parallel"],
+                     f"{float(r['inferences_per_s']):,.0f}", f"{float(r['inferences_per_j']):.1f}",
+                     ratio_text(r, "speedup"), ratio_text(r, "energy_ratio"),
+                     ratio_text(pairs.get(r["task_id"]) or {}, "ratio_inferences_per_j"), comm,
+                     _pct(r["dispatch_bandwidth_fraction"])])
+    return markdown(COLUMNS, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|", rows)
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main(table, sys.argv[1:])

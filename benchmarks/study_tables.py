@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+from _tables import main, ratio_text
+
 PRESETS = ("small", "medium", "large", "xxl")
 IMPLS = ("naive", "sorted", "grouped")
 OLD = {("float32", 128): "seed_study_fp32_h100.json", ("bfloat16", 128): "seed_study_bf16_b128_h100.json",
@@ -26,9 +28,7 @@ OLD = {("float32", 128): "seed_study_fp32_h100.json", ("bfloat16", 128): "seed_s
 
 
 def _ratio(row: dict[str, str], name: str = "ratio_inferences_per_j") -> str:
-    mean, lo, hi = (float(row[k]) for k in (name, f"{name}_lo", f"{name}_hi"))
-    dagger = " †" if lo <= 1 <= hi else ""
-    return f"{mean:.2f} [{lo:.2f}, {hi:.2f}]{dagger}"
+    return ratio_text(row, name)
 
 
 def _above(row: dict[str, str]) -> str:
@@ -113,12 +113,5 @@ def table(report: Path, results: Path) -> str:
     return "\n".join(lines) + "\n\n" + break_even_table(report)
 
 
-def main(argv: list[str]) -> None:
-    results = Path(__file__).parent / "results"
-    for folder in argv:
-        print(table(Path(folder), results))
-        print()
-
-
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main(lambda report: table(report, Path(__file__).parent / "results"), sys.argv[1:])
