@@ -59,8 +59,8 @@ def aggregate(results: Sequence[TaskResult], prometheus_url: str | None = None, 
     `cluster_note` says so; a Prometheus that cannot be read leaves it absent with the reason.
 
     Tasks and pairs measured by several processes (replicates, or runs `report` pools) are one task and
-    one pair each, their intervals over the replicates (`replicates`); the break-even resamples the
-    processes themselves."""
+    one pair each, their intervals over the replicates (`replicates`); the break-even pools the processes
+    at each size itself (seeds and replicates) and its bootstrap draws each size from that interval."""
     processes = all_task_stats(results)
     raw, incomplete = pair_ratios(processes, [r for r in results if r.status != "ok"])
     stats = pool_tasks(processes)

@@ -1,13 +1,19 @@
-"""The break-even's interval: a percentile bootstrap over windows and seeds.
+"""The break-even's interval: a bootstrap that carries each size's own interval through.
 
-One resample redraws, at every size of a series, the replicates (seeds) with replacement when
-there are two or more, and inside each drawn replicate the MoE task's and the dense twin's
-windows with replacement (each task apart); it recomputes each task's geometric mean, each
-size's pooled MoE/dense ratio (geometric mean over the drawn replicates) and the first upward
-crossing (`crossing.first_upward`). The interval holds the middle 95 % of the resamples'
-crossings (percentile interval; `RESAMPLES` resamples from a fixed RNG seed, so a report is
-reproducible). The break-even sits inside it by construction in all but pathological cases,
-unlike where the pointwise bounds of the ratio cross 1.
+One resample draws, at every size of a series, the MoE/dense ratio from that size's own 95 %
+interval (`SizeRatio`): ln r = ln r̂ + se · T, T Student's t with the interval's degrees of
+freedom. Where several processes measured a size (replicates, seeds, or runs `report` pools),
+se and df are those of the t-interval over the processes' own ratios (df = processes − 1): the
+resamples spread as far as the replicates disagree, however tight each process's windows were.
+Where one process measured a size, they are its windows' (Welch's t on the log ratio). The
+resample's first upward crossing (`crossing.first_upward`) is its break-even; the interval holds
+the middle 95 % of the resamples' crossings (percentile interval; `RESAMPLES` resamples from a
+fixed RNG seed, so a report is reproducible).
+
+Why not redraw windows: a percentile bootstrap over three windows sees at most ten distinct means
+and no t-widening, so it narrowed a break-even's interval below what the per-size intervals it
+rests on allow (issue 26: 11.5–12.9 M where those intervals, carried through, give about
+10.4–14.2 M); and windows of one process do not hold what moves a figure between processes.
 
 A resample with MoE ahead at every size puts the break-even at or below the smallest size, one
 with dense ahead at every size above the largest: they count as the interval's open ends. The
@@ -21,22 +27,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from .crossing import ABOVE, BELOW, CROSSING, NEITHER, first_upward
-from .stats import CONFIDENCE
+from .stats import CONFIDENCE, Estimate
 
 RESAMPLES = 2000
 RNG_SEED = 0
-METHOD = "percentile bootstrap over windows and seeds"
+METHOD = "bootstrap of each size's ratio from its own interval (t over replicates, or one process's windows)"
 
 
 @dataclass(frozen=True)
-class Replicate:
-    """One MoE/dense comparison at one size: the per-window figures of each side (all positive)."""
+class SizeRatio:
+    """One size's MoE/dense ratio as its interval describes it: ln of the point, its standard error and
+    degrees of freedom (of the t over replicates, or of Welch's t over one process's windows)."""
 
-    moe: tuple[float, ...]
-    dense: tuple[float, ...]
+    log_ratio: float
+    se_log: float
+    df: float
+
+    @staticmethod
+    def of(ratio: Estimate) -> SizeRatio | None:
+        """`ratio` (a positive log-scale estimate) as a `SizeRatio`; None without an interval to draw from."""
+        se, df = ratio.se_log, ratio.df
+        if se is None or df is None or not ratio.mean > 0 or not df > 0:
+            return None
+        return SizeRatio(float(np.log(ratio.mean)), se, df)
 
 
 @dataclass(frozen=True)
@@ -57,37 +72,26 @@ class CrossingInterval:
     def without_crossing(self) -> int:
         return self.below + self.above + self.neither
 
-
-def _log_means(values: tuple[float, ...], resamples: int, rng: np.random.Generator) -> npt.NDArray[np.float64]:
-    """Mean of ln(values) over `resamples` redraws of the values with replacement."""
-    logs = np.log(np.asarray(values, dtype=float))
-    idx = rng.integers(0, len(logs), size=(resamples, len(logs)))
-    result: npt.NDArray[np.float64] = logs[idx].mean(axis=1)
-    return result
-
-
-def _size_log_ratios(replicates: Sequence[Replicate], resamples: int,
-                     rng: np.random.Generator) -> npt.NDArray[np.float64]:
-    """ln of the pooled MoE/dense ratio at one size, per resample."""
-    per_rep = np.stack([_log_means(r.moe, resamples, rng) - _log_means(r.dense, resamples, rng)
-                        for r in replicates], axis=1)
-    if len(replicates) > 1:
-        drawn = rng.integers(0, len(replicates), size=(resamples, len(replicates)))
-        per_rep = np.take_along_axis(per_rep, drawn, axis=1)
-    result: npt.NDArray[np.float64] = per_rep.mean(axis=1)
-    return result
+    def holds(self, params: float) -> bool | None:
+        """Whether `params` lies inside the interval (an open end reaches past the swept range); None when
+        the interval is undetermined."""
+        if self.undetermined:
+            return None
+        lo = self.lo if self.lo is not None else 0.0
+        hi = self.hi if self.hi is not None else float("inf")
+        return lo <= params <= hi
 
 
-def crossing_interval(xs: Sequence[float], sizes: Sequence[Sequence[Replicate]], *, resamples: int = RESAMPLES,
+def crossing_interval(xs: Sequence[float], sizes: Sequence[SizeRatio], *, resamples: int = RESAMPLES,
                       seed: int = RNG_SEED, confidence: float = CONFIDENCE) -> CrossingInterval:
     """The percentile bootstrap interval of the first upward crossing of a series.
 
-    `xs` are log10 of the sizes (ascending), `sizes` the replicates at each size.
+    `xs` are log10 of the sizes (ascending), `sizes` the ratio measured at each.
     """
-    if len(xs) != len(sizes) or len(xs) < 2 or any(not reps for reps in sizes):
-        raise ValueError("a crossing needs two or more sizes, each with a replicate")
+    if len(xs) != len(sizes) or len(xs) < 2:
+        raise ValueError("a crossing needs two or more sizes, each with its ratio")
     rng = np.random.default_rng(seed)
-    curves = np.stack([_size_log_ratios(reps, resamples, rng) for reps in sizes], axis=1)
+    curves = np.stack([s.log_ratio + s.se_log * rng.standard_t(s.df, size=resamples) for s in sizes], axis=1)
     at, side = first_upward(xs, curves)
     counts = {k: int((side == k).sum()) for k in (CROSSING, BELOW, ABOVE, NEITHER)}
     alpha = 1.0 - confidence

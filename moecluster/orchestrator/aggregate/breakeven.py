@@ -11,21 +11,25 @@ pooled by `report`) are replicates. A size's ratio pools them: one keeps its win
 t on the log ratio); several give their geometric mean with a t-interval over the per-process log
 ratios ("t over seeds and replicates", df = processes − 1), which widens when they disagree.
 
-The break-even's interval is a percentile bootstrap over windows and processes (`bootstrap`): it is
-an interval of the break-even itself, open at an end where resamples leave the swept range, and
-"undetermined" where it spans that range or too many resamples have no crossing. Where a size has
-a single replicate measured over a single window, the bootstrap cannot see that size's noise and
-there is no interval.
+The break-even's interval is a bootstrap that draws each size's ratio from that size's own interval
+(`bootstrap`: t over the replicates where several processes measured it, else over the windows):
+it is an interval of the break-even itself, open at an end where resamples leave the swept range,
+and "undetermined" where it spans that range or too many resamples have no crossing. Where a size
+has a single replicate measured over a single window there is no interval to draw from, and none.
+
+A break-even interpolated between two measured sizes more than `MAX_GAP` times apart rests on
+nothing measured in between (the seed study's presets are 6–24× apart): `gap_note` says so, in the
+verdict too, and `sweep.refine` plans the sizes that fill the gap (`moecluster refine RUN`).
 """
 from __future__ import annotations
 
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
-from .bootstrap import CrossingInterval, Replicate, crossing_interval
+from .bootstrap import CrossingInterval, SizeRatio, crossing_interval
 from .crossing import CROSSING, all_crossings, first_upward
 from .pairs import PairRatio
 from .stats import Estimate, replicate_ci
@@ -33,6 +37,7 @@ from .stats import Estimate, replicate_ci
 Metric = Literal["inferences_per_j", "inferences_per_j_above_idle"]
 WINDOWS_METHOD = "Welch t on the log ratio over windows"
 SEEDS_METHOD = "t over seeds and replicates (per-process log ratios)"
+MAX_GAP = 2.0  # a crossing between measured sizes further apart than this factor is flagged for refinement
 
 
 def sort_fields(key: Any) -> tuple[tuple[int, float, str], ...]:
@@ -93,6 +98,8 @@ class SweepPoint:
     pair_ids: tuple[str, ...]
     seeds: tuple[int, ...]
     method: str
+    name: str = ""  # the MoE model's name (preset or the sweep's name for it)
+    shape: tuple[tuple[str, int], ...] = ()  # the MoE's shape fields (`TaskSpec.model`), to plan sizes between
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,31 @@ class BreakEven:
         return _ci_text(self.points, self.interval, self.ci_note)
 
     @property
+    def bracket(self) -> tuple[SweepPoint, SweepPoint] | None:
+        """The two measured sizes the break-even is interpolated between; None without a break-even."""
+        if self.params is None:
+            return None
+        return next(((a, b) for a, b in zip(self.points, self.points[1:])
+                     if a.total_params <= self.params <= b.total_params), None)
+
+    @property
+    def gap_factor(self) -> float | None:
+        """How many times larger the upper bracketing size is than the lower; None without a break-even."""
+        pair = self.bracket
+        return pair[1].total_params / pair[0].total_params if pair else None
+
+    @property
+    def gap_note(self) -> str:
+        """Why the break-even wants measured sizes near it ("" when its bracketing sizes are at most
+        `MAX_GAP` times apart)."""
+        pair, factor = self.bracket, self.gap_factor
+        if pair is None or factor is None or factor <= MAX_GAP:
+            return ""
+        lo, hi = fmt_params(pair[0].total_params), fmt_params(pair[1].total_params)
+        return (f"interpolated between {lo} and {hi}, {factor:.1f}× apart with nothing measured between:"
+                " `moecluster refine` plans sizes there")
+
+    @property
     def min_params(self) -> int:
         return self.points[0].total_params
 
@@ -150,7 +182,8 @@ def series_key(p: PairRatio) -> SeriesKey:
                      phase=s.phase, prompt_len=s.prompt_len, gen_tokens=s.gen_tokens, path=s.path)
 
 
-def _fmt(p: float) -> str:
+def fmt_params(p: float) -> str:
+    """A parameter count in three significant digits with its unit: "12.2M", "2.79B"."""
     for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
         if p >= scale:
             return f"{p / scale:.3g}{unit}"
@@ -162,8 +195,8 @@ def _ci_text(points: Sequence[SweepPoint], interval: CrossingInterval | None, no
         return note
     if interval.undetermined:
         return f"undetermined: {interval.undetermined}"
-    lo = _fmt(interval.lo) if interval.lo is not None else f"≤ {_fmt(points[0].total_params)}"
-    hi = _fmt(interval.hi) if interval.hi is not None else f"> {_fmt(points[-1].total_params)}"
+    lo = fmt_params(interval.lo) if interval.lo is not None else f"≤ {fmt_params(points[0].total_params)}"
+    hi = fmt_params(interval.hi) if interval.hi is not None else f"> {fmt_params(points[-1].total_params)}"
     return f"{lo} – {hi}"
 
 
@@ -178,32 +211,30 @@ def _outcome(points: Sequence[SweepPoint], central: float | None) -> str:
     return "no upward crossover: MoE falls behind dense as size grows"
 
 
-def _verdict(points: Sequence[SweepPoint], central: float | None, ci: str) -> str:
+def _verdict(points: Sequence[SweepPoint], central: float | None, ci: str, gap: str) -> str:
     outcome = _outcome(points, central)
     if central is not None:
         phrase = ci if ci.startswith("no CI") else f"95 % CI {ci}"
-        return f"{outcome} at {_fmt(central)} parameters ({phrase})"
-    return f"{outcome} ({_fmt(points[0].total_params)} – {_fmt(points[-1].total_params)})"
+        return f"{outcome} at {fmt_params(central)} parameters ({phrase})" + (f"; {gap}" if gap else "")
+    return f"{outcome} ({fmt_params(points[0].total_params)} – {fmt_params(points[-1].total_params)})"
 
 
 def _point(size: int, pairs: Sequence[PairRatio], metric: Metric) -> SweepPoint:
     ratios: list[Estimate] = [r for r in (getattr(p, metric) for p in pairs) if r is not None]
     method = SEEDS_METHOD if len(ratios) > 1 else WINDOWS_METHOD
+    spec = pairs[0].moe.spec
     return SweepPoint(size, replicate_ci(ratios), tuple(p.pair_id for p in pairs),
-                      tuple(p.moe.spec.seed for p in pairs), method)
+                      tuple(p.moe.spec.seed for p in pairs), method, spec.model_name or spec.preset or "custom",
+                      tuple(sorted(spec.model.items())))
 
 
-def _replicates(pairs: Sequence[PairRatio], metric: Metric) -> list[Replicate]:
-    return [Replicate(p.moe.samples[metric], p.dense.samples[metric]) for p in pairs]
-
-
-def _interval(xs: Sequence[float], by_size: Sequence[Sequence[PairRatio]],
-              metric: Metric) -> tuple[CrossingInterval | None, str]:
+def _interval(xs: Sequence[float], points: Sequence[SweepPoint]) -> tuple[CrossingInterval | None, str]:
     """The bootstrap interval, or None and why there is none."""
-    sizes = [_replicates(ps, metric) for ps in by_size]
-    if any(len(reps) == 1 and min(len(reps[0].moe), len(reps[0].dense)) < 2 for reps in sizes):
+    sizes = [SizeRatio.of(p.ratio) for p in points]
+    drawn = [s for s in sizes if s is not None]
+    if len(drawn) < len(sizes):
         return None, "no CI: a size has a single window and a single seed"
-    return crossing_interval(xs, sizes), ""
+    return crossing_interval(xs, drawn), ""
 
 
 def break_even(key: SeriesKey, pairs: Sequence[PairRatio], metric: Metric = "inferences_per_j") -> BreakEven | None:
@@ -211,7 +242,7 @@ def break_even(key: SeriesKey, pairs: Sequence[PairRatio], metric: Metric = "inf
     by_size: dict[int, list[PairRatio]] = defaultdict(list)
     for p in pairs:
         total = p.moe.total_params
-        if getattr(p, metric) is not None and total and metric in p.moe.samples and metric in p.dense.samples:
+        if getattr(p, metric) is not None and total:
             by_size[total].append(p)
     if len(by_size) < 2:
         return None
@@ -221,11 +252,11 @@ def break_even(key: SeriesKey, pairs: Sequence[PairRatio], metric: Metric = "inf
     logs = [math.log(p.ratio.mean) for p in points]
     at, side = first_upward(xs, [logs])
     central = 10 ** float(at[0]) if side[0] == CROSSING else None
-    interval, note = _interval(xs, [by_size[s] for s in sizes], metric) if central is not None else (None, "")
+    interval, note = _interval(xs, points) if central is not None else (None, "")
     crossings = tuple(Crossing(10**x, d) for x, d in all_crossings(xs, logs))
-    return BreakEven(key=key, metric=metric, points=points, params=central, interval=interval, ci_note=note,
-                     crossings=crossings, outcome=_outcome(points, central),
-                     verdict=_verdict(points, central, _ci_text(points, interval, note)))
+    be = BreakEven(key=key, metric=metric, points=points, params=central, interval=interval, ci_note=note,
+                   crossings=crossings, outcome=_outcome(points, central), verdict="")
+    return replace(be, verdict=_verdict(points, central, _ci_text(points, interval, note), be.gap_note))
 
 
 def break_evens(pairs: Sequence[PairRatio], metric: Metric = "inferences_per_j") -> list[BreakEven]:

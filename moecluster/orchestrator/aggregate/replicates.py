@@ -102,5 +102,6 @@ def pool_pairs(raw: Sequence[PairRatio], tasks: Sequence[TaskStats]) -> list[Pai
 
 
 def processes_of(pairs: Sequence[PairRatio]) -> list[PairRatio]:
-    """The per-process comparisons behind pooled ones (what the break-even's bootstrap resamples)."""
+    """The per-process comparisons behind pooled ones (the break-even pools them per size by a t over them, and
+    its bootstrap draws each size from that interval)."""
     return [r for p in pairs for r in (p.replicates or (p,))]

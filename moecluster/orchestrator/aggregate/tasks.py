@@ -2,8 +2,8 @@
 
 Every figure is first computed per measurement window and then summarised over the windows
 (geometric mean and log-scale t interval, see `stats`), so a task's interval reflects its own
-repeat-to-repeat spread. The per-window figures are kept (`TaskStats.samples`) for the
-bootstrap of the break-even, and the warnings a reader needs (`checks`) beside them.
+repeat-to-repeat spread. The per-window figures are kept (`TaskStats.samples`, a replicate's
+windows pooled with the others'), and the warnings a reader needs (`checks`) beside them.
 
 Energy comes in two flavours: as measured (everything the task's GPUs drew), and above idle
 (`energy_j - idle_power_w * duration_s` per window, the idle power being what the same GPUs

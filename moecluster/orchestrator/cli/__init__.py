@@ -24,7 +24,8 @@ from .errors import InputError
 # `moecluster agent` loads pandas, scipy, torch or Ray.
 COMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("agent", "agent"), "bench": ("bench", "bench"), "dashboards": ("dashboards", "dashboards"),
-    "estimate": ("estimate", "estimate_cmd"), "report": ("report", "report"), "runs": ("submit", "runs"),
+    "estimate": ("estimate", "estimate_cmd"), "refine": ("refine", "refine"), "report": ("report", "report"),
+    "runs": ("submit", "runs"),
     "status": ("submit", "status"), "submit": ("submit", "submit"),
 }
 

@@ -11,6 +11,10 @@ warnings (fewer than 3 windows, a roofline above 1, a coarse energy counter, the
 pair measured by several processes (replicates, or runs `report` pools) is one row whose intervals are
 over the replicates (`replicates` says how many); `ci_covers` says in words what each row's intervals
 cover ("3 replicates on 2 GPUs of 1 node, 3 windows each", or "3 windows, 1 process").
+Total energy is the headline and above idle stands beside it: `energy_views_disagree` says, on a pair
+and on both rows of a break-even series, where the two views disagree (`aggregate.views`), empty
+where they agree. A break-even interpolated between sizes more than 2× apart names them
+(`bracket_lo_params`, `bracket_hi_params`, `gap_factor`, `gap_note`).
 """
 from __future__ import annotations
 
@@ -21,10 +25,11 @@ from typing import Any
 import pandas as pd
 
 from moecluster.spec.records import TaskSpec
-from moecluster.orchestrator.aggregate import Aggregate, BreakEven, Estimate
+from moecluster.orchestrator.aggregate import Aggregate, BreakEven, Estimate, SeriesKey
 from moecluster.orchestrator.aggregate.bootstrap import RNG_SEED
 from moecluster.orchestrator.aggregate.checks import few_windows
 from moecluster.orchestrator.aggregate.pairs import RATIOS
+from moecluster.orchestrator.aggregate.views import break_even_disagreement, by_series, pair_disagreement
 from moecluster.orchestrator.items import item_names
 from moecluster.orchestrator.estimate.measured import compare
 
@@ -145,6 +150,7 @@ def pairs_frame(agg: Aggregate) -> pd.DataFrame:
             row[f"dense_{name}"] = getattr(d, name).mean if getattr(d, name) else None
             _e(row, f"ratio_{name}", getattr(p, name))
         row["ci_contains_1"] = ",".join(p.flags)
+        row["energy_views_disagree"] = pair_disagreement(p) or ""
         row.update(replicates=len(p.replicates) or 1, ci_covers=p.ci_covers)
         row["energy_note"] = m.energy_note or d.energy_note
         row.update(seed=m.spec.seed, gpu_name=", ".join(sorted({g.name for g in m.result.gpus})),
@@ -155,11 +161,13 @@ def pairs_frame(agg: Aggregate) -> pd.DataFrame:
     return _frame(rows, ["pair_id"])
 
 
-def _be_rows(bes: Iterable[BreakEven]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _be_rows(bes: Iterable[BreakEven], disagree: Mapping[SeriesKey, str]) -> tuple[list[dict[str, Any]],
+                                                                                  list[dict[str, Any]]]:
     series, points = [], []
     for b in bes:
         k = b.key
         ci = b.interval
+        bracket = b.bracket
         series.append({"series": k.label(), "metric": b.metric, "impl": k.impl, "dtype": k.dtype,
                        "expert_parallel": k.expert_parallel, "batch_size": k.batch_size, "match": k.match,
                        "workload": k.workload, "device": k.device, "load": k.load, "zipf_s": k.zipf_s,
@@ -173,7 +181,10 @@ def _be_rows(bes: Iterable[BreakEven]) -> tuple[list[dict[str, Any]], list[dict[
                        "resamples_dense_ahead_everywhere": ci.above if ci else None,
                        "resamples_without_upward_crossing": ci.neither if ci else None,
                        "crossings": ";".join(f"{c.direction}@{c.total_params:.4g}" for c in b.crossings),
-                       "verdict": b.verdict})
+                       "bracket_lo_params": bracket[0].total_params if bracket else None,
+                       "bracket_hi_params": bracket[1].total_params if bracket else None,
+                       "gap_factor": b.gap_factor, "gap_note": b.gap_note,
+                       "energy_views_disagree": disagree.get(k, ""), "verdict": b.verdict})
         for p in b.points:
             row: dict[str, Any] = {"series": k.label(), "metric": b.metric, "impl": k.impl, "match": k.match,
                                    "total_params": p.total_params, "pairs": ";".join(p.pair_ids),
@@ -186,8 +197,10 @@ def _be_rows(bes: Iterable[BreakEven]) -> tuple[list[dict[str, Any]], list[dict[
 
 
 def breakeven_frames(agg: Aggregate) -> tuple[pd.DataFrame, pd.DataFrame]:
-    s1, p1 = _be_rows(agg.break_evens)
-    s2, p2 = _be_rows(agg.break_evens_above_idle)
+    disagree = {k: why for k, t, a in by_series(agg.break_evens, agg.break_evens_above_idle)
+                if (why := break_even_disagreement(t, a))}
+    s1, p1 = _be_rows(agg.break_evens, disagree)
+    s2, p2 = _be_rows(agg.break_evens_above_idle, disagree)
     return _frame(s1 + s2, ["series"]), _frame(p1 + p2, ["series"])
 
 

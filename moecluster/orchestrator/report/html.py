@@ -78,11 +78,16 @@ METHOD = [
     "ratios with a t interval over the per-seed log ratios (seeds − 1 degrees of freedom), so seeds that disagree "
     "widen it.",
     "The break-even is where ln(MoE/dense inferences/J) first crosses zero upwards, interpolated linearly in log10 "
-    "of the MoE's total parameters. Its 95 % interval is a percentile bootstrap over windows and seeds: 2,000 "
-    "resamples (RNG seed 0) redraw the seeds at each size and the windows of each task, and recompute the ratios "
-    "and the crossing. Resamples with MoE (dense) ahead at every size put an end at or below (above) the swept "
-    "range; the interval is undetermined when it spans the whole range or when more than 5 % of the resamples "
-    "have no upward crossing, and the report says how many.",
+    "of the MoE's total parameters. Its 95 % interval is a bootstrap of each size's ratio from its own interval "
+    "(t over replicates, or one process's windows): 2,000 resamples (RNG seed 0) draw every size's log ratio from "
+    "its t distribution and recompute the crossing, so each size's uncertainty is carried through. Resamples with "
+    "MoE (dense) ahead at every size put an end at or below (above) the swept range; the interval is undetermined "
+    "when it spans the whole range or when more than 5 % of the resamples have no upward crossing, and the report "
+    "says how many. A break-even between measured sizes more than 2× apart is marked: nothing was measured "
+    "between them, and `moecluster refine` plans sizes there.",
+    "Total energy is the headline; the above-idle view stands beside it (a column of the pairs table, a row under "
+    "each break-even) and is marked where the two disagree: the views put different sides ahead, or a break-even "
+    "lies outside the other view's interval.",
     "The roofline of a task is max(FLOPs / peak FLOP/s, bytes / peak bandwidth) for the work done, with peaks "
     "measured on the device (a large GEMM and a large copy) and, where the GPU is known, its datasheet; roofline "
     "energy is that time at the board's TDP (or the highest power measured when the GPU is unknown).",

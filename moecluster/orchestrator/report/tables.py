@@ -7,6 +7,10 @@ once, as a numbered footnote under the table, and marked in the cells (¹, ², .
 Every table with intervals says what they cover (`TableData.covered`): "3 replicates on 2 GPUs of 1
 node, 3 windows each" (an interval over independent processes) or "3 windows, 1 process" (over one
 process's windows only): under the table when every row's is the same, else marked row by row.
+
+Total energy is the headline; the above-idle view stands beside it (its own column, its own
+break-even row under each series' total one), marked where the two disagree
+(`aggregate.views`), and the header counts the disagreements.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from moecluster.orchestrator.aggregate.bootstrap import METHOD as BOOTSTRAP
 from moecluster.orchestrator.aggregate.breakeven import SEEDS_METHOD
 from moecluster.orchestrator.aggregate.checks import MIN_WINDOWS
 from moecluster.orchestrator.aggregate.ep import ep_left_out
+from moecluster.orchestrator.aggregate.views import break_even_disagreement, by_series, pair_disagreement
 from moecluster.orchestrator.items import MIXED_ITEMS, item_names
 from moecluster.orchestrator.estimate.measured import compare
 
@@ -34,6 +39,8 @@ from .terminal import FittedTable
 
 COVERS = "95 % CI covers:"
 DAGGER = "† the 95 % CI of the ratio contains 1: the repeats cannot tell which side is better."
+VIEWS = ("above idle, the side that wins is not the one that wins in total energy (the headline): idle power"
+         " weighs differently on the two sides")
 
 
 @dataclass
@@ -120,7 +127,20 @@ def warning_lines(agg: Aggregate) -> list[Line]:
     if warned:
         lines.append((f"warning: {warned} of {len(agg.tasks)} tasks carry warnings (see \"Tasks: how each ran\")",
                       "warn"))
-    return lines
+    return lines + views_lines(agg)
+
+
+def views_lines(agg: Aggregate) -> list[Line]:
+    """One line counting where the above-idle view disagrees with the total-energy headline (none if nowhere)."""
+    pairs = sum(1 for p in agg.pairs if pair_disagreement(p))
+    bes = sum(1 for _, t, a in by_series(agg.break_evens, agg.break_evens_above_idle)
+              if break_even_disagreement(t, a))
+    if not pairs and not bes:
+        return []
+    where = " and ".join(filter(None, [f"{pairs} of {len(agg.pairs)} comparisons" if pairs else "",
+                                       f"{bes} break-even(s)" if bes else ""]))
+    return [(f"note: total energy is the headline; the above-idle view disagrees with it on {where} (marked in"
+             " the tables)", "warn")]
 
 
 def header(agg: Aggregate, run_id: str, meta: Mapping[str, Any]) -> list[Line]:
@@ -199,7 +219,8 @@ def pairs_table(agg: Aggregate) -> TableData:
                   _fig(t, m.power_w, _m, note), _fig(t, d.power_w, _m, note), _fig(t, p.power_w, fmt.ratio, note),
                   _fig(t, m.inferences_per_j, _m, note), _fig(t, d.inferences_per_j, _m, note),
                   _fig(t, p.inferences_per_j, fmt.ratio, note),
-                  _fig(t, p.inferences_per_j_above_idle, fmt.ratio, above))
+                  _fig(t, p.inferences_per_j_above_idle, fmt.ratio, above)
+                  + (t.note(VIEWS) if pair_disagreement(p) else ""))
     if agg.incomplete:
         t.group("incomplete pairs")
         for ip in agg.incomplete:
@@ -286,17 +307,24 @@ def normalisations_table(agg: Aggregate) -> TableData:
 
 
 BREAKEVEN_METHOD = (f"95 % CI: {BOOTSTRAP} ({RESAMPLES:,} resamples, RNG seed {RNG_SEED}); ≤ / >: an end"
-                    f" beyond the swept sizes. Several seeds at one size: {SEEDS_METHOD}.")
+                    f" beyond the swept sizes. Several seeds at one size: {SEEDS_METHOD}. Total energy is the"
+                    " headline; the above-idle row under it is marked where the two disagree.")
 
 
 def breakeven_table(agg: Aggregate) -> TableData:
     t = _table("Break-even: where MoE inferences/J overtakes dense (interpolated in log10 total parameters)",
                ["series", "energy", "sizes swept", "break-even", "95 % CI"], left=2, text=(3, 4))
     t.covered(p.ci_covers for p in agg.pairs if p.moe.spec.workload != "llm")
-    for label, bes in (("total", agg.break_evens), ("above idle", agg.break_evens_above_idle)):
-        for b in bes:
-            t.add_row(b.key.label(), label, f"{len(b.points)}: {fmt.params(b.min_params)} – {fmt.params(b.max_params)}",
-                      fmt.params(b.params) if b.params else b.outcome, b.interval_text)
+    for key, total, above in by_series(agg.break_evens, agg.break_evens_above_idle):
+        differs = break_even_disagreement(total, above)
+        for label, b in (("total", total), ("above idle", above)):
+            if b is None:
+                continue
+            where = t.note(b.gap_note) if b.gap_note else ""
+            flag = t.note(differs) if differs and b is above else ""
+            t.add_row(key.label(), f"{label}{flag}",
+                      f"{len(b.points)}: {fmt.params(b.min_params)} – {fmt.params(b.max_params)}",
+                      (fmt.params(b.params) if b.params else b.outcome) + where, b.interval_text)
     if not agg.break_evens and not agg.break_evens_above_idle:
         t.add_row("no series sweeps two or more sizes with energy", *[""] * 4)
     t.caption = BREAKEVEN_METHOD

@@ -10,6 +10,7 @@ import pytest
 import moecluster_synthetic as syn
 from moecluster.spec.records import TaskResult
 from moecluster.orchestrator.aggregate import BreakEven, aggregate, all_task_stats, break_evens, pair_ratios
+from moecluster.orchestrator.aggregate.bootstrap import METHOD
 from moecluster.orchestrator.aggregate.breakeven import SEEDS_METHOD, WINDOWS_METHOD, Metric
 from moecluster.orchestrator.aggregate.crossing import first_upward
 
@@ -46,7 +47,7 @@ def test_seed_001_crossover_interpolated_by_hand() -> None:
 def test_bootstrap_interval_holds_the_break_even_and_is_reproducible() -> None:
     (be,) = _bes(syn.seed_001_sweep())
     assert be.interval is not None and be.interval.undetermined is None
-    assert be.interval.resamples == 2000 and be.interval.method == "percentile bootstrap over windows and seeds"
+    assert be.interval.resamples == 2000 and be.interval.method == METHOD
     assert be.interval.without_crossing == 0
     assert be.params_lo is not None and be.params_hi is not None and be.params is not None
     assert 63_418_800 < be.params_lo < be.params < be.params_hi < 368_287_260
@@ -82,7 +83,7 @@ def test_a_flat_noisy_sweep_is_undetermined_and_says_how_many_resamples() -> Non
     n = be.interval.neither
     assert n > 100
     assert be.interval_text == f"undetermined: {n:,} of 2,000 resamples have no upward crossing"
-    assert be.verdict.endswith(f"(95 % CI undetermined: {n:,} of 2,000 resamples have no upward crossing)")
+    assert f"(95 % CI undetermined: {n:,} of 2,000 resamples have no upward crossing); interpolated" in be.verdict
 
 
 def test_sweep_without_crossover() -> None:
@@ -155,7 +156,7 @@ def test_a_single_size_is_not_a_sweep_and_single_windows_have_no_ci() -> None:
     (be,) = _bes(results)
     assert be.params == pytest.approx(111.6e6, rel=1e-3)
     assert be.interval is None and be.params_lo is None and be.params_hi is None
-    assert be.verdict.endswith("(no CI: a size has a single window and a single seed)")
+    assert "(no CI: a size has a single window and a single seed); interpolated between" in be.verdict
 
 
 def test_above_idle_break_even_uses_idle_subtracted_energy() -> None:

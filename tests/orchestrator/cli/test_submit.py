@@ -122,6 +122,10 @@ def test_quickstart_end_to_end_through_the_console_script(tmp_path: Path) -> Non
     assert status["counts"]["ok"] == 18 and len(status["results"]) == 18
     again = cli("submit", "--resume", "qs", "--runs-dir", str(runs), "--no-agents")
     assert again.returncode == 0 and "nothing to do" in again.stdout
+    # the first report a new user reads: intervals over 3 replicates, none "very wide or absent" (issue 26)
+    report = cli("report", "qs", "--runs-dir", str(runs))
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "95 % CI covers: 3 replicates" in report.stdout and "very wide or absent" not in report.stdout
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 import moecluster_synthetic as syn
+from moecluster.orchestrator.aggregate.bootstrap import METHOD
 
 _SCRIPT = Path(sys.executable).with_name("moecluster")  # the installed console script
 CLI = ([str(_SCRIPT)] if _SCRIPT.exists()
@@ -70,8 +71,11 @@ def test_tables_are_printed_side_by_side(run: Run) -> None:
                   "Seed 000's normalisations", "Break-even", "Measured vs roofline", "Expert parallelism",
                   "Failed tasks"):
         assert title in out, title
-    assert re.search(r"│ 112 M +│ 1\d\dM – 1\d\dM +│", out)  # seed 001's break-even and its interval
-    assert "percentile bootstrap over windows and seeds (2,000 resamples, RNG seed 0)" in re.sub(r"\s+", " ", out)
+    # seed 001's break-even, marked for its 5.8x gap, and its interval
+    assert re.search(r"│ 112 M[¹²³⁴]* +│ 1\d\dM – 1\d\dM +│", out)
+    assert ("bootstrap of each size's ratio from its own interval (t over replicates, or one process's windows)"
+            " (2,000 resamples, RNG seed 0)") in re.sub(r"\s+", " ", out)
+    assert "interpolated between 63.4M and 368M, 5.8× apart" in re.sub(r"\s+", " ", out)
     assert "cluster-wide: not measured: no Prometheus URL given" in out
     assert "wrote" in proc.stderr and "index.html" in proc.stderr
 
@@ -158,7 +162,8 @@ def test_csv_break_even_names_its_interval(run: Run) -> None:
     be = be[be.metric == "inferences_per_j"].set_index("impl")
     assert be.loc["sorted", "break_even_params"] == pytest.approx(111.6e6, rel=1e-3)
     assert be.loc["sorted", "break_even_params_lo"] < 111.6e6 < be.loc["sorted", "break_even_params_hi"]
-    assert be.loc["sorted", "ci_method"] == "percentile bootstrap over windows and seeds"
+    assert be.loc["sorted", "ci_method"] == METHOD
+    assert be.loc["sorted", "gap_factor"] == pytest.approx(368_287_260 / 63_418_800)
     assert be.loc["sorted", "ci_resamples"] == 2000 and be.loc["sorted", "resamples_without_upward_crossing"] == 0
     assert math.isnan(be.loc["grouped", "break_even_params"])
     assert be.loc["grouped", "verdict"].startswith("no crossover")
