@@ -69,3 +69,9 @@ def time_call_s(fn: Callable[[], object], device: torch.device, samples: int | N
     if sample_s > 0:
         samples = min(samples, max(1, math.floor(budget_s / sample_s)))
     return statistics.median(_run_s(fn, calls, device) for _ in range(samples))
+
+
+def time_sample_s(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds per call of one sample of `fn` (a warm-up call, then a run of calls lasting at least
+    `MIN_SAMPLE_S`): one round's sample in a race between forms (`race.race`)."""
+    return time_call_s(fn, device, samples=1, warmup_calls=1)

@@ -68,7 +68,9 @@ def test_the_fastest_eager_form_is_chosen_and_every_candidate_recorded(scripted)
     assert chosen.form["layout"] == "layout b" and chosen.form["kernel"] == "kernel b"
     assert chosen.form["graph"] == "eager: device cpu has no CUDA graphs"
     assert chosen.form["candidates"] == "a eager 3.000 ms; b eager 1.000 ms; c eager 2.000 ms"
-    assert chosen.form["choice"].startswith("fastest measured at prepare")
+    assert chosen.form["choice"] == ("by measurement at prepare (perf_counter): b eager ahead of c eager by 100.0 %"
+                                     " at screening (one median each; not raced)")
+    assert chosen.choice.margin is not None and chosen.choice.margin.margin == pytest.approx(1.0)
     assert tools.captured == []
     assert rel_err(chosen.step(), toy.x @ toy.w) < 1e-12
 
