@@ -188,7 +188,7 @@ class ChoiceMargin:
     whether the replicates of a run could have chosen differently. `chosen`, `runner_up`: candidate labels
     ("grouped graph"); `margin`: the runner-up's seconds per call over the chosen one's − 1 (geometric mean
     of the ratios paired within each interleaved round; negative where the tie-break kept a candidate that
-    measured slower within noise); `noise`: the smallest lead that counts as real: the measured 95 %
+    measured slower within noise); `noise`: the smallest lead that counts as real: the measured 99 %
     half-width of that ratio over the rounds (`measured_noise`), at least `floor`; `tied`: every candidate
     within noise of the fastest, in tie-break order (the first is chosen; empty where the fastest led
     clearly); `rounds`: interleaved rounds timed (0: decided at screening, the runner-up more than the

@@ -8,17 +8,22 @@ dispatch:
 
 1. **Screen**: every candidate is timed once (median of a few samples, as before); those more than
    `RACE_RANGE` behind the fastest are out (a lead that large is no timing noise); at most `RACE_MAX`
-   go on (their CUDA graphs are alive at once).
+   go on (their CUDA graphs are alive at once). The range is wide on purpose: which candidates race
+   decides which ties are seen, and a narrow cut on one noisy median would move between processes
+   (on a shared CPU, a 10 % cut let two replicates race different sets and tie-break differently).
 2. **Race**: the finalists are timed in interleaved rounds, one sample each per round in a rotating
    order, so a slow drift of the device (clocks, temperature) falls on every candidate alike and each
-   round gives a *paired* ratio. After `min_rounds`, the race stops as soon as every finalist is
-   settled against the fastest (ahead of it by more than the noise, or its noise below the floor),
-   else at `max_rounds` or when the rounds have taken `budget_s`.
+   round gives a *paired* ratio. The race runs `max_rounds`, or fewer where the rounds have taken
+   `budget_s` (at least `min_rounds`): how many depends on how long a round takes, not on what it
+   measured, since stopping at the first look that shows a lead would call a lead by chance. It
+   stops early only where the outcome is beyond doubt (`settled`): every other finalist behind the
+   fastest by more than `EARLY` times its noise, or measured to within the floor.
 3. **Decide**: the fastest is the finalist with the lowest geometric-mean time. Another finalist is
    *within noise* of it when its lead (geometric mean of the paired ratios − 1) is at most the noise:
-   the 95 % t half-width of those ratios over the rounds, and at least `floor` (1 %: a window's energy
-   reading resolves about that much, so a smaller lead cannot show in a result, while flipping on it
-   would). The choice is the first of the fastest and those within noise of it **in the fixed
+   the 99 % t half-width of those ratios over the rounds (99 %, not 95 %: a flip between replicates
+   costs every figure of the task, a tie at most the noise in speed), and at least `floor` (1 %: a
+   window's energy reading resolves about that much, so a smaller lead cannot show in a result,
+   while flipping on it would). The choice is the first of the fastest and those within noise of it **in the fixed
    tie-break order**, the order the candidates are offered in (see each caller), so replicates that
    measure the same tie choose the same form; the record (`records.ChoiceMargin`) says so.
 
@@ -36,10 +41,11 @@ import torch
 
 from moecluster.agents.records import ChoiceMargin
 
-RACE_RANGE = 0.10  # screened more than 10 % behind the fastest: out, no race needed
-RACE_MAX = 3  # the most finalists raced (eager forms cost nothing held; graphs hold their memory)
+RACE_RANGE = 0.5  # screened more than 50 % behind the fastest: out, no race needed
+RACE_MAX = 6  # the most finalists raced (eager forms cost nothing held; graphs hold their memory)
 FLOOR = 0.01  # a lead under 1 % is never acted on
-CONFIDENCE = 0.95
+CONFIDENCE = 0.99
+EARLY = 3.0  # a race stops before its rounds are done only for a lead this many times its noise
 
 
 @dataclass(frozen=True)
@@ -121,12 +127,13 @@ def _leads(samples_s: Sequence[Sequence[float]], floor: float) -> tuple[int, lis
 
 
 def settled(samples_s: Sequence[Sequence[float]], rules: RaceRules) -> bool:
-    """Whether more rounds could not change the decision: every finalist leads by more than its noise
-    or is measured to within the floor (a tie no further rounds can split into a real lead)."""
+    """Whether more rounds could not change the decision: every other finalist is behind the fastest by
+    more than `EARLY` times its noise, or its lead and noise together are within the floor (a tie no
+    further rounds can split into a lead that counts)."""
     if len(samples_s[0]) < rules.min_rounds:
         return False
     _, leads = _leads(samples_s, rules.floor)
-    return all(x.lead > x.noise or x.measured_noise <= rules.floor for x in leads)
+    return all(x.lead > EARLY * x.noise or x.lead + x.measured_noise <= rules.floor for x in leads)
 
 
 def decide(labels: Sequence[str], samples_s: Sequence[Sequence[float]],
