@@ -260,6 +260,9 @@ def _eager_reason(option: str, plan: _Plan, timings: Sequence[Timing]) -> str:
         return "no graph was tried"
     if graph.time_s is None or eager is None or eager.time_s is None:
         return graph.failure or "its graph did not run"
+    if eager.time_s > graph.time_s:  # screened slower, yet its graph lost the race (`choice` says by how much)
+        return f"its graph was not ahead in the race (screened: eager {eager.time_s * 1e3:.3f} ms, graph" \
+               f" {graph.time_s * 1e3:.3f} ms)"
     return f"its eager run measured faster than its graph ({eager.time_s * 1e3:.3f} ms vs {graph.time_s * 1e3:.3f} ms)"
 
 
