@@ -75,11 +75,14 @@ FORM_ASPECTS = ("layout", "kernel", "graph", "dispatch")
 
 def form_ran(result: TaskResult) -> str:
     """What form a task's model ran in, for comparing replicates: the choice's label where recorded
-    ("fused graph"), else the head of each recorded aspect ("addmm · captured")."""
+    ("fused graph"), else the head of each recorded aspect ("addmm · captured"); with the fused kernel's
+    tiles where it has them (without their measured times, which differ in every process)."""
+    tiles = result.form.get("tiles")
+    tuned = f" [{tiles.rsplit(' (', 1)[0]}]" if tiles else ""
     if result.choice is not None:
-        return result.choice.chosen
+        return result.choice.chosen + tuned
     heads = [result.form[k].partition(": ")[0].partition(", ")[0] for k in FORM_ASPECTS if result.form.get(k)]
-    return " · ".join(heads) or "not recorded"
+    return (" · ".join(heads) or "not recorded") + tuned
 
 
 def forms_differ(replicates: Sequence[tuple[str, TaskResult]]) -> str | None:
