@@ -339,7 +339,7 @@ def run_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indices: S
             roofline=roofline(prepared.flops_per_item, prepared.bytes_per_batch, prepared.items_per_batch,
                               windows, pk),
             expert_tokens=prepared.expert_tokens, versions={**versions(devices), **_notes(prepared)},
-            form=dict(prepared.form),
+            form=dict(prepared.form), choice=prepared.choice,
             drift=window_drift(windows), warnings=_warnings(readings, idle, gpus), finished_at=time.time())
     except Exception as exc:  # noqa: BLE001 - a task failure is data, not a crash
         set_fake_load(gpus, 0.0)

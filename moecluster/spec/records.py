@@ -181,6 +181,50 @@ class GpuRecord:
 
 
 @dataclass(frozen=True)
+class ChoiceMargin:
+    """How clearly a form (or kernel, or dispatch) choice was won, measured at prepare (`workloads.race`).
+
+    Why it is recorded: a choice that flips between processes adds noise to the figures; the margin says
+    whether the replicates of a run could have chosen differently. `chosen`, `runner_up`: candidate labels
+    ("grouped graph"); `margin`: the runner-up's seconds per call over the chosen one's − 1 (geometric mean
+    of the ratios paired within each interleaved round; negative where the tie-break kept a candidate that
+    measured slower within noise); `noise`: the smallest lead that counts as real: the measured 99 %
+    half-width of that ratio over the rounds (`measured_noise`), at least `floor`; `tied`: every candidate
+    within noise of the fastest, in tie-break order (the first is chosen; empty where the fastest led
+    clearly); `rounds`: interleaved rounds timed (0: decided at screening, the runner-up more than the
+    race range behind, its margin from one median each and no noise measured).
+    """
+
+    chosen: str
+    runner_up: str | None = None
+    margin: float | None = None
+    noise: float | None = None
+    measured_noise: float | None = None
+    floor: float = 0.0
+    tied: tuple[str, ...] = ()
+    rounds: int = 0
+
+    @property
+    def within_noise(self) -> bool:
+        """Two or more candidates could not be told apart: the tie-break order chose."""
+        return len(self.tied) > 1
+
+    def describe(self) -> str:
+        """"sorted eager and grouped eager within noise (0.6 % < 1.1 %): chose sorted eager by tie-break order",
+        "grouped graph ahead of sorted graph by 4.2 % (noise 1.1 %, 5 rounds)", or the only candidate."""
+        if self.runner_up is None or self.margin is None:
+            return f"{self.chosen}: the only candidate that ran"
+        lead = f"{abs(self.margin) * 100:.1f} %"
+        if self.noise is None:
+            return f"{self.chosen} ahead of {self.runner_up} by {lead} at screening (one median each; not raced)"
+        noise = f"{self.noise * 100:.1f} %" + (" floor" if self.noise <= self.floor else "")
+        if self.within_noise:
+            return (f"{' and '.join(self.tied)} within noise ({lead} < {noise}): chose {self.chosen} by"
+                    f" tie-break order ({self.rounds} rounds)")
+        return f"{self.chosen} ahead of {self.runner_up} by {lead} (noise {noise}, {self.rounds} rounds)"
+
+
+@dataclass(frozen=True)
 class TaskResult:
     """Everything one task measured. `energy_source` is None exactly when energy is
     unavailable, and then `energy_unavailable_reason` says why (never a zero)."""
@@ -215,6 +259,8 @@ class TaskResult:
     # could be taken: another run may have shared them; a warning says why); "" where not recorded
     device_access: str = ""
     device_wait_s: float = 0.0
+    # how clearly the form in `form` won its choice (None: not recorded, as in records written before it)
+    choice: ChoiceMargin | None = None
 
     # -- derived figures (means over windows) -------------------------------------------
     @property
@@ -258,6 +304,8 @@ class TaskResult:
         d["phases"] = tuple(PhaseStat(**p) for p in d.get("phases", ()))
         d["alltoall"] = tuple(AllToAllPoint(**a) for a in d.get("alltoall", ()))
         d["roofline"] = Roofline(**d["roofline"]) if d.get("roofline") else None
+        choice = d.get("choice")
+        d["choice"] = ChoiceMargin(**{**choice, "tied": tuple(choice.get("tied", ()))}) if choice else None
         d["expert_tokens"] = tuple(d.get("expert_tokens", ()))
         d["warnings"] = tuple(d.get("warnings", ()))
         names = {f.name for f in dataclasses.fields(cls)}

@@ -75,7 +75,7 @@ def gang_result(task: GangTask, windows: Sequence[GangWindow], facts: Sequence[R
         idle_power_w=idle.power_w if idle else None, idle_settle_s=idle.settle_s if idle else None,
         idle_note=idle.note if idle else None, roofline=_roofline(task, ws, facts), expert_tokens=task.expert_tokens,
         versions={**facts[0].versions, **notes}, started_at=started_at, finished_at=finished_at,
-        form=dict(task.form), drift=window_drift(ws), warnings=_warnings(task, windows, facts),
+        form=dict(task.form), choice=task.choice, drift=window_drift(ws), warnings=_warnings(task, windows, facts),
         world_size=len(facts), phases=phases, alltoall=alltoall)
 
 

@@ -18,14 +18,18 @@ The MoE runs eagerly, in the dispatch form `share` is given (`dispatch`, recorde
 `ep-hostsync` (the default) reads its split sizes on the host, so it cannot be captured in a CUDA
 graph; `ep-static` (fixed-capacity blocks, counts on the device; see `ep_moe`) can be, but the
 task runs it eagerly too for now (its capture is shown by `benchmarks/ep_graph_capture.py`). No
-`dispatch="measure"` times both eagerly in the gang (`choose_dispatch`: the same number of steps
-on every rank, the slowest rank's time) and keeps the faster; the record names both times.
+`dispatch="measure"` times both eagerly in the gang in interleaved rounds (`choose_dispatch`: the
+same rounds of the same steps on every rank, each sample the slowest rank's time) and chooses by
+`workloads.race`'s rule (within noise, `ep-hostsync`, the default, first); the record names both
+times and the margin (`GangTask.choice`).
 `compile` is not applied to the MoE (the record says so). The dense twin
 runs in whatever form the workload chose for its B/N rows (a CUDA graph where possible).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import statistics
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,7 +39,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from moecluster.spec.records import ParamCounts, TaskSpec
+from moecluster.spec.records import ChoiceMargin, ParamCounts, TaskSpec
+from ..workloads import race
 from ..workloads.base import Prepared, get_workload, torch_dtype
 from ..workloads.mlp.models import MoEMLP
 from moecluster.spec.mlp.shapes import MoEShape
@@ -45,7 +50,9 @@ from .roofline import data_parallel_bytes, expert_parallel_bytes
 
 Parallel = Literal["expert", "data"]
 MEASURE = "measure"  # `share`'s dispatch: the faster of DISPATCH_FORMS in this gang, by measurement
-CHOICE_STEPS = 5  # timed steps per dispatch form when choosing
+CHOICE_STEPS = 5  # timed steps per sample of a dispatch form when choosing
+# a gang's race: rounds only, no wall-clock budget (ranks' clocks differ; every rank must run the same rounds)
+DISPATCH_RULES = race.RaceRules(min_rounds=3, max_rounds=8, budget_s=math.inf)
 EP_GRAPH = "none: an expert-parallel step reads its all-to-all split sizes on the host"
 EP_GRAPHS = {HOSTSYNC: EP_GRAPH,
              STATIC: "none: eager (ep-static has no host sync and is capturable, but tasks do not capture it yet)"}
@@ -83,6 +90,7 @@ class GangTask:
     warnings: tuple[str, ...] = ()
     ep: ExpertParallelMoE | None = None
     shard: Tensor | None = None
+    choice: ChoiceMargin | None = None  # how clearly the form (dispatch, or the dense twin's form) won
 
     def alltoall_sizes(self, world_size: int) -> tuple[float, float]:
         """Bytes each rank sends on average in one dispatch and one combine (send buffers, own chunk included)."""
@@ -140,17 +148,23 @@ def _seconds_per_step(ep: ExpertParallelMoE, shard: Tensor, gang: Gang, steps: i
     return max(gang.all_gather((time.perf_counter() - t0) / steps))
 
 
-def choose_dispatch(full: MoEMLP, shard: Tensor, gang: Gang,
-                    steps: int = CHOICE_STEPS) -> tuple[ExpertParallelMoE, dict[str, float]]:
-    """The faster dispatch form of `full` on this gang, eagerly, and every form's seconds per step (a collective).
+def choose_dispatch(full: MoEMLP, shard: Tensor, gang: Gang, steps: int = CHOICE_STEPS,
+                    ) -> tuple[ExpertParallelMoE, dict[str, float], ChoiceMargin]:
+    """The dispatch form of `full` chosen on this gang by `race`'s rule (eagerly; tie-break order
+    `DISPATCH_FORMS`), every form's seconds per step (geometric mean over the rounds) and the margin
+    (a collective).
 
-    Every rank times the same forms for the same steps; the times are the slowest rank's, so
-    every rank makes the same choice.
+    Every rank times the same forms in the same rounds; each sample is the slowest rank's, so every
+    rank sees the same numbers and makes the same choice (and stops after the same round).
     """
-    built = {name: ExpertParallelMoE(full, gang.rank, gang.world_size, dispatch=name) for name in DISPATCH_FORMS}
+    names = list(DISPATCH_FORMS)
+    built = {name: ExpertParallelMoE(full, gang.rank, gang.world_size, dispatch=name) for name in names}
     with torch.no_grad():
-        times = {name: _seconds_per_step(ep, shard, gang, steps) for name, ep in built.items()}
-    return built[min(times, key=lambda name: times[name])], times
+        samples = race.race(len(names), lambda i: _seconds_per_step(built[names[i]], shard, gang, steps),
+                            DISPATCH_RULES, clock=lambda: 0.0)
+    chosen, margin = race.decide([f"{name} eager" for name in names], samples)
+    times = {name: statistics.geometric_mean(row) for name, row in zip(names, samples)}
+    return built[names[chosen]], times, margin
 
 
 def share(build: LocalBuild, gang: Gang, dispatch: str = HOSTSYNC) -> GangTask:
@@ -163,7 +177,8 @@ def share(build: LocalBuild, gang: Gang, dispatch: str = HOSTSYNC) -> GangTask:
         return GangTask(spec=spec, parallel="data", step=prepared.step, dtype=build.dtype,
                         items_per_step=spec.batch_size, flops_per_item=prepared.flops_per_item,
                         bytes_per_batch=data_parallel_bytes(prepared.bytes_per_batch, n), params=prepared.params,
-                        expert_tokens=prepared.expert_tokens, notes=tuple(prepared.notes), form=form)
+                        expert_tokens=prepared.expert_tokens, notes=tuple(prepared.notes), form=form,
+                        choice=prepared.choice)
     full = prepared.model
     assert isinstance(full, MoEMLP)
     shared = [*full.parameters(), prepared.inputs]
@@ -171,10 +186,11 @@ def share(build: LocalBuild, gang: Gang, dispatch: str = HOSTSYNC) -> GangTask:
         shared.append(full.forced_experts)
     _broadcast(shared)
     shard = prepared.inputs[shard_rows(spec.batch_size, n, gang.rank)].contiguous()
+    margin: ChoiceMargin | None = None
     if dispatch == MEASURE:
-        ep, times = choose_dispatch(full, shard, gang)
+        ep, times, margin = choose_dispatch(full, shard, gang)
         chosen = ", ".join(f"{name} {1e3 * t:.3g} ms" for name, t in times.items())
-        dispatch_form = f"{ep.dispatch}, chosen by measurement (eager, per step: {chosen})"
+        dispatch_form = f"{ep.dispatch}, chosen by measurement (eager, per step: {chosen}; {margin.describe()})"
     else:
         ep = ExpertParallelMoE(full, gang.rank, n, dispatch=dispatch)
         dispatch_form = dispatch
@@ -193,4 +209,4 @@ def share(build: LocalBuild, gang: Gang, dispatch: str = HOSTSYNC) -> GangTask:
                     bytes_per_batch=expert_parallel_bytes(prepared.bytes_per_batch, shape.router_params(),
                                                           shard.element_size(), n),
                     params=prepared.params, expert_tokens=prepared.expert_tokens, notes=tuple(prepared.notes),
-                    form=form, warnings=warnings, ep=ep, shard=shard)
+                    form=form, warnings=warnings, ep=ep, shard=shard, choice=margin)

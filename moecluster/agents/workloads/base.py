@@ -14,7 +14,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from moecluster.spec.records import ParamCounts, TaskSpec
+from moecluster.spec.records import ChoiceMargin, ParamCounts, TaskSpec
 
 
 @dataclass
@@ -23,7 +23,8 @@ class Prepared:
 
     `form`: how it runs, chosen by measurement at prepare (`agents.workloads.forms`): keys
     `layout`, `kernel`, `graph`, `candidates`, `choice`, and `skipped` where a form was left
-    out; the runner copies it into `TaskResult.form`. `busy_step` (None: `step`) is what the runner
+    out; the runner copies it into `TaskResult.form`, and `choice` (how clearly that form won,
+    `workloads.race`) into `TaskResult.choice`. `busy_step` (None: `step`) is what the runner
     launches, uncounted, between a window's work and its closing counter update.
     """
 
@@ -41,6 +42,7 @@ class Prepared:
     # update (the runner polls the counter between launches): a decode response is 64 steps, and
     # polling only between responses left up to 21 % of a 2 s window's energy uncertain
     busy_step: Callable[[], object] | None = None
+    choice: ChoiceMargin | None = None
 
 
 class Workload(Protocol):

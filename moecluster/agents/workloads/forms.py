@@ -3,10 +3,14 @@
 A *form* is one way to compute the same function from the same weights: a weight layout and
 GEMM call for a dense MLP, a grouped kernel for an MoE, each run eagerly or replayed from a
 CUDA graph. At prepare time, never inside a measurement window, every form that can run is
-checked against the first form's output, timed (median of a few runs), and the fastest is
-kept; the choice and every candidate's time go into the task's record (`form`), so a reader
-sees that neither side of a comparison was handicapped. Choices are cached per process under
-a key the workload builds (shape, dtype, batch, device, load), so the repeats of a pair, which
+checked against the first form's output and timed (median of a few runs: the screen); the close
+ones race in interleaved rounds and the choice follows `race`'s rule, so that replicates agree
+unless the forms really differ: within noise of the fastest, the first in the tie-break order
+(forms in the order offered; of one form, its graph before its eager run, since a replay leaves
+the host out of the loop). The choice, every candidate's screened time and how clearly the choice
+won (`ChoiceMargin`) go into the task's record (`form`, `choice`), so a reader sees that neither
+side of a comparison was handicapped, nor a coin tossed. Choices are cached per process under a
+key the workload builds (shape, dtype, batch, device, load), so the repeats of a pair, which
 prepare their model afresh, do not measure again.
 """
 from __future__ import annotations
@@ -18,8 +22,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from moecluster.spec.records import ChoiceMargin
+
+from . import race
 from .graphs import Capture, GraphPolicy, Replayable, capture_graph
-from .timing import samples_for, time_call_s
+from .timing import time_call_s, time_sample_s
 
 Timer = Callable[[Callable[[], object], torch.device], float]
 CACHED = "cached: measured at an earlier prepare in this process"
@@ -68,21 +75,27 @@ class Timing:
     time_s: float | None = None
     failure: str | None = None
 
+    @property
+    def name(self) -> str:
+        """"grouped graph": the candidate, as the choice's record names it."""
+        return f"{self.option} {'graph' if self.graph else 'eager'}"
+
     def label(self) -> str:
-        mode = "graph" if self.graph else "eager"
         if self.time_s is None:
-            return f"{self.option} {mode}: {self.failure}"
-        return f"{self.option} {mode} {self.time_s * 1e3:.3f} ms"
+            return f"{self.name}: {self.failure}"
+        return f"{self.name} {self.time_s * 1e3:.3f} ms"
 
 
 @dataclass(frozen=True)
 class FormChoice:
-    """What was chosen (a form, graph or not), every candidate's timing, and the record."""
+    """What was chosen (a form, graph or not), every candidate's timing, the record, and how clearly
+    the choice won (`margin`; None where nothing recorded it)."""
 
     option: str
     graph: bool
     timings: tuple[Timing, ...]
     form: tuple[tuple[str, str], ...]
+    margin: ChoiceMargin | None = None
 
 
 @dataclass(frozen=True)
@@ -133,10 +146,12 @@ PROCESS_FORM_CACHE = FormCache()  # per process: a worker's later tasks reuse it
 
 @dataclass(frozen=True)
 class Tools:
-    """How candidates are timed and captured (real ones by default; tests pass doubles)."""
+    """How candidates are timed (`timer`: the screen's median; `sample`: one sample of a race round)
+    and captured (real ones by default; tests pass doubles)."""
 
     timer: Timer = time_call_s
     capture: Capture = capture_graph
+    sample: Timer = time_sample_s
 
 
 def output_tolerance(dtype: torch.dtype) -> float:
@@ -245,24 +260,71 @@ def _eager_reason(option: str, plan: _Plan, timings: Sequence[Timing]) -> str:
         return "no graph was tried"
     if graph.time_s is None or eager is None or eager.time_s is None:
         return graph.failure or "its graph did not run"
+    if eager.time_s > graph.time_s:  # screened slower, yet its graph lost the race (`choice` says by how much)
+        return f"its graph was not ahead in the race (screened: eager {eager.time_s * 1e3:.3f} ms, graph" \
+               f" {graph.time_s * 1e3:.3f} ms)"
     return f"its eager run measured faster than its graph ({eager.time_s * 1e3:.3f} ms vs {graph.time_s * 1e3:.3f} ms)"
 
 
-def _decide(options: Sequence[FormOption], plan: _Plan, timings: Sequence[Timing],
-            policy: GraphPolicy, device: torch.device) -> FormChoice:
-    ok = [t for t in timings if t.time_s is not None and (t.graph or policy.wanted is not True)]
+def tie_break_key(options: Sequence[FormOption], timing: Timing) -> tuple[int, int]:
+    """The fixed tie-break order (`race`): forms in the order offered, of one form its graph first."""
+    return next(i for i, o in enumerate(options) if o.name == timing.option), 0 if timing.graph else 1
+
+
+def _race(options: Sequence[FormOption], ok: Sequence[Timing], run: Callable[[], Tensor], device: torch.device,
+          keepalive: Sequence[Tensor], tools: Tools, tolerance: float) -> tuple[Timing, ChoiceMargin]:
+    """The screened candidates `ok` (in tie-break order) decided by `race`'s rule: the close ones raced
+    in interleaved rounds (their graphs captured anew and held together), the others out at screening.
+    Where a finalist's graph cannot be captured again, the screen decides (the record says not raced)."""
+    labels = [t.name for t in ok]
+    screen_s = [t.time_s for t in ok]
+    picks = race.finalists(screen_s)
+    fastest = min(picks, key=lambda i: (screen_s[i] or 0.0, i))
+    if len(picks) == 1:
+        return ok[picks[0]], race.screened(labels, screen_s, picks[0])
+    entrants: list[tuple[FormOption, Callable[[], object]]] = []
+    graphs: list[Replayable] = []
+    try:
+        for i in picks:
+            option = next(o for o in options if o.name == ok[i].option)
+            option.use()
+            if ok[i].graph:
+                graphs.append(_capture_checked(option, run, run(), keepalive, tools, tolerance))
+                entrants.append((option, graphs[-1].replay))
+            else:
+                entrants.append((option, run))
+    except (RuntimeError, NotImplementedError):
+        return ok[fastest], race.screened(labels, screen_s, fastest)
+
+    def sample(k: int) -> float:
+        option, call = entrants[k]
+        option.use()
+        return tools.sample(call, device)
+
+    samples = race.race(len(picks), sample, race.rules_for(device))
+    chosen, margin = race.decide([labels[i] for i in picks], samples)
+    del graphs
+    return ok[picks[chosen]], margin
+
+
+def _decide(options: Sequence[FormOption], plan: _Plan, timings: Sequence[Timing], policy: GraphPolicy,
+            device: torch.device, run: Callable[[], Tensor], keepalive: Sequence[Tensor], tools: Tools,
+            tolerance: float) -> FormChoice:
+    ok = sorted((t for t in timings if t.time_s is not None and (t.graph or policy.wanted is not True)),
+                key=lambda t: tie_break_key(options, t))
     if not ok:
         raise ValueError("no form of the model could run" + (" in a CUDA graph (cuda_graphs: true)"
                                                               if policy.wanted else "") + ": "
                          + "; ".join(t.label() for t in timings))
-    best = min(ok, key=lambda t: t.time_s if t.time_s is not None else float("inf"))
+    best, margin = _race(options, ok, run, device, keepalive, tools, tolerance)
     option = next(o for o in options if o.name == best.option)
     clock = "CUDA events" if device.type == "cuda" else "perf_counter"
     form = dict(option.aspects)
     form["graph"] = option.graph.note if best.graph else f"eager: {_eager_reason(option.name, plan, timings)}"
     form["candidates"] = "; ".join(t.label() for t in timings)
-    form["choice"] = f"fastest measured at prepare (median of up to {samples_for(device)} runs, {clock})"
-    return FormChoice(option=option.name, graph=best.graph, timings=tuple(timings), form=tuple(form.items()))
+    form["choice"] = f"by measurement at prepare ({clock}): {margin.describe()}"
+    return FormChoice(option=option.name, graph=best.graph, timings=tuple(timings), form=tuple(form.items()),
+                      margin=margin)
 
 
 def _only_choice(option: FormOption, plan: _Plan) -> FormChoice:
@@ -272,7 +334,8 @@ def _only_choice(option: FormOption, plan: _Plan) -> FormChoice:
     form["graph"] = option.graph.note if graph else f"eager: {plan.graphs[option.name]}"
     form["candidates"] = f"only one: {option.name} {'graph' if graph else 'eager'}"
     form["choice"] = "the only candidate (nothing to measure)"
-    return FormChoice(option=option.name, graph=graph, timings=(), form=tuple(form.items()))
+    return FormChoice(option=option.name, graph=graph, timings=(), form=tuple(form.items()),
+                      margin=ChoiceMargin(chosen=f"{option.name} {'graph' if graph else 'eager'}"))
 
 
 def _apply(choice: FormChoice, options: Sequence[FormOption], run: Callable[[], Tensor],
@@ -319,7 +382,7 @@ def choose_form(options: Sequence[FormOption], run: Callable[[], Tensor], *, dev
             choice = _only_choice(only, plan)
         else:
             timings = _measure(options, run, plan, device, keepalive, tools, tolerance)
-            choice = _decide(options, plan, timings, policy, device)
+            choice = _decide(options, plan, timings, policy, device, run, keepalive, tools, tolerance)
         try:
             chosen = _apply(choice, options, run, keepalive, tools, tolerance, cached=False)
         except (RuntimeError, NotImplementedError) as exc:
@@ -328,7 +391,8 @@ def choose_form(options: Sequence[FormOption], run: Callable[[], Tensor], *, dev
                 raise ValueError(f"cuda_graphs: true, but capturing {choice.option} failed: {why}") from exc
             form = dict(choice.form)
             form["graph"] = f"eager: capture of the chosen form failed: {_first_line(exc)}"
-            choice = FormChoice(option=choice.option, graph=False, timings=choice.timings, form=tuple(form.items()))
+            choice = FormChoice(option=choice.option, graph=False, timings=choice.timings, form=tuple(form.items()),
+                                margin=choice.margin)
             chosen = _apply(choice, options, run, keepalive, tools, tolerance, cached=False)
         cache.put(key, choice)
     if device.type == "cuda":

@@ -39,6 +39,19 @@ def _run_s(fn: Callable[[], object], calls: int, device: torch.device) -> float:
     return (time.perf_counter() - t0) / calls
 
 
+def _warm_then_one_s(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds of one call of `fn`, timed after one untimed warm-up call."""
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return _run_s(fn, 1, device)
+
+
+def _calls_for(one_s: float, min_sample_s: float) -> int:
+    """Calls of `one_s` each that make a sample of at least `min_sample_s` (at most `MAX_CALLS_PER_SAMPLE`)."""
+    return min(MAX_CALLS_PER_SAMPLE, max(1, math.ceil(min_sample_s / one_s)))
+
+
 def samples_for(device: torch.device) -> int:
     """How many timed samples a call gets on `device` by default."""
     return GPU_SAMPLES if device.type == "cuda" else CPU_SAMPLES
@@ -56,16 +69,25 @@ def time_call_s(fn: Callable[[], object], device: torch.device, samples: int | N
     samples = samples_for(device) if samples is None else samples
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    one_s = _run_s(fn, 1, device)
+    one_s = _warm_then_one_s(fn, device)
     if one_s >= budget_s:
         return one_s
     for _ in range(warmup_calls - 1):
         fn()
-    calls = 1 if one_s <= 0 else min(MAX_CALLS_PER_SAMPLE, max(1, math.ceil(min_sample_s / one_s)))
+    calls = 1 if one_s <= 0 else _calls_for(one_s, min_sample_s)
     sample_s = calls * one_s
     if sample_s > 0:
         samples = min(samples, max(1, math.floor(budget_s / sample_s)))
     return statistics.median(_run_s(fn, calls, device) for _ in range(samples))
+
+
+def time_sample_s(fn: Callable[[], object], device: torch.device, min_sample_s: float = MIN_SAMPLE_S) -> float:
+    """Seconds per call of one sample of `fn`: one race round's sample (`race.race`).
+
+    A warm-up call first (the race has just switched forms), then one timed call, which is the sample
+    where it lasts `min_sample_s`; else a run of calls that does (as `time_call_s` calibrates it). A slow
+    call thus costs two calls per round, not three."""
+    one_s = _warm_then_one_s(fn, device)
+    if one_s >= min_sample_s:
+        return one_s
+    return _run_s(fn, MAX_CALLS_PER_SAMPLE if one_s <= 0 else _calls_for(one_s, min_sample_s), device)

@@ -8,9 +8,13 @@ the sweep asked for plus one step (a window ends after the step in flight at its
 work queued past the deadline, or a lock-step window's step count set too high: the figures stand,
 but "5 s windows" would misdescribe them), and a roofline fraction
 above 1 (the task ran faster than the peaks measured on its device allow, so the peaks are off;
-the node's `Roofline.note` says why).
+the node's `Roofline.note` says why). Of a task measured by several replicates: that they ran
+different forms (each chose afresh, `agents.workloads.race`; the interval then holds the forms'
+difference too).
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from moecluster.spec.records import TaskResult, Window
 
@@ -64,6 +68,35 @@ def roofline_above_one(result: TaskResult) -> str | None:
         return None
     why = rl.note or "faster than the peaks measured on the device allow"
     return f"roofline fraction {rl.fraction:.2f} above 1: {why}"
+
+
+FORM_ASPECTS = ("layout", "kernel", "graph", "dispatch")
+
+
+def form_ran(result: TaskResult) -> str:
+    """What form a task's model ran in, for comparing replicates: the choice's label where recorded
+    ("fused graph"), else the head of each recorded aspect ("addmm · captured"); with the fused kernel's
+    tiles where it has them (without their measured times, which differ in every process)."""
+    tiles = result.form.get("tiles")
+    tuned = f" [{tiles.rsplit(' (', 1)[0]}]" if tiles else ""
+    if result.choice is not None:
+        return result.choice.chosen + tuned
+    heads = [result.form[k].partition(": ")[0].partition(", ")[0] for k in FORM_ASPECTS if result.form.get(k)]
+    return (" · ".join(heads) or "not recorded") + tuned
+
+
+def forms_differ(replicates: Sequence[tuple[str, TaskResult]]) -> str | None:
+    """The warning for replicates (name, e.g. "r2", and result) of one task that ran different forms,
+    naming which ran which and, where the choice was within noise, saying so; else None."""
+    ran: dict[str, list[str]] = {}
+    for name, result in replicates:
+        ran.setdefault(form_ran(result), []).append(name)
+    if len(ran) < 2:
+        return None
+    tied = [name for name, result in replicates if result.choice is not None and result.choice.within_noise]
+    which = "; ".join(f"{', '.join(names)}: {form}" for form, names in ran.items())
+    why = f" ({', '.join(tied)} chose within noise, by tie-break order)" if tied else ""
+    return f"replicates ran different forms ({which}){why}: the interval holds the forms' difference too"
 
 
 def task_warnings(result: TaskResult) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from moecluster.spec.records import TaskSpec
 
-from .checks import few_replicates, few_windows
+from .checks import few_replicates, few_windows, forms_differ
 from .pairs import RATIOS, PairRatio
 from .stats import Estimate, replicate_ci
 from .tasks import TaskStats
@@ -51,10 +51,12 @@ def _pool(estimates: Sequence[Estimate | None]) -> Estimate | None:
 
 def _warnings(processes: Sequence[TaskStats]) -> tuple[str, ...]:
     """The processes' warnings once each; with several replicates, few windows no longer limit the interval
-    (it is over replicates), few replicates do."""
+    (it is over replicates), few replicates do, and so do replicates that ran different forms."""
     few = {few_windows(p.n_windows) for p in processes}
     out = [w for p in processes for w in p.warnings if w not in few]
-    return tuple(dict.fromkeys([*out, *filter(None, [few_replicates(len(processes))])]))
+    runs = len({p.spec.run_id for p in processes}) > 1
+    named = [(f"r{p.spec.replicate}" + (f" of {p.spec.run_id}" if runs else ""), p.result) for p in processes]
+    return tuple(dict.fromkeys([*out, *filter(None, [few_replicates(len(processes)), forms_differ(named)])]))
 
 
 def pool_task(processes: Sequence[TaskStats]) -> TaskStats:

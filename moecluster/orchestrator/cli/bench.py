@@ -182,7 +182,7 @@ def _graph_mode(required: bool, eager: bool, impl: str, device: str) -> bool | N
     return True
 
 
-FORM_COLUMNS = ("layout", "kernel", "graph", "candidates")
+FORM_COLUMNS = ("layout", "kernel", "graph", "candidates", "choice")
 
 
 def _form_table(results: list[TaskResult]) -> Table | None:

@@ -30,7 +30,7 @@ from .errors import InputError
 
 DEFAULT_PRESET = "tiny-mixtral"
 LLM_IMPLS = ("library", "grouped")
-FORM_COLUMNS = ("path", "kernel", "graph", "candidates", "reference", "check")
+FORM_COLUMNS = ("path", "kernel", "graph", "candidates", "choice", "reference", "check")
 
 
 def llm_shape(preset: str, overrides: dict[str, int | None]) -> LlmShape:

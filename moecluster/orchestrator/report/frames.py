@@ -6,7 +6,10 @@ Units are in the column names; the `inferences_*` columns count the workload's i
 names: "inference" for the MLP, "token" for an LLM (`orchestrator.items`). Energy that was
 not measured is an empty cell with `energy_note` = "unavailable: <reason>", never a zero. A task's
 warnings (fewer than 3 windows, a roofline above 1, a coarse energy counter, the node's own) are in
-`warnings`, "; "-separated; the form its model ran in is in `form_*`, its drift in `drift_*`;
+`warnings`, "; "-separated; the form its model ran in is in `form_*`, how clearly it won its choice in
+`choice_*` (of the least clear replicate: its lead over the runner-up `choice_margin` and the noise
+`choice_noise`, relative; whether any replicate chose within noise; `forms_differ`: replicates ran
+different forms), its drift in `drift_*`;
 `windows` lists every measurement window, with the replicate (process) and run it belongs to. A task or
 pair measured by several processes (replicates, or runs `report` pools) is one row whose intervals are
 over the replicates (`replicates` says how many); `ci_covers` says in words what each row's intervals
@@ -18,16 +21,16 @@ where they agree. A break-even interpolated between sizes more than 2× apart na
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from moecluster.spec.records import TaskSpec
+from moecluster.spec.records import TaskResult, TaskSpec
 from moecluster.orchestrator.aggregate import Aggregate, BreakEven, Estimate, SeriesKey
 from moecluster.orchestrator.aggregate.bootstrap import RNG_SEED
-from moecluster.orchestrator.aggregate.checks import few_windows
+from moecluster.orchestrator.aggregate.checks import few_windows, form_ran
 from moecluster.orchestrator.aggregate.pairs import RATIOS
 from moecluster.orchestrator.aggregate.views import break_even_disagreement, by_series, pair_disagreement
 from moecluster.orchestrator.items import item_names
@@ -70,6 +73,20 @@ def _form(form: Mapping[str, str]) -> dict[str, Any]:
     return row
 
 
+def _choice(results: Sequence[TaskResult]) -> dict[str, Any]:
+    """`choice_*` of a task's replicates: each one's story ("r2: ..." where several), the least clear one's
+    margin, noise and rounds, whether any chose within noise, and whether they ran different forms."""
+    named = [(f"r{r.spec.replicate}: " if len(results) > 1 else "", r.choice) for r in results]
+    known = [c for _, c in named if c is not None]
+    raced = [c for c in known if c.margin is not None]
+    least = min(raced, key=lambda c: abs(c.margin or 0.0) - (c.noise or 0.0), default=None)
+    return {"choice": _joined(f"{name}{c.describe()}" for name, c in named if c is not None) or None,
+            "choice_margin": least.margin if least else None, "choice_noise": least.noise if least else None,
+            "choice_rounds": least.rounds if least else None,
+            "choice_within_noise": any(c.within_noise for c in known) if known else None,
+            "forms_differ": len({form_ran(r) for r in results}) > 1}
+
+
 def tasks_frame(agg: Aggregate) -> pd.DataFrame:
     rows = []
     for s in agg.tasks:
@@ -98,6 +115,7 @@ def tasks_frame(agg: Aggregate) -> pd.DataFrame:
                    seed=spec.seed, train_epochs=spec.train_epochs, load=spec.load, zipf_s=spec.zipf_s,
                    compile=spec.compile, cuda_graphs=spec.cuda_graphs)
         row.update(_form(r.form))
+        row.update(_choice([p.result for p in s.processes]))
         row.update({f"drift_{k}": v for k, v in r.drift.items()})
         row.update(roofline_fraction=r.roofline.fraction if r.roofline else None,
                    roofline_note=r.roofline.note if r.roofline else None,

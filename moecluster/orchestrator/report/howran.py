@@ -1,8 +1,9 @@
-"""How a task ran, in brief: the form its model took, its drift over the windows, its idle reading,
-and whether it had its devices to itself.
+"""How a task ran, in brief: the form its model took and how clearly that form won its choice, its
+drift over the windows, its idle reading, and whether it had its devices to itself.
 
 The node records the form chosen by measurement (`TaskResult.form`: `layout`, `kernel`, `graph`
-and the candidates' timings), how much the figures drifted from the first window to the last
+and the candidates' timings; `TaskResult.choice`: the margin over the runner-up against the noise
+measured while choosing, `agents.workloads.race`), how much the figures drifted from the first window to the last
 (`TaskResult.drift`, last / first − 1) and how idle power was obtained. The tables show the short
 part and hand longer explanations back as footnotes; the exports keep every value.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from moecluster.spec.records import TaskResult
+from moecluster.spec.records import ChoiceMargin, TaskResult
 
 from . import fmt
 
@@ -32,6 +33,21 @@ def form_text(form: Mapping[str, str]) -> tuple[str, list[str]]:
         if sep:
             notes.append(f"{key} {value}")
     return (" · ".join(parts) if parts else "not recorded"), notes
+
+
+def choice_text(choice: ChoiceMargin | None) -> tuple[str, list[str]]:
+    """("4.2 % > 1.1 %", []): the chosen form's lead over the runner-up and the noise it beat; ("within noise",
+    [the whole story]) where the tie-break order chose; ("only one", []), ("screened 35.0 %", [...]) where no
+    race ran, or n/a in records written before margins were."""
+    if choice is None:
+        return "n/a", []
+    if choice.runner_up is None or choice.margin is None:
+        return "only one", []
+    if choice.noise is None:
+        return f"screened {fmt.pct(choice.margin)}", [choice.describe()]
+    if choice.within_noise:
+        return "within noise", [choice.describe()]
+    return f"{fmt.pct(choice.margin)} > {fmt.pct(choice.noise)}", []
 
 
 def drift_text(drift: Mapping[str, float], item: str = "inf") -> str:

@@ -33,7 +33,7 @@ from moecluster.orchestrator.items import MIXED_ITEMS, item_names
 from moecluster.orchestrator.estimate.measured import compare
 
 from . import fmt
-from .howran import device_text, drift_text, form_text, idle_text
+from .howran import choice_text, device_text, drift_text, form_text, idle_text
 from .labels import model_name, pair_order, series_title, setting, task_names, task_order
 from .terminal import FittedTable
 
@@ -261,10 +261,11 @@ def tasks_table(agg: Aggregate) -> TableData:
 def task_runs_table(agg: Aggregate) -> TableData:
     """How each task ran: its parameters, the form chosen for its model, drift, idle and warnings; a row per
     replicate (`r2`, and the run where `report` pooled several)."""
-    t = _table("Tasks: how each ran (form chosen by measurement: layout · kernel · graph; drift: last window"
-               " over first − 1; device: own, or waited while another run used it)",
-               ["task", "params total / active", "form", "drift", "idle", "energy source", "device", "warnings"],
-               text=(2, 3, 4, 5, 6, 7))
+    t = _table("Tasks: how each ran (form chosen by measurement: layout · kernel · graph; margin: its lead over"
+               " the runner-up > the noise measured while choosing; drift: last window over first − 1; device: own,"
+               " or waited while another run used it)",
+               ["task", "params total / active", "form", "margin", "drift", "idle", "energy source", "device",
+                "warnings"], text=(2, 3, 4, 5, 6, 7, 8))
     runs = len({p.spec.run_id for s in agg.tasks for p in s.processes}) > 1
     current = None
     for head, name, pooled in _task_rows(agg):
@@ -274,11 +275,13 @@ def task_runs_table(agg: Aggregate) -> TableData:
         for s in pooled.processes:  # every replicate ran in its own process: its own form, drift and idle
             r = s.result
             form, form_notes = form_text(r.form)
+            margin, margin_notes = choice_text(r.choice)
             idle = idle_text(r) + (t.note(f"idle: {r.idle_note}") if r.idle_note else "")
             source = (r.energy_source or "none") + (t.note(s.energy_note) if s.energy_note else "")
             which = f" r{s.spec.replicate}" + (f" of {s.spec.run_id}" if runs else "") if pooled.replicates else ""
             t.add_row(name + which, f"{fmt.params(s.total_params)} / {fmt.params(s.active_params)}",
-                      f"{form}{t.marks(form_notes)}", drift_text(r.drift, items([s])[2]), idle, source,
+                      f"{form}{t.marks(form_notes)}", f"{margin}{t.marks(margin_notes)}",
+                      drift_text(r.drift, items([s])[2]), idle, source,
                       device_text(r), t.marks(s.warnings) or "none")
     return t
 

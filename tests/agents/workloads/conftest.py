@@ -52,7 +52,7 @@ class ScriptedTools:
         return FakeGraph(fn, keepalive)
 
     def tools(self) -> Tools:
-        return Tools(timer=self.timer, capture=self.capture)
+        return Tools(timer=self.timer, capture=self.capture, sample=self.timer)
 
 
 @pytest.fixture

@@ -68,7 +68,9 @@ def test_the_fastest_eager_form_is_chosen_and_every_candidate_recorded(scripted)
     assert chosen.form["layout"] == "layout b" and chosen.form["kernel"] == "kernel b"
     assert chosen.form["graph"] == "eager: device cpu has no CUDA graphs"
     assert chosen.form["candidates"] == "a eager 3.000 ms; b eager 1.000 ms; c eager 2.000 ms"
-    assert chosen.form["choice"].startswith("fastest measured at prepare")
+    assert chosen.form["choice"] == ("by measurement at prepare (perf_counter): b eager ahead of c eager by 100.0 %"
+                                     " at screening (one median each; not raced)")
+    assert chosen.choice.margin is not None and chosen.choice.margin.margin == pytest.approx(1.0)
     assert tools.captured == []
     assert rel_err(chosen.step(), toy.x @ toy.w) < 1e-12
 
@@ -92,6 +94,23 @@ def test_an_eager_form_faster_than_its_graph_says_so(scripted) -> None:
     chosen = choose(toy, [toy.option("a")], tools, GRAPHS)
     assert chosen.graph is None
     assert chosen.form["graph"] == "eager: its eager run measured faster than its graph (1.000 ms vs 1.200 ms)"
+
+
+def test_within_noise_the_tie_break_order_chooses_and_the_close_ones_are_raced_with_graphs_held(scripted) -> None:
+    toy = Toy()
+    # b eager measures 0.5 % faster than a graph: within the 1 % floor; a is offered first, and of a form its graph
+    times = {("a", False): 1.05e-3, ("a", True): 1.005e-3, ("b", False): 1.0e-3, ("b", True): 1.3e-3,
+             ("c", False): 9e-3, ("c", True): 8e-3}
+    tools = scripted(lambda: toy.form, times)
+    chosen = choose(toy, [toy.option("a"), toy.option("b"), toy.option("c")], tools, GRAPHS)
+    margin = chosen.choice.margin
+    assert chosen.choice.option == "a" and chosen.choice.graph and chosen.graph is not None
+    assert margin is not None and margin.within_noise and margin.chosen == "a graph" and margin.runner_up == "b eager"
+    assert margin.tied == ("a graph", "b eager") and margin.rounds == 3  # the others > 3 × noise behind: ends early
+    assert tools.captured == ["a", "b", "c", "a", "b", "a"]  # screened, raced (graphs within 50 %), then the step's
+    assert not {("c", False), ("c", True)} & set(tools.timed[6:])  # 8× slower: out at screening, never raced
+    assert chosen.form["choice"] == ("by measurement at prepare (perf_counter): a graph and b eager within noise"
+                                     " (0.5 % < 1.0 % floor): chose a graph by tie-break order (3 rounds)")
 
 
 def test_a_form_that_cannot_be_captured_runs_eagerly_with_the_reason(scripted) -> None:

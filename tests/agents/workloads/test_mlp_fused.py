@@ -30,6 +30,7 @@ from moecluster.agents.workloads.mlp.fused_tiles import (
     block_m_candidates,
     candidates,
     default_tiles,
+    first_within_floor,
     max_blocks,
     search,
 )
@@ -197,3 +198,17 @@ def test_the_fused_kernels_match_the_float64_reference_in_tritons_interpreter() 
                          cwd=root, env=env, capture_output=True, text=True, timeout=500)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     assert " passed" in run.stdout and "fused_triton: " not in run.stdout  # ran, none skipped as unavailable
+
+
+def test_tiles_within_one_percent_of_the_fastest_are_a_tie_won_by_the_first_candidate() -> None:
+    assert first_within_floor([(1.004, "a"), (1.0, "b"), (0.95, "c")]) == (0.95, "c")  # 5 %: a real lead
+    assert first_within_floor([(1.004, "a"), (1.0, "b"), (1.2, "c")]) == (1.004, "a")  # 0.4 %: the first
+    assert first_within_floor([]) is None
+    load = Load(num_copies=1024, num_experts=32)
+    _, large = block_m_candidates(load.rows_per_expert, 2)
+    hidden = candidates("hidden", large, 4096, 4096, 2, load.rows_per_expert)
+    times = {("hidden", large, t): 2e-4 for t in hidden}
+    times[("hidden", large, hidden[-1])] = 1.995e-4  # measured 0.25 % faster: within the floor
+    time_layer, _ = scripted_timer(times)
+    tiles, _ = search(load, XXL_DIMS, 2, time_layer)
+    assert tiles.block_m == large and tiles.hidden == hidden[0]

@@ -57,3 +57,20 @@ def test_a_window_may_end_one_step_late() -> None:
     assert task_warnings(replace(r, windows=long_steps)) == ()  # 1.3 × asked < 1.05 × asked + 1.3 / 4 × asked
     many_steps = tuple(replace(w, duration_s=asked_s * 1.3, inferences=1000 * r.spec.batch_size) for w in r.windows)
     assert "3 of 3 windows overran" in task_warnings(replace(r, windows=many_steps))[0]
+
+
+def test_the_form_a_replicate_ran_is_its_choice_with_the_fused_tiles_but_not_their_times() -> None:
+    from moecluster.spec.records import ChoiceMargin
+    from moecluster.orchestrator.aggregate.checks import form_ran, forms_differ
+
+    base = syn.demo_results()[0]
+    tiles = "BLOCK_M 64; first N64 K64 G8 w4 s3; hidden N128 K64 G8 w4 s3; last N64 K64 G8 w4 s3"
+    fused = ChoiceMargin(chosen="fused graph")
+    one = replace(base, choice=fused, form={"tiles": f"{tiles} (tuned at prepare: 1.2 ms)"})
+    two = replace(one, form={"tiles": f"{tiles} (tuned at prepare: 1.3 ms)"})
+    assert form_ran(one) == form_ran(two) == f"fused graph [{tiles}]"
+    assert forms_differ([("r1", one), ("r2", two)]) is None
+    other = replace(two, form={"tiles": tiles.replace("hidden N128", "hidden N64") + " (tuned at prepare: 1.2 ms)"})
+    assert forms_differ([("r1", one), ("r2", other)]) is not None
+    old = replace(base, choice=None, form={"layout": "addmm [in,out]", "graph": "eager: device cpu has no CUDA graphs"})
+    assert form_ran(old) == "addmm [in,out] · eager"

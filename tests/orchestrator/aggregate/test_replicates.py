@@ -88,3 +88,30 @@ def test_break_even_resamples_the_replicates() -> None:
     (be, *_) = agg.break_evens
     assert all(len(p.pair_ids) == 3 for p in be.points)
     assert all(p.ratio.n == 3 for p in be.points)
+
+
+def test_replicates_that_ran_different_forms_are_flagged_with_whether_they_chose_within_noise() -> None:
+    from moecluster.spec.records import ChoiceMargin
+    from moecluster.orchestrator.report.frames import tasks_frame
+
+    tie = ChoiceMargin(chosen="addmm eager", runner_up="F.linear eager", margin=0.004, noise=0.011,
+                       measured_noise=0.011, floor=0.01, tied=("addmm eager", "F.linear eager"), rounds=5)
+    clear = ChoiceMargin(chosen="F.linear eager", runner_up="addmm eager", margin=0.05, noise=0.01,
+                         measured_noise=0.004, floor=0.01, rounds=20)
+    results = replicated(preset_pair("small", 2.0, 1.0), [1.0, 1.0, 1.0])
+    choices = {1: tie, 2: clear, 3: clear}
+    marked = [replace(r, choice=choices[r.spec.replicate]) if r.spec.kind == "dense" else r for r in results]
+    agg = aggregate(marked)
+    dense, moe = agg.tasks
+    (flag,) = [w for w in dense.warnings if "different forms" in w]
+    assert flag == ("replicates ran different forms (r1: addmm eager; r2, r3: F.linear eager) (r1 chose within"
+                    " noise, by tie-break order): the interval holds the forms' difference too")
+    assert not any("different forms" in w for w in moe.warnings)
+    (pair,) = agg.pairs
+    assert any("dense: replicates ran different forms" in w for w in pair.warnings)  # the pair's flag
+    rows = tasks_frame(agg).set_index("label")
+    row = rows.loc["dense/total"]
+    assert bool(row["forms_differ"]) and bool(row["choice_within_noise"])
+    assert row["choice_margin"] == 0.004 and row["choice_noise"] == 0.011 and row["choice_rounds"] == 5
+    assert str(row["choice"]).startswith("r1: addmm eager and F.linear eager within noise (0.4 % < 1.1 %)")
+    assert not bool(rows.loc["moe/sorted"]["forms_differ"])

@@ -1,5 +1,6 @@
 """Replicates end to end through the console script: a tiny CPU sweep with `replicates: 2` whose report says
-what its intervals cover, two runs of it pooled by `report A B`, and a run of another sweep refused."""
+what its intervals cover and how clearly each replicate's form choice was won (store, report, export), two
+runs of it pooled by `report A B`, and a run of another sweep refused."""
 from __future__ import annotations
 
 import csv
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from moecluster.orchestrator.store import RunStore
 from test_submit import cli
 
 SWEEP = """\
@@ -39,6 +41,15 @@ def test_replicates_report_their_cover_and_runs_pool_or_are_refused(tmp_path: Pa
     text = " ".join(one.stdout.split())
     assert "95 % CI covers: 2 replicates on" in text and "2 windows each" in text
     assert "small moe/grouped r2" in text  # how each replicate ran, a row each
+    assert "margin: its lead over the runner-up > the noise measured while choosing" in text
+    with RunStore(runs / "a", read_only=True) as store:
+        choices = [r.choice for r in store.results()]
+    assert len(choices) == 4 and all(c is not None and c.chosen for c in choices)  # every replicate chose afresh
+    assert any(c is not None and c.runner_up is not None and c.margin is not None for c in choices)
+    with (tmp_path / "ra" / "tasks.csv").open() as f:
+        tasks = list(csv.DictReader(f))
+    assert len(tasks) == 2 and all(t["choice"].startswith("r1: ") and "; r2: " in t["choice"] for t in tasks)
+    assert all(t["forms_differ"] in ("True", "False") for t in tasks) and any(t["choice_margin"] for t in tasks)
     with (tmp_path / "ra" / "pairs.csv").open() as f:
         (row,) = list(csv.DictReader(f))
     assert row["pair_id"] == "small-grouped-fp32-b64" and row["replicates"] == "2"

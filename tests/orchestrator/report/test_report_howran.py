@@ -45,3 +45,20 @@ def test_a_form_with_brackets_reaches_the_terminal_as_written() -> None:
     console = Console(width=120, record=True)
     console.print(FittedTable(data))
     assert "addmm [in,out] · captured" in console.export_text()
+
+
+def test_the_margin_reads_as_a_lead_over_the_noise_or_says_the_tie_break_chose() -> None:
+    from moecluster.spec.records import ChoiceMargin
+    from moecluster.orchestrator.report.howran import choice_text
+
+    clear = ChoiceMargin(chosen="a graph", runner_up="b graph", margin=0.042, noise=0.011, measured_noise=0.011,
+                         floor=0.01, rounds=20)
+    assert choice_text(clear) == ("4.2 % > 1.1 %", [])
+    tie = replace(clear, chosen="b graph", runner_up="a graph", margin=-0.006, tied=("b graph", "a graph"))
+    assert choice_text(tie) == ("within noise", ["b graph and a graph within noise (0.6 % < 1.1 %): chose b graph"
+                                                 " by tie-break order (20 rounds)"])
+    screened = ChoiceMargin(chosen="a eager", runner_up="b eager", margin=0.8, floor=0.01)
+    assert choice_text(screened) == ("screened 80.0 %", ["a eager ahead of b eager by 80.0 % at screening (one"
+                                                         " median each; not raced)"])
+    assert choice_text(ChoiceMargin(chosen="naive eager")) == ("only one", [])
+    assert choice_text(None) == ("n/a", [])

@@ -15,8 +15,11 @@ candidate). At prepare, never inside a measurement window, every candidate:
    times per response with no host involvement; or the whole prefill forward), its replay checked
    against its eager output, and timed.
 
-The fastest is kept; the record (`form`) names it, every candidate's time or why it failed, why no
-graph where none, and the check against the reference. Choices are cached per process under a
+The choice follows `workloads.race`'s rule (the close candidates raced in interleaved rounds; within
+noise of the fastest, the first in the tie-break order: candidates in the order offered, of one its
+graph first), so replicates agree unless the kernels really differ; the record (`form`) names it,
+every candidate's screened time or why it failed, why no graph where none, and the check against
+the reference, and `Chosen.margin` how clearly it won. Choices are cached per process under a
 key of everything they depend on (in the process's `forms.FormCache`, beside the MLP's), so the
 repeats of a pair measure once.
 """
@@ -30,9 +33,11 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from moecluster.spec.records import ChoiceMargin
+from .. import race
 from ..forms import GRAPH_NEEDLESS_FROM_S, FormCache, FormChoice, rel_err
 from ..graphs import WARMUP_CALLS, CapturedGraph, GraphPolicy, Replayable
-from ..timing import samples_for, time_call_s
+from ..timing import time_call_s, time_sample_s
 from .engine import StaticEngine
 from .routing import PinReport
 
@@ -201,10 +206,12 @@ class Candidate:
 
 @dataclass(frozen=True)
 class LlmTools:
-    """How candidates are timed and captured (real ones by default; CPU tests pass doubles)."""
+    """How candidates are timed (`timer`: the screen's median; `sample`: one sample of a race round)
+    and captured (real ones by default; CPU tests pass doubles)."""
 
     timer: Timer = time_call_s
     capture: StepCapture = capture_step
+    sample: Timer = time_sample_s
 
 
 
@@ -217,6 +224,7 @@ class Chosen:
     form: dict[str, str]
     graph: Replayable | None = None
     busy: Callable[[], None] | None = None  # a finer unit of the same work (`Prepared.busy_step`)
+    margin: ChoiceMargin | None = None  # how clearly the choice won (`workloads.race`)
 
 
 @dataclass
@@ -225,6 +233,11 @@ class _Timed:
     graph: bool
     time_s: float | None = None
     failure: str | None = None
+
+    @property
+    def entrant(self) -> str:
+        """"grouped_mm graph": the candidate, as the choice's record names it."""
+        return f"{self.name} {'graph' if self.graph else 'eager'}"
 
     def label(self, run: PhaseRun) -> str:
         mode = "graph" if self.graph else "eager"
@@ -262,17 +275,19 @@ def _checked_outputs(run: PhaseRun, reference: Outputs, pin: RoutingPin | None) 
                              f" {err:.1e}, {free.describe()}")
 
 
-class _Best:
-    """The fastest candidate so far, holding its graph (if any) so a loser's graph is freed at once."""
+class _Graphs:
+    """The timed candidates' graphs that may yet race (`race.finalists` of those timed so far), so a
+    graph out of the running is freed at once and at most `race.RACE_MAX` are held."""
 
     def __init__(self) -> None:
-        self.timing: _Timed | None = None
-        self.graph: Replayable | None = None
+        self.held: dict[str, tuple[float, Replayable]] = {}  # candidate name -> (screened seconds, graph)
 
-    def offer(self, timing: _Timed, graph: Replayable | None) -> None:
-        assert timing.time_s is not None
-        if self.timing is None or self.timing.time_s is None or timing.time_s < self.timing.time_s:
-            self.timing, self.graph = timing, graph
+    def offer(self, name: str, time_s: float, graph: Replayable, best_s: float) -> None:
+        self.held[name] = (time_s, graph)
+        names = list(self.held)
+        keep = race.finalists([self.held[n][0] if self.held[n][0] <= best_s * (1 + race.RACE_RANGE) else None
+                               for n in names])
+        self.held = {names[i]: self.held[names[i]] for i in keep}
 
 
 def _graph_skip(policy: GraphPolicy, run: PhaseRun, eager_s: float | None) -> str | None:
@@ -308,8 +323,9 @@ def choose(candidates: Sequence[Candidate], run: PhaseRun, reference: Outputs, *
                 return chosen
         timings: list[_Timed] = []
         checks: dict[str, str] = {}
-        best = _Best()
+        graphs = _Graphs()
         skips: dict[str, str] = {}
+        best_s = float("inf")
         for cand in candidates:
             cand.use()
             try:
@@ -323,10 +339,9 @@ def choose(candidates: Sequence[Candidate], run: PhaseRun, reference: Outputs, *
                 continue
             checks[cand.name] = _check_text(err, token_agreement(out.tokens, reference.tokens), tolerance) + pinned
             eager_s = tools.timer(run.step, device)
-            eager = _Timed(cand.name, False, time_s=eager_s)
-            timings.append(eager)
+            timings.append(_Timed(cand.name, False, time_s=eager_s))
             if not policy.wanted:
-                best.offer(eager, None)
+                best_s = min(best_s, eager_s)
             skip = _graph_skip(policy, run, eager_s)
             if skip is not None:
                 skips[cand.name] = skip
@@ -341,18 +356,49 @@ def choose(candidates: Sequence[Candidate], run: PhaseRun, reference: Outputs, *
                 continue
             timed = _Timed(cand.name, True, time_s=tools.timer(run.graph_step(graph), device))
             timings.append(timed)
-            best.offer(timed, graph)
+            best_s = min(best_s, timed.time_s or 0.0)
+            graphs.offer(cand.name, timed.time_s or 0.0, graph, best_s)
             del graph
-        if best.timing is None:
+        order = [c.name for c in candidates]
+        ok = sorted((t for t in timings if t.time_s is not None and (t.graph or not policy.wanted)),
+                    key=lambda t: (order.index(t.name), 0 if t.graph else 1))
+        if not ok:
             need = " in a CUDA graph (cuda_graphs: true)" if policy.wanted else ""
             raise ValueError(f"no form of the model could run{need}: " + "; ".join(t.label(run) for t in timings))
-        winner = next(c for c in candidates if c.name == best.timing.name)
+        best, margin = _race(candidates, ok, run, graphs, device, tools)
+        winner = next(c for c in candidates if c.name == best.name)
         winner.use()
-        form = {**(extra or {}), **_form(winner, best.timing, timings, skips, checks[winner.name], run, device)}
-        cache.put(key, FormChoice(option=winner.name, graph=best.graph is not None, timings=(),
-                                    form=tuple(form.items())))
-        step = run.graph_step(best.graph) if best.graph is not None else run.step
-        return Chosen(step=step, form=form, graph=best.graph, busy=run.busy_step(best.graph))
+        graph_held = graphs.held[best.name][1] if best.graph else None
+        form = {**(extra or {}), **_form(winner, best, timings, skips, checks[winner.name], run, device, margin)}
+        cache.put(key, FormChoice(option=winner.name, graph=graph_held is not None, timings=(),
+                                  form=tuple(form.items()), margin=margin))
+        step = run.graph_step(graph_held) if graph_held is not None else run.step
+        return Chosen(step=step, form=form, graph=graph_held, busy=run.busy_step(graph_held), margin=margin)
+
+
+def _race(candidates: Sequence[Candidate], ok: Sequence[_Timed], run: PhaseRun, graphs: _Graphs,
+          device: torch.device, tools: LlmTools) -> tuple[_Timed, ChoiceMargin]:
+    """The screened candidates `ok` (in tie-break order) decided by `race`'s rule; a finalist whose graph
+    is no longer held (it cannot be: see `_Graphs`) leaves the decision to the screen."""
+    labels = [t.entrant for t in ok]
+    screen_s = [t.time_s for t in ok]
+    picks = race.finalists(screen_s)
+    if len(picks) == 1 or any(ok[i].graph and ok[i].name not in graphs.held for i in picks):
+        first = min(picks, key=lambda i: (screen_s[i] or 0.0, i))
+        return ok[first], race.screened(labels, screen_s, first)
+    calls: list[tuple[Callable[[], None], Callable[[], None]]] = []
+    for i in picks:
+        cand = next(c for c in candidates if c.name == ok[i].name)
+        calls.append((cand.use, run.graph_step(graphs.held[cand.name][1]) if ok[i].graph else run.step))
+
+    def sample(k: int) -> float:
+        use, call = calls[k]
+        use()
+        return tools.sample(call, device)
+
+    samples = race.race(len(picks), sample, race.rules_for(device))
+    chosen, margin = race.decide([labels[i] for i in picks], samples)
+    return ok[picks[chosen]], margin
 
 
 def _graph_text(winner: _Timed, timings: Sequence[_Timed], skips: dict[str, str], run: PhaseRun) -> str:
@@ -366,17 +412,21 @@ def _graph_text(winner: _Timed, timings: Sequence[_Timed], skips: dict[str, str]
     if mine and mine[0].time_s is None:
         return f"eager: {mine[0].failure}"
     if mine:
-        return (f"eager: its eager run measured faster than its graph ({winner.time_s or 0.0:.4g} s vs"
-                f" {mine[0].time_s or 0.0:.4g} s per {run.unit})")
+        eager_s, graph_s = winner.time_s or 0.0, mine[0].time_s or 0.0
+        if eager_s > graph_s:  # screened slower, yet its graph lost the race (`Chosen.margin` says by how much)
+            return (f"eager: its graph was not ahead in the race (screened: eager {eager_s:.4g} s, graph"
+                    f" {graph_s:.4g} s per {run.unit})")
+        return (f"eager: its eager run measured faster than its graph ({eager_s:.4g} s vs {graph_s:.4g} s"
+                f" per {run.unit})")
     return "eager: no graph was tried"
 
 
 def _form(winner: Candidate, timed: _Timed, timings: Sequence[_Timed], skips: dict[str, str], check: str,
-          run: PhaseRun, device: torch.device) -> dict[str, str]:
+          run: PhaseRun, device: torch.device, margin: ChoiceMargin) -> dict[str, str]:
     clock = "CUDA events" if device.type == "cuda" else "perf_counter"
     return {"kernel": winner.kernel, "graph": _graph_text(timed, timings, skips, run),
             "candidates": "; ".join(t.label(run) for t in timings),
-            "choice": f"fastest measured at prepare (median of up to {samples_for(device)} runs, {clock})",
+            "choice": f"by measurement at prepare ({clock}): {margin.describe()}",
             "check": check}
 
 
@@ -391,7 +441,7 @@ def _apply_cached(cached: FormChoice, candidates: Sequence[Candidate], run: Phas
     form = dict(cached.form)
     form["choice"] = CACHED
     if not cached.graph:
-        return Chosen(step=run.step, form=form, busy=run.busy_step(None))
+        return Chosen(step=run.step, form=form, busy=run.busy_step(None), margin=cached.margin)
     try:
         eager = run.outputs()
         graph = run.capture(tools.capture)
@@ -399,4 +449,5 @@ def _apply_cached(cached: FormChoice, candidates: Sequence[Candidate], run: Phas
             return None
     except (RuntimeError, NotImplementedError):
         return None
-    return Chosen(step=run.graph_step(graph), form=form, graph=graph, busy=run.busy_step(graph))
+    return Chosen(step=run.graph_step(graph), form=form, graph=graph, busy=run.busy_step(graph),
+                  margin=cached.margin)

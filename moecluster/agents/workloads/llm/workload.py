@@ -162,6 +162,7 @@ class LlmWorkload:
                 del engine
                 step: Any = ref.step
                 busy = None
+                margin = None
                 form.update(layout="transformers generate, eager, DynamicCache (the familiar reference)",
                             kernel=candidates[0].kernel, graph="eager: the reference runs as transformers runs it",
                             compile="not used: the reference runs as transformers runs it")
@@ -178,7 +179,7 @@ class LlmWorkload:
                                 policy=graph_policy(device, spec.cuda_graphs), tolerance=output_tolerance(dtype),
                                 tools=self.tools, cache=self.choices, key=key, extra=extra,
                                 pin=partial(pin_routing, model, recorded) if recorded else None)
-                step, busy = chosen.step, chosen.busy
+                step, busy, margin = chosen.step, chosen.busy, chosen.margin
                 form.update(chosen.form)
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the reference's cache and the candidates' graphs are gone
@@ -189,7 +190,7 @@ class LlmWorkload:
                         params=shape.params(),
                         flops_per_item=_flops(shape, spec),
                         bytes_per_batch=_bytes(shape, spec, dtype_bytes, routing.experts_hit),
-                        expert_tokens=tuple(routing.per_expert), form=form)
+                        expert_tokens=tuple(routing.per_expert), form=form, choice=margin)
 
     def _candidates(self, spec: TaskSpec, shape: LlmShape, model: nn.Module, device: torch.device,
                     dtype: torch.dtype) -> tuple[list[Candidate], list[str]]:

@@ -9,14 +9,19 @@ pipelines), at thousands it is a tensor-core GEMM (128-row tiles, grouped launch
 
 The search is small on purpose (two BLOCK_M, a few candidates per role, chosen by the regime
 the load puts the layer in, filtered by shared memory), greedy per role, and runs at prepare time only
-(`search`); a forward never measures: it takes the tiles tuned for its load, else those tuned
-for the nearest load of the same model, else the regime's first candidates (`TileCache.lookup`).
+(`search`); candidates within 1 % of the fastest count as a tie, won by the first in candidate order
+(`first_within_floor`), so replicates keep one tile; a forward never measures: it takes the tiles
+tuned for its load, else those tuned for the nearest load of the same model, else the regime's
+first candidates (`TileCache.lookup`).
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
+
+T = TypeVar("T")
 
 ROLES = ("first", "hidden", "last")
 SHARED_MEMORY_BYTES = 200 * 1024  # candidates whose pipeline needs more are not tried (H100: 227 KiB per block)
@@ -178,6 +183,21 @@ class Trial:
         return f"{what}: {self.failure}" if self.time_s is None else f"{what} {self.time_s * 1e3:.3f} ms"
 
 
+TIE_FLOOR = 0.01  # tiles (or BLOCK_M) within 1 % of the fastest are a tie: the first in candidate order wins
+
+
+def first_within_floor(timed: Sequence[tuple[float, T]]) -> tuple[float, T] | None:
+    """Of (seconds, candidate) in candidate order, the first within `TIE_FLOOR` of the fastest (None: none ran).
+
+    Why not the fastest: a tile search times each candidate once, and two tiles within a percent of each
+    other swap places between processes; a fixed order keeps replicates on one tile (`workloads.race`
+    does the same, with measured noise, for the forms themselves)."""
+    if not timed:
+        return None
+    best = min(s for s, _ in timed)
+    return next(item for item in timed if item[0] <= best * (1 + TIE_FLOOR))
+
+
 TimeLayer = Callable[[str, int, Tile], float]  # (role, BLOCK_M, tile) -> seconds per launch; raises if it cannot run
 
 
@@ -197,7 +217,7 @@ def search(load: Load, layer_dims: Sequence[tuple[int, int]], element_bytes: int
 
     def fastest(role: str, block_m: int) -> tuple[float, Tile] | None:
         k_in, n_out = dims[role]
-        best: tuple[float, Tile] | None = None
+        timed: list[tuple[float, Tile]] = []
         for tile in candidates(role, block_m, n_out, k_in, element_bytes, load.rows_per_expert, tma):
             try:
                 seconds = time_layer(role, block_m, tile)
@@ -205,16 +225,17 @@ def search(load: Load, layer_dims: Sequence[tuple[int, int]], element_bytes: int
                 trials.append(Trial(role, block_m, tile, failure=_first_line(exc)))
                 continue
             trials.append(Trial(role, block_m, tile, time_s=seconds))
-            if best is None or seconds < best[0]:
-                best = (seconds, tile)
-        return best
+            timed.append((seconds, tile))
+        return first_within_floor(timed)
 
     leads = {m: fastest(lead, m) for m in block_m_candidates(load.rows_per_expert, element_bytes)}
     ran = {m: best for m, best in leads.items() if best is not None}
     if not ran:
         raise RuntimeError(f"no tile of the fused kernel's {lead} layer could run: "
                            + "; ".join(t.label() for t in trials if t.failure))
-    block_m = min(ran, key=lambda m: ran[m][0])
+    picked = first_within_floor([(best[0], m) for m, best in ran.items()])
+    assert picked is not None  # `ran` is not empty
+    block_m = picked[1]
     picks = {lead: ran[block_m]}
     for role in ROLES:
         if role in picks or (role == "hidden" and not hidden_layers):

@@ -143,4 +143,5 @@ class MlpWorkload:
             form["skipped"] = "; ".join(candidates.skipped)
         return Prepared(model=model, inputs=inputs, items_per_batch=spec.batch_size, step=chosen.step,
                         params=shape.params(), flops_per_item=shape.flops_per_item(),
-                        bytes_per_batch=bytes_per_batch, expert_tokens=expert_tokens, notes=notes, form=form)
+                        bytes_per_batch=bytes_per_batch, expert_tokens=expert_tokens, notes=notes, form=form,
+                        choice=chosen.choice.margin)
