@@ -236,7 +236,7 @@ class SweepFile(_Strict):
 
     name: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME_CHARS)
     # required for workloads mlp and llm (`_consistent`); a serve sweep's models are under `serve`
-    models: list[ModelEntry] = Field(default=[], min_length=1)
+    models: list[ModelEntry] = []
     # grid axes (a scalar or a list)
     impl: Axis[Impl] = ["grouped"]
     dtype: Axis[DType] = ["float32"]
@@ -292,8 +292,9 @@ class SweepFile(_Strict):
         if self.workload == "serve":
             self._serve_keys()
             return self
-        if "models" not in self.model_fields_set:
-            raise FieldProblem(("models",), "required key is missing")
+        if not self.models:
+            raise FieldProblem(("models",), "must not be empty" if "models" in self.model_fields_set
+                               else "required key is missing")
         if self.serve is not None:
             raise FieldProblem(("serve",), f"is the section of workload serve (this sweep's workload is"
                                f" {self.workload})")
@@ -357,11 +358,11 @@ class SweepFile(_Strict):
             raise FieldProblem(("serve",), "workload serve needs a serve section (pairs of served models, prompts,"
                                " concurrency)")
         given = self.model_fields_set
-        if "models" in given:
+        if self.models:  # (a resolved sweep, dumped, lists an empty `models`)
             raise FieldProblem(("models",), "workload serve names its served models under serve.pairs")
         own = {"name", "workload", "serve", "duration_s", "warmup_s", "repeats", "replicates", "device", "meter",
                "sample_power", "accelerator_type", "placement_strategy"}
-        for key in sorted(given - own, key=list(SweepFile.model_fields).index):
+        for key in sorted(given - own - {"models"}, key=list(SweepFile.model_fields).index):
             if getattr(self, key) != SweepFile.model_fields[key].default:
                 raise FieldProblem((key,), "is not a key of workload serve (it takes serve:, duration_s, warmup_s,"
                                    " repeats, replicates, device, meter, accelerator_type)")

@@ -42,7 +42,8 @@ def _section(sweep: SweepFile) -> ServeSection:
 def _serve_spec(model: ServedModel, section: ServeSection, concurrency: int, prompts: tuple[str, ...]) -> ServeSpec:
     return ServeSpec(name=model.name, model=model.model, command=model.command, url=model.url,
                      concurrency=concurrency, max_tokens=section.max_tokens, output=section.output, prompts=prompts,
-                     startup_timeout_s=section.startup_timeout_s, request_timeout_s=section.request_timeout_s)
+                     startup_timeout_s=model.startup_timeout_s or section.startup_timeout_s,
+                     request_timeout_s=section.request_timeout_s)
 
 
 def expand_serve(sweep: SweepFile, run_id: str = "local") -> Plan:

@@ -24,6 +24,7 @@ rest of the sweep: unknown keys, wrong types and impossible values are one line 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -45,7 +46,10 @@ DEFAULT_PROMPTS = Path(__file__).resolve().parent / "serve_prompts.jsonl"
 
 
 def _params(value: Any) -> Any:
-    """A parameter count written as `30.5e9` is read as a whole number (YAML gives a float)."""
+    """A parameter count written as `30.5e9` is read as a whole number: YAML gives a float, or (no dot before
+    the exponent, YAML 1.1) a string; anything else is left to the strict check, which names it."""
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+(\.[0-9]+)?[eE]\+?[0-9]+", value.strip()):
+        value = float(value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
@@ -61,6 +65,8 @@ class ServedModel(_Strict):
     params_total: Params
     params_active: Optional[Params] = None  # a dense model's: its total
     match: Optional[Literal["total", "active"]] = None  # a dense model's: which size of the MoE it matches
+    # this server's own bound on becoming healthy (a large model loads for minutes); absent: the section's
+    startup_timeout_s: Optional[float] = Field(default=None, gt=0, le=86_400)
 
     @field_validator("params_total", "params_active", mode="before")
     @classmethod

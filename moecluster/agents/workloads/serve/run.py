@@ -227,6 +227,7 @@ def _server(spec: TaskSpec, serve: ServeSpec, gpus: Sequence[Gpu], say: Callable
         raise RuntimeError(f"{busy}: refusing to measure a server on GPUs another process uses")
     log, why = log_path(serve.log_dir, spec.task_id)
     say(f"{spec.task_id}: starting {serve.name} (log {log})")
-    server = Server.start(serve.command, model=serve.model, gpus=gpus_placeholder(gpus), log=log,
+    model = os.path.expanduser(serve.model) if serve.model.startswith("~/") else serve.model  # this node's home
+    server = Server.start(serve.command, model=model, gpus=gpus_placeholder(gpus), log=log,
                           startup_timeout_s=serve.startup_timeout_s)
     return server, ServeStats(server="started", command=server.command, log=str(log), note=why or "")

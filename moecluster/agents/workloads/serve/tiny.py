@@ -5,7 +5,8 @@ so that `transformers serve DIR` answers `/v1/chat/completions` with nothing dow
 Why written here rather than fetched: tests and `examples/served-tiny.yaml` must run offline on a laptop
 CPU (`HF_HUB_OFFLINE=1`); random weights are all the energy path needs (what is measured is the server's
 work, not the answers' quality). `python -m moecluster.agents.workloads.serve.tiny DIR` writes both
-models under DIR (`DIR/tiny-moe`, `DIR/tiny-dense`) and prints their parameter counts.
+models under DIR (`DIR/tiny-moe`, `DIR/tiny-dense`; default `~/.cache/moecluster/served-tiny`, where
+`examples/served-tiny.yaml` looks) and prints their parameter counts.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 VOCAB_SIZE = 512
+DEFAULT_DIR = Path("~/.cache/moecluster/served-tiny")
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>{% endif %}")
 _CORPUS = ("The energy of a mixture of experts depends on how many experts each token reads. "
@@ -82,11 +84,11 @@ def write_tiny_models(root: Path, seed: int = 0) -> tuple[TinyModel, TinyModel]:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m moecluster.agents.workloads.serve.tiny DIR`: write both models, print them as JSON."""
-    if len(argv) != 1:
-        print("usage: python -m moecluster.agents.workloads.serve.tiny DIR", file=sys.stderr)
+    """`python -m moecluster.agents.workloads.serve.tiny [DIR]`: write both models, print them as JSON."""
+    if len(argv) > 1:
+        print("usage: python -m moecluster.agents.workloads.serve.tiny [DIR]", file=sys.stderr)
         return 2
-    models = write_tiny_models(Path(argv[0]).absolute())
+    models = write_tiny_models(Path(argv[0]).absolute() if argv else DEFAULT_DIR.expanduser())
     print(json.dumps([{"name": m.name, "path": str(m.path), "params_total": m.params_total,
                        "params_active": m.params_active} for m in models], indent=2))
     return 0
