@@ -2,9 +2,11 @@
 dense comparison and their ratio — output tokens/J, J/response, responses/s, output and input tokens/s,
 tokens per response, the batch the server ran — then latency percentiles and the seed's normalisations.
 
-Everything is computed by `aggregate.serve`; this module only formats it.
+Everything is computed by `aggregate.serve`; this module only formats it (and gives the export's `serve` rows).
 """
 from __future__ import annotations
+
+from typing import Any
 
 from moecluster.orchestrator.aggregate import Aggregate
 from moecluster.orchestrator.aggregate.serve import LATENCIES, QUANTILES, ServeComparison, ServeSide, serve_comparisons
@@ -90,3 +92,27 @@ def tables(agg: Aggregate) -> list[TableData]:
     if not comparisons:
         return []
     return [throughput_table(comparisons), latency_table(comparisons), normalisations_table(comparisons)]
+
+
+def rows(agg: Aggregate) -> list[dict[str, Any]]:
+    """One export row per side of every served comparison (the MoE's row repeated per dense comparison, each
+    with its ratios): every figure's mean and interval, the latency percentiles, the batch and the notes."""
+    out: list[dict[str, Any]] = []
+    for c in serve_comparisons(agg.pairs):
+        for side in (c.moe, c.dense):
+            spec = side.stats.spec
+            row: dict[str, Any] = {
+                "pair": c.pair.pair_id, "moe_task": c.moe.stats.task_id, "dense_task": c.dense.stats.task_id,
+                "match": c.pair.dense.spec.match, "task": spec.task_id, "kind": spec.kind, "model": spec.model_name,
+                "concurrency": spec.serve.concurrency if spec.serve else None,
+                "params_total": side.stats.total_params, "params_active": side.stats.active_params,
+                "running_batch": side.running_batch, "in_flight": side.in_flight,
+                "token_counts": side.token_counts, "server_note": side.server_note, "ci_covers": c.pair.ci_covers}
+            for name in (*THROUGHPUT, *NORMALISATIONS):
+                e, r = side.figures[name], c.ratios[name]
+                row.update({name: e.mean if e else None, f"{name}_lo": e.lo if e else None,
+                            f"{name}_hi": e.hi if e else None, f"ratio_{name}": r.mean if r else None,
+                            f"ratio_{name}_lo": r.lo if r else None, f"ratio_{name}_hi": r.hi if r else None})
+            row.update({key.replace(".", "_"): v for key, v in side.latency_s.items()})
+            out.append(row)
+    return out
