@@ -4,17 +4,20 @@
 like a shell line first, so a model path with spaces stays one argument; no shell runs it). `Server.start`
 runs it in its own process group (so the server's workers go with it) on a free port, its output in a log
 file, and waits for health: `GET /health`, else `GET /v1/models`, answered 200, polled until
-`startup_timeout_s`. `stop` sends SIGTERM to the group, then SIGKILL after `STOP_GRACE_S`. A server that
+`startup_timeout_s`. `stop` sends SIGTERM to the group, then SIGKILL after `STOP_GRACE_S`; on Linux the server
+also gets SIGTERM should the task's process die without stopping it (`PR_SET_PDEATHSIG`). A server that
 exits or never answers raises `ServerFailed` naming the cause and the log's last lines: the task fails
 rather than measure anything else.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import shlex
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -29,6 +32,7 @@ HEALTH_PATHS = ("/health", "/v1/models")
 STOP_GRACE_S = 10.0
 POLL_S = 0.25
 LOG_TAIL_LINES = 15
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 class ServerFailed(RuntimeError):
@@ -42,6 +46,18 @@ def render_command(template: str, *, port: int, model: str, gpus: str) -> list[s
         raise ValueError(f"server command {problem}")
     values = {"port": str(port), "model": model, "gpus": gpus}
     return [word.format(**values) for word in shlex.split(template)]
+
+
+def _die_with_parent() -> None:
+    """In the server's process, before it runs (Linux): SIGTERM when the task's thread dies, so a Ray
+    worker killed outright (SIGKILL, no `finally`) leaves no server holding the GPUs; nothing elsewhere."""
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def free_port() -> int:
@@ -104,7 +120,7 @@ class Server:
             out.flush()
             try:
                 process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                           start_new_session=True)
+                                           start_new_session=True, preexec_fn=_die_with_parent)
             except OSError as exc:
                 raise ServerFailed(f"server command {argv[0]!r} could not start: {exc.strerror or exc}") from None
         server = cls(base_url=f"http://127.0.0.1:{port}", log=log, process=process, command=shlex.join(argv))

@@ -70,3 +70,38 @@ def test_logs_go_to_the_run_directory_or_say_why_not(tmp_path: Path) -> None:
     path, why = log_path(str(blocker / "servers"), "t1")
     assert path.name == "t1.log" and path.parent.is_dir() and why is not None and "server log not in" in why
     assert 1024 <= free_port() <= 65535
+
+
+HTTP_SERVER = ("import http.server, socketserver, sys\n"
+               "class H(http.server.BaseHTTPRequestHandler):\n"
+               "    def do_GET(self):\n"
+               "        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')\n"
+               "socketserver.TCPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_server_does_not_outlive_a_task_process_killed_outright(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    task = ("import sys, time\n"
+            "from pathlib import Path\n"
+            "from moecluster.agents.workloads.serve.server import Server\n"
+            f"s = Server.start({f'{sys.executable} -c {shlex.quote(HTTP_SERVER)} {{port}}'!r}, model='m', gpus='',"
+            f" log=Path({str(tmp_path / 's.log')!r}), startup_timeout_s=30)\n"
+            "print(s.process.pid, flush=True)\n"
+            "time.sleep(600)\n")
+    worker = subprocess.Popen([sys.executable, "-c", task], stdout=subprocess.PIPE, text=True)
+    assert worker.stdout is not None
+    server_pid = int(worker.stdout.readline())
+    os.kill(worker.pid, signal.SIGKILL)  # as Ray kills a worker: no `finally` runs
+    worker.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(server_pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.killpg(server_pid, signal.SIGKILL)
+    pytest.fail("the server outlived the task's process")
