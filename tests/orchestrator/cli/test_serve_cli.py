@@ -107,3 +107,30 @@ def test_served_pair_through_submit_and_report_with_a_crash_and_a_server_never_h
                  " tiny-dense (total)", "ratio MoE / dense", "TTFT p50", "Ws / response / active param",
                  "token counts from usage", "Failed tasks", "broken-c2-moe"):
         assert text in out.stdout, text
+
+
+BAD = """\
+name: bad
+workload: serve
+serve:
+  pairs:
+    - name: p
+      moe: {name: m, model: m, params_total: 10, params_active: 5, command: "vllm serve {model} --port {prot}"}
+      dense: [{name: d, model: d, params_total: 10, url: "http://127.0.0.1:1"}]
+"""
+
+
+def test_a_bad_serve_sweep_is_one_line_exit_2_and_no_run_directory(tmp_path: Path) -> None:
+    sweep = tmp_path / "bad.yaml"
+    sweep.write_text(BAD)
+    runs = tmp_path / "runs"
+    out = cli("submit", str(sweep), "--runs-dir", str(runs), "--no-agents")
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
+    assert "bad.yaml:6: serve.pairs[0].moe.command: names unknown placeholder {prot}" in lines[0]
+    assert not runs.exists()
+
+
+def test_the_analytic_estimate_refuses_a_serve_sweep_naming_why() -> None:
+    out = cli("estimate", "--sweep", str(Path(__file__).resolve().parents[3] / "examples" / "served-tiny.yaml"))
+    assert out.returncode == 2 and "workload serve: the analytic estimate needs each model's shape" in out.stderr
