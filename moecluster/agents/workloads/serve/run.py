@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from moecluster.agents.observer import TaskObserver
 
 POLL_S = 0.05
+PROGRESS_EVERY_S = 0.5
 EXTERNAL_NOTE = ("external server at {url}: not started by moecluster; the task's GPUs are metered as they are,"
                  " with whatever else runs on them")
 
@@ -96,23 +97,37 @@ def _wait_filled(load: LoadGenerator, server: Server, concurrency: int, warmup_s
         time.sleep(POLL_S)
 
 
-def _watched_sleep(seconds: float, load: LoadGenerator, server: Server) -> None:
-    """Sleep `seconds` while the load runs, checking the server and the requests every `POLL_S`."""
+def _watched_sleep(seconds: float, load: LoadGenerator, server: Server,
+                   progress: Callable[[float], None] | None = None) -> None:
+    """Sleep `seconds` while the load runs, checking the server and the requests every `POLL_S`, and calling
+    `progress(now)` every `PROGRESS_EVERY_S` (the node agent's live count)."""
     deadline = time.monotonic() + seconds
+    reported = 0.0
     while time.monotonic() < deadline:
         load.check()
         server.check_alive()
+        if progress is not None and time.monotonic() - reported >= PROGRESS_EVERY_S:
+            reported = time.monotonic()
+            progress(reported)
         time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
 
 
-def _window_of(meter: EnergyMeter, seconds: float, load: LoadGenerator, server: Server
-               ) -> tuple[EnergyReading, float, float, float]:
-    """One window: its reading, its start and end on the meter's clock, and its wall-clock start."""
+def _window_of(meter: EnergyMeter, seconds: float, load: LoadGenerator, server: Server,
+               observer: "TaskObserver | None" = None, done: int = 0) -> tuple[EnergyReading, float, float, float]:
+    """One window: its reading, its start and end on the meter's clock, and its wall-clock start.
+
+    While it runs, `observer` hears `done` plus the window's output tokens so far, counted as the window's own
+    (`serve_window`) over the responses ended so far: never more than the window's final count, so the node
+    agent's live count (Grafana's tokens/s and tokens/J while the task runs) only grows."""
     edges: list[float] = []
+
+    def live(now: float) -> None:
+        if observer is not None:
+            observer.progress(done + serve_window(load.snapshot(), edges[0], now).output_tokens)
 
     def work() -> None:
         edges.extend((time.monotonic(), time.time()))
-        _watched_sleep(seconds, load, server)
+        _watched_sleep(seconds, load, server, live)
         edges.append(time.monotonic())
 
     def keep_busy(until: Until) -> None:
@@ -165,7 +180,10 @@ def run_serve_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indi
         load.start()
         poller.start()
         _wait_filled(load, server, serve.concurrency, spec.warmup_s, serve.request_timeout_s)
-        measured = [_window_of(meter, spec.duration_s, load, server) for _ in range(spec.repeats)]
+        measured: list[tuple[EnergyReading, float, float, float]] = []
+        for _ in range(spec.repeats):
+            done = sum(serve_window(load.snapshot(), m[1], m[2]).output_tokens for m in measured)
+            measured.append(_window_of(meter, spec.duration_s, load, server, observer, done))
         load.stop()
         poller.stop()
         runner.set_fake_load(gpus, 0.0)

@@ -7,12 +7,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from moecluster.agents.records import ServeSpec, TaskSpec
+from moecluster.agents.devices import GpuInfo
+from moecluster.agents.records import ServeSpec, TaskResult, TaskSpec
 from moecluster.agents.runner import run_task
 from moecluster.agents.workloads.serve.load import LoadGenerator
 from moecluster.agents.workloads.serve.server import Server
@@ -22,6 +23,24 @@ from moecluster.agents.workloads.serve.windows import pipeline_filled, serve_win
 pytest.importorskip("fastapi")
 TRANSFORMERS = str(Path(sys.executable).parent / "transformers")
 PROMPTS = ("Why are experts sparse?", "Write a haiku about graphics cards.", "What is 17 multiplied by 23?")
+
+
+class Recorder:
+    """A task observer that keeps what it heard (what the node agent's task labels are written from)."""
+
+    def __init__(self) -> None:
+        self.tasks: list[str] = []
+        self.counts: list[int] = []
+        self.statuses: list[str] = []
+
+    def started(self, spec: TaskSpec, gpus: Sequence[GpuInfo]) -> None:
+        self.tasks.append(spec.task_id)
+
+    def progress(self, inferences_total: int) -> None:
+        self.counts.append(inferences_total)
+
+    def finished(self, result: TaskResult) -> None:
+        self.statuses.append(result.status)
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +94,13 @@ def test_a_serve_task_measures_a_running_server_by_url_and_says_its_gpus_are_met
     spec = TaskSpec(task_id="url-moe", pair_id="url", kind="moe", impl="served", workload="serve", device="cpu",
                     meter="fake", duration_s=1.0, warmup_s=0.2, repeats=2, run_id="serve-url",
                     model={"params_total": moe.params_total, "params_active": moe.params_active}, serve=serve)
-    result = run_task(spec)
+    seen = Recorder()
+    result = run_task(spec, observer=seen)
     assert result.status == "ok", result.error
+    # the node agent's labels: the task named once it runs, a live token count that only grows, ending on the
+    # windows' own count
+    assert seen.tasks == ["url-moe"] and len(seen.counts) >= 2 and seen.counts == sorted(seen.counts)
+    assert seen.counts[-1] == sum(w.inferences for w in result.windows) and seen.statuses == ["ok"]
     assert result.serve is not None and result.serve.server == "external" and server.base_url in result.serve.note
     assert "metered as they are" in result.serve.note
     assert len(result.windows) == len(result.serve.windows) == 2
