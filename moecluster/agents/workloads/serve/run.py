@@ -36,7 +36,7 @@ from moecluster.agents.records import ParamCounts, ServeSpec, ServeStats, ServeW
 
 from .load import LoadGenerator
 from .metrics import BatchPoller
-from .server import Server, log_path
+from .server import Server, ServerFailed, log_path
 from .windows import TokenCounter, pipeline_filled, serve_window, token_source
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 POLL_S = 0.05
 PROGRESS_EVERY_S = 0.5
+EXIT_WAIT_S = 2.0  # how long a failed request waits to see whether the server died (its exit is then the cause)
 EXTERNAL_NOTE = ("external server at {url}: not started by moecluster; the task's GPUs are metered as they are,"
                  " with whatever else runs on them")
 
@@ -216,6 +217,8 @@ def run_serve_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indi
             finished_at=time.time())
     except Exception as exc:  # noqa: BLE001 - a task failure is data, not a crash
         say(traceback.format_exc())
+        if server is not None and server.log is not None and not isinstance(exc, ServerFailed):
+            exc = _cause(server, exc)
         result = TaskResult(spec=spec, node=node, started_at=started, status="failed",
                             error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
     finally:
@@ -231,6 +234,20 @@ def run_serve_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indi
     if observer is not None:
         observer.finished(result)
     return result
+
+
+def _cause(server: Server, exc: Exception) -> ServerFailed:
+    """What failed a task whose requests failed: the server's exit where it died (the requests' errors follow
+    from it; it is given `EXIT_WAIT_S` to be seen), else the requests' errors; either with the log's tail."""
+    deadline = time.monotonic() + EXIT_WAIT_S
+    while True:
+        try:
+            server.check_alive()
+        except ServerFailed as died:
+            return died
+        if time.monotonic() >= deadline:
+            return server.failure(str(exc))
+        time.sleep(POLL_S)
 
 
 def _server(spec: TaskSpec, serve: ServeSpec, gpus: Sequence[Gpu], say: Callable[[str], None]

@@ -108,3 +108,19 @@ def test_a_serve_task_measures_a_running_server_by_url_and_says_its_gpus_are_met
                for w, s in zip(result.windows, result.serve.windows))
     assert result.params is not None and result.params.active_per_token == moe.params_active
     server.check_alive()  # an external server is left running
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_a_server_answering_errors_fails_the_task_naming_them_and_no_figure_is_kept(
+        server: Server, tiny_served_models: tuple[TinyModel, TinyModel]) -> None:
+    moe, _ = tiny_served_models
+    # transformers serve refuses vLLM's `ignore_eos`/`min_tokens` (what `output: fixed` sends) with HTTP 422
+    serve = ServeSpec(name="tiny-moe", model=str(moe.path), url=server.base_url, concurrency=2, max_tokens=8,
+                      prompts=PROMPTS, output="fixed")
+    spec = TaskSpec(task_id="url-fixed", pair_id="url", kind="moe", impl="served", workload="serve", device="cpu",
+                    meter="fake", duration_s=1.0, warmup_s=0.2, run_id="serve-url", model={}, serve=serve)
+    result = run_task(spec)
+    assert result.status == "failed" and not result.windows and result.serve is None
+    assert result.error is not None and "request failed: HTTP 422" in result.error and "ignore_eos" in result.error
+    server.check_alive()
