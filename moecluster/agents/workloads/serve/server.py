@@ -164,12 +164,12 @@ class Server:
                     raise self.failure(f"server not healthy within {timeout_s:g} s (last: {last})")
                 time.sleep(POLL_S)
 
-    def stop(self) -> None:
-        """SIGTERM to the server's process group, SIGKILL after `STOP_GRACE_S`; nothing for an external server."""
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """SIGTERM to the server's process group, SIGKILL after `grace_s`; nothing for an external server."""
         process = self.process
         if process is None or process.poll() is not None and not _group_alive(process.pid):
             return
-        for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, STOP_GRACE_S)):
+        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, STOP_GRACE_S)):
             try:
                 os.killpg(process.pid, sig)
             except ProcessLookupError:
