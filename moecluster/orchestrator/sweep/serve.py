@@ -19,8 +19,10 @@ from .loader import SweepError
 from .schema import SweepFile
 from .serve_schema import ServedModel, ServeSection, prompts_of
 
-#: Seconds a served side is estimated to take beyond its windows: a server start and model load.
-SERVER_START_S = 60.0
+#: What a server start is estimated at: this share of its `startup_timeout_s`. The head's watchdog fails a
+#: pair at twice its estimate (`estimate.watchdog_s`), so half the bound keeps a server that loads within its
+#: own bound safe from the watchdog (the dry run's times are then pessimistic for a quick server).
+SERVER_START_SHARE = 0.5
 #: Where a task's server log goes, under its run directory.
 SERVERS_DIR = "servers"
 
@@ -76,9 +78,17 @@ def expand_serve(sweep: SweepFile, run_id: str = "local") -> Plan:
                     pair_id=pair_id, model=served.name, tasks=tasks,
                     params_total=tuple(m.params_total for m, _, _ in sides),
                     params_active=tuple(m.active for m, _, _ in sides),
-                    estimated_s=tuple(task_estimate_s(t, 0) + t.repeats * SERVER_START_S for t in tasks), gpus=1,
+                    estimated_s=tuple(_estimate_s(t) for t in tasks), gpus=1,
                     accelerator_type=accelerator, placement_strategy=sweep.placement_strategy))
     return Plan(pairs=tuple(pairs), skipped=())
+
+
+def _estimate_s(task: TaskSpec) -> float:
+    """Seconds a served task holds its GPUs: per window a server start (`SERVER_START_SHARE` of its bound), the
+    fill and warm-up, the window and the drain (a request's timeout at most; estimated as the window)."""
+    serve = task.serve
+    start_s = SERVER_START_SHARE * serve.startup_timeout_s if serve is not None else 0.0
+    return task_estimate_s(task, 0) + task.repeats * (start_s + task.duration_s)
 
 
 def with_log_dir(plan: Plan, run_dir: Path) -> Plan:

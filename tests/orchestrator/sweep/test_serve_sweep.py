@@ -12,6 +12,7 @@ import yaml
 
 from moecluster.orchestrator.run.plan import plan_new
 from moecluster.orchestrator.sweep import SweepError, SweepFile, expand, load_sweep, parse_sweep
+from moecluster.orchestrator.sweep.estimate import watchdog_s
 from moecluster.orchestrator.sweep.size import task_count
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -138,3 +139,10 @@ def test_the_shipped_example_loads() -> None:
     plan = expand(load_sweep(EXAMPLES / "served-tiny.yaml"))
     assert [p.pair_id for p in plan.pairs] == ["tiny-c1", "tiny-c4"]
     assert all(t.serve is not None and t.serve.model.startswith("~/.cache/moecluster/served-tiny/") for t in plan.tasks)
+
+
+def test_the_watchdog_never_cuts_off_a_server_still_within_its_startup_bound() -> None:
+    sweep = parse_sweep(SERVE.replace("  max_tokens: 64", "  max_tokens: 64\n  startup_timeout_s: 900"))
+    for pair in expand(sweep).pairs:
+        bound = sum(t.repeats * (900 + t.warmup_s + t.duration_s) for t in pair.tasks)
+        assert watchdog_s(pair.total_estimated_s) > bound
