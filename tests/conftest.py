@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from moecluster.agents.workloads.serve.tiny import TinyModel, write_tiny_models
+
 # moecluster's own directories, set to subdirectories of the session's directory
 STATE_DIRS = {"MOECLUSTER_LOCK_DIR": "device-locks", "MOECLUSTER_STATE_DIR": "task-labels",
               "MOECLUSTER_RUNS_DIR": "runs"}
@@ -54,3 +56,11 @@ def _own_machine_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
             patch.delenv(name, raising=False)
         yield root
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_served_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[TinyModel, TinyModel]:
+    """The tiny served MoE and dense models (`agents.workloads.serve.tiny`), written once per session:
+    random weights and a BPE tokenizer trained in-process, nothing downloaded."""
+    pytest.importorskip("transformers")
+    return write_tiny_models(tmp_path_factory.mktemp("served-models"))

@@ -10,6 +10,7 @@ here, so `moecluster[report]` etc. in the README and the error a user meets agre
 | `report`    | pyarrow, matplotlib           | `report --format parquet`, `report --html`      |
 | `grafana`   | grafana-foundation-sdk 0.0.21 | `dashboards export`, `dashboards push`          |
 | `llm`       | transformers                  | transformer LLM workloads                       |
+| `serving`   | httpx; transformers' server   | served models (`workload: serve`), `transformers serve` |
 
 Node-side code uses it too (LLM workloads), so it lives on the node side; the head imports it.
 """
@@ -25,6 +26,7 @@ EXTRAS: dict[str, str] = {
     "report": "pyarrow, matplotlib",
     "grafana": "grafana-foundation-sdk==0.0.21",
     "llm": "transformers",
+    "serving": "httpx, and transformers' own server (fastapi, uvicorn, openai, accelerate)",
 }
 
 
@@ -56,7 +58,7 @@ def require(module: str, *, extra: str, feature: str) -> ModuleType:
 
 
 #: workload -> (the module its tasks import, the extra that installs it); absent: no extra needed
-WORKLOAD_EXTRAS: dict[str, tuple[str, str]] = {"llm": ("transformers", "llm")}
+WORKLOAD_EXTRAS: dict[str, tuple[str, str]] = {"llm": ("transformers", "llm"), "serve": ("httpx", "serving")}
 
 
 def require_installed(module: str, *, extra: str, feature: str) -> None:

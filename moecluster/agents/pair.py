@@ -30,7 +30,7 @@ from .meters.idle import IdleCache
 from .meters.peaks import PeakCache, Peaks
 from .meters.roofline import roofline
 from .observer import NullObserver, TaskObserver
-from moecluster.spec.records import Roofline, TaskResult, TaskSpec
+from moecluster.spec.records import Roofline, ServeStats, TaskResult, TaskSpec
 from .runner import run_task, window_drift
 
 
@@ -154,4 +154,17 @@ def merge_repeats(spec: TaskSpec, runs: Sequence[TaskResult]) -> TaskResult:
         idle_power_w=sum(idle) / len(idle) if idle else None,
         idle_settle_s=next((res.idle_settle_s for res in runs if res.idle_settle_s is not None), None),
         idle_note=idle_note, form=_merge_form(runs), drift=window_drift(windows),
-        warnings=_merge_warnings(runs, spec.repeats), roofline=rl, finished_at=runs[-1].finished_at)
+        warnings=_merge_warnings(runs, spec.repeats), roofline=rl, serve=_merge_serve(runs),
+        finished_at=runs[-1].finished_at)
+
+
+def _merge_serve(runs: Sequence[TaskResult]) -> ServeStats | None:
+    """A served model's stats over its repeats: every window in order, the first repeat's server and log
+    (each repeat started its own server; the logs sit side by side)."""
+    stats = [res.serve for res in runs if res.serve is not None]
+    if not stats:
+        return None
+    logs = list(dict.fromkeys(s.log for s in stats if s.log))
+    sources = list(dict.fromkeys(s.token_counts for s in stats))
+    return replace(stats[0], windows=tuple(w for s in stats for w in s.windows), log="; ".join(logs),
+                   token_counts="; ".join(sources))

@@ -284,6 +284,11 @@ def run_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indices: S
     `peaks` and `idle_cache` carry measurements between tasks (the device's peaks per process;
     the settled idle power per GPU per run, see `meters.idle`); fresh ones are made if absent.
     """
+    if spec.workload == "serve":  # a server and a load generator, not a model of this process
+        from .workloads.serve.run import run_serve_task
+
+        return run_serve_task(spec, devices=devices, gpu_indices=gpu_indices, node=node, observer=observer, log=log,
+                              idle_cache=idle_cache)
     node = node or socket.gethostname()
     started = time.time()
     own = devices is None

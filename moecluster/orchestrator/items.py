@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-ITEM_NAMES = {"mlp": ("inference", "inferences", "inf"), "llm": ("token", "tokens", "tok")}
+ITEM_NAMES = {"mlp": ("inference", "inferences", "inf"), "llm": ("token", "tokens", "tok"),
+              "serve": ("token", "tokens", "tok")}  # a served task's items are its output tokens
 
 
 def item_names(workloads: Iterable[str]) -> tuple[str, str, str]:

@@ -73,6 +73,8 @@ class TaskSpec:
     prompt_len: int = 0
     gen_tokens: int = 0
     path: str | None = None
+    # workload serve (`agents.workloads.serve`): the served model, its server and its load; None otherwise
+    serve: ServeSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -82,11 +84,103 @@ class TaskSpec:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TaskSpec":
         names = {f.name for f in dataclasses.fields(cls)}
+        d = dict(d)
+        if d.get("serve"):
+            d["serve"] = ServeSpec.from_dict(d["serve"])
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def label(self) -> str:
         """Short human name: `moe/sorted`, `dense/total`."""
         return f"{self.kind}/{self.impl if self.kind == 'moe' else self.match}"
+
+
+@dataclass(frozen=True)
+class ServeSpec:
+    """What a `serve` task runs: one served model behind an OpenAI-compatible server, under one load.
+
+    Either `command` (a template with `{port}`, `{model}`, `{gpus}`, started by the node in its own
+    process group on a free port) or `url` (a server already running on the node: the task meters the
+    task's GPUs as they are). `model` is what `{model}` becomes and what requests name. `concurrency`
+    requests are kept in flight; `max_tokens` caps each response, `output` says whether a response ends
+    at the model's natural stop (`natural`) or is asked for exactly `max_tokens` (`fixed`). `prompts`
+    are the user messages, sent round-robin. `log_dir`: where the server's log goes (the run directory's
+    `servers/`), None for a temporary directory.
+    """
+
+    name: str
+    model: str
+    concurrency: int
+    max_tokens: int
+    prompts: tuple[str, ...]
+    command: str | None = None
+    url: str | None = None
+    output: Literal["natural", "fixed"] = "natural"
+    startup_timeout_s: float = 600.0
+    request_timeout_s: float = 300.0
+    log_dir: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ServeSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in names}
+        d["prompts"] = tuple(d.get("prompts", ()))
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    """The 50th, 90th and 99th percentiles of one latency, in seconds (None where nothing was seen)."""
+
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+
+
+@dataclass(frozen=True)
+class ServeWindow:
+    """What the load generator saw in one energy window of a `serve` task (its `Window` holds the energy,
+    the duration and the output tokens as `inferences`).
+
+    `responses`: requests that ended inside the window; `output_tokens`: tokens streamed inside it (each
+    response's tokens spread over its stream chunks); `input_tokens`: prompt tokens of requests whose first
+    token came inside it; latencies over the responses that ended inside it: time to first token, time per
+    output token after the first, and the gaps between streamed tokens; `in_flight`: requests in flight,
+    averaged over the window from the client's timestamps; `running_batch`: the server's own count of
+    running requests averaged over the window (its Prometheus `/metrics`), None where it has none.
+    """
+
+    responses: int
+    output_tokens: int
+    input_tokens: int
+    ttft_s: Percentiles = Percentiles()
+    tpot_s: Percentiles = Percentiles()
+    itl_s: Percentiles = Percentiles()
+    in_flight: float | None = None
+    running_batch: float | None = None
+
+
+@dataclass(frozen=True)
+class ServeStats:
+    """The serving side of a `serve` task's result.
+
+    `server`: `started` (moecluster ran `command`) or `external` (a `url`); `note` says what that means for
+    the energy; `command`: the command as run; `token_counts`: where token counts came from (`usage`, the
+    server's own; `tokenizer`; `stream chunks`, one token a chunk); `log`: the server log's path on the node.
+    """
+
+    server: Literal["started", "external"]
+    windows: tuple[ServeWindow, ...] = ()
+    note: str = ""
+    command: str = ""
+    token_counts: str = "usage"
+    log: str = ""
+    metrics: str = ""  # the server metric read as the running batch, "" where none
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ServeStats":
+        windows = tuple(ServeWindow(**{**w, **{k: Percentiles(**w[k]) for k in ("ttft_s", "tpot_s", "itl_s")}})
+                        for w in d.get("windows", ()))
+        return cls(**{**d, "windows": windows})
 
 
 @dataclass(frozen=True)
@@ -261,6 +355,7 @@ class TaskResult:
     device_wait_s: float = 0.0
     # how clearly the form in `form` won its choice (None: not recorded, as in records written before it)
     choice: ChoiceMargin | None = None
+    serve: ServeStats | None = None  # workload serve: what the load generator saw, window by window
 
     # -- derived figures (means over windows) -------------------------------------------
     @property
@@ -308,6 +403,7 @@ class TaskResult:
         d["choice"] = ChoiceMargin(**{**choice, "tied": tuple(choice.get("tied", ()))}) if choice else None
         d["expert_tokens"] = tuple(d.get("expert_tokens", ()))
         d["warnings"] = tuple(d.get("warnings", ()))
+        d["serve"] = ServeStats.from_dict(d["serve"]) if d.get("serve") else None
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 

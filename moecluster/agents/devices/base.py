@@ -60,6 +60,10 @@ class Gpu(ABC):
     @abstractmethod
     def power_limit_w(self) -> float: ...
 
+    def process_ids(self) -> tuple[int, ...] | None:
+        """The ids of the processes computing on this GPU now (None where the device cannot tell: fake ones)."""
+        return None
+
     @property
     def power_note(self) -> str | None:
         """What this GPU's power readings were, where not what `power_w` promises (e.g. a fallback

@@ -163,6 +163,13 @@ class NvmlGpu(Gpu):
     def power_limit_w(self) -> float:
         return float(self._call("nvmlDeviceGetEnforcedPowerLimit")) / 1e3  # mW
 
+    def process_ids(self) -> tuple[int, ...] | None:
+        """Compute processes on this GPU (NVML; None where the driver does not say)."""
+        try:
+            return tuple(int(p.pid) for p in self._call("nvmlDeviceGetComputeProcesses"))
+        except DeviceError:
+            return None
+
 
 class NvmlDevices(DeviceSet):
     """All GPUs NVML sees on this node (NVML ignores CUDA_VISIBLE_DEVICES: map by UUID)."""

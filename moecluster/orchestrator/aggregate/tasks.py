@@ -29,7 +29,7 @@ from moecluster.orchestrator.sweep.schema import Impl
 from .checks import few_replicates, few_windows, task_warnings
 from .stats import Estimate, log_mean_ci
 
-TOKENS_PER_ITEM = {"mlp": 1, "llm": 1}  # an LLM task's items are its tokens (prefilled or generated)
+TOKENS_PER_ITEM = {"mlp": 1, "llm": 1, "serve": 1}  # LLM and served tasks count tokens (served: output tokens)
 def custom_name(spec: TaskSpec) -> str | None:
     """The name the sweep gave a model that is not a plain preset: `spec.model_name`, or for a task
     planned before tasks recorded it, read back from its pair id (`<name>[-<impl>]-<dtype>-b<batch>...`,

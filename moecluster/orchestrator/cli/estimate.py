@@ -74,6 +74,9 @@ def _sweep_rows(path: Path, gpu_spec: GpuSpec) -> list[Estimation]:
         plan = expand(load_sweep(path))
     except SweepError as exc:
         raise sweep_refused(exc) from None
+    if any(p.moe.workload == "serve" for p in plan.pairs):
+        raise InputError(f"{path}: workload serve: the analytic estimate needs each model's shape (experts, widths),"
+                         " which a served model's sweep does not give (only its parameter counts)")
     rows: dict[tuple, Estimation] = {}
     for pair in plan.pairs:
         moe = pair.moe

@@ -44,6 +44,9 @@ def duration(seconds: float | None) -> str:
 
 def _shape(spec: TaskSpec) -> str:
     m = spec.model
+    if spec.serve is not None:  # workload serve: the served model, its server and its load
+        how = f"at {spec.serve.url}" if spec.serve.url else "started"
+        return f"{spec.serve.name} ({how}) c{spec.serve.concurrency}"
     if spec.workload == "llm":
         from moecluster.spec.llm.shapes import LlmShape
 

@@ -38,11 +38,12 @@ from moecluster.orchestrator.estimate.measured import compare
 
 from .ep import ep_rows
 from .llm import rows as llm_rows
+from .serve import rows as serve_rows
 from .howran import FORM_KEYS
 from .labels import model_name
 
 TABLES = ("tasks", "windows", "normalisations", "pairs", "breakeven", "breakeven_points", "roofline", "ep",
-          "cluster_gpus", "cluster", "failed", "llm")
+          "cluster_gpus", "cluster", "failed", "llm", "serve")
 
 
 def _e(row: dict[str, Any], name: str, e: Estimate | None) -> None:
@@ -283,6 +284,7 @@ class Frames:
     cluster: pd.DataFrame
     failed: pd.DataFrame
     llm: pd.DataFrame  # LLM series over the batch: tokens/J of MoE and twins, ratios, estimates, critical batch
+    serve: pd.DataFrame  # served models: each side's figures, latencies and MoE/dense ratios
 
     def items(self) -> list[tuple[str, pd.DataFrame]]:
         return [(name, getattr(self, name)) for name in TABLES]
@@ -294,4 +296,4 @@ def frames(agg: Aggregate) -> Frames:
     return Frames(tasks=tasks_frame(agg), windows=windows_frame(agg), normalisations=normalisations_frame(agg),
                   pairs=pairs_frame(agg), breakeven=be, breakeven_points=be_points, roofline=roofline_frame(agg),
                   ep=ep_frame(agg), cluster_gpus=cg, cluster=cs, failed=failed_frame(agg),
-                  llm=_frame(llm_rows(agg), ["series"]))
+                  llm=_frame(llm_rows(agg), ["series"]), serve=_frame(serve_rows(agg), ["pair", "task"]))

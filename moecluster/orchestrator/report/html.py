@@ -16,6 +16,7 @@ from moecluster.orchestrator.aggregate import Aggregate
 
 from . import fmt
 from . import llm as llm_report
+from . import serve as serve_report
 from .ep import shown as ep_shown
 from .tables import DAGGER, Line, TableData, breakeven_table, cluster_section, ep_table, failed_table, header, \
     items, normalisations_table, pairs_table, roofline_table, task_runs_table, tasks_table
@@ -208,7 +209,8 @@ def page(agg: Aggregate, run_id: str, meta: Mapping[str, Any], figures: dict[str
     if found:
         parts.append('<div class="findings"><b>Findings</b><ul>' + "".join(f"<li>{_e(f)}</li>" for f in found)
                      + "</ul></div>")
-    mlp = any(p.moe.spec.workload != "llm" for p in agg.pairs) or not agg.llm
+    served = serve_report.tables(agg)
+    mlp = any(p.moe.spec.workload not in ("llm", "serve") for p in agg.pairs) or not (agg.llm or served)
 
     def llm_section() -> list[str]:
         if not agg.llm:
@@ -241,10 +243,14 @@ def page(agg: Aggregate, run_id: str, meta: Mapping[str, Any], figures: dict[str
             "pairs", plots.throughput_power_per_pair,
             f"Throughput ({many}/s, log scale) and average power of each pair's MoE and dense task (error bars: "
             "95 % CI).", "no complete pair."))
+    if served:
+        parts.append(n.heading("Served models: MoE against dense under load"))
+        parts += [table_html(t) for t in served]
     if mlp:
         parts += llm_section()
     if agg.tasks:
-        mlp_tasks = any(s.spec.workload != "llm" for s in agg.tasks)  # the LLM's normalisations are above
+        # the LLM's and the served models' normalisations are with their own tables above
+        mlp_tasks = any(s.spec.workload not in ("llm", "serve") for s in agg.tasks)
         parts.append(n.heading("Tasks and seed 000's normalisations" if mlp_tasks else "Tasks"))
         parts.append(table_html(tasks_table(agg)))
         parts.append(table_html(task_runs_table(agg)))

@@ -408,16 +408,20 @@ def failed_table(agg: Aggregate) -> TableData:
 def sections(agg: Aggregate) -> list[TableData]:
     """The tables with something to show, in reading order (the cluster section is apart)."""
     from .llm import tables as llm_tables  # imports this module
+    from .serve import tables as serve_tables  # likewise
 
     out: list[TableData] = []
     if agg.pairs or agg.incomplete:
         out.append(pairs_table(agg))
     out += llm_tables(agg)
+    served = serve_tables(agg)
+    out += served
     if agg.tasks:
         out += [tasks_table(agg), task_runs_table(agg)]
-        if any(s.spec.workload != "llm" for s in agg.tasks):  # the LLM's are with the LLM tables
+        if any(s.spec.workload not in ("llm", "serve") for s in agg.tasks):  # theirs are with their own tables
             out.append(normalisations_table(agg))
-    if any(p.moe.spec.workload != "llm" for p in agg.pairs) or agg.break_evens or not agg.llm:
+    if any(p.moe.spec.workload not in ("llm", "serve") for p in agg.pairs) or agg.break_evens or \
+            not (agg.llm or served):
         out.append(breakeven_table(agg))  # an LLM run's series run over the batch, not the model's size
     if any(compare(r) for r in agg.results):
         out.append(roofline_table(agg))

@@ -55,7 +55,7 @@ def plan_new(sweep_file: Path, overrides: dict[str, Any], root: Path, run_id: st
         raise RunRefused(f"run {run_id!r} already exists under {root.absolute()}"
                          f" (use --resume {run_id} to finish it)")
     check_task_count(sweep, max_tasks)
-    plan = expand(sweep, run_id=run_id)
+    plan = _expand(sweep, run_id, root)
     return RunPlan(sweep=sweep, plan=plan, pairs=plan.pairs, run_id=run_id, root=root, source=sweep_file,
                    resume=False, explicit_id=explicit)
 
@@ -75,7 +75,7 @@ def plan_resume(root: Path, run_id: str) -> RunPlan:
                          " stop that head first")
     source = run_dir / rundir.SWEEP_FILE
     sweep = load_sweep(source)
-    plan = expand(sweep, run_id=run_id)
+    plan = _expand(sweep, run_id, root)
     if planned != [t.task_id for t in plan.tasks]:
         raise RunRefused(f"run {run_id}: its sweep.yaml no longer expands to the tasks it planned")
     run = RunPlan(sweep=sweep, plan=plan, pairs=(), run_id=run_id, root=root, source=source, resume=True,
@@ -118,8 +118,18 @@ def missing_pairs(plan: Plan, status: dict[str, str]) -> list[PairPlan]:
 def with_run_id(run: RunPlan, run_id: str) -> RunPlan:
     """The same new run under another id (a generated id taken in the same second): re-expanded,
     so that every task carries the id it is stored under."""
-    plan = expand(run.sweep, run_id=run_id)
+    plan = _expand(run.sweep, run_id, run.root)
     return replace(run, run_id=run_id, plan=plan, pairs=plan.pairs)
+
+
+def _expand(sweep: SweepFile, run_id: str, root: Path) -> Plan:
+    """The sweep's plan for run `run_id` under `root` (a serve sweep's server logs in its run directory)."""
+    plan = expand(sweep, run_id=run_id)
+    if sweep.workload == "serve":
+        from moecluster.orchestrator.sweep.serve import with_log_dir
+
+        plan = with_log_dir(plan, root / run_id)
+    return plan
 
 
 def write_new_run(run_dir: Path, run: RunPlan) -> None:

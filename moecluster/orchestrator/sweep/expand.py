@@ -167,6 +167,10 @@ def expand(sweep: SweepFile, run_id: str = "local") -> Plan:
         from .llm import expand_llm  # imports this module
 
         return with_replicates(expand_llm(sweep, run_id), sweep.replicates)
+    if sweep.workload == "serve":
+        from .serve import expand_serve  # imports this module
+
+        return with_replicates(expand_serve(sweep, run_id), sweep.replicates)
     varying = sweep.varying()
     axes = [a for a in AXES if not (sweep.share_twins and a == "impl")]
     impls_per_pair = list(sweep.impl) if sweep.share_twins else [None]

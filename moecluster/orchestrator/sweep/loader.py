@@ -249,6 +249,7 @@ def parse_sweep(text: str, path: Path = Path("<sweep>"), overrides: dict[str, An
         for loc in [loc for loc in lines if loc[:1] == (key,)]:
             del lines[loc]
     workload = data.get("workload") if isinstance(data.get("workload"), str) else "mlp"
+    _resolve_prompt_file(data, path)
     try:
         sweep = SweepFile.model_validate(data, context={"workload": workload})
     except ValidationError as exc:
@@ -256,6 +257,17 @@ def parse_sweep(text: str, path: Path = Path("<sweep>"), overrides: dict[str, An
     if found:
         raise SweepError.many(found)
     return sweep
+
+
+def _resolve_prompt_file(data: dict[str, Any], path: Path) -> None:
+    """A serve sweep's relative `serve.prompts.file` is read from the sweep file's directory: made absolute
+    here, so the run directory's resolved sweep names the same file."""
+    serve = data.get("serve")
+    prompts = serve.get("prompts") if isinstance(serve, dict) else None
+    if isinstance(prompts, dict) and isinstance(prompts.get("file"), str) and prompts["file"]:
+        file = Path(prompts["file"]).expanduser()
+        if not file.is_absolute():
+            prompts["file"] = str((path.parent / file).absolute())
 
 
 def _line_map(node: yaml.Node, loc: Loc, path: Path, found: list[SweepError]) -> dict[Loc, int]:
@@ -322,7 +334,14 @@ def _render(loc: Loc) -> str:
 
 
 def _owner(loc: Loc) -> type[BaseModel]:
-    return ModelEntry if len(loc) >= 2 and loc[0] == "models" else SweepFile
+    """The schema model a key path ends in (for the keys `did_you_mean` offers)."""
+    if len(loc) >= 2 and loc[0] == "models":
+        return ModelEntry
+    if loc[:1] == ("serve",):
+        from .serve_schema import owner
+
+        return owner(loc[1:])
+    return SweepFile
 
 
 def _message(err: Mapping[str, Any], loc: Loc) -> str:

@@ -30,7 +30,7 @@ from .suggest import did_you_mean
 Impl = Literal["naive", "sorted", "grouped", "library"]
 MLP_IMPLS = ("naive", "sorted", "grouped")
 LLM_IMPLS = ("library", "grouped")  # the llm workload's (`llm.workload.IMPLS`)
-Workload = Literal["mlp", "llm"]
+Workload = Literal["mlp", "llm", "serve"]
 Phase = Literal["prefill", "decode"]
 LlmPath = Literal["fast", "reference"]
 DType = Literal["float32", "bfloat16", "float16"]
@@ -53,6 +53,8 @@ AXES = ("impl", "dtype", "batch_size", "compile", "cuda_graphs", "load", "zipf_s
 #: The grid of workload llm, in id order.
 LLM_AXES = ("impl", "dtype", "batch_size", "phase", "prompt_len", "gen_tokens", "path", "cuda_graphs", "seed",
             "accelerator_type")
+#: The grid of workload serve (its values under `serve:`).
+SERVE_AXES = ("concurrency", "accelerator_type")
 LLM_ONLY = ("phase", "prompt_len", "gen_tokens", "path")
 MLP_ONLY = ("compile", "load", "zipf_s", "train_epochs", "expert_parallel")
 MLP_MODEL_FIELDS = ("expert_hidden_dim", "expert_num_layers", "input_dim", "output_dim")
@@ -102,6 +104,8 @@ class ModelEntry(_Strict):
     @model_validator(mode="after")
     def _shape_is_possible(self, info: ValidationInfo) -> "ModelEntry":
         workload = (info.context or {}).get("workload", "mlp")
+        if workload == "serve":
+            return self  # a serve sweep names no `models` (its served models are under `serve.pairs`)
         foreign = MLP_MODEL_FIELDS if workload == "llm" else LLM_MODEL_FIELDS
         for key in foreign:
             if getattr(self, key) is not None:
@@ -231,7 +235,8 @@ class SweepFile(_Strict):
     """A whole sweep file. Grid axes are normalised to non-empty, duplicate-free lists."""
 
     name: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME_CHARS)
-    models: list[ModelEntry] = Field(min_length=1)
+    # required for workloads mlp and llm (`_consistent`); a serve sweep's models are under `serve`
+    models: list[ModelEntry] = []
     # grid axes (a scalar or a list)
     impl: Axis[Impl] = ["grouped"]
     dtype: Axis[DType] = ["float32"]
@@ -272,6 +277,8 @@ class SweepFile(_Strict):
     # workload llm: several grids in one sweep, each replacing some of the axes above (e.g. decode over
     # batch sizes and prefill over prompt lengths); absent, the one grid of the axes above
     grids: Optional[list[LlmGrid]] = Field(default=None, min_length=1)
+    # workload serve: served models in pairs, prompts, output policy and load (`serve_schema.ServeSection`)
+    serve: Optional["ServeSection"] = None
     # scheduling
     placement_strategy: Strategy = "STRICT_PACK"
 
@@ -282,6 +289,15 @@ class SweepFile(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> "SweepFile":
+        if self.workload == "serve":
+            self._serve_keys()
+            return self
+        if not self.models:
+            raise FieldProblem(("models",), "must not be empty" if "models" in self.model_fields_set
+                               else "required key is missing")
+        if self.serve is not None:
+            raise FieldProblem(("serve",), f"is the section of workload serve (this sweep's workload is"
+                               f" {self.workload})")
         names = [m.label for m in self.models]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -336,6 +352,21 @@ class SweepFile(_Strict):
         if "seed" in self.match:
             raise FieldProblem(("match",), "'seed' is the MLP seed's own width; llm twins match total or active")
 
+    def _serve_keys(self) -> None:
+        """A serve sweep: its `serve` section given, and no key of the other workloads set."""
+        if self.serve is None:
+            raise FieldProblem(("serve",), "workload serve needs a serve section (pairs of served models, prompts,"
+                               " concurrency)")
+        given = self.model_fields_set
+        if self.models:  # (a resolved sweep, dumped, lists an empty `models`)
+            raise FieldProblem(("models",), "workload serve names its served models under serve.pairs")
+        own = {"name", "workload", "serve", "duration_s", "warmup_s", "repeats", "replicates", "device", "meter",
+               "sample_power", "accelerator_type", "placement_strategy"}
+        for key in sorted(given - own - {"models"}, key=list(SweepFile.model_fields).index):
+            if getattr(self, key) != SweepFile.model_fields[key].default:
+                raise FieldProblem((key,), "is not a key of workload serve (it takes serve:, duration_s, warmup_s,"
+                                   " repeats, replicates, device, meter, accelerator_type)")
+
     def llm_grids(self) -> list[dict[str, list[Any]]]:
         """The LLM grids: each `grids` entry's axes over the sweep's own, or the sweep's own alone."""
         own = {a: list(getattr(self, a)) for a in LLM_AXES}
@@ -345,11 +376,20 @@ class SweepFile(_Strict):
 
     def grid_axes(self) -> tuple[str, ...]:
         """The keys that form this sweep's grid, in id order (`AXES`, or `LLM_AXES` for workload llm)."""
+        if self.workload == "serve":
+            return SERVE_AXES
         return LLM_AXES if self.workload == "llm" else AXES
 
     def varying(self) -> list[str]:
         """The axes with more than one value (in any LLM grid), in `grid_axes()` order."""
+        if self.workload == "serve":
+            return ["concurrency"] if self.serve is not None and len(self.serve.concurrency) > 1 else []
         if self.workload == "llm":
             grids = self.llm_grids()
             return [a for a in LLM_AXES if len({v for g in grids for v in g[a]}) > 1]
         return [a for a in self.grid_axes() if len(getattr(self, a)) > 1]
+
+
+from .serve_schema import ServeSection  # noqa: E402 - it builds on the types above
+
+SweepFile.model_rebuild()

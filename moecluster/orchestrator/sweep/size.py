@@ -23,7 +23,11 @@ def task_count(sweep: SweepFile) -> tuple[int, str]:
     without expanding anything. The text reads e.g. `2 models × 3 impl × 4 batch_size × 2 tasks per pair ×
     3 replicates`.
     """
-    if sweep.workload == "llm" and sweep.grids:
+    if sweep.workload == "serve":
+        from .serve import serve_task_count
+
+        count, text = serve_task_count(sweep)
+    elif sweep.workload == "llm" and sweep.grids:
         parts = [_count(sweep, grid) for grid in sweep.llm_grids()]
         count, text = sum(n for n, _ in parts), " + ".join(f"({t})" for _, t in parts)
     else:
