@@ -35,17 +35,40 @@ class TinyModel:
     params_active: int
 
 
-def _tokenizer(path: Path) -> None:
-    """A byte-level BPE tokenizer of `VOCAB_SIZE` tokens, trained on a fixed corpus, saved with a chat template."""
+def _corpus(vocab_size: int, seed: int) -> list[str]:
+    """Training text with merges enough for `vocab_size` tokens: the fixed English corpus, then (for a real
+    model's vocabulary, tens of thousands of tokens) pseudo-random words drawn from `seed`."""
+    import random
+
+    texts = [_CORPUS]
+    if vocab_size > VOCAB_SIZE:
+        rng = random.Random(seed)
+        letters = "abcdefghijklmnopqrstuvwxyz"
+        words_needed = 12 * vocab_size  # ~5 merges per word leave room for every token of the vocabulary
+        texts += [" ".join("".join(rng.choice(letters) for _ in range(rng.randint(2, 9))) for _ in range(200))
+                  for _ in range(words_needed // 200)]
+    return texts
+
+
+def write_tokenizer(path: Path, vocab_size: int = VOCAB_SIZE, seed: int = 0) -> None:
+    """A byte-level BPE tokenizer of `vocab_size` tokens, trained in-process, saved with a chat template.
+
+    Its vocabulary is the model's, so every token id a random-weight model generates decodes to text."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    smallest = len(pre_tokenizers.ByteLevel.alphabet()) + len(SPECIAL)
+    if vocab_size < smallest:
+        raise ValueError(f"a byte-level tokenizer needs at least {smallest} tokens (256 bytes and {len(SPECIAL)}"
+                         f" special ones); the model has {vocab_size}")
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=SPECIAL,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator([_CORPUS], trainer=trainer)
+    tok.train_from_iterator(_corpus(vocab_size, seed), trainer=trainer)
+    if tok.get_vocab_size() != vocab_size:
+        raise ValueError(f"the trained tokenizer has {tok.get_vocab_size()} tokens, the model {vocab_size}")
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
                                    pad_token="</s>")
     fast.chat_template = CHAT_TEMPLATE
@@ -78,7 +101,7 @@ def write_tiny_models(root: Path, seed: int = 0) -> tuple[TinyModel, TinyModel]:
         if not (path / "config.json").exists():
             model.generation_config.do_sample = False
             model.save_pretrained(path)
-            _tokenizer(path)
+            write_tokenizer(path)
         out.append(TinyModel(name=name, path=path, params_total=total, params_active=active))
     return out[0], out[1]
 
