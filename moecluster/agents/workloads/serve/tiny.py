@@ -36,18 +36,16 @@ class TinyModel:
 
 
 def _corpus(vocab_size: int, seed: int) -> list[str]:
-    """Training text with merges enough for `vocab_size` tokens: the fixed English corpus, then (for a real
-    model's vocabulary, tens of thousands of tokens) pseudo-random words drawn from `seed`."""
+    """Training text with merges enough for `vocab_size` tokens: the fixed English corpus, then pseudo-random
+    words drawn from `seed` (the English alone gives a few hundred merges; a real model's vocabulary is tens
+    of thousands of tokens)."""
     import random
 
-    texts = [_CORPUS]
-    if vocab_size > VOCAB_SIZE:
-        rng = random.Random(seed)
-        letters = "abcdefghijklmnopqrstuvwxyz"
-        words_needed = 12 * vocab_size  # ~5 merges per word leave room for every token of the vocabulary
-        texts += [" ".join("".join(rng.choice(letters) for _ in range(rng.randint(2, 9))) for _ in range(200))
-                  for _ in range(words_needed // 200)]
-    return texts
+    rng = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    words_needed = 12 * vocab_size  # ~5 merges per word leave room for every token of the vocabulary
+    return [_CORPUS] + [" ".join("".join(rng.choice(letters) for _ in range(rng.randint(2, 9))) for _ in range(200))
+                        for _ in range(max(1, words_needed // 200))]
 
 
 def write_tokenizer(path: Path, vocab_size: int = VOCAB_SIZE, seed: int = 0) -> None:
