@@ -7,8 +7,12 @@ ids without the `-r<k>` suffix) and are one task here: each figure is pooled ove
 `stats.replicate_ci` (geometric mean, t over the replicates' log values, df = replicates − 1), each
 replicate's own figure being its geometric mean over its windows: windows nested inside replicates. A
 comparison pools each replicate's own MoE/dense ratio (both sides measured in one process on one GPU,
-so the GPU's own offset cancels), not the ratio of pooled means. A task measured by one process
-keeps its window interval; `covers` says, for every figure, which of the two an interval is.
+so the GPU's own offset cancels), not the ratio of pooled means. A task's own figures (inferences/s,
+W, inferences/J …) carry the GPU's offset, which processes on one GPU share: where its replicates ran
+on several GPUs, they are pooled over the GPUs (`stats.clustered_ci`: each GPU's geometric mean of its
+replicates, t over the GPUs), so the interval is one that a re-measurement on another GPU should fall
+in (`benchmarks/calibration.py` checks it). A task measured by one process keeps its window interval;
+`covers` says, for every figure, which of these an interval is.
 """
 from __future__ import annotations
 
@@ -19,14 +23,15 @@ from moecluster.spec.records import TaskSpec
 
 from .checks import few_replicates, few_windows, forms_differ
 from .pairs import RATIOS, PairRatio
-from .stats import Estimate, replicate_ci
-from .tasks import TaskStats
+from .stats import Estimate, clustered_ci, replicate_ci
+from .tasks import TaskStats, gpu_key
 
 POOLED = ("inferences_per_s", "power_w", "energy_j", "inferences_per_j", "energy_above_idle_j",
           "inferences_per_j_above_idle", "j_per_inference", "j_per_inference_above_idle",
           "j_per_inference_per_total_param", "j_per_inference_per_active_param", "j_per_token_per_active_param",
           "tokens_per_j")
-METHOD = "t over replicates (geometric mean of each replicate's own figure; df = replicates − 1)"
+METHOD = ("t over replicates (geometric mean of each replicate's own figure; df = replicates − 1); a task's own"
+          " figures from replicates on several GPUs: t over the GPUs (each GPU's geometric mean; df = GPUs − 1)")
 
 
 def base_pair_id(spec: TaskSpec) -> str:
@@ -49,6 +54,17 @@ def _pool(estimates: Sequence[Estimate | None]) -> Estimate | None:
     return replicate_ci(present) if present and len(present) == len(estimates) else None
 
 
+def _pool_over_gpus(processes: Sequence[TaskStats], name: str) -> Estimate | None:
+    """One task figure over its replicates, grouped by the GPUs each ran on; None where one lacks it."""
+    groups: dict[tuple[str, ...], list[Estimate]] = {}
+    for p in processes:
+        e = getattr(p, name)
+        if e is None:
+            return None
+        groups.setdefault(gpu_key(p), []).append(e)
+    return clustered_ci(list(groups.values()))
+
+
 def _warnings(processes: Sequence[TaskStats]) -> tuple[str, ...]:
     """The processes' warnings once each; with several replicates, few windows no longer limit the interval
     (it is over replicates), few replicates do, and so do replicates that ran different forms."""
@@ -66,7 +82,7 @@ def pool_task(processes: Sequence[TaskStats]) -> TaskStats:
     spec = base_spec(first.spec)
     if len(processes) == 1:
         return first if spec is first.spec else replace(first, result=replace(first.result, spec=spec))
-    pooled = {name: _pool([getattr(p, name) for p in processes]) for name in POOLED}
+    pooled = {name: _pool_over_gpus(processes, name) for name in POOLED}
     samples = {k: tuple(v for p in processes for v in p.samples.get(k, ())) for k in first.samples
                if all(k in p.samples for p in processes)}
     return replace(first, result=replace(first.result, spec=spec), samples=samples, warnings=_warnings(processes),

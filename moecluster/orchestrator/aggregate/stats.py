@@ -14,7 +14,8 @@ the log scale (Welch–Satterthwaite degrees of freedom), so `r · exp(±t · se
 
 Replicates (the same comparison run again with other seeds) are pooled by a t-interval over
 their log values, degrees of freedom = replicates − 1 ("t over seeds"), so the pooled interval
-widens when the seeds disagree instead of narrowing with every added window.
+widens when the seeds disagree instead of narrowing with every added window. Replicates that ran on
+several GPUs are pooled over the GPUs (`clustered_ci`): a GPU's offset is shared by its processes.
 
 With one window (or one replicate) there is no interval (None), never a made-up one. `mean_ci`
 keeps the arithmetic Student-t interval for figures that may be zero or negative. Quantiles come
@@ -159,3 +160,21 @@ def replicate_ci(estimates: Sequence[Estimate], confidence: float = CONFIDENCE) 
     if any(not e.mean > 0 for e in estimates):
         raise ValueError("pooling on the log scale needs positive estimates")
     return _log_t([math.log(e.mean) for e in estimates], confidence)
+
+
+def clustered_ci(groups: Sequence[Sequence[Estimate]], confidence: float = CONFIDENCE) -> Estimate:
+    """Replicates grouped by the GPU they ran on, pooled over the GPUs.
+
+    Processes on one GPU share its offset (its clocks, its cooling, its host), which is larger than
+    their spread between processes, so an interval meant to hold a re-measurement on another GPU
+    has the GPUs as its samples: each GPU's geometric mean of its replicates, then a t-interval over
+    those (df = GPUs − 1; `n` is the number of GPUs). One group is `replicate_ci` of it.
+    """
+    present = [g for g in groups if g]
+    if not present:
+        raise ValueError("no estimate to pool")
+    if len(present) == 1:
+        return replicate_ci(present[0], confidence)
+    if any(not e.mean > 0 for g in present for e in g):
+        raise ValueError("pooling on the log scale needs positive estimates")
+    return _log_t([sum(math.log(e.mean) for e in g) / len(g) for g in present], confidence)

@@ -79,8 +79,8 @@ class TaskStats:
 
     @property
     def ci_covers(self) -> str:
-        """What this task's intervals cover (`covers`)."""
-        return covers(self.processes)
+        """What this task's intervals cover (`covers`); over GPUs where its replicates ran on several."""
+        return covers(self.processes, between_gpus=True)
 
     @property
     def spec(self) -> TaskSpec:
@@ -128,9 +128,15 @@ def _count(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def covers(processes: Sequence[TaskStats]) -> str:
+def gpu_key(stats: TaskStats) -> tuple[str, ...]:
+    """The GPUs a process ran on (UUIDs; a gang's in rank order), or its node where none is recorded."""
+    return tuple(g.uuid for g in stats.result.gpus) or (stats.result.node,)
+
+
+def covers(processes: Sequence[TaskStats], between_gpus: bool = False) -> str:
     """What an interval over these processes covers: "3 windows, 1 process", or "3 replicates on 2 GPUs
-    of 1 node, 3 windows each" (and "from 2 runs" where `report` pooled runs)."""
+    of 1 node, 3 windows each" (and "from 2 runs" where `report` pooled runs; with `between_gpus`, a
+    task's own figures, "t over the 2 GPUs" where they pool over GPUs, `gpu_key`)."""
     windows = sorted({p.n_windows for p in processes})
     if len(processes) == 1:
         return f"{_count(windows[0], 'window')}, 1 process"
@@ -140,7 +146,9 @@ def covers(processes: Sequence[TaskStats]) -> str:
     where = f"{_count(gpus, 'GPU')} of {_count(nodes, 'node')}" if gpus else f"the CPUs of {_count(nodes, 'node')}"
     each = f"{windows[0]}" if len(windows) == 1 else f"{windows[0]}–{windows[-1]}"
     source = f" from {runs} runs" if runs > 1 else ""
-    return f"{len(processes)} replicates{source} on {where}, {each} windows each"
+    keys = {gpu_key(p) for p in processes}
+    over = f"; t over the {len(keys)} GPUs" if between_gpus and gpus and len(keys) > 1 else ""
+    return f"{len(processes)} replicates{source} on {where}, {each} windows each{over}"
 
 
 def normalisations(energy_j: float, inferences: float, tokens: float, total_params: float,

@@ -43,8 +43,31 @@ def test_replicates_pool_into_one_task_and_one_pair_with_a_t_over_replicates() -
     assert math.isclose(pair.inferences_per_j.mean, 2.0 * (1.0 * 1.1 * 0.95) ** (1 / 3), rel_tol=1e-9)
     moe = agg.tasks[1]
     assert len(moe.replicates) == 3 and moe.n_windows == 9 and moe.inferences_per_j.n == 3
-    assert moe.ci_covers == pair.ci_covers == "3 replicates on 3 GPUs of 1 node, 3 windows each"
+    assert pair.ci_covers == "3 replicates on 3 GPUs of 1 node, 3 windows each"
+    assert moe.ci_covers == pair.ci_covers + "; t over the 3 GPUs"  # one replicate each: the same t
     assert moe.few() is None and not any("fewer than" in w for w in moe.warnings)
+
+
+def test_a_tasks_figures_pool_over_gpus_and_its_ratios_over_replicates() -> None:
+    """Two replicates on each of two GPUs: a task's inferences/J is a t over the two GPUs' geometric means
+    (df 1), since processes on one GPU share its offset; the MoE/dense ratio stays a t over the four
+    replicates, each measured on one GPU (its offset cancels)."""
+    factors = [1.0, 1.02, 1.2, 1.22]
+    results = replicated(preset_pair("small", 2.0, 1.0), factors)
+    on_two = [replace(r, gpus=tuple(replace(g, uuid=f"GPU-{(r.spec.replicate + 1) // 2}") for g in r.gpus))
+              for r in results]
+    agg = aggregate(on_two)
+    moe, (pair,) = agg.tasks[1], agg.pairs
+    per_replicate = [p.inferences_per_j for p in moe.replicates]
+    by_gpu = [replicate_ci([e for e in per_replicate[:2] if e]), replicate_ci([e for e in per_replicate[2:] if e])]
+    assert moe.inferences_per_j is not None and moe.inferences_per_j.n == 2 and moe.inferences_per_j.df == 1.0
+    assert math.isclose(moe.inferences_per_j.mean, math.sqrt(by_gpu[0].mean * by_gpu[1].mean), rel_tol=1e-9)
+    assert moe.ci_covers == "4 replicates on 2 GPUs of 1 node, 3 windows each; t over the 2 GPUs"
+    pooled_over_replicates = replicate_ci([e for e in per_replicate if e])
+    assert moe.inferences_per_j.hi is not None and pooled_over_replicates.hi is not None
+    assert moe.inferences_per_j.hi > pooled_over_replicates.hi  # 1 df between GPUs, not 3 between processes
+    assert pair.inferences_per_j is not None and pair.inferences_per_j.n == 4 and pair.inferences_per_j.df == 3.0
+    assert pair.ci_covers == "4 replicates on 2 GPUs of 1 node, 3 windows each"
 
 
 def test_one_process_keeps_its_window_interval_and_says_so() -> None:
