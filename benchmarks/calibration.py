@@ -1,9 +1,10 @@
 """Do a run's 95 % intervals cover a re-measurement? Coverage of one run's figures by another's.
 
-    python benchmarks/calibration.py RUN_A RUN_B [--runs-dir DIR] [--out FILE.md]
+    python benchmarks/calibration.py RUN_A [RUN_A2 ...] RUN_B [--runs-dir DIR] [--out FILE.md]
 
 RUN_A and RUN_B measured the same tasks independently (two `submit`s of one sweep, on other
-processes, days or machines). For every task both measured with the same shape and setting, and
+processes, days or machines). Several A runs are pooled as `moecluster report A1 A2` pools them (a
+task's figures over the GPUs they ran on): do intervals from two GPUs hold a third? For every task both measured with the same shape and setting, and
 every MoE/dense pair, it counts how often B's point estimate falls inside A's 95 % interval (and
 A's inside B's), per kind of figure: a task's inferences/J and inferences/s, and a pair's MoE/dense
 ratio of inferences/J. A re-measurement has noise of its own: two independent estimates of equal
@@ -60,10 +61,13 @@ def identity(spec: TaskSpec) -> tuple[tuple[str, object], ...]:
     return tuple(sorted((k, str(v)) for k, v in d.items() if k not in NOT_IDENTITY))
 
 
-def load(runs_dir: Path, run: str) -> Aggregate:
-    """The run's figures as `moecluster report` computes them, its store opened read-only."""
-    with RunStore(runs_dir / run, read_only=True) as store:
-        return aggregate(store.results())
+def load(runs_dir: Path, *runs: str) -> Aggregate:
+    """The runs' figures as `moecluster report RUN ...` computes them, their stores opened read-only."""
+    results = []
+    for run in runs:
+        with RunStore(runs_dir / run, read_only=True) as store:
+            results.extend(store.results())
+    return aggregate(results)
 
 
 def checks(a: Aggregate, b: Aggregate) -> list[Check]:
@@ -119,15 +123,16 @@ def _share(hits: Iterable[bool]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_a")
-    parser.add_argument("run_b")
+    parser.add_argument("run_a", nargs="+", help="the run(s) whose intervals are checked, pooled when several")
+    parser.add_argument("run_b", help="the independent re-measurement")
     parser.add_argument("--runs-dir", type=Path, default=Path("benchmarks/results/runs"))
     parser.add_argument("--out", type=Path, help="write the Markdown here as well")
     args = parser.parse_args()
-    found = checks(load(args.runs_dir, args.run_a), load(args.runs_dir, args.run_b))
+    found = checks(load(args.runs_dir, *args.run_a), load(args.runs_dir, args.run_b))
+    a_name = " + ".join(args.run_a)
     if not found:
-        raise SystemExit(f"calibration: {args.run_a} and {args.run_b} measured no task in common")
-    text = (f"## {args.run_a} → {args.run_b}\n\n{table(found, 'A', 'B')}\n\n"
+        raise SystemExit(f"calibration: {a_name} and {args.run_b} measured no task in common")
+    text = (f"## {a_name} → {args.run_b}\n\n{table(found, 'A', 'B')}\n\n"
             f"Farthest outside A's interval:\n\n{worst(found) or '- none'}\n")
     print(text)
     if args.out:

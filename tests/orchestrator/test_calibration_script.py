@@ -11,8 +11,8 @@ import moecluster_synthetic as syn
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "calibration.py"
 
 
-def calibrate(runs: Path, a: str, b: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(SCRIPT), a, b, "--runs-dir", str(runs), "--out", str(runs / "c.md")],
+def calibrate(runs: Path, *names: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), *names, "--runs-dir", str(runs), "--out", str(runs / "c.md")],
                           capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -40,6 +40,25 @@ def test_a_rerun_inside_and_outside_the_first_runs_intervals(tmp_path: Path) -> 
     assert row(moved.stdout, "task inferences/s")[3] == "4/4 (100 %)"
     assert row(moved.stdout, "MoE/dense inferences/J")[3:6] == ["0/2 (0 %)", "0/2 (0 %)", "0/2 (0 %)"]
     assert "half-widths away" in moved.stdout
+
+
+def test_runs_on_two_gpus_pooled_hold_a_third_gpu_that_one_gpus_intervals_miss(tmp_path: Path) -> None:
+    """Three GPUs whose offsets (±5 %) move every task's own figures alike, not the MoE/dense ratios: one
+    GPU's window intervals miss the third GPU's task figures; A on two GPUs, pooled over them, holds them."""
+    def on(node: str, scale: float) -> list:
+        return (syn.preset_pair("small", 700.0 * scale, 500.0 * scale, node=node)
+                + syn.preset_pair("large", 900.0 * scale, 800.0 * scale, node=node))
+    for name, node, scale in (("a", "gpu-host-1", 1.0), ("b", "gpu-host-2", 1.1), ("c", "gpu-host-3", 1.05)):
+        syn.write_run(tmp_path, name, on(node, scale))
+    one = calibrate(tmp_path, "a", "c")
+    assert one.returncode == 0, one.stderr
+    assert row(one.stdout, "task inferences/J")[3] == "0/4 (0 %)"
+    assert row(one.stdout, "MoE/dense inferences/J")[3] == "2/2 (100 %)"
+    two = calibrate(tmp_path, "a", "b", "c")
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.startswith("## a + b → c")
+    assert row(two.stdout, "task inferences/J")[3] == "4/4 (100 %)"
+    assert row(two.stdout, "MoE/dense inferences/J")[3] == "2/2 (100 %)"
 
 
 def test_runs_with_no_task_in_common_are_refused(tmp_path: Path) -> None:
