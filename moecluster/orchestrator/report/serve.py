@@ -107,6 +107,31 @@ def normalisations_table(comparisons: list[ServeComparison]) -> TableData:
     return t
 
 
+def side_tables(sides: list[ServeSide]) -> list[TableData]:
+    """The serve tables for served models measured alone (`bench --workload serve` with one server): each
+    side's figures, latencies and normalisations, without a comparison."""
+    open_loop = any(side.arrivals_per_s is not None for side in sides)
+    t = TableData("Served model under load", ["side", "output tokens / J", "J / response", "responses / s",
+                                              "output tokens / s", "input tokens / s", "tokens / response",
+                                              "batch: server / in flight"]
+                  + (["arriving / s · queued at close"] if open_loop else []))
+    lat = TableData("Served model: latency, mean over windows",
+                    ["side", *(f"{LATENCY_NAMES[x]} {q}" for x in LATENCIES for q in QUANTILES)])
+    norm = TableData("Served model: seed 000's normalisations", ["side", "Ws / response / total param",
+                                                                 "Ws / response / active param",
+                                                                 "Ws / token / active param"])
+    for side in sides:
+        spec = side.stats.spec
+        t.group(f"{spec.task_id}: {spec.serve.load_label() if spec.serve else ''}")
+        t.add_row(_side_name(side), *(fmt.est(side.figures[n]) for n in THROUGHPUT), _batch(side),
+                  *([_open_loop(side)] if open_loop else []))
+        t.footnotes += [f"{side.stats.task_id}: {n}" for n in (side.server_note, side.overload) if n]
+        t.footnotes.append(f"{side.stats.task_id}: token counts from {side.token_counts}")
+        lat.add_row(_side_name(side), *(fmt.seconds(side.latency_s[f"{x}.{q}"]) for x in LATENCIES for q in QUANTILES))
+        norm.add_row(_side_name(side), *(fmt.est(side.figures[n], fmt.sci) for n in NORMALISATIONS))
+    return [t, lat, norm]
+
+
 def tables(agg: Aggregate) -> list[TableData]:
     """The serve section's tables ([] where the run served nothing)."""
     comparisons = serve_comparisons(agg.pairs)
