@@ -32,6 +32,7 @@ from .finite import BoundedInt, BoundedText, FiniteFloatRange
 COMMON = {"workload", "device", "duration_s", "warmup_s", "repeats", "meter", "seed", "as_json", "match"}
 MAX_RATE = 1e6
 URL = re.compile(r"^https?://[^\s/]+(/[^\s]*)?$")
+PARAMS = FiniteFloatRange(min=1, max=1e15)  # a count written as 30.5e9, as in a sweep; taken as a whole number
 
 _OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--url", "serve_url", type=BoundedText(1000), default=None,
@@ -40,15 +41,15 @@ _OPTIONS: list[Callable[[Any], Any]] = [
                  help="serve: a server command for moecluster to start, with {port} (and {model}, {gpus})."),
     click.option("--model", "serve_model", type=BoundedText(1000), default=None,
                  help="serve: the model requests name (and {model} in --command)."),
-    click.option("--params-total", type=BoundedInt(min=1, max=10**15), default=None,
+    click.option("--params-total", type=PARAMS, default=None,
                  help="serve: the served model's parameters (only for the per-parameter normalisations)."),
-    click.option("--params-active", type=BoundedInt(min=1, max=10**15), default=None,
+    click.option("--params-active", type=PARAMS, default=None,
                  help="serve: its active parameters per token (an MoE's)."),
     click.option("--dense-url", type=BoundedText(1000), default=None, help="serve: the dense comparison's server."),
     click.option("--dense-command", type=BoundedText(4000), default=None,
                  help="serve: the dense comparison's server command."),
     click.option("--dense-model", type=BoundedText(1000), default=None, help="serve: the dense model's name."),
-    click.option("--dense-params-total", type=BoundedInt(min=1, max=10**15), default=None,
+    click.option("--dense-params-total", type=PARAMS, default=None,
                  help="serve: the dense model's parameters."),
     click.option("--concurrency", type=BoundedInt(min=1, max=100_000), default=None,
                  help="serve: requests kept in flight (closed loop; the default, 1)."),
@@ -152,7 +153,7 @@ def serve_specs(serve: dict[str, Any], *, device: str, duration_s: float, warmup
                                   duration_s=duration_s, warmup_s=warmup_s, repeats=repeats, meter=meter,
                                   batch_size=load["concurrency"] or load.get("max_in_flight") or 1,
                                   dtype="bfloat16" if device == "cuda" else "float32")
-    total, active = serve["params_total"], serve["params_active"]
+    total, active = (None if v is None else round(v) for v in (serve["params_total"], serve["params_active"]))
     if total is not None and active is not None and active > total:
         raise InputError(f"--params-active: {active:,} is more than --params-total ({total:,})")
     counts = {k: v for k, v in (("params_total", total), ("params_active", active or total)) if v is not None}
@@ -164,7 +165,7 @@ def serve_specs(serve: dict[str, Any], *, device: str, duration_s: float, warmup
         if dense is None:
             raise InputError("--dense-model: required with --dense-url or --dense-command")
         reach = _reach(serve["dense_url"], serve["dense_command"], ("--dense-url", "--dense-command"))
-        d_total = serve["dense_params_total"]
+        d_total = None if serve["dense_params_total"] is None else round(serve["dense_params_total"])
         d_counts = {} if d_total is None else {"params_total": d_total, "params_active": d_total}
         specs.insert(0, TaskSpec(task_id=f"{pair_id}-dense-{match}", kind="dense", impl="dense", match=match,
                                  model_name=_name(dense), model=d_counts,

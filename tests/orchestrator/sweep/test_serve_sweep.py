@@ -139,6 +139,10 @@ def test_the_shipped_example_loads() -> None:
     plan = expand(load_sweep(EXAMPLES / "served-tiny.yaml"))
     assert [p.pair_id for p in plan.pairs] == ["tiny-c1", "tiny-c4"]
     assert all(t.serve is not None and t.serve.model.startswith("~/.cache/moecluster/served-tiny/") for t in plan.tasks)
+    poisson = expand(load_sweep(EXAMPLES / "served-tiny-poisson.yaml"))
+    assert [p.pair_id for p in poisson.pairs] == ["tiny-r2", "tiny-r6"]
+    assert all(t.serve is not None and t.serve.request_rate in (2.0, 6.0) and t.serve.max_in_flight == 32
+               for t in poisson.tasks)
 
 
 def test_the_watchdog_never_cuts_off_a_server_still_within_its_startup_bound() -> None:
