@@ -205,29 +205,10 @@ def run_serve_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indi
         runner.set_fake_load(gpus, 0.0)
         load.check()
         server.check_alive()
-        records = load.snapshot()
-        due = load.due_times() if serve.request_rate is not None else None
-        count = None if all(r.completion_tokens is not None for r in records) else _token_counter(serve.model)
-        serve_windows: list[ServeWindow] = []
-        windows: list[Window] = []
-        for i, (reading, start_s, end_s, wall_s) in enumerate(measured):
-            sw = serve_window(records, start_s, end_s, count, poller.mean(start_s, end_s), due)
-            if sw.output_tokens <= 0:
-                raise server.failure(f"window {i + 1}: no token streamed in {end_s - start_s:.3g} s")
-            serve_windows.append(sw)
-            windows.append(runner._window(reading, sw.output_tokens, wall_s, i))
-            say(f"{spec.task_id}: window {i + 1}/{spec.repeats}: {sw.output_tokens / reading.duration_s:,.1f}"
-                f" output tokens/s, {sw.responses} responses")
+        windows, stats = _counted(spec, serve, load, server, poller, measured, stats, say)
         if observer is not None:
             observer.progress(sum(w.inferences for w in windows))
         readings = [m[0] for m in measured]
-        overload = "" if serve.request_rate is None else overload_note(
-            serve_windows, [m[2] - m[1] for m in measured], serve.request_rate)
-        if overload:
-            say(f"{spec.task_id}: {overload}")
-        stats = ServeStats(server=stats.server, windows=tuple(serve_windows), note=stats.note, command=stats.command,
-                           log=stats.log, token_counts=token_source(records, count), metrics=poller.gauge,
-                           overload=overload)
         result = TaskResult(
             spec=spec, node=node, started_at=started, status="ok", gpus=runner.gpu_records(gpus, device, node),
             params=params_of(spec), windows=tuple(windows), energy_source=readings[-1].source,
@@ -255,6 +236,35 @@ def run_serve_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indi
     if observer is not None:
         observer.finished(result)
     return result
+
+
+def _counted(spec: TaskSpec, serve: ServeSpec, load: LoadGenerator, server: Server, poller: BatchPoller,
+             measured: Sequence[tuple[EnergyReading, float, float, float]], stats: ServeStats,
+             say: Callable[[str], None]) -> tuple[list[Window], ServeStats]:
+    """The measured windows counted from the drained load's records: each `Window` (its output tokens as
+    inferences) and the serving side of the result (an open loop's overload note included)."""
+    from moecluster.agents import runner
+
+    records = load.snapshot()
+    due = load.due_times() if serve.request_rate is not None else None
+    count = None if all(r.completion_tokens is not None for r in records) else _token_counter(serve.model)
+    serve_windows: list[ServeWindow] = []
+    windows: list[Window] = []
+    for i, (reading, start_s, end_s, wall_s) in enumerate(measured):
+        sw = serve_window(records, start_s, end_s, count, poller.mean(start_s, end_s), due)
+        if sw.output_tokens <= 0:
+            raise server.failure(f"window {i + 1}: no token streamed in {end_s - start_s:.3g} s")
+        serve_windows.append(sw)
+        windows.append(runner._window(reading, sw.output_tokens, wall_s, i))
+        say(f"{spec.task_id}: window {i + 1}/{spec.repeats}: {sw.output_tokens / reading.duration_s:,.1f}"
+            f" output tokens/s, {sw.responses} responses")
+    overload = "" if serve.request_rate is None else overload_note(
+        serve_windows, [m[2] - m[1] for m in measured], serve.request_rate)
+    if overload:
+        say(f"{spec.task_id}: {overload}")
+    return windows, ServeStats(server=stats.server, windows=tuple(serve_windows), note=stats.note,
+                               command=stats.command, log=stats.log, token_counts=token_source(records, count),
+                               metrics=poller.gauge, overload=overload)
 
 
 def _cause(server: Server, exc: Exception) -> ServerFailed:
