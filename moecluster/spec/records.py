@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
@@ -100,11 +101,17 @@ class ServeSpec:
 
     Either `command` (a template with `{port}`, `{model}`, `{gpus}`, started by the node in its own
     process group on a free port) or `url` (a server already running on the node: the task meters the
-    task's GPUs as they are). `model` is what `{model}` becomes and what requests name. `concurrency`
-    requests are kept in flight; `max_tokens` caps each response, `output` says whether a response ends
-    at the model's natural stop (`natural`) or is asked for exactly `max_tokens` (`fixed`). `prompts`
-    are the user messages, sent round-robin. `log_dir`: where the server's log goes (the run directory's
-    `servers/`), None for a temporary directory.
+    task's GPUs as they are). `model` is what `{model}` becomes and what requests name.
+
+    The load is one of two: closed loop, `concurrency` requests kept in flight (`request_rate` None); or
+    open loop, requests arriving at `request_rate` per second whatever the server does, their gaps drawn
+    from a gamma distribution of shape `burstiness` (1: a Poisson process) seeded by `arrival_seed`, so
+    every side of a pair sees the same arrivals; `max_in_flight` caps the requests sent and not yet
+    answered (the rest wait at the client, still counted as queued), None for no cap; `concurrency` is 0.
+    `max_tokens` caps each response, `output` says whether a response ends at the model's natural stop
+    (`natural`) or is asked for exactly `max_tokens` (`fixed`). `prompts` are the user messages, sent
+    round-robin. `log_dir`: where the server's log goes (the run directory's `servers/`), None for a
+    temporary directory.
     """
 
     name: str
@@ -118,6 +125,33 @@ class ServeSpec:
     startup_timeout_s: float = 600.0
     request_timeout_s: float = 300.0
     log_dir: str | None = None
+    request_rate: float | None = None
+    burstiness: float = 1.0
+    max_in_flight: int | None = None
+    arrival_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.request_rate is None:
+            if self.concurrency < 1:
+                raise ValueError("a closed-loop serve load needs concurrency >= 1")
+        elif not (math.isfinite(self.request_rate) and self.request_rate > 0 and self.concurrency == 0
+                  and math.isfinite(self.burstiness) and self.burstiness > 0
+                  and (self.max_in_flight is None or self.max_in_flight >= 1)):
+            raise ValueError("an open-loop serve load needs a finite request_rate > 0, burstiness > 0,"
+                             " max_in_flight >= 1 or None, and concurrency 0")
+
+    @property
+    def load_id(self) -> str:
+        """The load in a task id: `c8` (8 in flight) or `r2.5` (2.5 requests/s arriving)."""
+        return f"c{self.concurrency}" if self.request_rate is None else f"r{self.request_rate:g}".replace("+", "")
+
+    def load_label(self) -> str:
+        """The load in words, for tables: `concurrency 8`, `request rate 2.5/s (Poisson, seed 0)`."""
+        if self.request_rate is None:
+            return f"concurrency {self.concurrency}"
+        kind = "Poisson" if self.burstiness == 1.0 else f"gamma, burstiness {self.burstiness:g}"
+        cap = f", at most {self.max_in_flight} in flight" if self.max_in_flight else ""
+        return f"request rate {self.request_rate:g}/s ({kind}, seed {self.arrival_seed}{cap})"
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ServeSpec":
@@ -147,6 +181,10 @@ class ServeWindow:
     output token after the first, and the gaps between streamed tokens; `in_flight`: requests in flight,
     averaged over the window from the client's timestamps; `running_batch`: the server's own count of
     running requests averaged over the window (its Prometheus `/metrics`), None where it has none.
+    Open loop only (None in closed loop): `arrivals`, the requests whose scheduled arrival fell inside the
+    window; `queued_open` / `queued_close`, the requests arrived and not yet answered (waiting at the client
+    or in flight) when the window opened and closed. The window's achieved rate is `responses` over its
+    duration, its offered rate `arrivals` over it.
     """
 
     responses: int
@@ -157,6 +195,9 @@ class ServeWindow:
     itl_s: Percentiles = Percentiles()
     in_flight: float | None = None
     running_batch: float | None = None
+    arrivals: int | None = None
+    queued_open: int | None = None
+    queued_close: int | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +216,8 @@ class ServeStats:
     token_counts: str = "usage"
     log: str = ""
     metrics: str = ""  # the server metric read as the running batch, "" where none
+    # open loop: why the figures are not those of the offered load (the server fell behind), "" where it kept up
+    overload: str = ""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ServeStats":

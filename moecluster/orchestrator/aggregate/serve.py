@@ -9,6 +9,9 @@ geometric mean with its t-interval over the windows), then pooled over replicate
 (`tasks`, `pairs`, `replicates`). The tokens/J ratio itself is the pair's own (`PairRatio.inferences_per_j`).
 Latency percentiles are means over the windows of every process (no interval: a percentile of a few hundred
 responses is itself the summary). A figure a window cannot give (no energy, no response) is left out, never 0.
+An open-loop side also carries its arrival rate in the windows, the requests queued at their close and the
+node's overload note; a comparison where a side fell behind its offered load says so (`overloaded`), and its
+ratios are left out: they would compare a saturated server with one at the load asked for.
 """
 from __future__ import annotations
 
@@ -64,6 +67,9 @@ class ServeSide:
     in_flight: float | None  # the client's requests in flight, averaged
     token_counts: str
     server_note: str
+    arrivals_per_s: float | None = None  # open loop: requests arriving in the windows, per second
+    queued_close: float | None = None  # open loop: requests queued or in flight at a window's close, averaged
+    overload: str = ""  # open loop: the node's note where the server fell behind (first process that did)
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,11 @@ class ServeComparison:
     moe: ServeSide
     dense: ServeSide
     ratios: Mapping[str, Estimate | None]
+
+    @property
+    def overloaded(self) -> bool:
+        """Whether a side fell behind its offered open-loop load (its ratios are then left out)."""
+        return bool(self.moe.overload or self.dense.overload)
 
 
 def _process_estimate(r: TaskResult, figure: Figure) -> Estimate | None:
@@ -100,10 +111,15 @@ def serve_side(stats: TaskStats) -> ServeSide:
     latency = {f"{lat}.{q}": _mean([getattr(getattr(w, lat), q) for w in windows]) for lat in LATENCIES
                for q in QUANTILES}
     first = results[0].serve
+    arrivals = [_div(s.arrivals, w.duration_s) for r in results if r.serve is not None
+                for w, s in zip(r.windows, r.serve.windows) if s.arrivals is not None]
     return ServeSide(stats=stats, figures=figures, latency_s=latency,
                      running_batch=_mean([w.running_batch for w in windows]),
                      in_flight=_mean([w.in_flight for w in windows]),
-                     token_counts=first.token_counts if first else "", server_note=first.note if first else "")
+                     token_counts=first.token_counts if first else "", server_note=first.note if first else "",
+                     arrivals_per_s=_mean(arrivals),
+                     queued_close=_mean([float(w.queued_close) for w in windows if w.queued_close is not None]),
+                     overload=next((r.serve.overload for r in results if r.serve and r.serve.overload), ""))
 
 
 def serve_comparisons(pairs: Sequence[PairRatio]) -> list[ServeComparison]:
@@ -118,5 +134,7 @@ def serve_comparisons(pairs: Sequence[PairRatio]) -> list[ServeComparison]:
             a, b = moe.figures[name], dense.figures[name]
             ratios[name] = ratio_ci(a, b) if a is not None and b is not None else None
         ratios["output_tokens_per_j"] = p.inferences_per_j or ratios["output_tokens_per_j"]
+        if moe.overload or dense.overload:
+            ratios = {name: None for name in ratios}
         out.append(ServeComparison(pair=p, moe=moe, dense=dense, ratios=ratios))
     return out

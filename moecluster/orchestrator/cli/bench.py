@@ -1,4 +1,5 @@
-"""`moecluster bench`: one dense/MoE pair on this machine, without Ray (`--workload llm`: `bench_llm`).
+"""`moecluster bench`: one dense/MoE pair on this machine, without Ray (`--workload llm`: `bench_llm`;
+`--workload serve`: `bench_serve`).
 
 By default every model is measured over 3 windows in counterbalanced order (A B B A ...: drift cancels), and
 the MoE/dense ratios are printed with their 95 % intervals (Welch t on the log scale over the windows, as
@@ -38,6 +39,7 @@ from moecluster.orchestrator.aggregate.pairs import PairRatio, pair_ratio
 from moecluster.orchestrator.aggregate.tasks import task_stats
 from moecluster.orchestrator.report import fmt
 
+from .bench_serve import refuse_serve_options, run_serve_bench, serve_options
 from .errors import InputError
 from moecluster.orchestrator.sweep.bounds import MAX_COUNT, MAX_NAME_CHARS, MAX_SEED, MAX_WINDOW_S, MAX_ZIPF_S
 
@@ -198,8 +200,10 @@ def _form_table(results: list[TaskResult]) -> Table | None:
 
 
 @click.command()
-@click.option("--workload", type=click.Choice(["mlp", "llm"]), default="mlp", show_default=True,
-              help="The seed's MLPs, or transformer LLMs (needs transformers: pip install 'moecluster[llm]').")
+@click.option("--workload", type=click.Choice(["mlp", "llm", "serve"]), default="mlp", show_default=True,
+              help="The seed's MLPs, transformer LLMs (needs transformers: pip install 'moecluster[llm]'), or"
+                   " models behind an OpenAI-compatible server (pip install 'moecluster[serving]'; --url or"
+                   " --command, docs/serving.md).")
 @click.option("--preset", default=None, type=BoundedText(MAX_NAME_CHARS),
               help="mlp: the seed's MoE configuration (small, medium, large, xxl; default small). llm: an MoE preset"
                    " (tiny-mixtral, mixtral-8x7b-8l, qwen3-30b-a3b-12l, mixtral-8x7b, ...; default tiny-mixtral)."
@@ -249,13 +253,20 @@ def _form_table(results: list[TaskResult]) -> Table | None:
               help="Weights, inputs and load are drawn from it.")
 @click.option("--dry-run", is_flag=True, help="Print both models' shapes and parameter counts; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result records as JSON instead of a table.")
+@serve_options
 def bench(workload: str, preset: str | None, num_experts: int | None, expert_hidden_dim: int | None,
           expert_num_layers: int | None, top_k: int | None, impl: str, match: str, num_layers: int | None, phase: str,
           prompt_len: int, gen_tokens: int, llm_path: str, dtype: str, batch_size: int, device: str | None,
           duration_s: float, warmup_s: float, repeats: int, load: str, zipf_s: float, train_epochs: int,
-          compile_: bool, cuda_graphs: bool, eager: bool, meter: str, seed: int, dry_run: bool, as_json: bool) -> None:
+          compile_: bool, cuda_graphs: bool, eager: bool, meter: str, seed: int, dry_run: bool, as_json: bool,
+          **serve: Any) -> None:
     """Measure one dense/MoE pair on this machine (no Ray): throughput, energy, roofline."""
     ctx = click.get_current_context()
+    if workload == "serve":
+        run_serve_bench(ctx, serve, device=device, duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
+                        meter=meter, seed=seed, match=match, as_json=as_json)
+        return
+    refuse_serve_options(ctx, workload, serve)
     if workload == "llm":
         _llm(ctx, preset=preset, overrides={"num_experts": num_experts, "top_k": top_k, "num_layers": num_layers},
              impl=impl, match=match, dtype=dtype, batch_size=batch_size, device=device, phase=phase,

@@ -46,7 +46,7 @@ def _shape(spec: TaskSpec) -> str:
     m = spec.model
     if spec.serve is not None:  # workload serve: the served model, its server and its load
         how = f"at {spec.serve.url}" if spec.serve.url else "started"
-        return f"{spec.serve.name} ({how}) c{spec.serve.concurrency}"
+        return f"{spec.serve.name} ({how}) {spec.serve.load_id}"
     if spec.workload == "llm":
         from moecluster.spec.llm.shapes import LlmShape
 

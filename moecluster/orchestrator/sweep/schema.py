@@ -54,7 +54,7 @@ AXES = ("impl", "dtype", "batch_size", "compile", "cuda_graphs", "load", "zipf_s
 LLM_AXES = ("impl", "dtype", "batch_size", "phase", "prompt_len", "gen_tokens", "path", "cuda_graphs", "seed",
             "accelerator_type")
 #: The grid of workload serve (its values under `serve:`).
-SERVE_AXES = ("concurrency", "accelerator_type")
+SERVE_AXES = ("concurrency", "request_rate", "accelerator_type")
 LLM_ONLY = ("phase", "prompt_len", "gen_tokens", "path")
 MLP_ONLY = ("compile", "load", "zipf_s", "train_epochs", "expert_parallel")
 MLP_MODEL_FIELDS = ("expert_hidden_dim", "expert_num_layers", "input_dim", "output_dim")
@@ -356,7 +356,7 @@ class SweepFile(_Strict):
         """A serve sweep: its `serve` section given, and no key of the other workloads set."""
         if self.serve is None:
             raise FieldProblem(("serve",), "workload serve needs a serve section (pairs of served models, prompts,"
-                               " concurrency)")
+                               " concurrency or request_rate)")
         given = self.model_fields_set
         if self.models:  # (a resolved sweep, dumped, lists an empty `models`)
             raise FieldProblem(("models",), "workload serve names its served models under serve.pairs")
@@ -383,7 +383,7 @@ class SweepFile(_Strict):
     def varying(self) -> list[str]:
         """The axes with more than one value (in any LLM grid), in `grid_axes()` order."""
         if self.workload == "serve":
-            return ["concurrency"] if self.serve is not None and len(self.serve.concurrency) > 1 else []
+            return [self.serve.load_axis] if self.serve is not None and len(self.serve.load_levels()) > 1 else []
         if self.workload == "llm":
             grids = self.llm_grids()
             return [a for a in LLM_AXES if len({v for g in grids for v in g[a]}) > 1]

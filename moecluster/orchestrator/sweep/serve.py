@@ -1,9 +1,11 @@
-"""Expand a serve sweep (`workload: serve`) into pairs: per served pair × concurrency level, one pair of
-tasks — the dense model(s) first, then the MoE — measured alternately (A B B A) on the same GPUs, each side's
-window behind a fresh server start.
+"""Expand a serve sweep (`workload: serve`) into pairs: per served pair × load level (a concurrency or a
+request rate), one pair of tasks — the dense model(s) first, then the MoE — measured alternately (A B B A)
+on the same GPUs, each side's window behind a fresh server start.
 
-Task ids read `<pair>-c<concurrency>-dense-<match>` / `-moe`; a task's `model` holds the user's parameter
-counts (`params_total`, `params_active`) and its `serve` the server, the prompts and the load.
+Task ids read `<pair>-c<concurrency>-dense-<match>` / `-moe` (open loop: `<pair>-r<rate>-…`); a task's
+`model` holds the user's parameter counts (`params_total`, `params_active`) and its `serve` the server, the
+prompts and the load. An open loop's arrivals are seeded by `arrival_seed` alone, so every side of a pair
+(and every pair at the same rate) gets the same arrival times.
 """
 from __future__ import annotations
 
@@ -30,8 +32,9 @@ SERVERS_DIR = "servers"
 def serve_task_count(sweep: SweepFile) -> tuple[int, str]:
     """The tasks a serve sweep plans, and the product that gives them (before replicates)."""
     section = _section(sweep)
-    count = sum(1 + len(p.dense) for p in section.pairs) * len(section.concurrency) * len(sweep.accelerator_type)
-    factors = [f"{len(section.pairs)} served pairs", f"{len(section.concurrency)} concurrency"]
+    levels = len(section.load_levels())
+    count = sum(1 + len(p.dense) for p in section.pairs) * levels * len(sweep.accelerator_type)
+    factors = [f"{len(section.pairs)} served pairs", f"{levels} {section.load_axis}"]
     return count, " × ".join(factors) + " (each its MoE and dense models)"
 
 
@@ -41,15 +44,20 @@ def _section(sweep: SweepFile) -> ServeSection:
     return sweep.serve
 
 
-def _serve_spec(model: ServedModel, section: ServeSection, concurrency: int, prompts: tuple[str, ...]) -> ServeSpec:
+def _serve_spec(model: ServedModel, section: ServeSection, level: tuple[int, float | None],
+                prompts: tuple[str, ...]) -> ServeSpec:
+    concurrency, rate = level
+    open_loop: dict[str, Any] = {} if rate is None else dict(
+        request_rate=rate, burstiness=section.burstiness, max_in_flight=section.max_in_flight,
+        arrival_seed=section.arrival_seed)
     return ServeSpec(name=model.name, model=model.model, command=model.command, url=model.url,
                      concurrency=concurrency, max_tokens=section.max_tokens, output=section.output, prompts=prompts,
                      startup_timeout_s=model.startup_timeout_s or section.startup_timeout_s,
-                     request_timeout_s=section.request_timeout_s)
+                     request_timeout_s=section.request_timeout_s, **open_loop)
 
 
 def expand_serve(sweep: SweepFile, run_id: str = "local") -> Plan:
-    """Every pair of a serve sweep, in file order (served pairs outermost, then concurrency)."""
+    """Every pair of a serve sweep, in file order (served pairs outermost, then the load levels)."""
     section = _section(sweep)
     try:
         prompts = prompts_of(section)
@@ -58,13 +66,16 @@ def expand_serve(sweep: SweepFile, run_id: str = "local") -> Plan:
     pairs: list[PairPlan] = []
     for served in section.pairs:
         for accelerator in sweep.accelerator_type:
-            for concurrency in section.concurrency:
-                pair_id = f"{served.name}-c{concurrency}" + (f"-{accelerator}" if len(sweep.accelerator_type) > 1
+            for level in section.load_levels():
+                concurrency, rate = level
+                load_id = f"c{concurrency}" if rate is None else f"r{rate:g}".replace("+", "")
+                pair_id = f"{served.name}-{load_id}" + (f"-{accelerator}" if len(sweep.accelerator_type) > 1
                                                              else "")
                 common: dict[str, Any] = dict(
                     pair_id=pair_id, run_id=run_id, workload="serve", device=sweep.device,
                     duration_s=sweep.duration_s, warmup_s=sweep.warmup_s, repeats=sweep.repeats, meter=sweep.meter,
-                    sample_power=sweep.sample_power, reverse_order=len(pairs) % 2 == 1, batch_size=concurrency,
+                    sample_power=sweep.sample_power, reverse_order=len(pairs) % 2 == 1,
+                    batch_size=concurrency or section.max_in_flight or 1,
                     dtype="bfloat16" if sweep.device == "cuda" else "float32")
                 sides: list[tuple[ServedModel, Kind, str | None]] = [(d, "dense", d.match or d.name)
                                                                      for d in served.dense]
@@ -73,7 +84,7 @@ def expand_serve(sweep: SweepFile, run_id: str = "local") -> Plan:
                     task_id=f"{pair_id}-dense-{match}" if kind == "dense" else f"{pair_id}-moe", kind=kind,
                     impl="served" if kind == "moe" else "dense", match=match, model_name=m.name,
                     model={"params_total": m.params_total, "params_active": m.active},
-                    serve=_serve_spec(m, section, concurrency, prompts), **common) for m, kind, match in sides)
+                    serve=_serve_spec(m, section, level, prompts), **common) for m, kind, match in sides)
                 pairs.append(PairPlan(
                     pair_id=pair_id, model=served.name, tasks=tasks,
                     params_total=tuple(m.params_total for m, _, _ in sides),

@@ -13,7 +13,9 @@ serve:
   prompts: default            # or {file: prompts.jsonl, limit: 200}, or {synthetic: {words: 256, count: 64}}
   max_tokens: 256
   output: natural             # or fixed (vLLM/SGLang: ignore_eos + min_tokens)
-  concurrency: [1, 8, 32]     # a grid axis
+  concurrency: [1, 8, 32]     # a grid axis: requests kept in flight (closed loop)
+  # or, instead: request_rate: [0.5, 2, 8]   # requests/s arriving (open loop, Poisson), a grid axis
+  #              burstiness: 1.0             # gamma gaps' shape (1: Poisson), max_in_flight: 64, arrival_seed: 0
 ```
 
 Each served model gives either `command` (a template with `{port}`, `{model}`, `{gpus}`; the node starts
@@ -32,7 +34,7 @@ from pydantic import Field, field_validator, model_validator
 
 from moecluster.agents.workloads.serve.template import template_problem
 
-from .bounds import MAX_COUNT, MAX_NAME_CHARS
+from .bounds import MAX_COUNT, MAX_NAME_CHARS, MAX_SEED
 from .schema import Axis, Count, FieldProblem, NAME_PATTERN, _Strict, _unique
 
 MAX_PROMPTS = 10_000
@@ -40,6 +42,8 @@ MAX_PROMPT_CHARS = 100_000
 MAX_COMMAND_CHARS = 4000
 MAX_PARAMS = 10**15
 Params = Annotated[int, Field(gt=0, le=MAX_PARAMS)]
+MAX_RATE = 1e6  # requests per second: far past any server, short of a load generator that only spins
+OPEN_LOOP_KEYS = ("burstiness", "max_in_flight", "arrival_seed")
 #: The committed default prompts (`serve/prompts.jsonl`): varied in length and kind (question, code,
 #: summary, list, chat), so responses' lengths vary as a real chat load's do.
 DEFAULT_PROMPTS = Path(__file__).resolve().parent / "serve_prompts.jsonl"
@@ -146,14 +150,42 @@ class ServeSection(_Strict):
     prompts: Union[Literal["default"], PromptFile, SyntheticPrompts] = "default"
     max_tokens: int = Field(default=256, gt=0, le=1_000_000)
     output: Literal["natural", "fixed"] = "natural"
-    concurrency: Axis[Annotated[int, Field(gt=0, le=MAX_COUNT)]] = [1]
+    # the load, a grid axis: one of concurrency (closed loop; neither given: [1]) or request_rate (open loop)
+    concurrency: Optional[Axis[Annotated[int, Field(gt=0, le=MAX_COUNT)]]] = None
+    request_rate: Optional[Axis[Annotated[float, Field(gt=0, le=MAX_RATE)]]] = None
+    burstiness: float = Field(default=1.0, gt=0, le=1000)  # open loop: the gamma gaps' shape; 1 is Poisson
+    max_in_flight: Optional[int] = Field(default=None, gt=0, le=MAX_COUNT)  # open loop: cap on requests sent
+    arrival_seed: int = Field(default=0, ge=0, le=MAX_SEED)  # open loop: the arrivals' seed, the same every side
     startup_timeout_s: float = Field(default=600.0, gt=0, le=86_400)
     request_timeout_s: float = Field(default=300.0, gt=0, le=86_400)
 
-    @field_validator("concurrency", mode="after")
+    @field_validator("concurrency", "request_rate", mode="after")
     @classmethod
-    def _unique_levels(cls, value: list[int]) -> list[int]:
-        return _unique(value)
+    def _unique_levels(cls, value: Optional[list[Any]]) -> Optional[list[Any]]:
+        return None if value is None else _unique(value)
+
+    @model_validator(mode="after")
+    def _one_load(self) -> "ServeSection":
+        if self.concurrency is not None and self.request_rate is not None:
+            raise FieldProblem(("request_rate",), "give concurrency (requests kept in flight) or request_rate"
+                               " (requests/s arriving), not both")
+        if self.request_rate is None:
+            given = [k for k in OPEN_LOOP_KEYS if k in self.model_fields_set
+                     and getattr(self, k) != ServeSection.model_fields[k].default]
+            if given:
+                raise FieldProblem((given[0],), "is a key of an open-loop load: it needs request_rate")
+        return self
+
+    @property
+    def load_axis(self) -> Literal["concurrency", "request_rate"]:
+        """The grid axis of the load: `request_rate` where given, else `concurrency`."""
+        return "request_rate" if self.request_rate is not None else "concurrency"
+
+    def load_levels(self) -> list[tuple[int, float | None]]:
+        """Each load of the grid as (concurrency, request_rate): (8, None) closed loop, (0, 2.5) open loop."""
+        if self.request_rate is not None:
+            return [(0, float(r)) for r in self.request_rate]
+        return [(c, None) for c in (self.concurrency or [1])]
 
     @model_validator(mode="after")
     def _names(self) -> "ServeSection":

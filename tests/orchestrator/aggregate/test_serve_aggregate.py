@@ -53,3 +53,40 @@ def test_a_window_without_a_response_gives_no_per_response_figure_rather_than_a_
     (c,) = serve_comparisons(aggregate(results).pairs)
     assert c.moe.figures["j_per_response"] is None and c.ratios["j_per_response"] is None
     assert c.moe.figures["output_tokens_per_j"] is not None
+
+
+OPEN = ServeSpec(name="m", model="m", concurrency=0, max_tokens=64, prompts=("hi",), request_rate=2.5,
+                 arrival_seed=3)
+
+
+def open_loop(kind: str, arrivals: int, responses: int, overload: str = "") -> TaskResult:
+    base = result(kind, 0, [200, 210], 100.0, responses=responses)
+    assert base.serve is not None
+    windows = tuple(replace(w, arrivals=arrivals, queued_open=2, queued_close=2 + arrivals - responses)
+                    for w in base.serve.windows)
+    return replace(base, spec=replace(base.spec, serve=replace(OPEN, name=f"{kind}-model")),
+                   serve=replace(base.serve, windows=windows, overload=overload))
+
+
+def test_an_open_loop_shows_its_rate_and_a_side_that_fell_behind_withholds_the_ratios() -> None:
+    kept_up = [open_loop("moe", 5, 5), open_loop("dense", 5, 5)]
+    (c,) = serve_comparisons(aggregate(kept_up).pairs)
+    assert not c.overloaded and c.ratios["output_tokens_per_j"] is not None
+    assert c.moe.arrivals_per_s == pytest.approx(2.5) and c.moe.queued_close == 2  # 5 arrivals in 2 s windows
+    (row, _) = rows(aggregate(kept_up))
+    assert (row["load_axis"], row["request_rate"], row["concurrency"], row["arrival_seed"]) == \
+        ("request_rate", 2.5, None, 3)
+    assert row["overloaded"] is False and row["arrivals_per_s"] == pytest.approx(2.5)
+    table = tables(aggregate(kept_up))[0]
+    assert "request rate 2.5/s (Poisson, seed 3)" in table.rows[0][0] and "arriving / s · queued at close" in \
+        table.columns
+
+    behind = [open_loop("moe", 5, 2, overload="overloaded: answered 1/s of 2.5/s"), open_loop("dense", 5, 5)]
+    (c,) = serve_comparisons(aggregate(behind).pairs)
+    assert c.overloaded and all(r is None for r in c.ratios.values())  # no ratio against a saturated server
+    assert c.moe.overload.startswith("overloaded") and c.moe.queued_close == 5
+    table = tables(aggregate(behind))[0]
+    assert any(r[0] == "moe moe-model (overloaded)" for r in table.rows)
+    assert any(r[0] == "ratio MoE / dense" and r[1] == "overloaded: none" for r in table.rows)
+    assert any("overloaded: answered 1/s of 2.5/s" in note for note in table.footnotes)
+    assert rows(aggregate(behind))[0]["overloaded"] is True

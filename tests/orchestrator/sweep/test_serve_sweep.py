@@ -139,6 +139,10 @@ def test_the_shipped_example_loads() -> None:
     plan = expand(load_sweep(EXAMPLES / "served-tiny.yaml"))
     assert [p.pair_id for p in plan.pairs] == ["tiny-c1", "tiny-c4"]
     assert all(t.serve is not None and t.serve.model.startswith("~/.cache/moecluster/served-tiny/") for t in plan.tasks)
+    poisson = expand(load_sweep(EXAMPLES / "served-tiny-poisson.yaml"))
+    assert [p.pair_id for p in poisson.pairs] == ["tiny-r2", "tiny-r6"]
+    assert all(t.serve is not None and t.serve.request_rate in (2.0, 6.0) and t.serve.max_in_flight == 32
+               for t in poisson.tasks)
 
 
 def test_the_watchdog_never_cuts_off_a_server_still_within_its_startup_bound() -> None:
@@ -146,3 +150,50 @@ def test_the_watchdog_never_cuts_off_a_server_still_within_its_startup_bound() -
     for pair in expand(sweep).pairs:
         bound = sum(t.repeats * (900 + t.warmup_s + t.duration_s) for t in pair.tasks)
         assert watchdog_s(pair.total_estimated_s) > bound
+
+
+OPEN = SERVE.replace("  concurrency: [1, 8]\n", "  request_rate: [0.5, 4]\n  max_in_flight: 16\n  arrival_seed: 5\n")
+
+
+def test_an_open_loop_expands_per_request_rate_and_every_side_gets_the_same_arrivals() -> None:
+    from moecluster.agents.workloads.serve.run import load_of
+
+    sweep = parse_sweep(OPEN)
+    plan = expand(sweep, run_id="r")
+    assert [p.pair_id for p in plan.pairs] == ["qwen3-r0.5", "qwen3-r4"]
+    assert [t.task_id for t in plan.pairs[1].tasks] == ["qwen3-r4-dense-total", "qwen3-r4-dense-active", "qwen3-r4-moe"]
+    assert sweep.varying() == ["request_rate"] and task_count(sweep)[1].startswith("1 served pairs × 2 request_rate")
+    for pair, rate in zip(plan.pairs, (0.5, 4.0)):
+        specs = [t.serve for t in pair.tasks]
+        assert all(s is not None and (s.request_rate, s.concurrency, s.burstiness, s.max_in_flight, s.arrival_seed)
+                   == (rate, 0, 1.0, 16, 5) for s in specs)
+        schedules = []
+        for s in specs:
+            assert s is not None
+            arrivals = load_of(s, "http://127.0.0.1:1").arrivals
+            assert arrivals is not None
+            schedules.append(arrivals.schedule_s(300))
+        assert schedules[0] == schedules[1] == schedules[2]  # MoE and dense replay the same arrival times
+        assert specs[0] is not None and specs[0].load_label() == f"request rate {rate:g}/s (Poisson, seed 5, at most" \
+            " 16 in flight)"
+    assert parse_sweep(yaml.safe_dump(sweep.model_dump(mode="json", exclude_none=True))) == sweep
+
+
+@pytest.mark.parametrize("old, new, culprit", [
+    ("  request_rate: [0.5, 4]\n", "  request_rate: [0.5, 4]\n  concurrency: 8\n",
+     "serve.request_rate: give concurrency (requests kept in flight) or request_rate (requests/s arriving), not both"),
+    ("  request_rate: [0.5, 4]", "  request_rate: 0", "serve.request_rate: must be greater than 0, got 0"),
+    ("  request_rate: [0.5, 4]", "  request_rate: [2, -1]", "serve.request_rate[1]: must be greater than 0"),
+    ("  request_rate: [0.5, 4]", "  request_rate: .inf", "serve.request_rate: must be a finite number"),
+    ("  request_rate: [0.5, 4]", "  request_rate: .nan", "serve.request_rate: must be a finite number"),
+    ("  request_rate: [0.5, 4]", "  request_rate: [2, 2.0]", "serve.request_rate: duplicate values"),
+    ("  request_rate: [0.5, 4]", "  request_rate: fast", "serve.request_rate: expected a number"),
+    ("  max_in_flight: 16", "  max_in_flight: 0", "serve.max_in_flight: must be greater than 0"),
+    ("  max_in_flight: 16", "  max_in_flight: 16\n  burstiness: 0", "serve.burstiness: must be greater than 0"),
+    ("  max_in_flight: 16", "  max_in_flight: 16\n  burstiness: .inf", "serve.burstiness: must be a finite number"),
+    ("  request_rate: [0.5, 4]\n", "  concurrency: 4\n",
+     "serve.max_in_flight: is a key of an open-loop load: it needs request_rate"),
+])
+def test_a_bad_open_loop_is_one_line_naming_the_culprit(old: str, new: str, culprit: str) -> None:
+    assert old in OPEN
+    assert culprit in error_of(OPEN.replace(old, new))

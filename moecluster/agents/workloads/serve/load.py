@@ -7,9 +7,13 @@ and needs each request's send time, every streamed chunk's arrival and the serve
 the meter's clock (`time.monotonic`). A request is `POST /v1/chat/completions` with `stream: true` and
 `stream_options: {include_usage: true}`; the server-sent events are read line by line.
 
-`LoadGenerator` runs an asyncio loop in a thread: `concurrency` workers each send the next prompt
-(round-robin) as soon as their previous response ended, so the server always holds `concurrency`
-requests. `stop()` sends no new request and waits for those in flight (the drain: outside every window).
+`LoadGenerator` runs an asyncio loop in a thread. Closed loop: `concurrency` workers each send the next
+prompt (round-robin) as soon as their previous response ended, so the server always holds `concurrency`
+requests. Open loop (`arrivals`): each request is due at its time of the seeded arrival schedule
+(`arrivals.Arrivals`) counted from the load's start, and is sent then whatever the server does — unless
+`max_in_flight` requests are already sent and unanswered, when it waits at the client (still counted as
+queued: its due time is kept in `due`). `stop()` sends no new request (those waiting at the client are
+dropped) and waits for those in flight (the drain: outside every window).
 A request answered with an HTTP error, a broken stream or no content is recorded as an error; the task
 fails on the first one, naming it.
 """
@@ -21,9 +25,13 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import httpx
+
+from .arrivals import Arrivals
+
+POLL_S = 0.05  # how often the open loop's dispatcher looks whether it was stopped while waiting for an arrival
 
 
 @dataclass
@@ -39,6 +47,7 @@ class RequestRecord:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error: str | None = None
+    due_s: float | None = None  # open loop: when its arrival was scheduled (it may have waited for the cap)
 
     @property
     def first_token_s(self) -> float | None:
@@ -98,12 +107,19 @@ async def send_one(client: httpx.AsyncClient, url: str, body: dict[str, Any],
 
 
 class LoadGenerator:
-    """Keeps `concurrency` requests in flight against `base_url` from a thread of its own."""
+    """Keeps `concurrency` requests in flight (or sends them as `arrivals` fall due) against `base_url`, from a
+    thread of its own."""
 
     def __init__(self, base_url: str, model: str, prompts: Sequence[str], *, concurrency: int, max_tokens: int,
-                 output: Literal["natural", "fixed"] = "natural", request_timeout_s: float = 300.0) -> None:
+                 output: Literal["natural", "fixed"] = "natural", request_timeout_s: float = 300.0,
+                 arrivals: Arrivals | None = None, max_in_flight: int | None = None) -> None:
         if not prompts:
             raise ValueError("no prompts to send")
+        if arrivals is None and concurrency < 1:
+            raise ValueError("a closed-loop load needs concurrency >= 1")
+        self.arrivals, self.max_in_flight = arrivals, max_in_flight
+        self.due: list[float] = []  # open loop: every arrival reached so far, sent or waiting at the client
+        self.started_s: float | None = None
         self.url = base_url.rstrip("/") + "/v1/chat/completions"
         self.model, self.prompts = model, list(prompts)
         self.concurrency, self.max_tokens, self.output = concurrency, max_tokens, output
@@ -124,11 +140,20 @@ class LoadGenerator:
         except BaseException as exc:  # noqa: BLE001 - handed to the task's thread by `check`
             self._crash = exc
 
+    def _limits(self) -> httpx.Limits:
+        """Connections enough for every request in flight (none pooled away: a request never waits for one)."""
+        most = self.concurrency if self.arrivals is None else self.max_in_flight
+        return httpx.Limits(max_connections=None if most is None else most + 4,
+                            max_keepalive_connections=None if most is None else most + 4)
+
     async def _main(self) -> None:
         prompts = itertools.cycle(self.prompts)
-        limits = httpx.Limits(max_connections=self.concurrency + 4, max_keepalive_connections=self.concurrency + 4)
         timeout = httpx.Timeout(self.request_timeout_s, connect=30.0)
-        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+        async with httpx.AsyncClient(timeout=timeout, limits=self._limits()) as client:
+            self.started_s = time.monotonic()  # once the client is built (its TLS setup takes a while)
+            if self.arrivals is not None:
+                await self._open_loop(client, self.arrivals, prompts)
+                return
             async def worker() -> None:
                 while not self._stopping.is_set():
                     body = request_body(self.model, next(prompts), self.max_tokens, self.output)
@@ -138,6 +163,50 @@ class LoadGenerator:
                     if record.error:
                         return
             await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+
+    async def _open_loop(self, client: httpx.AsyncClient, arrivals: Arrivals, prompts: Iterator[str]) -> None:
+        """Send each request when its arrival falls due (waiting for the cap where there is one), until `stop`
+        or a failed request; then drop those still waiting at the client and wait for those sent."""
+        assert self.started_s is not None
+        gate = asyncio.Semaphore(self.max_in_flight) if self.max_in_flight else None
+        sending: set[asyncio.Task[None]] = set()
+
+        async def one(body: dict[str, Any], due: float) -> None:
+            if gate is not None:
+                await gate.acquire()
+            try:
+                if self._stopping.is_set():
+                    return  # arrived, waited for the cap, never sent: the drain sends nothing new
+                record = await send_one(client, self.url, body)
+                record.due_s = due
+                with self._lock:
+                    self.records.append(record)
+            finally:
+                if gate is not None:
+                    gate.release()
+
+        for offset in arrivals.offsets_s():
+            due = self.started_s + offset
+            while not self._stopping.is_set() and time.monotonic() < due:
+                await asyncio.sleep(min(POLL_S, max(0.0, due - time.monotonic())))
+            if self._stopping.is_set() or self._failed():
+                break
+            with self._lock:
+                self.due.append(due)
+            task = asyncio.create_task(one(request_body(self.model, next(prompts), self.max_tokens, self.output), due))
+            sending.add(task)
+            task.add_done_callback(sending.discard)
+        if sending:
+            await asyncio.gather(*sending)
+
+    def _failed(self) -> bool:
+        with self._lock:
+            return any(r.error for r in self.records)
+
+    def due_times(self) -> list[float]:
+        """Open loop: the arrival times reached so far (each request sent or waiting at the client)."""
+        with self._lock:
+            return list(self.due)
 
     def snapshot(self) -> list[RequestRecord]:
         """The finished requests so far."""

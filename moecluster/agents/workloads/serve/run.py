@@ -10,13 +10,16 @@ outside windows. In order:
 2. with a `command`: refuse where another process computes on the task's GPUs (NVML; fake and CPU devices
    cannot tell), start the server (`server.Server.start`, log in `<run>/servers/<task>.log`) and wait for
    health; with a `url`: the external server, whose GPUs are metered as they are;
-3. the load generator (`load.LoadGenerator`), `concurrency` requests in flight, and, where the server has
-   a `/metrics` running-batch gauge, its poller;
-4. the pipeline fills (`windows.pipeline_filled`) and the warm-up passes;
+3. the load generator (`load.LoadGenerator`), `concurrency` requests in flight or requests arriving at
+   `request_rate` (`arrivals.Arrivals`, seeded: every side of a pair gets the same arrivals), and, where
+   the server has a `/metrics` running-batch gauge, its poller;
+4. the pipeline fills (`windows.pipeline_filled`; open loop: `windows.open_loop_settled`) and the warm-up
+   passes;
 5. each window opens and closes on energy-counter updates (`EnergyMeter.measure` with `keep_busy`: the
    load simply goes on until the closing update), the server's health checked throughout;
 6. no new request; those in flight finish (the drain); the window's figures are counted from the
-   request records (`windows.serve_window`); the server is stopped (process group, SIGTERM, SIGKILL).
+   request records (`windows.serve_window`), an open loop's server that fell behind flagged
+   (`windows.overload_note`); the server is stopped (process group, SIGTERM, SIGKILL).
 
 Any failure — a server that exits, is never healthy, answers an error — fails the task with the cause and
 the server log's last lines; nothing of it is reported as a number.
@@ -34,10 +37,11 @@ from moecluster.agents.meters.energy import EnergyMeter, EnergyReading, Until
 from moecluster.agents.meters.idle import IdleCache, idle_for_run, idle_scope
 from moecluster.spec.records import ParamCounts, ServeSpec, ServeStats, ServeWindow, TaskResult, TaskSpec, Window
 
+from .arrivals import Arrivals
 from .load import LoadGenerator
 from .metrics import BatchPoller
 from .server import Server, ServerFailed, log_path
-from .windows import TokenCounter, pipeline_filled, serve_window, token_source
+from .windows import TokenCounter, open_loop_settled, overload_note, pipeline_filled, serve_window, token_source
 
 if TYPE_CHECKING:
     from moecluster.agents.observer import TaskObserver
@@ -83,18 +87,31 @@ def _token_counter(model: str) -> TokenCounter | None:
     return lambda text: len(tok.encode(text, add_special_tokens=False))
 
 
+def load_of(serve: ServeSpec, base_url: str) -> LoadGenerator:
+    """The task's load generator: closed loop, or open loop on the spec's seeded arrivals."""
+    arrivals = None if serve.request_rate is None else Arrivals(serve.request_rate, serve.burstiness,
+                                                                  serve.arrival_seed)
+    return LoadGenerator(base_url, serve.model, serve.prompts, concurrency=serve.concurrency,
+                         max_tokens=serve.max_tokens, output=serve.output, request_timeout_s=serve.request_timeout_s,
+                         arrivals=arrivals, max_in_flight=serve.max_in_flight)
+
+
 def _wait_filled(load: LoadGenerator, server: Server, concurrency: int, warmup_s: float, timeout_s: float) -> None:
-    """Until `concurrency` responses have ended and `warmup_s` has passed since the load started."""
+    """Until the load is steady — `concurrency` responses have ended (closed loop; `concurrency` 0: the open
+    loop has settled, `open_loop_settled`) — and `warmup_s` has passed since the load started."""
     start = time.monotonic()
     while True:
         load.check()
         server.check_alive()
-        filled = pipeline_filled(load.snapshot(), concurrency)
-        if filled is not None and time.monotonic() - start >= warmup_s:
+        if concurrency > 0:
+            filled = pipeline_filled(load.snapshot(), concurrency) is not None
+        else:
+            filled = open_loop_settled(load.snapshot(), load.started_s or start, time.monotonic())
+        if filled and time.monotonic() - start >= warmup_s:
             return
         if time.monotonic() - start > timeout_s:
-            raise server.failure(f"pipeline not filled: {load.completed()} of {concurrency} responses in"
-                                 f" {timeout_s:g} s")
+            need = f"of {concurrency} responses" if concurrency > 0 else "responses, the open loop never settled,"
+            raise server.failure(f"pipeline not filled: {load.completed()} {need} in {timeout_s:g} s")
         time.sleep(POLL_S)
 
 
@@ -173,9 +190,7 @@ def run_serve_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indi
         server, stats = _server(spec, serve, gpus, say)
         if observer is not None:
             observer.started(spec, [g.info for g in gpus])
-        load = LoadGenerator(server.base_url, serve.model, serve.prompts, concurrency=serve.concurrency,
-                             max_tokens=serve.max_tokens, output=serve.output,
-                             request_timeout_s=serve.request_timeout_s)
+        load = load_of(serve, server.base_url)
         poller = BatchPoller(server.base_url)
         runner.set_fake_load(gpus, 1.0)
         load.start()
@@ -190,23 +205,10 @@ def run_serve_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indi
         runner.set_fake_load(gpus, 0.0)
         load.check()
         server.check_alive()
-        records = load.snapshot()
-        count = None if all(r.completion_tokens is not None for r in records) else _token_counter(serve.model)
-        serve_windows: list[ServeWindow] = []
-        windows: list[Window] = []
-        for i, (reading, start_s, end_s, wall_s) in enumerate(measured):
-            sw = serve_window(records, start_s, end_s, count, poller.mean(start_s, end_s))
-            if sw.output_tokens <= 0:
-                raise server.failure(f"window {i + 1}: no token streamed in {end_s - start_s:.3g} s")
-            serve_windows.append(sw)
-            windows.append(runner._window(reading, sw.output_tokens, wall_s, i))
-            say(f"{spec.task_id}: window {i + 1}/{spec.repeats}: {sw.output_tokens / reading.duration_s:,.1f}"
-                f" output tokens/s, {sw.responses} responses")
+        windows, stats = _counted(spec, serve, load, server, poller, measured, stats, say)
         if observer is not None:
             observer.progress(sum(w.inferences for w in windows))
         readings = [m[0] for m in measured]
-        stats = ServeStats(server=stats.server, windows=tuple(serve_windows), note=stats.note, command=stats.command,
-                           log=stats.log, token_counts=token_source(records, count), metrics=poller.gauge)
         result = TaskResult(
             spec=spec, node=node, started_at=started, status="ok", gpus=runner.gpu_records(gpus, device, node),
             params=params_of(spec), windows=tuple(windows), energy_source=readings[-1].source,
@@ -234,6 +236,35 @@ def run_serve_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indi
     if observer is not None:
         observer.finished(result)
     return result
+
+
+def _counted(spec: TaskSpec, serve: ServeSpec, load: LoadGenerator, server: Server, poller: BatchPoller,
+             measured: Sequence[tuple[EnergyReading, float, float, float]], stats: ServeStats,
+             say: Callable[[str], None]) -> tuple[list[Window], ServeStats]:
+    """The measured windows counted from the drained load's records: each `Window` (its output tokens as
+    inferences) and the serving side of the result (an open loop's overload note included)."""
+    from moecluster.agents import runner
+
+    records = load.snapshot()
+    due = load.due_times() if serve.request_rate is not None else None
+    count = None if all(r.completion_tokens is not None for r in records) else _token_counter(serve.model)
+    serve_windows: list[ServeWindow] = []
+    windows: list[Window] = []
+    for i, (reading, start_s, end_s, wall_s) in enumerate(measured):
+        sw = serve_window(records, start_s, end_s, count, poller.mean(start_s, end_s), due)
+        if sw.output_tokens <= 0:
+            raise server.failure(f"window {i + 1}: no token streamed in {end_s - start_s:.3g} s")
+        serve_windows.append(sw)
+        windows.append(runner._window(reading, sw.output_tokens, wall_s, i))
+        say(f"{spec.task_id}: window {i + 1}/{spec.repeats}: {sw.output_tokens / reading.duration_s:,.1f}"
+            f" output tokens/s, {sw.responses} responses")
+    overload = "" if serve.request_rate is None else overload_note(
+        serve_windows, [m[2] - m[1] for m in measured], serve.request_rate)
+    if overload:
+        say(f"{spec.task_id}: {overload}")
+    return windows, ServeStats(server=stats.server, windows=tuple(serve_windows), note=stats.note,
+                               command=stats.command, log=stats.log, token_counts=token_source(records, count),
+                               metrics=poller.gauge, overload=overload)
 
 
 def _cause(server: Server, exc: Exception) -> ServerFailed:
