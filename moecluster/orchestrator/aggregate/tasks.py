@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import get_args
 
 from moecluster.spec.records import TaskResult, TaskSpec, Window
-from moecluster.orchestrator.sweep.expand import DTYPE_SHORT
+from moecluster.orchestrator.sweep.pairs import DTYPE_SHORT
 from moecluster.orchestrator.sweep.schema import Impl
 
 from .checks import few_replicates, few_windows, task_warnings
@@ -33,8 +33,8 @@ TOKENS_PER_ITEM = {"mlp": 1, "llm": 1, "serve": 1}  # LLM and served tasks count
 def custom_name(spec: TaskSpec) -> str | None:
     """The name the sweep gave a model that is not a plain preset: `spec.model_name`, or for a task
     planned before tasks recorded it, read back from its pair id (`<name>[-<impl>]-<dtype>-b<batch>...`,
-    `sweep.expand` and `sweep.llm`); None where neither says (a plain preset, an unnamed shape, a task
-    not planned by a sweep)."""
+    the workloads' expansions, `moecluster.workloads`); None where neither says (a plain preset, an unnamed
+    shape, a task not planned by a sweep)."""
     if spec.model_name or spec.preset:
         return spec.model_name
     tail = f"-{DTYPE_SHORT.get(spec.dtype, spec.dtype)}-b{spec.batch_size}"
