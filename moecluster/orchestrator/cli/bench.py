@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -256,8 +257,9 @@ def bench(workload: str, preset: str | None, num_experts: int | None, expert_hid
           compile_: bool, cuda_graphs: bool, eager: bool, meter: str, seed: int, dry_run: bool, as_json: bool) -> None:
     """Measure one dense/MoE pair on this machine (no Ray): throughput, energy, roofline."""
     ctx = click.get_current_context()
-    if workload == "llm":
-        _llm(ctx, preset=preset, overrides={"num_experts": num_experts, "top_k": top_k, "num_layers": num_layers},
+    own_bench = OWN_BENCHES.get(workload)  # the MLP's bench is the rest of this body
+    if own_bench is not None:
+        own_bench(ctx, preset=preset, overrides={"num_experts": num_experts, "top_k": top_k, "num_layers": num_layers},
              impl=impl, match=match, dtype=dtype, batch_size=batch_size, device=device, phase=phase,
              prompt_len=prompt_len, gen_tokens=gen_tokens, path=llm_path, required=cuda_graphs, eager=eager,
              dry_run=dry_run, as_json=as_json, duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
@@ -340,6 +342,10 @@ def _llm(ctx: click.Context, *, required: bool, eager: bool, **options: Any) -> 
     if required and options.get("device") not in (None, "cuda"):
         raise InputError(f"--cuda-graphs needs --device cuda; device {options['device']} has no CUDA graphs")
     run_llm_bench(graphs=graphs, **options)
+
+
+#: The workloads whose `bench` is a command of its own, by name (`--workload`).
+OWN_BENCHES: dict[str, Callable[..., None]] = {"llm": _llm}
 
 
 def run_pair_alternating(specs: list[TaskSpec], repeats: int) -> list[TaskResult]:

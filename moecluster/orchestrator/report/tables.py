@@ -31,6 +31,7 @@ from moecluster.orchestrator.aggregate.ep import ep_left_out
 from moecluster.orchestrator.aggregate.views import break_even_disagreement, by_series, pair_disagreement
 from moecluster.orchestrator.items import MIXED_ITEMS, item_names
 from moecluster.orchestrator.estimate.measured import compare
+from moecluster.workloads.registry import workload
 
 from . import fmt
 from .howran import choice_text, device_text, drift_text, form_text, idle_text
@@ -291,10 +292,10 @@ def normalisations_table(agg: Aggregate) -> TableData:
                " above-idle figures in the CSV/JSON export)",
                ["task", "Ws / inference", "Ws / inference / total param", "Ws / inference / active param",
                 "Ws / token / active param", "tokens / Ws"])
-    mark = t.covered(s.ci_covers for s in agg.tasks if s.spec.workload != "llm")
+    mark = t.covered(s.ci_covers for s in agg.tasks if not workload(s.spec.workload).series_over_batch)
     current = None
     for head, name, s in _task_rows(agg):
-        if s.spec.workload == "llm":
+        if workload(s.spec.workload).series_over_batch:
             continue  # in tokens and responses, with the LLM tables
         if head != current:
             t.group(head)
@@ -317,7 +318,7 @@ BREAKEVEN_METHOD = (f"95 % CI: {BOOTSTRAP} ({RESAMPLES:,} resamples, RNG seed {R
 def breakeven_table(agg: Aggregate) -> TableData:
     t = _table("Break-even: where MoE inferences/J overtakes dense (interpolated in log10 total parameters)",
                ["series", "energy", "sizes swept", "break-even", "95 % CI"], left=2, text=(3, 4))
-    t.covered(p.ci_covers for p in agg.pairs if p.moe.spec.workload != "llm")
+    t.covered(p.ci_covers for p in agg.pairs if not workload(p.moe.spec.workload).series_over_batch)
     for key, total, above in by_series(agg.break_evens, agg.break_evens_above_idle):
         differs = break_even_disagreement(total, above)
         for label, b in (("total", total), ("above idle", above)):
@@ -418,9 +419,9 @@ def sections(agg: Aggregate) -> list[TableData]:
     out += served
     if agg.tasks:
         out += [tasks_table(agg), task_runs_table(agg)]
-        if any(s.spec.workload not in ("llm", "serve") for s in agg.tasks):  # theirs are with their own tables
+        if any(not workload(s.spec.workload).own_report_section for s in agg.tasks):  # theirs are with their own tables
             out.append(normalisations_table(agg))
-    if any(p.moe.spec.workload not in ("llm", "serve") for p in agg.pairs) or agg.break_evens or \
+    if any(not workload(p.moe.spec.workload).own_report_section for p in agg.pairs) or agg.break_evens or \
             not (agg.llm or served):
         out.append(breakeven_table(agg))  # an LLM run's series run over the batch, not the model's size
     if any(compare(r) for r in agg.results):

@@ -209,7 +209,8 @@ def parse_sweep(text: str, path: Path = Path("<sweep>"), overrides: dict[str, An
         data[key] = value
         for loc in [loc for loc in lines if loc[:1] == (key,)]:
             del lines[loc]
-    workload = data.get("workload") if isinstance(data.get("workload"), str) else ""
+    named = data.get("workload")
+    workload = named if isinstance(named, str) else ""
     _resolve_prompt_file(data, path)
     try:
         sweep = SweepFile.model_validate(data, context=plugin_context(WORKLOADS, workload))
