@@ -15,7 +15,6 @@ break-even row under each series' total one), marked where the two disagree
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -34,70 +33,16 @@ from moecluster.orchestrator.estimate.measured import compare
 from moecluster.workloads.registry import workload
 
 from . import fmt
+from .cells import TableData, mean_over
+from .ep import ep_table as _ep_table
 from .howran import choice_text, device_text, drift_text, form_text, idle_text
 from .labels import model_name, pair_order, series_title, setting, task_names, task_order
-from .terminal import FittedTable
+from .llm import tables as llm_tables
+from .serve import tables as serve_tables
 
-COVERS = "95 % CI covers:"
 DAGGER = "† the 95 % CI of the ratio contains 1: the repeats cannot tell which side is better."
 VIEWS = ("above idle, the side that wins is not the one that wins in total energy (the headline): idle power"
          " weighs differently on the two sides")
-
-
-@dataclass
-class TableData:
-    """A titled table of formatted cells; the first `left` columns are text (left-aligned).
-
-    `footnotes` are said once under the table; `note(text)` returns the mark of one for a cell.
-    """
-
-    title: str
-    columns: list[str]
-    left: int = 1
-    rows: list[list[str]] = field(default_factory=list)
-    caption: str = ""
-    row_styles: list[str] = field(default_factory=list)
-    text_columns: tuple[int, ...] = ()  # further text columns beyond the first `left`
-    footnotes: list[str] = field(default_factory=list)
-    covers: str = ""  # what every interval of the table covers, when all rows' is the same
-
-    def add_row(self, *cells: str, style: str = "") -> None:
-        self.rows.append([str(c) for c in cells])
-        self.row_styles.append(style)
-
-    def group(self, title: str) -> None:
-        """A row spanning the table that heads the rows after it (style "group")."""
-        self.rows.append([title] + [""] * (len(self.columns) - 1))
-        self.row_styles.append("group")
-
-    def note(self, text: str) -> str:
-        """The footnote mark for `text` ("¹"), numbered in order of first use; each text is listed once."""
-        if text not in self.footnotes:
-            self.footnotes.append(text)
-        return fmt.superscript(self.footnotes.index(text) + 1)
-
-    def marks(self, texts: list[str] | tuple[str, ...]) -> str:
-        """The marks of several footnotes ("¹ ³"), "" for none."""
-        return " ".join(self.note(t) for t in texts)
-
-    def covered(self, texts: Iterable[str]) -> Callable[[str], str]:
-        """Say what the table's intervals cover, given every row's (`TaskStats.ci_covers`): once under the
-        table when all are the same, else as a footnote per row. Returns a row's mark ("" when said once)."""
-        distinct = list(dict.fromkeys(texts))
-        if len(distinct) == 1:
-            self.covers = distinct[0]
-            return lambda text: ""
-        return lambda text: self.note(f"{COVERS} {text}")
-
-    @property
-    def notes(self) -> list[str]:
-        """What goes under the table: the caption, what its intervals cover, then each footnote after its mark."""
-        return ([self.caption] if self.caption else []) + ([f"{COVERS} {self.covers}."] if self.covers else []) + [
-            f"{fmt.superscript(i)} {text}" for i, text in enumerate(self.footnotes, 1)]
-
-    def to_rich(self) -> RenderableType:
-        """The table for the terminal, fitted to the width it is drawn at (`terminal.FittedTable`)."""
-        return FittedTable(self)
 
 
 def _table(title: str, columns: list[str], left: int = 1, text: tuple[int, ...] = ()) -> TableData:
@@ -180,11 +125,6 @@ def items(stats: Iterable[TaskStats]) -> tuple[str, str, str]:
 def _items_caption(stats: Iterable[TaskStats]) -> str:
     """The sentence that says what "items" are where a table mixes workloads; "" otherwise."""
     return f" {MIXED_ITEMS}." if items(stats)[2] == "items" else ""
-
-
-def mean_over(stats: Iterable[TaskStats], windows: str = "windows") -> str:
-    """What the tables' means are over: "replicates" where any task was measured by several processes."""
-    return "replicates (each over its windows)" if any(s.replicates for s in stats) else windows
 
 
 def _windows(s: TaskStats) -> str:
@@ -356,10 +296,8 @@ def roofline_table(agg: Aggregate) -> TableData:
 
 
 def ep_table(agg: Aggregate) -> TableData:
-    """The expert-parallel table, built in `report.ep` (imported here late: it imports `TableData`)."""
-    from .ep import ep_table as build
-
-    return build(agg)
+    """The expert-parallel table, built in `report.ep`."""
+    return _ep_table(agg)
 
 
 def cluster_section(agg: Aggregate) -> tuple[TableData | None, list[Line]]:
@@ -408,9 +346,6 @@ def failed_table(agg: Aggregate) -> TableData:
 
 def sections(agg: Aggregate) -> list[TableData]:
     """The tables with something to show, in reading order (the cluster section is apart)."""
-    from .llm import tables as llm_tables  # imports this module
-    from .serve import tables as serve_tables  # likewise
-
     out: list[TableData] = []
     if agg.pairs or agg.incomplete:
         out.append(pairs_table(agg))
