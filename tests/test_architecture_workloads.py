@@ -1,9 +1,11 @@
-"""Head code never branches on a workload's name: it asks the workload's plug-in (`moecluster.workloads`).
+"""Head code never branches on a workload's name: it asks the workload's plug-in (`moecluster.workloads`),
+and the plug-ins' imports point one way.
 
 Every comparison in the head (`moecluster/orchestrator`, `moecluster/dashboards`) is read with `ast`; one
 that sets a workload's name written as a string ("mlp", "llm", "serve", or any registered name) against a
 `.workload` attribute or a `workload` variable fails, naming the file and line. A property that differs
-between workloads belongs on `WorkloadPlugin` instead.
+between workloads belongs on `WorkloadPlugin` instead. The package's static import graph (every `import`,
+at module level or inside a function) has no cycle through a plug-in or the registry.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from moecluster.workloads.registry import WORKLOADS
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAD = (ROOT / "moecluster" / "orchestrator", ROOT / "moecluster" / "dashboards")
+PACKAGE = ROOT / "moecluster"
 NAMES = frozenset({"mlp", "llm", "serve", *WORKLOADS})
 
 
@@ -55,3 +58,51 @@ def test_head_code_has_no_branch_on_a_workload_name() -> None:
     assert len(files) > 50  # the whole head is read, not an empty folder
     found = [hit for path in files for hit in name_branches(path.read_text(), str(path.relative_to(ROOT)))]
     assert found == [], "ask the workload's plug-in (moecluster.workloads) instead:\n" + "\n".join(found)
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module → the package's modules it imports (static: every import statement, wherever it stands)."""
+    paths = {_module(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in paths}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([base] if base else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in paths else base for a in node.names]
+            for target in targets:
+                while target and target not in paths:
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    graph[name].add(target)
+    return graph
+
+
+def reaches(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = list(graph[start])
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo += graph[m]
+    return seen
+
+
+def test_no_import_cycle_runs_through_a_plugin_or_the_registry() -> None:
+    graph = import_graph()
+    plugins = [m for m in graph if m.startswith("moecluster.workloads")]
+    assert "moecluster.workloads.registry" in plugins and len(plugins) >= 8
+    cycles = [m for m in plugins if m in reaches(graph, m)]
+    assert cycles == [], f"these import themselves back through the head: {cycles}"

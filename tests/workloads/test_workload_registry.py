@@ -46,7 +46,7 @@ def test_an_unknown_name_reads_as_the_default_workload() -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=[f"{p.parent.name}/{p.name}" for p in EXAMPLES])
 def test_every_example_loads_and_expands_through_its_plugin(path: Path) -> None:
     sweep = load_sweep(path)
-    assert sweep.plugin is WORKLOADS[sweep.workload]
+    assert sweep.grid_axes() == WORKLOADS[sweep.workload].grid_axes  # the sweep asks its own plug-in
     plan = expand(sweep)
     assert plan.pairs and {t.workload for t in plan.tasks} == {sweep.workload}
     assert len(plan.tasks) <= task_count(sweep)[0]  # the count is the upper bound, computed without expanding
@@ -96,7 +96,7 @@ def test_a_new_workload_needs_no_change_to_the_schema() -> None:
     toy = _Toy()
     registry = {**WORKLOADS, toy.name: toy}
     sweep = SweepFile.model_validate({"name": "t", "workload": "toy"}, context=plugin_context(registry, "toy"))
-    assert sweep.plugin is toy and toy.checked == ["t"]
+    assert toy.checked == ["t"] and sweep.grid_axes() == toy.grid_axes
     with pytest.raises(ValidationError, match="is not one of mlp, llm, serve"):
         SweepFile.model_validate({"name": "t", "workload": "toy"}, context=plugin_context(WORKLOADS, "toy"))
 

@@ -1,5 +1,5 @@
 """A report table as plain cells (`TableData`): the one type every table of the report is built as, rendered
-by rich in the terminal (`terminal.FittedTable`) and as HTML (`html.table_html`).
+by rich in the terminal (`terminal.FittedTable`, fitted to the width it is drawn at) and as HTML (`html.table_html`).
 
 Kept apart from `tables` so that the sections built in other modules (`llm`, `serve`, `ep`) import the
 type without importing `tables`, which imports them.
@@ -9,12 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from rich.console import RenderableType
-
 from moecluster.orchestrator.aggregate import TaskStats
 
 from . import fmt
-from .terminal import FittedTable
 
 COVERS = "95 % CI covers:"
 
@@ -69,10 +66,6 @@ class TableData:
         """What goes under the table: the caption, what its intervals cover, then each footnote after its mark."""
         return ([self.caption] if self.caption else []) + ([f"{COVERS} {self.covers}."] if self.covers else []) + [
             f"{fmt.superscript(i)} {text}" for i, text in enumerate(self.footnotes, 1)]
-
-    def to_rich(self) -> RenderableType:
-        """The table for the terminal, fitted to the width it is drawn at (`terminal.FittedTable`)."""
-        return FittedTable(self)
 
 
 def mean_over(stats: Iterable[TaskStats], windows: str = "windows") -> str:

@@ -39,6 +39,7 @@ from .howran import choice_text, device_text, drift_text, form_text, idle_text
 from .labels import model_name, pair_order, series_title, setting, task_names, task_order
 from .llm import tables as llm_tables
 from .serve import tables as serve_tables
+from .terminal import FittedTable
 
 DAGGER = "† the 95 % CI of the ratio contains 1: the repeats cannot tell which side is better."
 VIEWS = ("above idle, the side that wins is not the one that wins in total energy (the headline): idle power"
@@ -373,12 +374,12 @@ def _text(line: Line) -> Text:
 def render(agg: Aggregate, run_id: str, meta: Mapping[str, Any]) -> list[RenderableType]:
     """Everything for the terminal, in reading order."""
     out: list[RenderableType] = [_text(line) for line in header(agg, run_id, meta)]
-    out += [t.to_rich() for t in sections(agg)]
+    out += [FittedTable(t) for t in sections(agg)]
     table, lines = cluster_section(agg)
     out.append(Text("Cluster-wide energy", style="bold"))
     if table is not None:
-        out.append(table.to_rich())
+        out.append(FittedTable(table))
     out += [_text(line) for line in lines]
     if agg.failed:
-        out.append(failed_table(agg).to_rich())
+        out.append(FittedTable(failed_table(agg)))
     return out

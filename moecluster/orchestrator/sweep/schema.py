@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, TypeVar
+from typing import Annotated, Any, Literal, Optional, TypeVar
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator,
                       model_validator)
@@ -30,9 +30,6 @@ from moecluster.spec.mlp.shapes import PRESETS, MoEShape, ShapeError
 from .bounds import MAX_COUNT, MAX_NAME_CHARS, MAX_REPLICATES, MAX_SEED, MAX_WINDOW_S, MAX_ZIPF_S
 from .shown import clip, shown
 from .suggest import did_you_mean
-
-if TYPE_CHECKING:
-    from moecluster.workloads.base import WorkloadPlugin
 
 # The vocabulary of `moecluster bench` (`models.IMPLS`, `workloads.base.DTYPES`; a test keeps
 # them equal), spelt out here so that loading a sweep does not import torch.
@@ -292,7 +289,8 @@ class SweepFile(_Strict):
     def _non_empty_unique(cls, value: list[Any]) -> list[Any]:
         return _unique(value)
 
-    # the workload's plug-in, set once validated (`_consistent`)
+    # the workload's plug-in (`moecluster.workloads.base.WorkloadPlugin`), set once validated (`_consistent`);
+    # typed Any: the schema imports nothing of the plug-ins, which import it
     _plugin: Any = PrivateAttr(default=None)
 
     @field_validator("workload", mode="after")
@@ -309,12 +307,6 @@ class SweepFile(_Strict):
         plugin.check_sweep(self)
         self._plugin = plugin
         return self
-
-    @property
-    def plugin(self) -> "WorkloadPlugin":
-        """The plug-in of this sweep's workload (`moecluster.workloads`)."""
-        plugin: WorkloadPlugin = self._plugin
-        return plugin
 
     def check_models(self) -> None:
         """The checks of a sweep that measures `models` (MLP and LLM): given, named apart, no `serve`
@@ -374,30 +366,32 @@ class SweepFile(_Strict):
 
     def grid_axes(self) -> tuple[str, ...]:
         """The keys that form this sweep's grid, in id order (its workload's `grid_axes`)."""
-        return self.plugin.grid_axes
+        axes: tuple[str, ...] = self._plugin.grid_axes
+        return axes
 
     def varying(self) -> list[str]:
         """The axes with more than one value (in any LLM grid), in `grid_axes()` order."""
-        return self.plugin.varying(self)
+        varying: list[str] = self._plugin.varying(self)
+        return varying
 
 
-def plugin_context(workloads: Mapping[str, "WorkloadPlugin"], workload: str) -> dict[str, Any]:
+def plugin_context(workloads: Mapping[str, Any], workload: str) -> dict[str, Any]:
     """The validation context a sweep is validated with: the registered workloads (`registry.WORKLOADS`) and
     the name the file gives (its `models` entries are checked by that workload, or the default's where the
     name is unknown: the name itself is refused apart)."""
     return {"workloads": workloads, "workload": workload if workload in workloads else DEFAULT_WORKLOAD}
 
 
-def _workloads(info: ValidationInfo) -> Mapping[str, "WorkloadPlugin"]:
+def _workloads(info: ValidationInfo) -> Mapping[str, Any]:
     context = info.context or {}
     if "workloads" not in context:
         raise TypeError("a sweep is validated with its workloads as context (`plugin_context`; `loader.parse_sweep`"
                         " gives it)")
-    workloads: Mapping[str, WorkloadPlugin] = context["workloads"]
+    workloads: Mapping[str, Any] = context["workloads"]  # name → `WorkloadPlugin`
     return workloads
 
 
-def _plugin(info: ValidationInfo) -> "WorkloadPlugin":
+def _plugin(info: ValidationInfo) -> Any:
     return _workloads(info)[(info.context or {})["workload"]]
 
 
