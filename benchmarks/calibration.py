@@ -4,7 +4,8 @@
 
 RUN_A and RUN_B measured the same tasks independently (two `submit`s of one sweep, on other
 processes, days or machines). Several A runs are pooled as `moecluster report A1 A2` pools them (a
-task's figures over the GPUs they ran on): do intervals from two GPUs hold a third? For every task both measured with the same shape and setting, and
+task's figures over the GPUs they ran on): do intervals from two GPUs hold a third?
+For every task both measured with the same shape and setting, and
 every MoE/dense pair, it counts how often B's point estimate falls inside A's 95 % interval (and
 A's inside B's), per kind of figure: a task's inferences/J and inferences/s, and a pair's MoE/dense
 ratio of inferences/J. A re-measurement has noise of its own: two independent estimates of equal

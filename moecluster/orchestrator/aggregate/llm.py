@@ -27,6 +27,7 @@ from moecluster.spec.records import TaskSpec
 from moecluster.spec.llm.shapes import LlmShape
 from moecluster.orchestrator.estimate import GpuSpec, estimate, from_llm, lookup
 from moecluster.orchestrator.estimate.formulas import DTYPE_BYTES, critical_batch
+from moecluster.workloads.registry import workload
 
 from .breakeven import sort_fields
 from .pairs import PairRatio
@@ -173,7 +174,7 @@ def llm_series(pairs: Sequence[PairRatio]) -> list[LlmSeries]:
     """Every LLM series of a run's pairs, its points by tokens per forward."""
     groups: dict[LlmSeriesKey, dict[str, list[PairRatio]]] = defaultdict(lambda: defaultdict(list))
     for p in pairs:
-        if p.moe.spec.workload != "llm":
+        if not workload(p.moe.spec.workload).series_over_batch:
             continue
         groups[series_key(p)][p.moe.task_id].append(p)
     out: list[LlmSeries] = []

@@ -35,7 +35,7 @@ METHOD = ("t over replicates (geometric mean of each replicate's own figure; df 
 
 
 def base_pair_id(spec: TaskSpec) -> str:
-    """The pair id without its replicate suffix (`sweep.expand.replicate_id`); as is for one replicate."""
+    """The pair id without its replicate suffix (`sweep.pairs.replicate_id`); as is for one replicate."""
     suffix = f"-r{spec.replicate}"
     return spec.pair_id[:-len(suffix)] if spec.replicates > 1 and spec.pair_id.endswith(suffix) else spec.pair_id
 

@@ -126,7 +126,7 @@ def serve_comparisons(pairs: Sequence[PairRatio]) -> list[ServeComparison]:
     """Every served MoE against each of its dense comparisons, in the pairs' order."""
     out = []
     for p in pairs:
-        if p.moe.spec.workload != "serve":
+        if p.moe.spec.serve is None:  # not a served model
             continue
         moe, dense = serve_side(p.moe), serve_side(p.dense)
         ratios: dict[str, Estimate | None] = {}

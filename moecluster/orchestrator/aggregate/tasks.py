@@ -11,7 +11,7 @@ drew just before the task, measured by the runner). Seed 000's normalisations di
 energy per inference by the model's total (trainable) or active parameters, and per token by
 the active parameters. For the MLP workload one inference routes exactly one token (one input
 row) through the router and its experts, so tokens equal inferences there; a workload that
-produces several tokens per item declares it in `TOKENS_PER_ITEM`.
+produces several tokens per item declares it in its plug-in (`WorkloadPlugin.tokens_per_item`).
 
 A task whose energy was not measured keeps `energy_note` = "unavailable: <reason>" and has
 None for every energy figure: never a zero.
@@ -23,18 +23,18 @@ from dataclasses import dataclass, field
 from typing import get_args
 
 from moecluster.spec.records import TaskResult, TaskSpec, Window
-from moecluster.orchestrator.sweep.expand import DTYPE_SHORT
+from moecluster.orchestrator.sweep.pairs import DTYPE_SHORT
 from moecluster.orchestrator.sweep.schema import Impl
+from moecluster.workloads.registry import workload
 
 from .checks import few_replicates, few_windows, task_warnings
 from .stats import Estimate, log_mean_ci
 
-TOKENS_PER_ITEM = {"mlp": 1, "llm": 1, "serve": 1}  # LLM and served tasks count tokens (served: output tokens)
 def custom_name(spec: TaskSpec) -> str | None:
     """The name the sweep gave a model that is not a plain preset: `spec.model_name`, or for a task
     planned before tasks recorded it, read back from its pair id (`<name>[-<impl>]-<dtype>-b<batch>...`,
-    `sweep.expand` and `sweep.llm`); None where neither says (a plain preset, an unnamed shape, a task
-    not planned by a sweep)."""
+    the workloads' expansions, `moecluster.workloads`); None where neither says (a plain preset, an unnamed
+    shape, a task not planned by a sweep)."""
     if spec.model_name or spec.preset:
         return spec.model_name
     tail = f"-{DTYPE_SHORT.get(spec.dtype, spec.dtype)}-b{spec.batch_size}"
@@ -175,7 +175,7 @@ def energy_note(result: TaskResult) -> str | None:
 
 
 def tokens_per_item(result: TaskResult) -> int:
-    return TOKENS_PER_ITEM.get(result.spec.workload, 1)
+    return workload(result.spec.workload).tokens_per_item
 
 
 def _power(w: Window) -> float | None:

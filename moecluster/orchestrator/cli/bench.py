@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -262,18 +263,16 @@ def bench(workload: str, preset: str | None, num_experts: int | None, expert_hid
           **serve: Any) -> None:
     """Measure one dense/MoE pair on this machine (no Ray): throughput, energy, roofline."""
     ctx = click.get_current_context()
-    if workload == "serve":
-        run_serve_bench(ctx, serve, device=device, duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
-                        meter=meter, seed=seed, match=match, as_json=as_json)
-        return
-    refuse_serve_options(ctx, workload, serve)
-    if workload == "llm":
-        _llm(ctx, preset=preset, overrides={"num_experts": num_experts, "top_k": top_k, "num_layers": num_layers},
+    own_bench = OWN_BENCHES.get(workload)  # the MLP's bench is the rest of this body
+    if own_bench is not None:
+        own_bench(ctx, serve=serve, preset=preset,
+                  overrides={"num_experts": num_experts, "top_k": top_k, "num_layers": num_layers},
              impl=impl, match=match, dtype=dtype, batch_size=batch_size, device=device, phase=phase,
              prompt_len=prompt_len, gen_tokens=gen_tokens, path=llm_path, required=cuda_graphs, eager=eager,
              dry_run=dry_run, as_json=as_json, duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
              meter=meter, seed=seed)
         return
+    refuse_serve_options(ctx, workload, serve)
     llm_given = [f"--{name.replace('_', '-')}" for name in ("num_layers", "phase", "prompt_len", "gen_tokens")
                  if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
     if ctx.get_parameter_source("llm_path") == click.core.ParameterSource.COMMANDLINE:
@@ -338,10 +337,11 @@ MLP_ONLY_OPTIONS = {"expert_hidden_dim": "--expert-hidden-dim", "expert_num_laye
                     "load": "--load", "zipf_s": "--zipf-s", "train_epochs": "--train-epochs", "compile_": "--compile"}
 
 
-def _llm(ctx: click.Context, *, required: bool, eager: bool, **options: Any) -> None:
-    """`bench --workload llm`: refuse the MLP-only options given, then hand over to `bench_llm`."""
+def _llm(ctx: click.Context, *, required: bool, eager: bool, serve: dict[str, Any], **options: Any) -> None:
+    """`bench --workload llm`: refuse the MLP-only and serve options given, then hand over to `bench_llm`."""
     from .bench_llm import run_llm_bench
 
+    refuse_serve_options(ctx, "llm", serve)
     for name, flag in MLP_ONLY_OPTIONS.items():
         if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
             raise InputError(f"{flag} is an option of --workload mlp")
@@ -351,6 +351,17 @@ def _llm(ctx: click.Context, *, required: bool, eager: bool, **options: Any) -> 
     if required and options.get("device") not in (None, "cuda"):
         raise InputError(f"--cuda-graphs needs --device cuda; device {options['device']} has no CUDA graphs")
     run_llm_bench(graphs=graphs, **options)
+
+
+def _serve(ctx: click.Context, *, serve: dict[str, Any], device: str | None, duration_s: float, warmup_s: float,
+           repeats: int, meter: str, seed: int, match: str, as_json: bool, **_: Any) -> None:
+    """`bench --workload serve`: one served model or a served pair (`bench_serve`)."""
+    run_serve_bench(ctx, serve, device=device, duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
+                    meter=meter, seed=seed, match=match, as_json=as_json)
+
+
+#: The workloads whose `bench` is a command of its own, by name (`--workload`).
+OWN_BENCHES: dict[str, Callable[..., None]] = {"llm": _llm, "serve": _serve}
 
 
 def run_pair_alternating(specs: list[TaskSpec], repeats: int) -> list[TaskResult]:

@@ -11,16 +11,15 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from moecluster.spec.llm.shapes import LlmShape
-from moecluster.spec.mlp.shapes import PRESETS, MoEShape, ShapeError
-from moecluster.orchestrator.estimate import (GPUS, KNOWN, Estimation, GpuSpec, ModelShape, estimate, from_llm,
-                                              from_mlp, gpu, mlp_preset)
+from moecluster.spec.mlp.shapes import PRESETS, ShapeError
+from moecluster.orchestrator.estimate import (GPUS, KNOWN, Estimation, GpuSpec, ModelShape, estimate, gpu, mlp_preset)
 from moecluster.orchestrator.estimate.formulas import DTYPE_BYTES
 from moecluster.orchestrator.estimate.gpus import ALIASES
 from moecluster.orchestrator.report.fmt import params as _params, seconds as _time, si as _si
 
 from moecluster.orchestrator.sweep.bounds import MAX_COUNT
 from moecluster.orchestrator.sweep.shown import shown
+from moecluster.workloads.registry import workload
 
 from .errors import InputError, sweep_refused
 from .finite import BoundedInt
@@ -74,9 +73,10 @@ def _sweep_rows(path: Path, gpu_spec: GpuSpec) -> list[Estimation]:
         plan = expand(load_sweep(path))
     except SweepError as exc:
         raise sweep_refused(exc) from None
-    if any(p.moe.workload == "serve" for p in plan.pairs):
-        raise InputError(f"{path}: workload serve: the analytic estimate needs each model's shape (experts, widths),"
-                         " which a served model's sweep does not give (only its parameter counts)")
+    refusal = next((workload(p.moe.workload).estimate_refusal for p in plan.pairs
+                    if workload(p.moe.workload).estimate_refusal), None)
+    if refusal:
+        raise InputError(f"{path}: {refusal}")
     rows: dict[tuple, Estimation] = {}
     for pair in plan.pairs:
         moe = pair.moe
@@ -88,8 +88,7 @@ def _sweep_rows(path: Path, gpu_spec: GpuSpec) -> list[Estimation]:
         if moe.dtype not in gpu_spec.flops_per_s:
             raise InputError(f"{path}: dtype {moe.dtype} has no datasheet peak on {gpu_spec.label}")
         try:
-            shape = (from_llm(LlmShape.from_model(moe.architecture or "", moe.model), pair.model)
-                     if moe.workload == "llm" else from_mlp(MoEShape(**moe.model), pair.model))
+            shape = workload(moe.workload).analytic_shape(moe, pair.model)
         except (ShapeError, TypeError) as exc:
             raise InputError(f"{path}: model {pair.model}: {exc}") from None
         rows[key] = estimate(shape, gpu_spec, moe.dtype, tokens, moe.expert_parallel)

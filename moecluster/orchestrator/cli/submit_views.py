@@ -22,6 +22,7 @@ from rich.text import Text
 from moecluster.spec.records import TaskResult, TaskSpec
 from moecluster.orchestrator.items import item_names
 from moecluster.orchestrator.sweep import PairPlan, Plan
+from moecluster.workloads.registry import workload
 
 
 PIPE_WIDTH = 160  # columns of the tables when the stream is not a terminal and COLUMNS is not set
@@ -43,17 +44,7 @@ def duration(seconds: float | None) -> str:
 
 
 def _shape(spec: TaskSpec) -> str:
-    m = spec.model
-    if spec.serve is not None:  # workload serve: the served model, its server and its load
-        how = f"at {spec.serve.url}" if spec.serve.url else "started"
-        return f"{spec.serve.name} ({how}) {spec.serve.load_id}"
-    if spec.workload == "llm":
-        from moecluster.spec.llm.shapes import LlmShape
-
-        return LlmShape.from_model(spec.architecture or "", m).describe()
-    if spec.kind == "moe":
-        return f"E={m['num_experts']} h={m['expert_hidden_dim']} L={m['expert_num_layers']} k={m['top_k']}"
-    return f"w={m['hidden_dim']} L={m['num_layers']}"
+    return workload(spec.workload).describe(spec)
 
 
 def gpus_needed(pair: PairPlan, spec: TaskSpec) -> str:

@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from moecluster.spec.records import TaskResult
-from moecluster.spec.mlp.shapes import MoEShape, ShapeError
+from moecluster.spec.mlp.shapes import ShapeError
+from moecluster.workloads.registry import workload
 
 from .formulas import all_to_all_bytes_per_token, comm_share, dtype_bytes
 from .measured import datasheet_of
-from .models import from_mlp
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,12 @@ def predicted_comm(result: TaskResult) -> PredictedComm | None:
     """Seed 004's all-to-all bytes per token and time share for an MLP MoE task (None when the
     task is not one, or its shape or dtype is unknown to the estimator)."""
     spec = result.spec
-    if spec.kind != "moe" or spec.workload != "mlp":
+    if spec.kind != "moe":
         return None
     try:
-        shape = from_mlp(MoEShape(**spec.model))
+        shape = workload(spec.workload).ep_comm_shape(spec)  # None: the workload has no EP prediction
+        if shape is None:
+            return None
         per_token = all_to_all_bytes_per_token(shape, spec.expert_parallel, dtype_bytes(spec.dtype))
     except (ShapeError, TypeError, KeyError, ValueError):
         return None

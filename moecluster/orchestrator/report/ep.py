@@ -20,7 +20,7 @@ from moecluster.orchestrator.estimate.ep import PredictedComm, predicted_comm
 
 from . import fmt
 from .labels import model_name, setting
-from .tables import TableData
+from .cells import TableData
 
 PREDICTED = "predicted (seed 004)"
 NO_COMM = "—"  # EP 1: nothing is communicated

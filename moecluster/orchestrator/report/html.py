@@ -13,6 +13,7 @@ from typing import Any
 
 from moecluster.agents.extras import require
 from moecluster.orchestrator.aggregate import Aggregate
+from moecluster.workloads.registry import workload
 
 from . import fmt
 from . import llm as llm_report
@@ -181,7 +182,8 @@ class _Numbers:
 
 def _efficiency_absent(agg: Aggregate) -> str:
     """Why Figure "efficiency" is absent: no pair with energy, or no series with two or more sizes."""
-    energy = [p for p in agg.pairs if p.moe.spec.workload != "llm" and p.moe.inferences_per_j is not None
+    energy = [p for p in agg.pairs if not workload(p.moe.spec.workload).series_over_batch
+              and p.moe.inferences_per_j is not None
               and p.dense.inferences_per_j is not None]
     if not energy:
         return "no pair has energy readings on both sides."
@@ -210,7 +212,7 @@ def page(agg: Aggregate, run_id: str, meta: Mapping[str, Any], figures: dict[str
         parts.append('<div class="findings"><b>Findings</b><ul>' + "".join(f"<li>{_e(f)}</li>" for f in found)
                      + "</ul></div>")
     served = serve_report.tables(agg)
-    mlp = any(p.moe.spec.workload not in ("llm", "serve") for p in agg.pairs) or not (agg.llm or served)
+    mlp = any(not workload(p.moe.spec.workload).own_report_section for p in agg.pairs) or not (agg.llm or served)
 
     def llm_section() -> list[str]:
         if not agg.llm:
@@ -250,7 +252,7 @@ def page(agg: Aggregate, run_id: str, meta: Mapping[str, Any], figures: dict[str
         parts += llm_section()
     if agg.tasks:
         # the LLM's and the served models' normalisations are with their own tables above
-        mlp_tasks = any(s.spec.workload not in ("llm", "serve") for s in agg.tasks)
+        mlp_tasks = any(not workload(s.spec.workload).own_report_section for s in agg.tasks)
         parts.append(n.heading("Tasks and seed 000's normalisations" if mlp_tasks else "Tasks"))
         parts.append(table_html(tasks_table(agg)))
         parts.append(table_html(task_runs_table(agg)))

@@ -13,6 +13,7 @@ from moecluster.spec.records import TaskSpec
 from moecluster.orchestrator.aggregate import Aggregate, PairRatio, TaskStats
 from moecluster.orchestrator.aggregate.breakeven import series_key
 from moecluster.orchestrator.aggregate.tasks import custom_name
+from moecluster.workloads.registry import workload
 
 MATCH_WORDS = {"total": "total parameters", "active": "active parameters", "seed": "the seed's width"}
 
@@ -27,11 +28,10 @@ def setting(spec: TaskSpec) -> str:
         parts.append("torch.compile")
     if spec.cuda_graphs:
         parts.append("CUDA graphs")
-    if spec.workload == "llm":
-        phase = f"{spec.phase} p{spec.prompt_len}" + (f" g{spec.gen_tokens}" if spec.phase == "decode" else "")
-        parts[2:3] = [phase, f"path {spec.path}"]  # one GPU per LLM task: no EP degree
-    if spec.workload != "mlp":
-        parts.insert(0, spec.workload)
+    plugin = workload(spec.workload)
+    parts = plugin.setting_parts(spec, parts)
+    if plugin.setting_prefix:
+        parts.insert(0, plugin.setting_prefix)
     return " · ".join(parts)
 
 
@@ -43,23 +43,14 @@ def model_name(spec: TaskSpec) -> str:
     named = custom_name(spec)
     if named:
         return named
-    m = dict(spec.model)
-    if spec.workload == "llm":
-        arch = spec.architecture or "llm"
-        return f"{arch} L{m.get('num_layers')} d{m.get('hidden_size')}" + (
-            f" E{m['num_experts']} k{m['top_k']}" if m.get("num_experts") else f" ff{m.get('intermediate_size')}")
-    if spec.kind == "moe" and {"num_experts", "top_k", "expert_hidden_dim", "expert_num_layers"} <= set(m):
-        return f"E{m['num_experts']} k{m['top_k']} h{m['expert_hidden_dim']}×{m['expert_num_layers']}"
-    if {"hidden_dim", "num_layers"} <= set(m):
-        return f"w{m['hidden_dim']}×{m['num_layers']}"
-    return spec.pair_id
+    return workload(spec.workload).model_label(spec) or spec.pair_id
 
 
 def setting_order(spec: TaskSpec) -> tuple[object, ...]:
     """The settings in reading order, numbers as numbers (batch 4 before batch 16, p512 before p2048)."""
-    return (spec.workload != "mlp", spec.workload, spec.dtype, spec.phase or "", spec.batch_size, spec.prompt_len,
-            spec.gen_tokens, spec.expert_parallel, spec.path or "", spec.device, spec.load, spec.zipf_s,
-            spec.train_epochs, spec.compile, str(spec.cuda_graphs))
+    return (workload(spec.workload).report_rank, spec.workload, spec.dtype, spec.phase or "", spec.batch_size,
+            spec.prompt_len, spec.gen_tokens, spec.expert_parallel, spec.path or "", spec.device, spec.load,
+            spec.zipf_s, spec.train_epochs, spec.compile, str(spec.cuda_graphs))
 
 
 def series_title(p: PairRatio) -> str:

@@ -12,7 +12,7 @@ from moecluster.orchestrator.aggregate import Aggregate, Estimate
 from moecluster.orchestrator.aggregate.llm import LlmPoint, LlmSeries, tokens_per_response
 
 from . import fmt
-from .tables import TableData, mean_over
+from .cells import TableData, mean_over
 
 MATCHES = ("total", "active")
 BELOW, DENSE_BOUND, BOTH_BOUND = "", "▲", "▲▲"

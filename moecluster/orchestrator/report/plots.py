@@ -28,6 +28,7 @@ from moecluster.orchestrator.aggregate.ep import EpPoint  # noqa: E402
 from moecluster.orchestrator.aggregate.llm import LlmSeries  # noqa: E402
 from moecluster.orchestrator.items import item_names  # noqa: E402
 from moecluster.orchestrator.estimate.measured import compare  # noqa: E402
+from moecluster.workloads.registry import workload  # noqa: E402
 
 from . import fmt  # noqa: E402
 from .labels import model_name, pair_order, setting  # noqa: E402
@@ -164,8 +165,8 @@ def efficiency_vs_params(agg: Aggregate) -> bytes | None:
     drawn: dict[SeriesKey, list[TaskResult]] = defaultdict(list)
     for p in agg.pairs:
         total = p.moe.total_params
-        if p.moe.spec.workload == "llm" or p.moe.inferences_per_j is None or p.dense.inferences_per_j is None \
-                or not total:
+        if workload(p.moe.spec.workload).series_over_batch or p.moe.inferences_per_j is None \
+                or p.dense.inferences_per_j is None or not total:
             continue
         k = series_key(p)
         panel = replace(k, impl="")

@@ -14,7 +14,7 @@ from moecluster.orchestrator.aggregate import Aggregate
 from moecluster.orchestrator.aggregate.serve import LATENCIES, QUANTILES, ServeComparison, ServeSide, serve_comparisons
 
 from . import fmt
-from .tables import TableData
+from .cells import TableData
 
 THROUGHPUT = ("output_tokens_per_j", "j_per_response", "responses_per_s", "output_tokens_per_s", "input_tokens_per_s",
               "tokens_per_response")

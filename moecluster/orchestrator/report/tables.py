@@ -15,7 +15,6 @@ break-even row under each series' total one), marked where the two disagree
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -31,72 +30,20 @@ from moecluster.orchestrator.aggregate.ep import ep_left_out
 from moecluster.orchestrator.aggregate.views import break_even_disagreement, by_series, pair_disagreement
 from moecluster.orchestrator.items import MIXED_ITEMS, item_names
 from moecluster.orchestrator.estimate.measured import compare
+from moecluster.workloads.registry import workload
 
 from . import fmt
+from .cells import TableData, mean_over
+from .ep import ep_table as _ep_table
 from .howran import choice_text, device_text, drift_text, form_text, idle_text
 from .labels import model_name, pair_order, series_title, setting, task_names, task_order
+from .llm import tables as llm_tables
+from .serve import tables as serve_tables
 from .terminal import FittedTable
 
-COVERS = "95 % CI covers:"
 DAGGER = "† the 95 % CI of the ratio contains 1: the repeats cannot tell which side is better."
 VIEWS = ("above idle, the side that wins is not the one that wins in total energy (the headline): idle power"
          " weighs differently on the two sides")
-
-
-@dataclass
-class TableData:
-    """A titled table of formatted cells; the first `left` columns are text (left-aligned).
-
-    `footnotes` are said once under the table; `note(text)` returns the mark of one for a cell.
-    """
-
-    title: str
-    columns: list[str]
-    left: int = 1
-    rows: list[list[str]] = field(default_factory=list)
-    caption: str = ""
-    row_styles: list[str] = field(default_factory=list)
-    text_columns: tuple[int, ...] = ()  # further text columns beyond the first `left`
-    footnotes: list[str] = field(default_factory=list)
-    covers: str = ""  # what every interval of the table covers, when all rows' is the same
-
-    def add_row(self, *cells: str, style: str = "") -> None:
-        self.rows.append([str(c) for c in cells])
-        self.row_styles.append(style)
-
-    def group(self, title: str) -> None:
-        """A row spanning the table that heads the rows after it (style "group")."""
-        self.rows.append([title] + [""] * (len(self.columns) - 1))
-        self.row_styles.append("group")
-
-    def note(self, text: str) -> str:
-        """The footnote mark for `text` ("¹"), numbered in order of first use; each text is listed once."""
-        if text not in self.footnotes:
-            self.footnotes.append(text)
-        return fmt.superscript(self.footnotes.index(text) + 1)
-
-    def marks(self, texts: list[str] | tuple[str, ...]) -> str:
-        """The marks of several footnotes ("¹ ³"), "" for none."""
-        return " ".join(self.note(t) for t in texts)
-
-    def covered(self, texts: Iterable[str]) -> Callable[[str], str]:
-        """Say what the table's intervals cover, given every row's (`TaskStats.ci_covers`): once under the
-        table when all are the same, else as a footnote per row. Returns a row's mark ("" when said once)."""
-        distinct = list(dict.fromkeys(texts))
-        if len(distinct) == 1:
-            self.covers = distinct[0]
-            return lambda text: ""
-        return lambda text: self.note(f"{COVERS} {text}")
-
-    @property
-    def notes(self) -> list[str]:
-        """What goes under the table: the caption, what its intervals cover, then each footnote after its mark."""
-        return ([self.caption] if self.caption else []) + ([f"{COVERS} {self.covers}."] if self.covers else []) + [
-            f"{fmt.superscript(i)} {text}" for i, text in enumerate(self.footnotes, 1)]
-
-    def to_rich(self) -> RenderableType:
-        """The table for the terminal, fitted to the width it is drawn at (`terminal.FittedTable`)."""
-        return FittedTable(self)
 
 
 def _table(title: str, columns: list[str], left: int = 1, text: tuple[int, ...] = ()) -> TableData:
@@ -179,11 +126,6 @@ def items(stats: Iterable[TaskStats]) -> tuple[str, str, str]:
 def _items_caption(stats: Iterable[TaskStats]) -> str:
     """The sentence that says what "items" are where a table mixes workloads; "" otherwise."""
     return f" {MIXED_ITEMS}." if items(stats)[2] == "items" else ""
-
-
-def mean_over(stats: Iterable[TaskStats], windows: str = "windows") -> str:
-    """What the tables' means are over: "replicates" where any task was measured by several processes."""
-    return "replicates (each over its windows)" if any(s.replicates for s in stats) else windows
 
 
 def _windows(s: TaskStats) -> str:
@@ -291,10 +233,10 @@ def normalisations_table(agg: Aggregate) -> TableData:
                " above-idle figures in the CSV/JSON export)",
                ["task", "Ws / inference", "Ws / inference / total param", "Ws / inference / active param",
                 "Ws / token / active param", "tokens / Ws"])
-    mark = t.covered(s.ci_covers for s in agg.tasks if s.spec.workload != "llm")
+    mark = t.covered(s.ci_covers for s in agg.tasks if not workload(s.spec.workload).series_over_batch)
     current = None
     for head, name, s in _task_rows(agg):
-        if s.spec.workload == "llm":
+        if workload(s.spec.workload).series_over_batch:
             continue  # in tokens and responses, with the LLM tables
         if head != current:
             t.group(head)
@@ -317,7 +259,7 @@ BREAKEVEN_METHOD = (f"95 % CI: {BOOTSTRAP} ({RESAMPLES:,} resamples, RNG seed {R
 def breakeven_table(agg: Aggregate) -> TableData:
     t = _table("Break-even: where MoE inferences/J overtakes dense (interpolated in log10 total parameters)",
                ["series", "energy", "sizes swept", "break-even", "95 % CI"], left=2, text=(3, 4))
-    t.covered(p.ci_covers for p in agg.pairs if p.moe.spec.workload != "llm")
+    t.covered(p.ci_covers for p in agg.pairs if not workload(p.moe.spec.workload).series_over_batch)
     for key, total, above in by_series(agg.break_evens, agg.break_evens_above_idle):
         differs = break_even_disagreement(total, above)
         for label, b in (("total", total), ("above idle", above)):
@@ -355,10 +297,8 @@ def roofline_table(agg: Aggregate) -> TableData:
 
 
 def ep_table(agg: Aggregate) -> TableData:
-    """The expert-parallel table, built in `report.ep` (imported here late: it imports `TableData`)."""
-    from .ep import ep_table as build
-
-    return build(agg)
+    """The expert-parallel table, built in `report.ep`."""
+    return _ep_table(agg)
 
 
 def cluster_section(agg: Aggregate) -> tuple[TableData | None, list[Line]]:
@@ -407,9 +347,6 @@ def failed_table(agg: Aggregate) -> TableData:
 
 def sections(agg: Aggregate) -> list[TableData]:
     """The tables with something to show, in reading order (the cluster section is apart)."""
-    from .llm import tables as llm_tables  # imports this module
-    from .serve import tables as serve_tables  # likewise
-
     out: list[TableData] = []
     if agg.pairs or agg.incomplete:
         out.append(pairs_table(agg))
@@ -418,9 +355,9 @@ def sections(agg: Aggregate) -> list[TableData]:
     out += served
     if agg.tasks:
         out += [tasks_table(agg), task_runs_table(agg)]
-        if any(s.spec.workload not in ("llm", "serve") for s in agg.tasks):  # theirs are with their own tables
+        if any(not workload(s.spec.workload).own_report_section for s in agg.tasks):  # theirs are with their own tables
             out.append(normalisations_table(agg))
-    if any(p.moe.spec.workload not in ("llm", "serve") for p in agg.pairs) or agg.break_evens or \
+    if any(not workload(p.moe.spec.workload).own_report_section for p in agg.pairs) or agg.break_evens or \
             not (agg.llm or served):
         out.append(breakeven_table(agg))  # an LLM run's series run over the batch, not the model's size
     if any(compare(r) for r in agg.results):
@@ -437,12 +374,12 @@ def _text(line: Line) -> Text:
 def render(agg: Aggregate, run_id: str, meta: Mapping[str, Any]) -> list[RenderableType]:
     """Everything for the terminal, in reading order."""
     out: list[RenderableType] = [_text(line) for line in header(agg, run_id, meta)]
-    out += [t.to_rich() for t in sections(agg)]
+    out += [FittedTable(t) for t in sections(agg)]
     table, lines = cluster_section(agg)
     out.append(Text("Cluster-wide energy", style="bold"))
     if table is not None:
-        out.append(table.to_rich())
+        out.append(FittedTable(table))
     out += [_text(line) for line in lines]
     if agg.failed:
-        out.append(failed_table(agg).to_rich())
+        out.append(FittedTable(failed_table(agg)))
     return out

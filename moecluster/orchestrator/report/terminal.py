@@ -19,7 +19,7 @@ from rich.text import Text
 from . import fmt
 
 if TYPE_CHECKING:
-    from .tables import TableData
+    from .cells import TableData
 
 LABEL_MIN_WIDTH = 24  # a label column never gets narrower than its longest word, up to this
 UNBOUNDED = 100_000  # the width a table is measured at to learn its natural width

@@ -17,6 +17,7 @@ from moecluster.orchestrator import rundir
 from moecluster.orchestrator.store import RunStore, pending_results
 from moecluster.orchestrator.sweep import PairPlan, Plan, SweepFile, expand, load_sweep
 from moecluster.orchestrator.sweep.size import check_task_count
+from moecluster.workloads.registry import workload
 
 from .state import run_state
 
@@ -123,13 +124,9 @@ def with_run_id(run: RunPlan, run_id: str) -> RunPlan:
 
 
 def _expand(sweep: SweepFile, run_id: str, root: Path) -> Plan:
-    """The sweep's plan for run `run_id` under `root` (a serve sweep's server logs in its run directory)."""
-    plan = expand(sweep, run_id=run_id)
-    if sweep.workload == "serve":
-        from moecluster.orchestrator.sweep.serve import with_log_dir
-
-        plan = with_log_dir(plan, root / run_id)
-    return plan
+    """The sweep's plan for run `run_id` under `root`, as its workload runs it there (a serve sweep's server
+    logs in its run directory)."""
+    return workload(sweep.workload).with_run_dir(expand(sweep, run_id=run_id), root / run_id)
 
 
 def write_new_run(run_dir: Path, run: RunPlan) -> None:

@@ -29,7 +29,7 @@ class Waiting:
 
 
 class PairQueue:
-    """Pairs in the order they are to start: as given (`sweep.expand.queue_order`), a pair put back
+    """Pairs in the order they are to start: as given (`sweep.pairs.queue_order`), a pair put back
     after a lost attempt first."""
 
     def __init__(self, waiting: Sequence[Waiting] = ()) -> None:

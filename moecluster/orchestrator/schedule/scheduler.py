@@ -2,7 +2,7 @@
 moment it returns.
 
 - What runs next is moecluster's choice (`queue.PairQueue`): replicate rounds, longest estimate first in
-  each (`sweep.expand.queue_order`), and Ray
+  each (`sweep.pairs.queue_order`), and Ray
   gets only as many pairs as the alive nodes can run at once. A single-GPU pair is one Ray task
   (`gpu_pair_task`: a fresh process per pair); a pair of expert-parallel degree `n` is a gang of
   `n` actors (`gang.GangRun`).
@@ -46,7 +46,7 @@ from moecluster.spec.records import TaskResult, TaskSpec
 from moecluster.orchestrator.store import RunStore
 from moecluster.orchestrator.sweep import PairPlan
 from moecluster.orchestrator.sweep.estimate import watchdog_s
-from moecluster.orchestrator.sweep.expand import queue_order
+from moecluster.orchestrator.sweep.pairs import queue_order
 from ray.exceptions import RayTaskError
 
 from .cluster import ACCELERATOR_PREFIX, Inventory, NodeInfo, inventory

@@ -22,9 +22,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from moecluster.workloads.registry import WORKLOADS
+
 from .aliases import expansion_problem
 from .bounds import BOUND_REASONS, DEFAULT_REASON
-from .schema import FieldProblem, ModelEntry, SweepFile
+from .error import SweepError
+from .schema import FieldProblem, ModelEntry, SweepFile, plugin_context
 from .shown import clip, shown
 from .suggest import did_you_mean
 
@@ -38,51 +41,9 @@ MAX_SWEEP_BYTES = 2**20
 # A sweep is four levels deep at most (the top mapping, `grids`, a grid, an axis' list); the bound
 # stays far below Python's recursion limit, which the YAML composer would otherwise reach.
 MAX_DEPTH = 16
-# One problem's line: a path, a key path and a message with values cut to `shown`'s length fit.
-MAX_MESSAGE_CHARS = 400
-# Problems listed for one file; the rest are counted.
-MAX_PROBLEMS_SHOWN = 20
 # Integers longer than this are no count any sweep key takes (and Python refuses to read 4,300 digits).
 MAX_INT_DIGITS = 40
 _STANDARD_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")}
-
-
-class SweepError(ValueError):
-    """A bad sweep. The message is one line naming the file, line and key where known; a file with
-    several problems holds each as one line in `problems` (file order), the message names the first
-    and counts the others.
-
-    (Not the CLI's `InputError`: importing that would import the whole CLI; `submit`
-    turns this into one.)
-    """
-
-    def __init__(self, message: str, path: Path | None = None, line: int | None = None, key: str = "",
-                 problems: tuple[str, ...] = ()) -> None:
-        message = clip(message, MAX_MESSAGE_CHARS)  # the last guard: each part quoted is cut already
-        super().__init__(message)
-        self.path, self.line, self.key = path, line, key
-        self.problems = problems or (message,)
-
-    @classmethod
-    def at(cls, path: Path, line: int | None, key: str, message: str, column: int | None = None) -> "SweepError":
-        where = clip(str(path), 160) + (f":{line}" if line else "") + (f":{column}" if line and column else "")
-        return cls(f"{where}: {key + ': ' if key else ''}{message}", path, line, key)
-
-    @classmethod
-    def many(cls, found: list["SweepError"]) -> "SweepError":
-        """One error holding every problem of `found` (at least one), ordered by line."""
-        found = sorted(found, key=lambda e: e.line or 0)
-        first, more = found[0], len(found) - 1
-        message = str(first) + (f" (and {more} more problem{'s' if more > 1 else ''} in this sweep)" if more else "")
-        return cls(message, first.path, first.line, first.key, problems=tuple(str(e) for e in found))
-
-    def report_lines(self, limit: int = MAX_PROBLEMS_SHOWN) -> list[str]:
-        """The problems to print, one per line: all of them, or the first `limit` and a count of the rest."""
-        if len(self.problems) <= limit:
-            return list(self.problems)
-        where = clip(str(self.path), 160) if self.path else "the sweep"
-        hidden = len(self.problems) - limit
-        return [*self.problems[:limit], f"{where}: {hidden} more problems not shown ({len(self.problems)} in all)"]
 
 
 class _Refused(yaml.MarkedYAMLError):
@@ -248,10 +209,11 @@ def parse_sweep(text: str, path: Path = Path("<sweep>"), overrides: dict[str, An
         data[key] = value
         for loc in [loc for loc in lines if loc[:1] == (key,)]:
             del lines[loc]
-    workload = data.get("workload") if isinstance(data.get("workload"), str) else "mlp"
+    named = data.get("workload")
+    workload = named if isinstance(named, str) else ""
     _resolve_prompt_file(data, path)
     try:
-        sweep = SweepFile.model_validate(data, context={"workload": workload})
+        sweep = SweepFile.model_validate(data, context=plugin_context(WORKLOADS, workload))
     except ValidationError as exc:
         found += _all_errors(exc, data, lines, path, set(overrides or ()))
     if found:

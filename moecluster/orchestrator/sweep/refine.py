@@ -22,6 +22,7 @@ from typing import Any
 
 from moecluster.spec.mlp.shapes import MoEShape
 from moecluster.orchestrator.aggregate.breakeven import MAX_GAP, BreakEven
+from moecluster.workloads.registry import workload
 
 WIDTH_STEP = 64  # a planned expert width is a multiple of this (tensor-core and twin-width friendly)
 
@@ -90,7 +91,7 @@ def refined_models(break_evens: Iterable[BreakEven], max_gap: float = MAX_GAP) -
     planned: dict[tuple[int, int], list[PlannedModel]] = {}
     for b in break_evens:
         pair = b.bracket
-        if pair is None or b.key.workload != "mlp" or (b.gap_factor or 0.0) <= max_gap:
+        if pair is None or not workload(b.key.workload).refines_break_even or (b.gap_factor or 0.0) <= max_gap:
             continue
         lo, hi = pair
         key = (lo.total_params, hi.total_params)

@@ -6,16 +6,21 @@ or explicit shape, `impl`, `dtype`, `batch_size`, `compile`, `match`, `duration_
 value or a list; a list is a grid axis. Unknown keys are errors (`extra="forbid"`), and
 types are strict: `batch_size: "128"` or `compile: 1` are rejected, not coerced.
 
-`workload` picks what is measured: `mlp` (the seed's MLPs, the default) or `llm` (transformer
+`workload` picks what is measured: `mlp` (the seed's MLPs, the default), `llm` (transformer
 LLMs, `agents.workloads.llm`), whose grid is `LLM_AXES`: `phase` (prefill, decode), `prompt_len`,
-`gen_tokens`, `path` (fast, reference) beside `impl` (library, grouped), `dtype`, `batch_size`. One
-schema holds both; a key or value of the other workload is refused at load, naming the key.
+`gen_tokens`, `path` (fast, reference) beside `impl` (library, grouped), `dtype`, `batch_size`, or `serve`
+(served models, `serve_schema`). One schema holds them all; what each workload takes is checked by its
+plug-in (`moecluster.workloads`), which the loader passes as validation context (`plugin_context`):
+a key or value of another workload is refused at load, naming the key.
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Optional, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator,
+                      model_validator)
 
 from moecluster.spec.llm.presets import PRESETS as LLM_PRESETS
 from moecluster.spec.llm.presets import moe_preset
@@ -23,6 +28,7 @@ from moecluster.spec.llm.shapes import LlmShape, family
 from moecluster.spec.mlp.shapes import PRESETS, MoEShape, ShapeError
 
 from .bounds import MAX_COUNT, MAX_NAME_CHARS, MAX_REPLICATES, MAX_SEED, MAX_WINDOW_S, MAX_ZIPF_S
+from .shown import clip, shown
 from .suggest import did_you_mean
 
 # The vocabulary of `moecluster bench` (`models.IMPLS`, `workloads.base.DTYPES`; a test keeps
@@ -30,7 +36,8 @@ from .suggest import did_you_mean
 Impl = Literal["naive", "sorted", "grouped", "library"]
 MLP_IMPLS = ("naive", "sorted", "grouped")
 LLM_IMPLS = ("library", "grouped")  # the llm workload's (`llm.workload.IMPLS`)
-Workload = Literal["mlp", "llm", "serve"]
+#: The workload a sweep names when it names none.
+DEFAULT_WORKLOAD = "mlp"
 Phase = Literal["prefill", "decode"]
 LlmPath = Literal["fast", "reference"]
 DType = Literal["float32", "bfloat16", "float16"]
@@ -103,19 +110,14 @@ class ModelEntry(_Strict):
 
     @model_validator(mode="after")
     def _shape_is_possible(self, info: ValidationInfo) -> "ModelEntry":
-        workload = (info.context or {}).get("workload", "mlp")
-        if workload == "serve":
-            return self  # a serve sweep names no `models` (its served models are under `serve.pairs`)
-        foreign = MLP_MODEL_FIELDS if workload == "llm" else LLM_MODEL_FIELDS
-        for key in foreign:
-            if getattr(self, key) is not None:
-                other = "mlp" if workload == "llm" else "llm"
-                raise FieldProblem((key,), f"is a field of workload {other}; this sweep's workload is {workload}")
-        if workload == "llm":
-            self.llm_shape()
-        else:
-            self.shape()  # raises ValueError naming the field
+        _plugin(info).check_model(self)  # raises FieldProblem naming the field
         return self
+
+    def foreign_fields(self, fields: tuple[str, ...], owner: str, workload: str) -> None:
+        """FieldProblem naming the first of `fields` (another workload's, `owner`'s) that this entry sets."""
+        for key in fields:
+            if getattr(self, key) is not None:
+                raise FieldProblem((key,), f"is a field of workload {owner}; this sweep's workload is {workload}")
 
     def shape(self) -> MoEShape:
         """The MoE shape this entry describes (the preset's, with any field overridden)."""
@@ -267,7 +269,7 @@ class SweepFile(_Strict):
     device: Literal["cuda", "cpu"] = "cuda"
     meter: Literal["auto", "nvml", "fake", "none"] = "auto"
     sample_power: bool = True
-    workload: Workload = "mlp"
+    workload: str = DEFAULT_WORKLOAD
     # workload llm: phases measured apart, tokens per prompt and generated per sequence (decode), and the
     # path: moecluster's fast one (static KV cache, CUDA graphs) or transformers' generate as users call it
     phase: Axis[Phase] = ["prefill", "decode"]
@@ -287,11 +289,28 @@ class SweepFile(_Strict):
     def _non_empty_unique(cls, value: list[Any]) -> list[Any]:
         return _unique(value)
 
+    # the workload's plug-in (`moecluster.workloads.base.WorkloadPlugin`), set once validated (`_consistent`);
+    # typed Any: the schema imports nothing of the plug-ins, which import it
+    _plugin: Any = PrivateAttr(default=None)
+
+    @field_validator("workload", mode="after")
+    @classmethod
+    def _known_workload(cls, value: str, info: ValidationInfo) -> str:
+        names = list(_workloads(info))
+        if value not in names:
+            raise ValueError(f"{shown(value)} is not one of {', '.join(names)}{did_you_mean(clip(value), names)}")
+        return value
+
     @model_validator(mode="after")
-    def _consistent(self) -> "SweepFile":
-        if self.workload == "serve":
-            self._serve_keys()
-            return self
+    def _consistent(self, info: ValidationInfo) -> "SweepFile":
+        plugin = _workloads(info)[self.workload]
+        plugin.check_sweep(self)
+        self._plugin = plugin
+        return self
+
+    def check_models(self) -> None:
+        """The checks of a sweep that measures `models` (MLP and LLM): given, named apart, no `serve`
+        section, no CUDA graph required on a CPU."""
         if not self.models:
             raise FieldProblem(("models",), "must not be empty" if "models" in self.model_fields_set
                                else "required key is missing")
@@ -305,67 +324,38 @@ class SweepFile(_Strict):
                                f"two models are named {dup[0]!r}; give one a distinct `name`")
         if self.device == "cpu" and True in self.cuda_graphs:
             raise FieldProblem(("cuda_graphs",), "CUDA graphs need device cuda")
-        self._workload_keys()
-        for i, model in enumerate(self.models):
-            if self.workload == "llm":
-                continue  # expert_parallel is refused for llm (`_workload_keys`)
-            experts = model.shape().num_experts
-            for ep in self.expert_parallel:
-                if ep > 1 and experts % ep:
-                    raise FieldProblem(("expert_parallel",), f"{ep} does not divide num_experts ({experts})"
-                                       f" of models[{i}] ({model.label}): experts are split evenly over GPUs")
-        for ep in self.expert_parallel:
-            for batch in self.batch_size:
-                if ep > 1 and batch % ep:
-                    raise FieldProblem(("batch_size",), f"{batch} is not divisible by expert_parallel {ep}:"
-                                       " the global batch is split evenly over the gang's ranks")
-        return self
 
-    def _workload_keys(self) -> None:
-        """Refuse keys and values of the other workload (they would be silently ignored)."""
+    def foreign_keys(self, keys: tuple[str, ...], owner: str) -> None:
+        """FieldProblem naming the first of `keys` (another workload's, `owner`'s) set off its default."""
         given = self.model_fields_set  # a key at its default passes (a resolved sweep, dumped, lists them all)
-        if self.workload == "mlp":
-            if self.grids is not None:
-                raise FieldProblem(("grids",), "is a key of workload llm (this sweep's workload is mlp)")
-            for key in LLM_ONLY:
-                if key in given and getattr(self, key) != SweepFile.model_fields[key].default:
-                    raise FieldProblem((key,), "is a key of workload llm (this sweep's workload is mlp)")
-            if "library" in self.impl:
-                raise FieldProblem(("impl",), f"'library' is an llm implementation; mlp takes {', '.join(MLP_IMPLS)}")
-            return
-        for key in MLP_ONLY:
-            default = SweepFile.model_fields[key].default
-            if key in given and getattr(self, key) != default:
-                values = ", ".join(str(v) for v in getattr(self, key))
-                raise FieldProblem((key,), f"{values} is not implemented for workload llm (it takes"
-                                   f" {', '.join(str(v) for v in default)} only)")
-        parts: list[tuple[tuple[str | int, ...], list[Any] | None, list[Any] | None]] = [((), self.impl, None)]
-        parts += [(("grids", i), g.impl, g.cuda_graphs) for i, g in enumerate(self.grids or ())]
-        for loc, impls, graphs in parts:
-            bad = [i for i in (impls or ()) if i not in LLM_IMPLS]
-            if bad:
-                raise FieldProblem((*loc, "impl"), f"{bad[0]!r} is an mlp implementation; llm takes"
-                                   f" {', '.join(LLM_IMPLS)} (library: transformers' own experts; grouped:"
-                                   " moecluster's kernels)")
-            if self.device == "cpu" and True in (graphs or ()):
-                raise FieldProblem((*loc, "cuda_graphs"), "CUDA graphs need device cuda")
-        if "seed" in self.match:
-            raise FieldProblem(("match",), "'seed' is the MLP seed's own width; llm twins match total or active")
+        for key in keys:
+            if key in given and getattr(self, key) != SweepFile.model_fields[key].default:
+                raise FieldProblem((key,), f"is a key of workload {owner} (this sweep's workload is {self.workload})")
 
-    def _serve_keys(self) -> None:
-        """A serve sweep: its `serve` section given, and no key of the other workloads set."""
-        if self.serve is None:
-            raise FieldProblem(("serve",), "workload serve needs a serve section (pairs of served models, prompts,"
-                               " concurrency or request_rate)")
-        given = self.model_fields_set
-        if self.models:  # (a resolved sweep, dumped, lists an empty `models`)
-            raise FieldProblem(("models",), "workload serve names its served models under serve.pairs")
-        own = {"name", "workload", "serve", "duration_s", "warmup_s", "repeats", "replicates", "device", "meter",
-               "sample_power", "accelerator_type", "placement_strategy"}
-        for key in sorted(given - own - {"models"}, key=list(SweepFile.model_fields).index):
+    def unimplemented_keys(self, keys: tuple[str, ...]) -> None:
+        """FieldProblem naming the first of `keys` given a value other than its default, which this
+        sweep's workload does not implement."""
+        for key in keys:
+            default = SweepFile.model_fields[key].default
+            if key in self.model_fields_set and getattr(self, key) != default:
+                values = ", ".join(str(v) for v in getattr(self, key))
+                raise FieldProblem((key,), f"{values} is not implemented for workload {self.workload} (it takes"
+                                   f" {', '.join(str(v) for v in default)} only)")
+
+    def only_keys(self, own: set[str], listed: str) -> None:
+        """FieldProblem naming the first key set off its default that is not in `own` (`listed` names them)."""
+        for key in sorted(self.model_fields_set - own - {"models"}, key=list(SweepFile.model_fields).index):
             if getattr(self, key) != SweepFile.model_fields[key].default:
-                raise FieldProblem((key,), "is not a key of workload serve (it takes serve:, duration_s, warmup_s,"
-                                   " repeats, replicates, device, meter, accelerator_type)")
+                raise FieldProblem((key,), f"is not a key of workload {self.workload} (it takes {listed})")
+
+    def grid_count(self, grid: Mapping[str, list[Any]]) -> tuple[int, str]:
+        """Tasks of one grid of `models` (every model × every axis' values × tasks per pair) and the product."""
+        axes = [a for a in grid if not (self.share_twins and a == "impl")]
+        sizes = [(len(self.models), "models")] + [(len(grid[a]), a) for a in axes]
+        per_pair = len(self.match) + (len(grid["impl"]) if self.share_twins else 1)
+        count = math.prod(n for n, _ in sizes) * per_pair
+        factors = [f"{n:,} {name}" for n, name in sizes if n > 1] + [f"{per_pair} tasks per pair"]
+        return count, " × ".join(factors)
 
     def llm_grids(self) -> list[dict[str, list[Any]]]:
         """The LLM grids: each `grids` entry's axes over the sweep's own, or the sweep's own alone."""
@@ -375,19 +365,34 @@ class SweepFile(_Strict):
         return [{**own, **{k: v for k, v in g.model_dump().items() if v is not None}} for g in self.grids]
 
     def grid_axes(self) -> tuple[str, ...]:
-        """The keys that form this sweep's grid, in id order (`AXES`, or `LLM_AXES` for workload llm)."""
-        if self.workload == "serve":
-            return SERVE_AXES
-        return LLM_AXES if self.workload == "llm" else AXES
+        """The keys that form this sweep's grid, in id order (its workload's `grid_axes`)."""
+        axes: tuple[str, ...] = self._plugin.grid_axes
+        return axes
 
     def varying(self) -> list[str]:
         """The axes with more than one value (in any LLM grid), in `grid_axes()` order."""
-        if self.workload == "serve":
-            return [self.serve.load_axis] if self.serve is not None and len(self.serve.load_levels()) > 1 else []
-        if self.workload == "llm":
-            grids = self.llm_grids()
-            return [a for a in LLM_AXES if len({v for g in grids for v in g[a]}) > 1]
-        return [a for a in self.grid_axes() if len(getattr(self, a)) > 1]
+        varying: list[str] = self._plugin.varying(self)
+        return varying
+
+
+def plugin_context(workloads: Mapping[str, Any], workload: str) -> dict[str, Any]:
+    """The validation context a sweep is validated with: the registered workloads (`registry.WORKLOADS`) and
+    the name the file gives (its `models` entries are checked by that workload, or the default's where the
+    name is unknown: the name itself is refused apart)."""
+    return {"workloads": workloads, "workload": workload if workload in workloads else DEFAULT_WORKLOAD}
+
+
+def _workloads(info: ValidationInfo) -> Mapping[str, Any]:
+    context = info.context or {}
+    if "workloads" not in context:
+        raise TypeError("a sweep is validated with its workloads as context (`plugin_context`; `loader.parse_sweep`"
+                        " gives it)")
+    workloads: Mapping[str, Any] = context["workloads"]  # name → `WorkloadPlugin`
+    return workloads
+
+
+def _plugin(info: ValidationInfo) -> Any:
+    return _workloads(info)[(info.context or {})["workload"]]
 
 
 from .serve_schema import ServeSection  # noqa: E402 - it builds on the types above

@@ -9,10 +9,11 @@ started anyway: its estimate, on one slot, is refused above `--max-hours`.
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from .expand import Plan
-from .loader import SweepError
+from moecluster.workloads.registry import workload
+
+from .error import SweepError
+from .pairs import Plan
 from .schema import SweepFile
 
 
@@ -23,28 +24,11 @@ def task_count(sweep: SweepFile) -> tuple[int, str]:
     without expanding anything. The text reads e.g. `2 models × 3 impl × 4 batch_size × 2 tasks per pair ×
     3 replicates`.
     """
-    if sweep.workload == "serve":
-        from .serve import serve_task_count
-
-        count, text = serve_task_count(sweep)
-    elif sweep.workload == "llm" and sweep.grids:
-        parts = [_count(sweep, grid) for grid in sweep.llm_grids()]
-        count, text = sum(n for n, _ in parts), " + ".join(f"({t})" for _, t in parts)
-    else:
-        count, text = _count(sweep, {a: getattr(sweep, a) for a in sweep.grid_axes()})
+    count, text = workload(sweep.workload).task_count(sweep)
     if sweep.replicates > 1:
         return count * sweep.replicates, f"({text}) × {sweep.replicates} replicates" if "+" in text \
             else f"{text} × {sweep.replicates} replicates"
     return count, text
-
-
-def _count(sweep: SweepFile, grid: dict[str, list[Any]]) -> tuple[int, str]:
-    axes = [a for a in grid if not (sweep.share_twins and a == "impl")]
-    sizes = [(len(sweep.models), "models")] + [(len(grid[a]), a) for a in axes]
-    per_pair = len(sweep.match) + (len(grid["impl"]) if sweep.share_twins else 1)
-    count = math.prod(n for n, _ in sizes) * per_pair
-    factors = [f"{n:,} {name}" for n, name in sizes if n > 1] + [f"{per_pair} tasks per pair"]
-    return count, " × ".join(factors)
 
 
 def check_task_count(sweep: SweepFile, max_tasks: int) -> int:

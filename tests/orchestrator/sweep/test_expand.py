@@ -162,7 +162,7 @@ def test_one_replicate_keeps_the_ids_of_stores_written_before_replicates() -> No
 
 
 def test_default_replicates_and_queue_order_interleave_a_pairs_replicates() -> None:
-    from moecluster.orchestrator.sweep.expand import queue_order
+    from moecluster.orchestrator.sweep.pairs import queue_order
 
     sweep = parse_sweep("name: x\nmodels: [{preset: small}, {preset: medium}]\n")
     assert sweep.replicates == REPLICATES_DEFAULT == 3

@@ -18,13 +18,10 @@ from moecluster.spec.llm.shapes import LlmShape
 from moecluster.spec.llm.twins import match_dense
 from moecluster.spec.mlp.shapes import ShapeError
 
-from .estimate import task_estimate_s
-from .expand import PairPlan, Plan
-from .loader import SweepError
-from .memory import check_task_memory
-from .schema import SweepFile
-
-DTYPE_SHORT = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+from moecluster.orchestrator.sweep.error import SweepError
+from moecluster.orchestrator.sweep.estimate import task_estimate_s
+from moecluster.orchestrator.sweep.pairs import DTYPE_SHORT, PairPlan, Plan
+from moecluster.orchestrator.sweep.schema import SweepFile
 
 
 def llm_pair_id(model: str, point: dict[str, Any], varying: list[str], with_impl: bool = True) -> str:
@@ -99,7 +96,8 @@ def _pair(sweep: SweepFile, run_id: str, names: tuple[str, str | None, str | Non
     label, preset, model_name = names
     point = points[0]
     common: dict[str, Any] = dict(
-        pair_id=pair_id, preset=preset, model_name=model_name, run_id=run_id, workload="llm", dtype=point["dtype"],
+        pair_id=pair_id, preset=preset, model_name=model_name, run_id=run_id, workload=sweep.workload,
+        dtype=point["dtype"],
         batch_size=point["batch_size"], device=sweep.device, duration_s=sweep.duration_s, warmup_s=sweep.warmup_s,
         repeats=sweep.repeats, cuda_graphs=point["cuda_graphs"], seed=point["seed"], meter=sweep.meter,
         sample_power=sweep.sample_power, reverse_order=index % 2 == 1, phase=point["phase"],
@@ -112,8 +110,6 @@ def _pair(sweep: SweepFile, run_id: str, names: tuple[str, str | None, str | Non
         tasks.append(TaskSpec(task_id=f"{pair_id}-moe{suffix}", kind="moe", impl=moe_point["impl"],
                               model=moe.as_model(), architecture=moe.architecture, **common))
     params = [d.params() for d in twins.values()] + [moe.params()] * len(points)
-    for task, p in zip(tasks, params):
-        check_task_memory(task, p.total)
     return PairPlan(pair_id=pair_id, model=label, tasks=tuple(tasks), params_total=tuple(p.total for p in params),
                     params_active=tuple(p.active_per_token for p in params),
                     estimated_s=tuple(task_estimate_s(t, p.total) for t, p in zip(tasks, params)), gpus=1,

@@ -15,11 +15,11 @@ from typing import Any
 
 from moecluster.spec.records import Kind, ServeSpec, TaskSpec
 
-from .estimate import task_estimate_s
-from .expand import PairPlan, Plan
-from .loader import SweepError
-from .schema import SweepFile
-from .serve_schema import ServedModel, ServeSection, prompts_of
+from moecluster.orchestrator.sweep.error import SweepError
+from moecluster.orchestrator.sweep.estimate import task_estimate_s
+from moecluster.orchestrator.sweep.pairs import PairPlan, Plan
+from moecluster.orchestrator.sweep.schema import SweepFile
+from moecluster.orchestrator.sweep.serve_schema import ServedModel, ServeSection, prompts_of
 
 #: What a server start is estimated at: this share of its `startup_timeout_s`. The head's watchdog fails a
 #: pair at twice its estimate (`estimate.watchdog_s`), so half the bound keeps a server that loads within its
@@ -72,7 +72,7 @@ def expand_serve(sweep: SweepFile, run_id: str = "local") -> Plan:
                 pair_id = f"{served.name}-{load_id}" + (f"-{accelerator}" if len(sweep.accelerator_type) > 1
                                                              else "")
                 common: dict[str, Any] = dict(
-                    pair_id=pair_id, run_id=run_id, workload="serve", device=sweep.device,
+                    pair_id=pair_id, run_id=run_id, workload=sweep.workload, device=sweep.device,
                     duration_s=sweep.duration_s, warmup_s=sweep.warmup_s, repeats=sweep.repeats, meter=sweep.meter,
                     sample_power=sweep.sample_power, reverse_order=len(pairs) % 2 == 1,
                     batch_size=concurrency or section.max_in_flight or 1,

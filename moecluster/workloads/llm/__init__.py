@@ -1,0 +1,1 @@
+"""Transformer LLMs as a workload plug-in (`plugin.LlmWorkload`)."""

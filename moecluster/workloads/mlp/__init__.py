@@ -1,0 +1,1 @@
+"""The seed's MLPs as a workload plug-in (`plugin.MlpWorkload`)."""

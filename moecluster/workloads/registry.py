@@ -1,0 +1,26 @@
+"""The registered workloads: name → plug-in. A new workload is one line in `PLUGINS`.
+
+Head code looks a workload up here (`workload(name)`) or iterates `WORKLOADS`; it never tests a name.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from moecluster.orchestrator.sweep.schema import DEFAULT_WORKLOAD
+
+from .base import WorkloadPlugin
+from .llm.plugin import LlmWorkload
+from .mlp.plugin import MlpWorkload
+from .serve.plugin import ServeWorkload
+
+#: Every workload's plug-in, in the order sweeps and reports list them.
+PLUGINS: tuple[WorkloadPlugin, ...] = (MlpWorkload(), LlmWorkload(), ServeWorkload())
+#: name → plug-in (read-only).
+WORKLOADS: Mapping[str, WorkloadPlugin] = MappingProxyType({p.name: p for p in PLUGINS})
+
+
+def workload(name: str) -> WorkloadPlugin:
+    """The plug-in of workload `name`; a name this version does not know (a record written by another one)
+    reads as the default workload's, as records did before workloads had plug-ins."""
+    return WORKLOADS.get(name, WORKLOADS[DEFAULT_WORKLOAD])

@@ -1,0 +1,1 @@
+"""Served models as a workload plug-in (`plugin.ServeWorkload`)."""
