@@ -28,24 +28,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..workloads.mlp.models import MoEMLP, route_top_k
-from .exchange import COUNT_BYTES, Exchange, StepMarks, experts_per_rank
+from .exchange import (COUNT_BYTES, DISPATCH_FORMS, HOSTSYNC, PHASES, STATIC, Exchange, StepMarks, experts_per_rank,
+                       shard_rows)
 
 __all__ = ["COUNT_BYTES", "DISPATCH_FORMS", "EP_IMPLS", "HOSTSYNC", "PHASES", "STATIC", "ExpertParallelMoE",
            "StepMarks", "expert_loop", "experts_per_rank", "shard_rows"]
 
-PHASES = ("route", "dispatch", "experts", "combine")
 EP_IMPLS = ("grouped", "sorted")  # `naive` loops over every expert with masks: a one-device form only
-HOSTSYNC, STATIC = "ep-hostsync", "ep-static"
-DISPATCH_FORMS = (HOSTSYNC, STATIC)
-
-
-def shard_rows(batch_size: int, world_size: int, rank: int) -> slice:
-    """This rank's rows of a global batch; a ValueError naming both numbers when N does not divide B."""
-    if batch_size % world_size:
-        raise ValueError(f"batch_size {batch_size} is not divisible by the world size {world_size}: "
-                         "every rank takes batch_size / world_size rows")
-    rows = batch_size // world_size
-    return slice(rank * rows, (rank + 1) * rows)
 
 
 def expert_loop(experts: MoEMLP, h_sorted: Tensor, counts: list[int]) -> Tensor:

@@ -33,6 +33,9 @@ import torch.distributed as dist
 from torch import Tensor
 
 COUNT_BYTES = 8  # int64 counts
+PHASES = ("route", "dispatch", "experts", "combine")  # an expert-parallel MoE's step
+HOSTSYNC, STATIC = "ep-hostsync", "ep-static"  # the dispatch forms (`Exchange.hostsync`, `Exchange.static`)
+DISPATCH_FORMS = (HOSTSYNC, STATIC)
 
 # (rows sorted by local expert, rows per local expert on the host, the same on the device) -> outputs
 HostExperts = Callable[[Tensor, list[int], Tensor], Tensor]
@@ -57,6 +60,36 @@ def experts_per_rank(num_experts: int, world_size: int) -> int:
         raise ValueError(f"num_experts {num_experts} is not divisible by the world size {world_size}: "
                          "expert parallelism puts the same number of experts on every rank")
     return num_experts // world_size
+
+
+def shard_rows(batch_size: int, world_size: int, rank: int) -> slice:
+    """This rank's rows of a global batch; a ValueError naming both numbers when N does not divide B."""
+    if batch_size % world_size:
+        raise ValueError(f"batch_size {batch_size} is not divisible by the world size {world_size}: "
+                         "every rank takes batch_size / world_size rows")
+    rows = batch_size // world_size
+    return slice(rank * rows, (rank + 1) * rows)
+
+
+@dataclass(frozen=True)
+class ExpertParallelPart:
+    """An MoE workload's model, expert parallel on one rank, as the gang runs it.
+
+    `step()`: one step of this rank's share of the global batch (a collective); `phased(marks)`:
+    the same step reporting its `phases` to `marks` (a timed pass, apart from energy windows);
+    `alltoall_bytes`: what each rank sends in one dispatch and one combine call on average (send
+    buffers, own chunk included), the sizes the raw all-to-all is measured at; `bytes_per_batch`:
+    what a global batch must move from memory over the gang (the roofline's bytes); `form`: how it runs.
+    """
+
+    step: Callable[[], object]
+    phased: Callable[[StepMarks], object]
+    phases: tuple[str, ...]
+    alltoall_bytes: tuple[float, float]
+    bytes_per_batch: float
+    form: dict[str, str]
+    local_experts: int
+    rows: int  # this rank's share of the global batch (rows, or sequences)
 
 
 def _combine(back: Tensor, token: Tensor, gate: Tensor, tokens: int, dtype: torch.dtype) -> Tensor:

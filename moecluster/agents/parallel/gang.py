@@ -51,7 +51,6 @@ from ..observer import NullObserver, TaskObserver
 from ..pair import round_order
 from moecluster.spec.records import AllToAllPoint, PhaseStat, TaskResult, TaskSpec
 from .alltoall import alltoall_points
-from .ep_moe import PHASES
 from .group import Gang, GangContext, process_group
 from .lockstep import StepPlan, run_steps, warm_up
 from .merge import RankWindow, energy_source, merge_phases, merge_window, window_notes
@@ -155,18 +154,17 @@ def _measure_window(rank: _Rank, run: _Run, task: GangTask, position: int, offse
 
 def _communication(rank: _Rank, run: _Run, task: GangTask) -> tuple[tuple[PhaseStat, ...], tuple[AllToAllPoint, ...]]:
     """An expert-parallel task's timed pass of its phases and its raw all-to-all (a collective)."""
-    if task.ep is None or task.shard is None or run.plan is None:
+    if task.part is None or run.plan is None:
         return (), ()
-    gang, ep, shard = rank.gang, task.ep, task.shard
+    gang, part = rank.gang, task.part
     clock = PhaseClock(gang.device)
     set_fake_load(rank.gpus, 1.0)
     gang.barrier()
     for _ in range(run.plan.phase_steps):
-        ep(shard, clock)
-    phases = merge_phases(gang.all_gather(clock.summary()), PHASES)
+        part.phased(clock)
+    phases = merge_phases(gang.all_gather(clock.summary()), part.phases)
     window_s = min(ALLTOALL_ENERGY_WINDOW_S, task.spec.duration_s)
-    points = alltoall_points(gang, task.alltoall_sizes(gang.world_size), task.dtype, meter=rank.meter,
-                             energy_window_s=window_s)
+    points = alltoall_points(gang, task.alltoall_sizes(), task.dtype, meter=rank.meter, energy_window_s=window_s)
     set_fake_load(rank.gpus, 0.0)
     return phases, points
 

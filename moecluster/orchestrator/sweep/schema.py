@@ -52,11 +52,11 @@ AXES = ("impl", "dtype", "batch_size", "compile", "cuda_graphs", "load", "zipf_s
         "seed", "expert_parallel", "accelerator_type")
 #: The grid of workload llm, in id order.
 LLM_AXES = ("impl", "dtype", "batch_size", "phase", "prompt_len", "gen_tokens", "path", "cuda_graphs", "seed",
-            "accelerator_type")
+            "expert_parallel", "accelerator_type")  # expert_parallel: the transformer MoE's EP (issue 25)
 #: The grid of workload serve (its values under `serve:`).
 SERVE_AXES = ("concurrency", "accelerator_type")
 LLM_ONLY = ("phase", "prompt_len", "gen_tokens", "path")
-MLP_ONLY = ("compile", "load", "zipf_s", "train_epochs", "expert_parallel")
+MLP_ONLY = ("compile", "load", "zipf_s", "train_epochs")
 MLP_MODEL_FIELDS = ("expert_hidden_dim", "expert_num_layers", "input_dim", "output_dim")
 LLM_MODEL_FIELDS = ("architecture", "vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
                     "intermediate_size", "shared_intermediate_size")
@@ -307,15 +307,16 @@ class SweepFile(_Strict):
             raise FieldProblem(("cuda_graphs",), "CUDA graphs need device cuda")
         self._workload_keys()
         for i, model in enumerate(self.models):
-            if self.workload == "llm":
-                continue  # expert_parallel is refused for llm (`_workload_keys`)
-            experts = model.shape().num_experts
+            # issue 25: the llm MoE splits its experts too (one line here; the plug-in registry may own it)
+            experts = (model.llm_shape() if self.workload == "llm" else model.shape()).num_experts
             for ep in self.expert_parallel:
                 if ep > 1 and experts % ep:
                     raise FieldProblem(("expert_parallel",), f"{ep} does not divide num_experts ({experts})"
                                        f" of models[{i}] ({model.label}): experts are split evenly over GPUs")
+        batches = {b for g in self.llm_grids() for b in g["batch_size"]} if self.workload == "llm" \
+            else set(self.batch_size)  # issue 25: an llm grid's batch sizes are split over the gang too
         for ep in self.expert_parallel:
-            for batch in self.batch_size:
+            for batch in sorted(batches):
                 if ep > 1 and batch % ep:
                     raise FieldProblem(("batch_size",), f"{batch} is not divisible by expert_parallel {ep}:"
                                        " the global batch is split evenly over the gang's ranks")

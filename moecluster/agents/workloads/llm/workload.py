@@ -123,10 +123,10 @@ class LlmWorkload:
         for name, value, default, why in (
                 ("compile", spec.compile, False, "the fast path replays CUDA graphs instead"),
                 ("load", spec.load, "router", "the router's own choice is the only load"),
-                ("train_epochs", spec.train_epochs, 0, "the weights stay random"),
-                ("expert_parallel", spec.expert_parallel, 1, "one GPU per task")):
+                ("train_epochs", spec.train_epochs, 0, "the weights stay random")):
             if value != default:
                 raise ValueError(f"{name}: {value!r} is not implemented for workload llm ({why})")
+        _validate_expert_parallel(spec, shape)
         if spec.cuda_graphs and spec.path == "reference":
             raise ValueError("cuda_graphs: true is impossible on path reference (transformers' generate runs eagerly)")
         require_graphs_possible(spec.device, spec.cuda_graphs)
@@ -215,6 +215,25 @@ class LlmWorkload:
         if spec.path == "reference":
             candidates = candidates[:1]  # the reference runs with one kernel: nothing is measured to choose
         return candidates, skipped
+
+
+def _validate_expert_parallel(spec: TaskSpec, shape: LlmShape) -> None:
+    """ValueError where `expert_parallel` (experts over that many GPUs, `expert_parallel.py`) cannot run:
+    only an MoE on the fast path, its experts and sequences split evenly, without CUDA graphs."""
+    ep = spec.expert_parallel
+    if ep == 1:
+        return
+    if ep < 1:
+        raise ValueError(f"expert_parallel must be >= 1, got {ep}")
+    if spec.kind != "moe":
+        raise ValueError(f"expert_parallel: {ep} is for the MoE side; a dense twin runs data parallel with 1")
+    if spec.path != "fast":
+        raise ValueError(f"expert_parallel: {ep} needs path fast (transformers' generate runs on one device)")
+    if shape.num_experts % ep or spec.batch_size % ep:
+        raise ValueError(f"expert_parallel {ep} must divide num_experts ({shape.num_experts}) and batch_size"
+                         f" ({spec.batch_size})")
+    if spec.cuda_graphs:
+        raise ValueError(f"cuda_graphs: true is impossible with expert_parallel {ep} (the step runs eagerly)")
 
 
 def _key(spec: TaskSpec, device: torch.device) -> Hashable:
