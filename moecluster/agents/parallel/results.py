@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..meters.roofline import roofline
-from moecluster.spec.records import AllToAllPoint, PhaseStat, Roofline, TaskResult, TaskSpec, Window
-from ..runner import resolution_warning, window_drift
+from moecluster.spec.records import AllToAllPoint, PhaseStat, Roofline, TaskResult, Window
+from ..session import resolution_warning, window_drift
 from .merge import merge_idle
 from .rank_setup import RankFacts
 from .roofline import gang_peaks
@@ -77,11 +77,3 @@ def gang_result(task: GangTask, windows: Sequence[GangWindow], facts: Sequence[R
         versions={**facts[0].versions, **notes}, started_at=started_at, finished_at=finished_at,
         form=dict(task.form), choice=task.choice, drift=window_drift(ws), warnings=_warnings(task, windows, facts),
         world_size=len(facts), phases=phases, alltoall=alltoall)
-
-
-def failed_result(spec: TaskSpec, error: str, facts: Sequence[RankFacts], world_size: int, *, node: str,
-                  started_at: float, finished_at: float) -> TaskResult:
-    """A task the gang could not measure; `error` names the rank that failed first."""
-    return TaskResult(spec=spec, status="failed", error=error, node=facts[0].node if facts else node,
-                      gpus=tuple(g for f in facts for g in f.gpus), started_at=started_at, finished_at=finished_at,
-                      world_size=world_size)

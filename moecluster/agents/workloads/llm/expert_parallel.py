@@ -97,12 +97,8 @@ class LayerExperts:
             return h.new_empty(0, h.shape[1])
         if self.grouped:
             return self._grouped(h, counts)
-        outs, start = [], 0
-        for e, c in enumerate(counts_host):
-            if c:
-                outs.append(self._one(e, h[start:start + c]))
-                start += c
-        return torch.cat(outs)
+        rows = torch.split(h, counts_host)
+        return torch.cat([self._one(e, part) for e, part in enumerate(rows) if part.shape[0]])
 
     def _static(self, h: Tensor, eid: Tensor, counts: Tensor) -> Tensor:
         """The local experts on padded rows sorted by expert id `eid` (the exchange zeroes the padding)."""
