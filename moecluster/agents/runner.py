@@ -34,8 +34,8 @@ from .meters.peaks import PeakCache
 from .meters.roofline import roofline
 from moecluster.spec.records import TaskResult, TaskSpec, Window
 from .session import (CPU_ENERGY_REASON, MIN_WARMUP_STEPS, PROGRESS_EVERY_S, failed_result, gpu_records,
-                      open_task_devices, read_facts, resolution_warning, resolve_device, select_gpus, set_fake_load,
-                      versions, window_drift)
+                      open_task_devices, read_facts, record_warnings, resolution_warning, resolve_device, select_gpus,
+                      set_fake_load, versions, window_drift)
 from .workloads.base import Prepared, get_workload, torch_dtype
 
 if TYPE_CHECKING:
@@ -168,16 +168,8 @@ def _window(reading: EnergyReading, inferences: int, started_at: float, position
 
 
 def _warnings(readings: Sequence[EnergyReading], idle: IdleReading | None, gpus: Sequence[Gpu] = ()) -> tuple[str, ...]:
-    out: list[str] = []
-    if idle is not None and idle.power_w is not None and not idle.settled:
-        out.append(f"idle power {idle.note}")
-    for i, r in enumerate(readings):
-        name = f"window {i + 1}/{len(readings)}: " if len(readings) > 1 else ""
-        for text in (r.note, resolution_warning(r.energy_j, r.energy_resolution_j, r.update_period_s)):
-            if text:
-                out.append(name + text)
-    out += [f"GPU {g.info.index}: {g.power_note}" for g in gpus if g.power_note]
-    return tuple(dict.fromkeys(out))
+    per_window = [(r.note, resolution_warning(r.energy_j, r.energy_resolution_j, r.update_period_s)) for r in readings]
+    return record_warnings(idle, per_window, last=[f"GPU {g.info.index}: {g.power_note}" for g in gpus if g.power_note])
 
 
 def run_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indices: Sequence[int] | None = None,

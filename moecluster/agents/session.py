@@ -165,6 +165,19 @@ def resolution_warning(energy_j: float | None, resolution_j: float | None, updat
     return text
 
 
+def record_warnings(idle: IdleReading | None, per_window: Sequence[Sequence[str | None]],
+                    first: Sequence[str] = (), last: Sequence[str] = ()) -> tuple[str, ...]:
+    """A record's warnings, once each: `first`, an idle power that did not settle, each window's texts
+    (named "window i/n: " where there are several; None skipped), then `last`."""
+    out = list(first)
+    if idle is not None and idle.power_w is not None and not idle.settled:
+        out.append(f"idle power {idle.note}")
+    for i, texts in enumerate(per_window):
+        name = f"window {i + 1}/{len(per_window)}: " if len(per_window) > 1 else ""
+        out += [name + text for text in texts if text]
+    return tuple(dict.fromkeys([*out, *last]))
+
+
 def failed_result(spec: TaskSpec, error: str, *, node: str, started_at: float, finished_at: float,
                   facts: Sequence[RankFacts] = (), world_size: int = 1) -> TaskResult:
     """A task that could not be measured; the GPUs it held where the set-up got that far (`facts`, rank order)."""

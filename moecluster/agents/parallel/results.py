@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..meters.roofline import roofline
 from moecluster.spec.records import AllToAllPoint, PhaseStat, Roofline, TaskResult, Window
-from ..session import resolution_warning, window_drift
+from ..session import record_warnings, resolution_warning, window_drift
 from .merge import merge_idle
 from .rank_setup import RankFacts
 from .roofline import gang_peaks
@@ -48,17 +48,9 @@ def _roofline(task: GangTask, windows: Sequence[Window], facts: Sequence[RankFac
 
 
 def _warnings(task: GangTask, windows: Sequence[GangWindow], facts: Sequence[RankFacts]) -> tuple[str, ...]:
-    out = list(task.warnings)
-    idle = merge_idle([f.idle for f in facts])
-    if idle is not None and idle.power_w is not None and not idle.settled:
-        out.append(f"idle power {idle.note}")
-    for i, gw in enumerate(windows):
-        name = f"window {i + 1}/{len(windows)}: " if len(windows) > 1 else ""
-        w = gw.window
-        for text in (*gw.notes, resolution_warning(w.energy_j, w.energy_resolution_j, None)):
-            if text:
-                out.append(name + text)
-    return tuple(dict.fromkeys(out))
+    per_window = [(*gw.notes, resolution_warning(gw.window.energy_j, gw.window.energy_resolution_j, None))
+                  for gw in windows]
+    return record_warnings(merge_idle([f.idle for f in facts]), per_window, first=task.warnings)
 
 
 def gang_result(task: GangTask, windows: Sequence[GangWindow], facts: Sequence[RankFacts], *,
