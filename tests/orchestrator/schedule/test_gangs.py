@@ -93,6 +93,18 @@ def submit(cluster: Any, env: dict[str, str], sweep: Path, runs: Path, run_id: s
             "--run-id", run_id, "--no-agents", "--cpus-per-task", "0.25"]
 
 
+def submitted(gang_cluster: tuple[Any, dict[str, str], Path], tmp_path: Path, text: str, run_id: str) -> Path:
+    """The runs directory after `moecluster submit` of sweep `text` as run `run_id` succeeded on the cluster."""
+    cluster, env, _ = gang_cluster
+    sweep = tmp_path / f"{run_id}.yaml"
+    sweep.write_text(text)
+    runs = tmp_path / "runs"
+    proc = subprocess.run(submit(cluster, env, sweep, runs, run_id), capture_output=True, text=True, timeout=360,
+                          env={**os.environ, **env}, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return runs
+
+
 def gang_actors(run_id: str) -> dict[str, dict[str, Any]]:
     """Ray's table of this run's gang actors, by name (`gang-<run>-<pair>-a<attempt>-r<rank>`)."""
     import ray._private.state
@@ -119,13 +131,7 @@ def assert_nothing_left(run_id: str) -> None:
 @pytest.mark.timeout(400)
 def test_gangs_of_two_and_four_store_rank_zeros_measurement_once(
         gang_cluster: tuple[Any, dict[str, str], Path], tmp_path: Path) -> None:
-    cluster, env, _ = gang_cluster
-    sweep = tmp_path / "gangs.yaml"
-    sweep.write_text(SWEEP + "expert_parallel: [2, 4]\n")
-    runs = tmp_path / "runs"
-    proc = subprocess.run(submit(cluster, env, sweep, runs, "g"), capture_output=True, text=True, timeout=360,
-                          env={**os.environ, **env}, check=False)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    runs = submitted(gang_cluster, tmp_path, SWEEP + "expert_parallel: [2, 4]\n", "g")
     with RunStore(runs / "g") as store:
         assert store.counts() == {"planned": 4, "ok": 4, "failed": 0, "missing": 0}
         assert set(store.attempts().values()) == {1}
@@ -215,13 +221,7 @@ expert_parallel: 2
 @pytest.mark.timeout(400)
 def test_an_llm_moe_pair_runs_expert_parallel_through_submit(
         gang_cluster: tuple[Any, dict[str, str], Path], tmp_path: Path) -> None:
-    cluster, env, _ = gang_cluster
-    sweep = tmp_path / "llm-gang.yaml"
-    sweep.write_text(LLM_SWEEP)
-    runs = tmp_path / "runs"
-    proc = subprocess.run(submit(cluster, env, sweep, runs, "l"), capture_output=True, text=True, timeout=360,
-                          env={**os.environ, **env}, check=False)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    runs = submitted(gang_cluster, tmp_path, LLM_SWEEP, "l")
     with RunStore(runs / "l") as store:
         assert store.counts() == {"planned": 2, "ok": 2, "failed": 0, "missing": 0}
         results = store.results()
