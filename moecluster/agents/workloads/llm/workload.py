@@ -10,6 +10,10 @@ sequences, `prompt_len` and (decode) `gen_tokens`, and the `path`:
   reference's own speed is timed at prepare too, so the record shows what the fast path saves;
 - `reference`: transformers' `generate` as users call it (`llm.reference`), measured as it is.
 
+An MoE task with `expert_parallel` N > 1 runs on a gang of N ranks: `prepare` builds the one-device
+model on the global batch (its routing, accounting and checked form), and the gang then splits every
+MoE layer's experts over its ranks (`llm.expert_parallel`).
+
 An item is a token: a prefill step processes `batch × prompt_len` of them, a decode step (one whole
 response) generates `batch × gen_tokens`. FLOPs per token and bytes per step (weights once, with the
 experts the realised routing reached, and the KV cache written and read) come from `LlmShape`.
