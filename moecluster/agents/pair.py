@@ -31,7 +31,8 @@ from .meters.peaks import PeakCache, Peaks
 from .meters.roofline import roofline
 from .observer import NullObserver, TaskObserver
 from moecluster.spec.records import Roofline, ServeStats, TaskResult, TaskSpec
-from .runner import run_task, window_drift
+from .runner import run_task
+from .session import window_drift
 
 
 class _Offset:

@@ -1,7 +1,9 @@
 """Run one task on this node: build the workload, warm up, measure fixed windows, report.
 
 Knows nothing of Ray: the scheduler (or `moecluster bench`) hands it a `TaskSpec` and the
-node's devices, and gets a `TaskResult` back. A failing task is returned as
+node's devices, and gets a `TaskResult` back. Its devices, set-up facts and records come from
+`session`, as a gang's ranks' do (`parallel.gang`): one GPU is a gang of one whose windows are
+timed and aligned to counter updates, where a gang's are agreed step counts. A failing task is returned as
 `status="failed"` with its error, never raised, so a sweep goes on.
 
 In order: the settled idle power of the task's GPUs (once per GPU per run, `meters.idle`: read
@@ -16,102 +18,36 @@ did not settle adds a warning to the result.
 from __future__ import annotations
 
 import math
-import platform
 import socket
 import time
 import traceback
 from collections import deque
 from dataclasses import replace
-from importlib import metadata
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
-from .devices import DeviceSet, FakeGpu, Gpu, NoDevices, open_devices
-from .devices.cuda import cuda_uuid
-from .meters.energy import EnergyMeter, EnergyReading, Until, min_window_s
-from .meters.idle import IdleCache, IdleReading, idle_for_run, idle_scope
+from .devices import DeviceSet, Gpu
+from .meters.energy import EnergyMeter, EnergyReading, Until
+from .meters.idle import IdleCache, IdleReading
 from .meters.peaks import PeakCache
 from .meters.roofline import roofline
-from moecluster.spec.records import GpuRecord, TaskResult, TaskSpec, Window
+from moecluster.spec.records import TaskResult, TaskSpec, Window
+from .session import (CPU_ENERGY_REASON, MIN_WARMUP_STEPS, PROGRESS_EVERY_S, failed_result, gpu_records,
+                      open_task_devices, read_facts, record_warnings, resolution_warning, resolve_device, select_gpus,
+                      set_fake_load, versions, window_drift)
 from .workloads.base import Prepared, get_workload, torch_dtype
 
 if TYPE_CHECKING:
     from .observer import TaskObserver
 
-PROGRESS_EVERY_S = 0.5
-MIN_WARMUP_STEPS = 3
+# the shared helpers this module used to define, still reached through it (`workloads.serve.run`, tests)
+__all__ = ["CPU_ENERGY_REASON", "MIN_WARMUP_STEPS", "PROGRESS_EVERY_S", "QUEUE_AHEAD_S", "gpu_records",
+           "open_task_devices", "resolution_warning", "resolve_device", "run_task", "select_gpus", "set_fake_load",
+           "versions", "window_drift"]
+
 QUEUE_AHEAD_S = 0.05  # seconds of work queued ahead of the device while batches are launched
 MAX_QUEUED = 1000  # and never more batches than this
-RESOLUTION_WARN_FRACTION = 0.01  # warn when a window's energy resolution exceeds this share of its energy
-CPU_ENERGY_REASON = "device cpu: GPU energy counters do not see CPU work, and RAPL is not read"
-
-
-def resolve_device(name: str) -> torch.device:
-    """`cuda` (the current CUDA device, as Ray's CUDA_VISIBLE_DEVICES leaves it) or `cpu`."""
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device cuda requested, but torch sees no CUDA GPU on this machine"
-                             f" (torch {torch.__version__}); use device cpu")
-        return torch.device("cuda", torch.cuda.current_device())
-    raise ValueError(f"unknown device {name!r} (cuda, cpu)")
-
-
-def open_task_devices(spec: TaskSpec, device: torch.device, node: str) -> DeviceSet:
-    if spec.meter == "fake":
-        return open_devices("fake", count=1, node=node)
-    if spec.meter == "none":
-        return NoDevices("energy metering switched off (meter: none)")
-    if device.type == "cpu":
-        return NoDevices(CPU_ENERGY_REASON)
-    return open_devices("nvml" if spec.meter == "nvml" else "auto")
-
-
-def select_gpus(devices: DeviceSet, device: torch.device, gpu_indices: Sequence[int] | None) -> list[Gpu]:
-    """The task's GPUs: by CUDA UUID on a real GPU, else the given indices of the device set."""
-    if not devices.gpus:
-        return []
-    if device.type == "cuda" and devices.kind == "nvml":
-        return [devices.by_uuid(cuda_uuid(device))]
-    indices = list(gpu_indices) if gpu_indices is not None else [devices.gpus[0].info.index]
-    by_index = {g.info.index: g for g in devices.gpus}
-    missing = [i for i in indices if i not in by_index]
-    if missing:
-        raise ValueError(f"GPU indices {missing} not on this node ({devices.kind}: {sorted(by_index)})")
-    return [by_index[i] for i in indices]
-
-
-def gpu_records(gpus: Sequence[Gpu], device: torch.device, node: str) -> tuple[GpuRecord, ...]:
-    """What a result says of the GPUs it ran on: the metered ones, else (no meter) the CUDA device itself."""
-    records = tuple(GpuRecord(node=node, index=g.info.index, uuid=g.info.uuid, name=g.info.name, serial=g.info.serial)
-                    for g in gpus)
-    if device.type == "cuda" and not records:
-        records = (GpuRecord(node=node, index=device.index or 0, uuid=cuda_uuid(device),
-                             name=torch.cuda.get_device_name(device)),)
-    return records
-
-
-def versions(devices: DeviceSet) -> dict[str, str]:
-    out = {"torch": torch.__version__, "python": platform.python_version()}
-    try:
-        out["moecluster"] = metadata.version("moecluster")
-    except metadata.PackageNotFoundError:  # pragma: no cover - always installed
-        pass
-    if torch.version.cuda:
-        out["cuda"] = torch.version.cuda
-    driver = devices.driver_version()
-    if driver:
-        out["driver"] = driver
-    return out
-
-
-def set_fake_load(gpus: Sequence[Gpu], load: float) -> None:
-    """Tell fake GPUs how busy they are (their power model); real ones ignore it."""
-    for g in gpus:
-        if isinstance(g, FakeGpu):
-            g.set_load(load)
 
 
 def _sync(device: torch.device) -> Callable[[], None]:
@@ -193,37 +129,6 @@ def _run_until(prepared: Prepared, until: Until, sync: Callable[[], None],
     return _launch(busy, lambda _steps: until(), sync, mark, clock=clock)
 
 
-def window_drift(windows: Sequence[Window]) -> dict[str, float]:
-    """How a task's figures moved between its first and last windows: last / first - 1.
-
-    `inferences_per_s` always (with two windows or more), `inferences_per_j` where both windows
-    have energy. Empty with one window. Counterbalanced order cancels a linear drift between the
-    tasks of a pair; this shows how large it was.
-    """
-    if len(windows) < 2:
-        return {}
-    first, last = windows[0], windows[-1]
-    out: dict[str, float] = {}
-    if first.duration_s > 0 and last.duration_s > 0 and first.inferences > 0:
-        out["inferences_per_s"] = (last.inferences / last.duration_s) / (first.inferences / first.duration_s) - 1
-    if first.energy_j and last.energy_j and first.inferences > 0:
-        out["inferences_per_j"] = (last.inferences / last.energy_j) / (first.inferences / first.energy_j) - 1
-    return out
-
-
-def resolution_warning(energy_j: float | None, resolution_j: float | None, update_period_s: float | None,
-                       tolerance: float = RESOLUTION_WARN_FRACTION) -> str | None:
-    """A warning when a window's energy resolution exceeds `tolerance` of its energy, else None."""
-    if energy_j is None or resolution_j is None or energy_j <= 0 or resolution_j <= tolerance * energy_j:
-        return None
-    text = (f"energy resolution ±{resolution_j:.3g} J is {100 * resolution_j / energy_j:.2g} % of the window's "
-            f"{energy_j:.4g} J (above {100 * tolerance:g} %): use longer windows")
-    if update_period_s:
-        text += (f"; the counter updated every {1e3 * update_period_s:.0f} ms, so an unaligned window needs "
-                 f"{min_window_s(update_period_s, tolerance):.3g} s")
-    return text
-
-
 def _progress(observer: "TaskObserver | None", done: int, items_per_batch: int) -> Callable[[int], None] | None:
     """Reports a window's progress as the task's inferences so far (`done` before this window)."""
     if observer is None:
@@ -263,16 +168,8 @@ def _window(reading: EnergyReading, inferences: int, started_at: float, position
 
 
 def _warnings(readings: Sequence[EnergyReading], idle: IdleReading | None, gpus: Sequence[Gpu] = ()) -> tuple[str, ...]:
-    out: list[str] = []
-    if idle is not None and idle.power_w is not None and not idle.settled:
-        out.append(f"idle power {idle.note}")
-    for i, r in enumerate(readings):
-        name = f"window {i + 1}/{len(readings)}: " if len(readings) > 1 else ""
-        for text in (r.note, resolution_warning(r.energy_j, r.energy_resolution_j, r.update_period_s)):
-            if text:
-                out.append(name + text)
-    out += [f"GPU {g.info.index}: {g.power_note}" for g in gpus if g.power_note]
-    return tuple(dict.fromkeys(out))
+    per_window = [(r.note, resolution_warning(r.energy_j, r.energy_resolution_j, r.update_period_s)) for r in readings]
+    return record_warnings(idle, per_window, last=[f"GPU {g.info.index}: {g.power_note}" for g in gpus if g.power_note])
 
 
 def run_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indices: Sequence[int] | None = None,
@@ -306,12 +203,9 @@ def run_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indices: S
             devices = open_task_devices(spec, device, node)
         gpus = select_gpus(devices, device, gpu_indices)
         meter = EnergyMeter(devices, gpus, sample_interval_s=0.1 if spec.sample_power else None)
-        records = gpu_records(gpus, device, node)
-        set_fake_load(gpus, 0.0)
-        cache = idle_cache if idle_cache is not None else IdleCache()
-        idle = idle_for_run(meter, idle_scope(spec.run_id, spec.replicate), cache)
-        meter.update_period_s()  # now, while the device is quiet anyway, not between warm-up and window
-        pk = (peaks or PeakCache()).get(device, dtype)
+        facts = read_facts(0, [spec], devices, gpus, meter, device, node, peaks or PeakCache(),
+                           idle_cache if idle_cache is not None else IdleCache())
+        idle, pk = facts.idle, facts.peaks[spec.dtype]
         say(f"{spec.task_id}: building {spec.label()} {spec.dtype} batch {spec.batch_size} on {device}")
         prepared = workload.prepare(spec, device, dtype)
         sync = _sync(device)
@@ -336,21 +230,21 @@ def run_task(spec: TaskSpec, *, devices: DeviceSet | None = None, gpu_indices: S
                     observer.progress(done)
                 say(f"{spec.task_id}: window {r + 1}/{spec.repeats}: {n / reading.duration_s:,.0f} inferences/s")
         result = TaskResult(
-            spec=spec, node=node, started_at=started, status="ok", gpus=records, params=prepared.params,
+            spec=spec, node=node, started_at=started, status="ok", gpus=facts.gpus, params=prepared.params,
             windows=tuple(windows),
             energy_source=reading.source, energy_unavailable_reason=reading.unavailable_reason,
             idle_power_w=idle.power_w if idle else None,
             idle_settle_s=idle.settle_s if idle else None, idle_note=idle.note if idle else None,
             roofline=roofline(prepared.flops_per_item, prepared.bytes_per_batch, prepared.items_per_batch,
                               windows, pk),
-            expert_tokens=prepared.expert_tokens, versions={**versions(devices), **_notes(prepared)},
+            expert_tokens=prepared.expert_tokens, versions={**facts.versions, **_notes(prepared)},
             form=dict(prepared.form), choice=prepared.choice,
             drift=window_drift(windows), warnings=_warnings(readings, idle, gpus), finished_at=time.time())
     except Exception as exc:  # noqa: BLE001 - a task failure is data, not a crash
         set_fake_load(gpus, 0.0)
         say(traceback.format_exc())
-        result = TaskResult(spec=spec, node=node, started_at=started, status="failed",
-                            error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
+        result = failed_result(spec, f"{type(exc).__name__}: {exc}", node=node, started_at=started,
+                               finished_at=time.time())
     finally:
         if own and devices is not None:
             devices.close()

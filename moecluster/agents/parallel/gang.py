@@ -51,14 +51,13 @@ from ..observer import NullObserver, TaskObserver
 from ..pair import round_order
 from moecluster.spec.records import AllToAllPoint, PhaseStat, TaskResult, TaskSpec
 from .alltoall import alltoall_points
-from .ep_moe import PHASES
 from .group import Gang, GangContext, process_group
 from .lockstep import StepPlan, run_steps, warm_up
 from .merge import RankWindow, energy_source, merge_phases, merge_window, window_notes
 from .phases import PhaseClock
-from ..runner import set_fake_load
-from .rank_setup import RankFacts, open_rank_devices, rank_facts, rank_gpus
-from .results import GangWindow, failed_result, gang_result
+from ..session import failed_result, set_fake_load
+from .rank_setup import RankFacts, open_rank_devices, rank_gpus, read_facts
+from .results import GangWindow, gang_result
 from .tasks import GangTask, LocalBuild, build_local, share
 
 ALLTOALL_ENERGY_WINDOW_S = 2.0  # the all-to-all's energy window (shorter where the task's windows are)
@@ -155,18 +154,17 @@ def _measure_window(rank: _Rank, run: _Run, task: GangTask, position: int, offse
 
 def _communication(rank: _Rank, run: _Run, task: GangTask) -> tuple[tuple[PhaseStat, ...], tuple[AllToAllPoint, ...]]:
     """An expert-parallel task's timed pass of its phases and its raw all-to-all (a collective)."""
-    if task.ep is None or task.shard is None or run.plan is None:
+    if task.part is None or run.plan is None:
         return (), ()
-    gang, ep, shard = rank.gang, task.ep, task.shard
+    gang, part = rank.gang, task.part
     clock = PhaseClock(gang.device)
     set_fake_load(rank.gpus, 1.0)
     gang.barrier()
     for _ in range(run.plan.phase_steps):
-        ep(shard, clock)
-    phases = merge_phases(gang.all_gather(clock.summary()), PHASES)
+        part.phased(clock)
+    phases = merge_phases(gang.all_gather(clock.summary()), part.phases)
     window_s = min(ALLTOALL_ENERGY_WINDOW_S, task.spec.duration_s)
-    points = alltoall_points(gang, task.alltoall_sizes(gang.world_size), task.dtype, meter=rank.meter,
-                             energy_window_s=window_s)
+    points = alltoall_points(gang, task.alltoall_sizes(), task.dtype, meter=rank.meter, energy_window_s=window_s)
     set_fake_load(rank.gpus, 0.0)
     return phases, points
 
@@ -175,8 +173,8 @@ def _fail(run: _Run, error: str, facts: Sequence[RankFacts], world_size: int, no
           say: Log) -> None:
     """Record `run` as failed for the gang and tell the observer."""
     run.build, run.task = None, None
-    result = failed_result(run.spec, error, facts, world_size, node=node, started_at=run.started_at,
-                           finished_at=time.time())
+    result = failed_result(run.spec, error, node=node, started_at=run.started_at, finished_at=time.time(),
+                           facts=facts, world_size=world_size)
     run.result = result
     _quietly(lambda: observer.finished(result), say)
 
@@ -232,7 +230,7 @@ def _set_up(gang: Gang, specs: Sequence[TaskSpec], devices: DeviceSet | None,
             opened.append(ds)
         gpus = rank_gpus(ds, gang.device, gpu_indices, gang.rank)
         meter = EnergyMeter(ds, gpus, sample_interval_s=0.1 if specs[0].sample_power else None)
-        return gpus, meter, rank_facts(gang.rank, specs, ds, gpus, meter, gang.device, node, peaks, idle_cache)
+        return gpus, meter, read_facts(gang.rank, specs, ds, gpus, meter, gang.device, node, peaks, idle_cache)
 
     value, err = _agree(gang, local, say)
     if err is not None or value is None:

@@ -14,12 +14,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..session import MIN_WARMUP_STEPS, PROGRESS_EVERY_S
 from .group import Gang
 
-MIN_WARMUP_STEPS = 3
 PHASE_PASS_S = 0.5  # a timed pass for per-phase times lasts about this long
 MIN_PHASE_STEPS, MAX_PHASE_STEPS = 3, 200
-PROGRESS_EVERY_S = 0.5
 
 
 @dataclass(frozen=True)

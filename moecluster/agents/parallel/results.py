@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..meters.roofline import roofline
-from moecluster.spec.records import AllToAllPoint, PhaseStat, Roofline, TaskResult, TaskSpec, Window
-from ..runner import resolution_warning, window_drift
+from moecluster.spec.records import AllToAllPoint, PhaseStat, Roofline, TaskResult, Window
+from ..session import record_warnings, resolution_warning, window_drift
 from .merge import merge_idle
 from .rank_setup import RankFacts
 from .roofline import gang_peaks
@@ -48,17 +48,9 @@ def _roofline(task: GangTask, windows: Sequence[Window], facts: Sequence[RankFac
 
 
 def _warnings(task: GangTask, windows: Sequence[GangWindow], facts: Sequence[RankFacts]) -> tuple[str, ...]:
-    out = list(task.warnings)
-    idle = merge_idle([f.idle for f in facts])
-    if idle is not None and idle.power_w is not None and not idle.settled:
-        out.append(f"idle power {idle.note}")
-    for i, gw in enumerate(windows):
-        name = f"window {i + 1}/{len(windows)}: " if len(windows) > 1 else ""
-        w = gw.window
-        for text in (*gw.notes, resolution_warning(w.energy_j, w.energy_resolution_j, None)):
-            if text:
-                out.append(name + text)
-    return tuple(dict.fromkeys(out))
+    per_window = [(*gw.notes, resolution_warning(gw.window.energy_j, gw.window.energy_resolution_j, None))
+                  for gw in windows]
+    return record_warnings(merge_idle([f.idle for f in facts]), per_window, first=task.warnings)
 
 
 def gang_result(task: GangTask, windows: Sequence[GangWindow], facts: Sequence[RankFacts], *,
@@ -77,11 +69,3 @@ def gang_result(task: GangTask, windows: Sequence[GangWindow], facts: Sequence[R
         versions={**facts[0].versions, **notes}, started_at=started_at, finished_at=finished_at,
         form=dict(task.form), choice=task.choice, drift=window_drift(ws), warnings=_warnings(task, windows, facts),
         world_size=len(facts), phases=phases, alltoall=alltoall)
-
-
-def failed_result(spec: TaskSpec, error: str, facts: Sequence[RankFacts], world_size: int, *, node: str,
-                  started_at: float, finished_at: float) -> TaskResult:
-    """A task the gang could not measure; `error` names the rank that failed first."""
-    return TaskResult(spec=spec, status="failed", error=error, node=facts[0].node if facts else node,
-                      gpus=tuple(g for f in facts for g in f.gpus), started_at=started_at, finished_at=finished_at,
-                      world_size=world_size)

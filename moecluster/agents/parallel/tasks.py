@@ -1,14 +1,17 @@
 """A task of a pair, built on one rank of a gang: the MoE expert parallel, the dense twin data parallel.
 
 Both sides of a pair run on the same N GPUs with the same global batch B, so they compare like
-with like: the MoE splits its experts over the ranks and exchanges token copies (`ep_moe`); the
-dense twin runs whole on every rank, on B/N rows each, with nothing to exchange in a forward.
+with like: the MoE splits its experts over the ranks and exchanges token copies (`exchange`); the
+dense twin runs whole on every rank, on B/N rows (or sequences) each, with nothing to exchange in
+a forward. An MoE workload runs expert parallel through its own builder (`EXPERT_PARALLEL`): the
+MLP's `ep_moe.ExpertParallelMoE`, the transformer MoE's `workloads.llm.expert_parallel` (every
+MoE layer's experts split over the ranks, attention data parallel); both share one exchange.
 
 Built in two stages, because a gang must agree before any collective runs:
 
 - `build_local` (no collectives): validates, builds the model with the workload (the MoE whole,
-  on the global batch, so its routing, load and accounting are the one-device model's), and
-  checks the split (E and B divisible by N). Each rank may fail here on its own; the gang
+  on the global batch, so its routing, load, accounting and form checks are the one-device
+  model's), and checks the split (E and B divisible by N). Each rank may fail here on its own; the gang
   compares notes before going on.
 - `share` (collectives): the MoE's weights and inputs are broadcast from rank 0 (ranks built
   them from one seed, but training on a GPU need not be bitwise reproducible), then each rank
@@ -42,9 +45,11 @@ from torch import Tensor
 from moecluster.spec.records import ChoiceMargin, ParamCounts, TaskSpec
 from ..workloads import race
 from ..workloads.base import Prepared, get_workload, torch_dtype
+from ..workloads.llm.expert_parallel import expert_parallel as llm_expert_parallel
 from ..workloads.mlp.models import MoEMLP
 from moecluster.spec.mlp.shapes import MoEShape
-from .ep_moe import DISPATCH_FORMS, HOSTSYNC, STATIC, ExpertParallelMoE, experts_per_rank, shard_rows
+from .ep_moe import DISPATCH_FORMS, HOSTSYNC, PHASES, STATIC, ExpertParallelMoE, experts_per_rank, shard_rows
+from .exchange import ExpertParallelPart, StepMarks
 from .group import Gang
 from .roofline import data_parallel_bytes, expert_parallel_bytes
 
@@ -72,8 +77,8 @@ class LocalBuild:
 class GangTask:
     """A task ready to run on this rank: `step()` runs one step of the gang's global batch (this rank's part).
 
-    `items_per_step`: the global batch; `bytes_per_batch`: what a global batch moves over the gang
-    (`roofline`); `ep`, `shard`: the expert-parallel module and this rank's rows (MoE only).
+    `items_per_step`: the global batch's items (inferences, tokens); `bytes_per_batch`: what a
+    global batch moves over the gang (`roofline`); `part`: the expert-parallel model (MoE only).
     """
 
     spec: TaskSpec
@@ -88,18 +93,14 @@ class GangTask:
     notes: tuple[str, ...]
     form: Mapping[str, str]
     warnings: tuple[str, ...] = ()
-    ep: ExpertParallelMoE | None = None
-    shard: Tensor | None = None
+    part: ExpertParallelPart | None = None
     choice: ChoiceMargin | None = None  # how clearly the form (dispatch, or the dense twin's form) won
 
-    def alltoall_sizes(self, world_size: int) -> tuple[float, float]:
+    def alltoall_sizes(self) -> tuple[float, float]:
         """Bytes each rank sends on average in one dispatch and one combine (send buffers, own chunk included)."""
-        if self.ep is None or self.shard is None:
+        if self.part is None:
             raise ValueError(f"task {self.spec.task_id} is not expert parallel")
-        copies = self.items_per_step // world_size * self.ep.top_k
-        elem = self.shard.element_size()
-        return (float(copies * self.shard.shape[1] * elem),
-                float(copies * self.ep.experts.shape.output_dim * elem))
+        return self.part.alltoall_bytes
 
 
 def build_local(spec: TaskSpec, rank: int, world_size: int, device: torch.device) -> LocalBuild:
@@ -118,9 +119,9 @@ def build_local(spec: TaskSpec, rank: int, world_size: int, device: torch.device
         if spec.cuda_graphs:
             raise ValueError(f"cuda_graphs: true is impossible expert parallel: {EP_GRAPH.removeprefix('none: ')}")
         experts_per_rank(int(spec.model["num_experts"]), world_size)
+        if spec.workload not in EXPERT_PARALLEL:
+            raise ValueError(f"workload {spec.workload!r} has no expert-parallel form ({', '.join(EXPERT_PARALLEL)})")
         prepared = workload.prepare(dataclasses.replace(spec, cuda_graphs=False, compile=False), device, dtype)
-        if not isinstance(prepared.model, MoEMLP):
-            raise ValueError(f"workload {spec.workload!r} built no MoEMLP for an MoE task")
         return LocalBuild(spec=spec, parallel="expert", prepared=prepared, dtype=dtype)
     rank_spec = dataclasses.replace(spec, batch_size=spec.batch_size // world_size)
     return LocalBuild(spec=spec, parallel="data", prepared=workload.prepare(rank_spec, device, dtype), dtype=dtype)
@@ -167,18 +168,9 @@ def choose_dispatch(full: MoEMLP, shard: Tensor, gang: Gang, steps: int = CHOICE
     return built[names[chosen]], times, margin
 
 
-def share(build: LocalBuild, gang: Gang, dispatch: str = HOSTSYNC) -> GangTask:
-    """The task ready on this rank (a collective for an MoE: every rank must call it); `dispatch`:
-    the expert-parallel dispatch form (`ep_moe.DISPATCH_FORMS`, or `measure` for the faster of
-    them here), ignored for a dense task."""
+def _mlp_part(build: LocalBuild, gang: Gang, dispatch: str) -> tuple[ExpertParallelPart, ChoiceMargin | None]:
+    """The MLP's MoE expert parallel on this rank (`ep_moe`), its dispatch given or chosen (a collective)."""
     spec, prepared, n = build.spec, build.prepared, gang.world_size
-    if build.parallel == "data":
-        form = {**prepared.form, "parallel": f"data over {n} ranks, {spec.batch_size // n} rows each"}
-        return GangTask(spec=spec, parallel="data", step=prepared.step, dtype=build.dtype,
-                        items_per_step=spec.batch_size, flops_per_item=prepared.flops_per_item,
-                        bytes_per_batch=data_parallel_bytes(prepared.bytes_per_batch, n), params=prepared.params,
-                        expert_tokens=prepared.expert_tokens, notes=tuple(prepared.notes), form=form,
-                        choice=prepared.choice)
     full = prepared.model
     assert isinstance(full, MoEMLP)
     shared = [*full.parameters(), prepared.inputs]
@@ -198,15 +190,55 @@ def share(build: LocalBuild, gang: Gang, dispatch: str = HOSTSYNC) -> GangTask:
     assert isinstance(shape, MoEShape)
     form = {"parallel": f"expert over {n} ranks, {ep.local_experts} experts and {shard.shape[0]} rows each",
             "dispatch": dispatch_form, "experts": ep.experts_form, "graph": EP_GRAPHS[ep.dispatch]}
-    warnings = ("compile: not applied to the expert-parallel MoE (eager)",) if spec.compile else ()
+    copies = shard.shape[0] * ep.top_k
+    elem = shard.element_size()
 
     def step() -> Tensor:
         out: Tensor = ep(shard)
         return out
 
-    return GangTask(spec=spec, parallel="expert", step=step, dtype=build.dtype, items_per_step=spec.batch_size,
-                    flops_per_item=prepared.flops_per_item,
-                    bytes_per_batch=expert_parallel_bytes(prepared.bytes_per_batch, shape.router_params(),
-                                                          shard.element_size(), n),
-                    params=prepared.params, expert_tokens=prepared.expert_tokens, notes=tuple(prepared.notes),
-                    form=form, warnings=warnings, ep=ep, shard=shard, choice=margin)
+    def phased(marks: StepMarks) -> Tensor:
+        out: Tensor = ep(shard, marks)
+        return out
+
+    part = ExpertParallelPart(
+        step=step, phased=phased, phases=PHASES,
+        alltoall_bytes=(float(copies * shard.shape[1] * elem), float(copies * shape.output_dim * elem)),
+        bytes_per_batch=expert_parallel_bytes(prepared.bytes_per_batch, shape.router_params(), elem, n),
+        form=form, local_experts=ep.local_experts, rows=shard.shape[0])
+    return part, margin
+
+
+def _llm_part(build: LocalBuild, gang: Gang, dispatch: str) -> tuple[ExpertParallelPart, ChoiceMargin | None]:
+    """The transformer MoE expert parallel on this rank (`workloads.llm.expert_parallel`; a collective)."""
+    if dispatch == MEASURE:
+        raise ValueError(f"dispatch {MEASURE!r} is not implemented for workload llm ({', '.join(DISPATCH_FORMS)})")
+    _broadcast([*build.prepared.model.parameters(), build.prepared.inputs])
+    return llm_expert_parallel(build.prepared, build.spec, gang.rank, gang.world_size, dispatch), None
+
+
+# each MoE workload's expert-parallel builder (the node's one switch on the workload's name)
+EXPERT_PARALLEL: dict[str, Callable[[LocalBuild, Gang, str], tuple[ExpertParallelPart, ChoiceMargin | None]]] = {
+    "mlp": _mlp_part, "llm": _llm_part}
+
+
+def share(build: LocalBuild, gang: Gang, dispatch: str = HOSTSYNC) -> GangTask:
+    """The task ready on this rank (a collective for an MoE: every rank must call it); `dispatch`:
+    the expert-parallel dispatch form (`exchange.DISPATCH_FORMS`, or `measure` for the faster of
+    them here, MLP only), ignored for a dense task."""
+    spec, prepared, n = build.spec, build.prepared, gang.world_size
+    items = prepared.items_per_batch * n  # a rank's batch is B/N of the global one
+    if build.parallel == "data":
+        form = {**prepared.form, "parallel": f"data over {n} ranks, {spec.batch_size // n} rows each"}
+        return GangTask(spec=spec, parallel="data", step=prepared.step, dtype=build.dtype, items_per_step=items,
+                        flops_per_item=prepared.flops_per_item,
+                        bytes_per_batch=data_parallel_bytes(prepared.bytes_per_batch, n), params=prepared.params,
+                        expert_tokens=prepared.expert_tokens, notes=tuple(prepared.notes), form=form,
+                        choice=prepared.choice)
+    part, margin = EXPERT_PARALLEL[spec.workload](build, gang, dispatch)
+    warnings = ("compile: not applied to the expert-parallel MoE (eager)",) if spec.compile else ()
+    return GangTask(spec=spec, parallel="expert", step=part.step, dtype=build.dtype,
+                    items_per_step=prepared.items_per_batch, flops_per_item=prepared.flops_per_item,
+                    bytes_per_batch=part.bytes_per_batch, params=prepared.params,
+                    expert_tokens=prepared.expert_tokens, notes=tuple(prepared.notes), form=part.form,
+                    warnings=warnings, part=part, choice=margin)

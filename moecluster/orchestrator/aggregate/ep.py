@@ -65,7 +65,9 @@ def config_key(s: TaskStats) -> tuple[object, ...]:
     """What stays fixed while the degree varies: the MoE's shape and every setting but the degree."""
     spec = s.spec
     return (spec.workload, spec.impl, spec.dtype, spec.batch_size, spec.device, spec.load, spec.zipf_s, spec.compile,
-            spec.cuda_graphs, spec.train_epochs, tuple(sorted(dict(spec.model).items())))
+            spec.cuda_graphs, spec.train_epochs, tuple(sorted(dict(spec.model).items())),
+            # issue 25: an llm MoE's points differ by phase, lengths, path and family too (constant for mlp)
+            spec.architecture, spec.phase, spec.prompt_len, spec.gen_tokens, spec.path)
 
 
 def is_gang_record(result: TaskResult) -> bool:

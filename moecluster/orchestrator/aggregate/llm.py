@@ -49,6 +49,7 @@ class LlmSeriesKey:
     cuda_graphs: bool | None
     seed: int
     gpu: str
+    expert_parallel: int = 1  # issue 25: the MoE's experts over this many GPUs (its twins data parallel on as many)
 
     def label(self) -> str:
         """"mixtral-8x7b-8l grouped · decode p512 g128 · bfloat16 · fast", plus the GPU."""
@@ -56,6 +57,8 @@ class LlmSeriesKey:
         parts = [f"{self.model} {self.impl}", phase, self.dtype, self.path]
         if self.cuda_graphs is not None:
             parts.append("CUDA graphs required" if self.cuda_graphs else "eager")
+        if self.expert_parallel > 1:  # issue 25
+            parts.append(f"EP{self.expert_parallel}")
         parts.append(self.gpu or self.device)
         return " · ".join(parts)
 
@@ -129,7 +132,8 @@ def series_key(p: PairRatio) -> LlmSeriesKey:
     return LlmSeriesKey(model=model_label(s), impl=s.impl, phase=s.phase or "", dtype=s.dtype, path=s.path or "",
                         prompt_len=s.prompt_len if decode else 0, gen_tokens=s.gen_tokens if decode else 0,
                         device=s.device, cuda_graphs=s.cuda_graphs, seed=s.seed,
-                        gpu=", ".join(sorted({g.name for g in p.moe.result.gpus})))
+                        gpu=", ".join(sorted({g.name for g in p.moe.result.gpus})),
+                        expert_parallel=s.expert_parallel)  # issue 25
 
 
 def _gpu_spec(key: LlmSeriesKey) -> GpuSpec | None:

@@ -59,11 +59,11 @@ AXES = ("impl", "dtype", "batch_size", "compile", "cuda_graphs", "load", "zipf_s
         "seed", "expert_parallel", "accelerator_type")
 #: The grid of workload llm, in id order.
 LLM_AXES = ("impl", "dtype", "batch_size", "phase", "prompt_len", "gen_tokens", "path", "cuda_graphs", "seed",
-            "accelerator_type")
+            "expert_parallel", "accelerator_type")  # expert_parallel: the transformer MoE's EP (issue 25)
 #: The grid of workload serve (its values under `serve:`).
 SERVE_AXES = ("concurrency", "request_rate", "accelerator_type")
 LLM_ONLY = ("phase", "prompt_len", "gen_tokens", "path")
-MLP_ONLY = ("compile", "load", "zipf_s", "train_epochs", "expert_parallel")
+MLP_ONLY = ("compile", "load", "zipf_s", "train_epochs")
 MLP_MODEL_FIELDS = ("expert_hidden_dim", "expert_num_layers", "input_dim", "output_dim")
 LLM_MODEL_FIELDS = ("architecture", "vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
                     "intermediate_size", "shared_intermediate_size")
@@ -324,6 +324,20 @@ class SweepFile(_Strict):
                                f"two models are named {dup[0]!r}; give one a distinct `name`")
         if self.device == "cpu" and True in self.cuda_graphs:
             raise FieldProblem(("cuda_graphs",), "CUDA graphs need device cuda")
+
+    def check_expert_parallel(self, experts: list[int], batches: set[int]) -> None:
+        """Every expert-parallel degree divides each model's experts (`experts`, in `models` order) and every
+        batch size the grids use: experts and the global batch are split evenly over the gang's GPUs."""
+        for i, (model, n) in enumerate(zip(self.models, experts)):
+            for ep in self.expert_parallel:
+                if ep > 1 and n % ep:
+                    raise FieldProblem(("expert_parallel",), f"{ep} does not divide num_experts ({n})"
+                                       f" of models[{i}] ({model.label}): experts are split evenly over GPUs")
+        for ep in self.expert_parallel:
+            for batch in sorted(batches):
+                if ep > 1 and batch % ep:
+                    raise FieldProblem(("batch_size",), f"{batch} is not divisible by expert_parallel {ep}:"
+                                       " the global batch is split evenly over the gang's ranks")
 
     def foreign_keys(self, keys: tuple[str, ...], owner: str) -> None:
         """FieldProblem naming the first of `keys` (another workload's, `owner`'s) set off its default."""

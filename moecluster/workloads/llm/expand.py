@@ -34,7 +34,8 @@ def llm_pair_id(model: str, point: dict[str, Any], varying: list[str], with_impl
     if point["path"] != "fast" or "path" in varying:
         parts.append(str(point["path"]))
     labels = {"cuda_graphs": lambda v: {None: "graphsauto", True: "graphs", False: "nographs"}[v],
-              "seed": lambda v: f"seed{v}", "accelerator_type": lambda v: str(v or "any")}
+              "seed": lambda v: f"seed{v}", "accelerator_type": lambda v: str(v or "any"),
+              "expert_parallel": lambda v: f"ep{v}"}  # issue 25: the transformer MoE's EP degree
     parts += [labels[a](point[a]) for a in varying if a in labels]
     return "-".join(parts)
 
@@ -43,6 +44,12 @@ def _problem(point: dict[str, Any]) -> str | None:
     """Why a grid point cannot run (None when it can)."""
     if point["cuda_graphs"] is True and point["path"] == "reference":
         return "cuda_graphs: true is impossible on path reference (transformers' generate runs eagerly)"
+    # issue 25: the transformer MoE runs expert parallel on the fast path only, eagerly
+    ep = point["expert_parallel"]
+    if ep > 1 and point["path"] == "reference":
+        return f"expert_parallel {ep} needs path fast (transformers' generate runs on one GPU)"
+    if ep > 1 and point["cuda_graphs"] is True:
+        return f"cuda_graphs: true is impossible with expert_parallel {ep} (the step runs eagerly)"
     return None
 
 
@@ -108,9 +115,11 @@ def _pair(sweep: SweepFile, run_id: str, names: tuple[str, str | None, str | Non
     for moe_point in points:
         suffix = f"-{moe_point['impl']}" if sweep.share_twins else ""
         tasks.append(TaskSpec(task_id=f"{pair_id}-moe{suffix}", kind="moe", impl=moe_point["impl"],
-                              model=moe.as_model(), architecture=moe.architecture, **common))
+                              model=moe.as_model(), architecture=moe.architecture,
+                              expert_parallel=moe_point["expert_parallel"], **common))  # issue 25: EP of the MoE
     params = [d.params() for d in twins.values()] + [moe.params()] * len(points)
     return PairPlan(pair_id=pair_id, model=label, tasks=tuple(tasks), params_total=tuple(p.total for p in params),
                     params_active=tuple(p.active_per_token for p in params),
-                    estimated_s=tuple(task_estimate_s(t, p.total) for t, p in zip(tasks, params)), gpus=1,
+                    estimated_s=tuple(task_estimate_s(t, p.total) for t, p in zip(tasks, params)),
+                    gpus=int(point["expert_parallel"]),  # issue 25: an EP pair runs on a gang
                     accelerator_type=point["accelerator_type"], placement_strategy=sweep.placement_strategy)

@@ -43,8 +43,10 @@ class LlmWorkload:
 
     def check_sweep(self, sweep: SweepFile) -> None:
         sweep.check_models()
-        # expert_parallel is among MLP_ONLY: refused for llm until its prepare splits the experts
         sweep.unimplemented_keys(MLP_ONLY)
+        # the transformer MoE splits its experts over the gang and every grid's batch over its ranks
+        sweep.check_expert_parallel([m.llm_shape().num_experts for m in sweep.models],
+                                    {b for g in sweep.llm_grids() for b in g["batch_size"]})
         parts: list[tuple[tuple[str | int, ...], list[Any] | None, list[Any] | None]] = [((), sweep.impl, None)]
         parts += [(("grids", i), g.impl, g.cuda_graphs) for i, g in enumerate(sweep.grids or ())]
         for loc, impls, graphs in parts:
@@ -89,11 +91,12 @@ class LlmWorkload:
         return from_llm(LlmShape.from_model(spec.architecture or "", spec.model), name)
 
     def ep_comm_shape(self, spec: TaskSpec) -> ModelShape | None:
-        return None  # no expert parallelism for llm tasks yet (`check_sweep` refuses expert_parallel)
+        return None  # the seed-004 all-to-all prediction covers the MLP's shapes only
 
     def setting_parts(self, spec: TaskSpec, parts: list[str]) -> list[str]:
         phase = f"{spec.phase} p{spec.prompt_len}" + (f" g{spec.gen_tokens}" if spec.phase == "decode" else "")
-        return [*parts[:2], phase, f"path {spec.path}", *parts[3:]]  # one GPU per LLM task: no EP degree
+        ep = [parts[2]] if spec.expert_parallel > 1 else []  # the EP degree where the MoE runs on a gang
+        return [*parts[:2], phase, f"path {spec.path}", *ep, *parts[3:]]
 
     def model_label(self, spec: TaskSpec) -> str | None:
         m = dict(spec.model)

@@ -43,7 +43,7 @@ class MlpWorkload:
         sweep.foreign_keys(LLM_ONLY, "llm")
         if "library" in sweep.impl:
             raise FieldProblem(("impl",), f"'library' is an llm implementation; mlp takes {', '.join(MLP_IMPLS)}")
-        _check_expert_parallel(sweep)
+        sweep.check_expert_parallel([m.shape().num_experts for m in sweep.models], set(sweep.batch_size))
 
     def varying(self, sweep: SweepFile) -> list[str]:
         return [a for a in AXES if len(getattr(sweep, a)) > 1]
@@ -91,19 +91,3 @@ class MlpWorkload:
         if spec.kind == "moe":
             return f"E={m['num_experts']} h={m['expert_hidden_dim']} L={m['expert_num_layers']} k={m['top_k']}"
         return f"w={m['hidden_dim']} L={m['num_layers']}"
-
-
-def _check_expert_parallel(sweep: SweepFile) -> None:
-    """Every expert-parallel degree divides each model's experts and the batch (experts and the global batch
-    are split evenly over the gang's GPUs)."""
-    for i, model in enumerate(sweep.models):
-        experts = model.shape().num_experts
-        for ep in sweep.expert_parallel:
-            if ep > 1 and experts % ep:
-                raise FieldProblem(("expert_parallel",), f"{ep} does not divide num_experts ({experts})"
-                                   f" of models[{i}] ({model.label}): experts are split evenly over GPUs")
-    for ep in sweep.expert_parallel:
-        for batch in sweep.batch_size:
-            if ep > 1 and batch % ep:
-                raise FieldProblem(("batch_size",), f"{batch} is not divisible by expert_parallel {ep}:"
-                                   " the global batch is split evenly over the gang's ranks")

@@ -143,7 +143,9 @@ def test_reference_path_runs_transformers_generate() -> None:
 @pytest.mark.parametrize("over, message", [
     (dict(compile=True), "compile: True is not implemented for workload llm"),
     (dict(load="zipf"), "load: 'zipf' is not implemented"),
-    (dict(expert_parallel=2), "expert_parallel: 2 is not implemented"),
+    (dict(expert_parallel=4), "expert_parallel 4 must divide num_experts (6) and batch_size (2)"),
+    (dict(expert_parallel=2, path="reference", impl="library"), "expert_parallel: 2 needs path fast"),
+    (dict(expert_parallel=2, cuda_graphs=True), "impossible with expert_parallel 2"),
     (dict(path="reference", cuda_graphs=True), "impossible on path reference"),
     (dict(impl="naive"), "not an llm MoE implementation"),
     (dict(phase="decode", gen_tokens=0), "needs gen_tokens > 0"),

@@ -93,6 +93,18 @@ def submit(cluster: Any, env: dict[str, str], sweep: Path, runs: Path, run_id: s
             "--run-id", run_id, "--no-agents", "--cpus-per-task", "0.25"]
 
 
+def submitted(gang_cluster: tuple[Any, dict[str, str], Path], tmp_path: Path, text: str, run_id: str) -> Path:
+    """The runs directory after `moecluster submit` of sweep `text` as run `run_id` succeeded on the cluster."""
+    cluster, env, _ = gang_cluster
+    sweep = tmp_path / f"{run_id}.yaml"
+    sweep.write_text(text)
+    runs = tmp_path / "runs"
+    proc = subprocess.run(submit(cluster, env, sweep, runs, run_id), capture_output=True, text=True, timeout=360,
+                          env={**os.environ, **env}, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return runs
+
+
 def gang_actors(run_id: str) -> dict[str, dict[str, Any]]:
     """Ray's table of this run's gang actors, by name (`gang-<run>-<pair>-a<attempt>-r<rank>`)."""
     import ray._private.state
@@ -119,13 +131,7 @@ def assert_nothing_left(run_id: str) -> None:
 @pytest.mark.timeout(400)
 def test_gangs_of_two_and_four_store_rank_zeros_measurement_once(
         gang_cluster: tuple[Any, dict[str, str], Path], tmp_path: Path) -> None:
-    cluster, env, _ = gang_cluster
-    sweep = tmp_path / "gangs.yaml"
-    sweep.write_text(SWEEP + "expert_parallel: [2, 4]\n")
-    runs = tmp_path / "runs"
-    proc = subprocess.run(submit(cluster, env, sweep, runs, "g"), capture_output=True, text=True, timeout=360,
-                          env={**os.environ, **env}, check=False)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    runs = submitted(gang_cluster, tmp_path, SWEEP + "expert_parallel: [2, 4]\n", "g")
     with RunStore(runs / "g") as store:
         assert store.counts() == {"planned": 4, "ok": 4, "failed": 0, "missing": 0}
         assert set(store.attempts().values()) == {1}
@@ -189,3 +195,45 @@ def test_a_rank_killed_mid_window_fails_the_gang_which_is_retried_whole_and_stor
     names = gang_actors("k")
     assert sorted(n[-5:] for n in names) == ["a1-r0", "a1-r1", "a2-r0", "a2-r1"]  # new actors for the retry
     assert_nothing_left("k")
+
+
+LLM_SWEEP = """\
+name: llm-gang
+workload: llm
+replicates: 1
+models: [{preset: tiny-mixtral}]
+match: total
+phase: decode
+batch_size: 4
+prompt_len: 5
+gen_tokens: 3
+dtype: float32
+duration_s: 0.3
+warmup_s: 0.05
+repeats: 1
+device: cpu
+meter: fake
+expert_parallel: 2
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_an_llm_moe_pair_runs_expert_parallel_through_submit(
+        gang_cluster: tuple[Any, dict[str, str], Path], tmp_path: Path) -> None:
+    runs = submitted(gang_cluster, tmp_path, LLM_SWEEP, "l")
+    with RunStore(runs / "l") as store:
+        assert store.counts() == {"planned": 2, "ok": 2, "failed": 0, "missing": 0}
+        results = store.results()
+    moe = next(r for r in results if r.spec.kind == "moe")
+    dense = next(r for r in results if r.spec.kind == "dense")
+    assert moe.spec.workload == "llm" and moe.spec.expert_parallel == 2 and dense.spec.expert_parallel == 1
+    for r in (moe, dense):
+        assert r.world_size == 2 and len({g.uuid for g in r.gpus}) == 2
+        assert all(w.energy_j is not None and w.energy_j > 0 and w.inferences % (4 * 3) == 0 for w in r.windows)
+    assert moe.form["parallel"].startswith("expert over 2 ranks") and dense.form["parallel"].startswith("data over 2")
+    assert [p.name for p in moe.phases] == ["other", "route", "dispatch", "experts", "combine"]
+    assert len(moe.alltoall) == 2 and moe.alltoall[0].energy_j is not None
+    (series,) = aggregate(results).llm
+    assert "EP2" in series.key.label()
+    assert_nothing_left("l")

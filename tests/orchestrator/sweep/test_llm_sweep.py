@@ -73,6 +73,11 @@ BAD = {
                   " (did you mean 'decode'?)"),
     "zero prompt": ("models: [{preset: tiny-mixtral}]\nprompt_len: [16, 0]", "prompt_len[1]: must be greater than 0"),
     "bad shape": ("models: [{preset: tiny-mixtral, top_k: 9}]", "top_k (9) is larger than num_experts (6)"),
+    "ep not dividing experts": ("models: [{preset: tiny-mixtral}]\nbatch_size: 8\nexpert_parallel: [1, 4]",
+                                "expert_parallel: 4 does not divide num_experts (6) of models[0] (tiny-mixtral)"),
+    "ep not dividing a grid's batch": ("models: [{preset: tiny-mixtral}]\nbatch_size: 4\nexpert_parallel: 2\n"
+                                       "grids: [{batch_size: [4, 3]}]",
+                                       "batch_size: 3 is not divisible by expert_parallel 2"),
 }
 
 
@@ -82,6 +87,18 @@ def test_bad_llm_sweeps_are_one_line_naming_the_key(case: str) -> None:
     with pytest.raises(SweepError) as info:
         parse_sweep(f"name: t\nworkload: llm\n{body}\ndevice: cpu\n", Path("llm.yaml"))
     assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_expert_parallel_splits_the_moe_over_a_gang_and_keeps_the_twins_on_one_gpu_each() -> None:
+    text = LLM.replace("batch_size: [1, 8]", "batch_size: [2, 8]")
+    text += "expert_parallel: [1, 2]\npath: [fast, reference]\n"
+    plan = expand(parse_sweep(text, Path("llm.yaml")))
+    gangs = [p for p in plan.pairs if p.gpus == 2]
+    assert gangs and len(gangs) == len([p for p in plan.pairs if p.gpus == 1 and p.pair_id.endswith("-fast-ep1")])
+    for pair in gangs:
+        assert pair.pair_id.endswith("-fast-ep2") and pair.moe.expert_parallel == 2
+        assert all(t.expert_parallel == 1 for t in pair.tasks if t.kind == "dense")
+    assert any("ep2" in s and "needs path fast" in s for s in plan.skipped)
 
 
 @pytest.mark.parametrize("key, value", [("phase", "decode"), ("prompt_len", "64"), ("gen_tokens", "8"),

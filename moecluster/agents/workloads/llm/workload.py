@@ -10,6 +10,10 @@ sequences, `prompt_len` and (decode) `gen_tokens`, and the `path`:
   reference's own speed is timed at prepare too, so the record shows what the fast path saves;
 - `reference`: transformers' `generate` as users call it (`llm.reference`), measured as it is.
 
+An MoE task with `expert_parallel` N > 1 runs on a gang of N ranks: `prepare` builds the one-device
+model on the global batch (its routing, accounting and checked form), and the gang then splits every
+MoE layer's experts over its ranks (`llm.expert_parallel`).
+
 An item is a token: a prefill step processes `batch × prompt_len` of them, a decode step (one whole
 response) generates `batch × gen_tokens`. FLOPs per token and bytes per step (weights once, with the
 experts the realised routing reached, and the KV cache written and read) come from `LlmShape`.
@@ -123,10 +127,10 @@ class LlmWorkload:
         for name, value, default, why in (
                 ("compile", spec.compile, False, "the fast path replays CUDA graphs instead"),
                 ("load", spec.load, "router", "the router's own choice is the only load"),
-                ("train_epochs", spec.train_epochs, 0, "the weights stay random"),
-                ("expert_parallel", spec.expert_parallel, 1, "one GPU per task")):
+                ("train_epochs", spec.train_epochs, 0, "the weights stay random")):
             if value != default:
                 raise ValueError(f"{name}: {value!r} is not implemented for workload llm ({why})")
+        _validate_expert_parallel(spec, shape)
         if spec.cuda_graphs and spec.path == "reference":
             raise ValueError("cuda_graphs: true is impossible on path reference (transformers' generate runs eagerly)")
         require_graphs_possible(spec.device, spec.cuda_graphs)
@@ -215,6 +219,25 @@ class LlmWorkload:
         if spec.path == "reference":
             candidates = candidates[:1]  # the reference runs with one kernel: nothing is measured to choose
         return candidates, skipped
+
+
+def _validate_expert_parallel(spec: TaskSpec, shape: LlmShape) -> None:
+    """ValueError where `expert_parallel` (experts over that many GPUs, `expert_parallel.py`) cannot run:
+    only an MoE on the fast path, its experts and sequences split evenly, without CUDA graphs."""
+    ep = spec.expert_parallel
+    if ep == 1:
+        return
+    if ep < 1:
+        raise ValueError(f"expert_parallel must be >= 1, got {ep}")
+    if spec.kind != "moe":
+        raise ValueError(f"expert_parallel: {ep} is for the MoE side; a dense twin runs data parallel with 1")
+    if spec.path != "fast":
+        raise ValueError(f"expert_parallel: {ep} needs path fast (transformers' generate runs on one device)")
+    if shape.num_experts % ep or spec.batch_size % ep:
+        raise ValueError(f"expert_parallel {ep} must divide num_experts ({shape.num_experts}) and batch_size"
+                         f" ({spec.batch_size})")
+    if spec.cuda_graphs:
+        raise ValueError(f"cuda_graphs: true is impossible with expert_parallel {ep} (the step runs eagerly)")
 
 
 def _key(spec: TaskSpec, device: torch.device) -> Hashable:
