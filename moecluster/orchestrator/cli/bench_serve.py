@@ -18,12 +18,15 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from moecluster.agents.workloads.serve.template import template_problem
 from moecluster.spec.records import ServeSpec, TaskResult, TaskSpec
+
+if TYPE_CHECKING:
+    from moecluster.orchestrator.report.cells import TableData
 
 from .errors import InputError
 from .finite import BoundedInt, BoundedText, FiniteFloatRange
@@ -192,8 +195,10 @@ def run_serve_bench(ctx: click.Context, serve: dict[str, Any], **common: Any) ->
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
     else:
+        from moecluster.orchestrator.report.terminal import FittedTable
+
         for table in result_tables(results):
-            console().print(table.to_rich())
+            console().print(FittedTable(table))
         echo_failures(results)
         if len(results) == 2:
             warn_without_interval(results)
@@ -216,7 +221,7 @@ def _run(specs: list[TaskSpec]) -> list[TaskResult]:
                                    run_id=specs[0].run_id)
 
 
-def result_tables(results: list[TaskResult]) -> list[Any]:
+def result_tables(results: list[TaskResult]) -> list[TableData]:
     """The report's serve tables for these results: a pair's comparison, or the one side alone."""
     from moecluster.orchestrator.aggregate.serve import serve_comparisons, serve_side
     from moecluster.orchestrator.aggregate.tasks import task_stats
