@@ -136,7 +136,7 @@ def gpu_key(stats: TaskStats) -> tuple[str, ...]:
 def covers(processes: Sequence[TaskStats], between_gpus: bool = False) -> str:
     """What an interval over these processes covers: "3 windows, 1 process", or "3 replicates on 2 GPUs
     of 1 node, 3 windows each" (and "from 2 runs" where `report` pooled runs; with `between_gpus`, a
-    task's own figures, "t over the 2 GPUs" where they pool over GPUs, `gpu_key`)."""
+    task's own figures, "t over the 2 GPUs" (or nodes, without GPUs) where they pool over them, `gpu_key`)."""
     windows = sorted({p.n_windows for p in processes})
     if len(processes) == 1:
         return f"{_count(windows[0], 'window')}, 1 process"
@@ -147,7 +147,8 @@ def covers(processes: Sequence[TaskStats], between_gpus: bool = False) -> str:
     each = f"{windows[0]}" if len(windows) == 1 else f"{windows[0]}–{windows[-1]}"
     source = f" from {runs} runs" if runs > 1 else ""
     keys = {gpu_key(p) for p in processes}
-    over = f"; t over the {len(keys)} GPUs" if between_gpus and gpus and len(keys) > 1 else ""
+    # what `gpu_key` groups by: the GPUs, or the nodes where no GPU is recorded
+    over = f"; t over the {len(keys)} {'GPUs' if gpus else 'nodes'}" if between_gpus and len(keys) > 1 else ""
     return f"{len(processes)} replicates{source} on {where}, {each} windows each{over}"
 
 

@@ -85,6 +85,9 @@ def test_two_replicates_warn_of_a_wide_interval_and_cpu_replicates_say_so() -> N
     assert moe.ci_covers == "2 replicates on 1 GPU of 1 node, 3 windows each"
     cpu = [replace(r, gpus=()) for r in replicated(preset_pair("small", 2.0, 1.0), [1.0, 1.2])]
     assert aggregate(cpu).tasks[1].ci_covers == "2 replicates on the CPUs of 1 node, 3 windows each"
+    two_nodes = [replace(r, node=f"node-{r.spec.replicate}") for r in cpu]  # pooled over the nodes, and says so
+    assert aggregate(two_nodes).tasks[1].ci_covers == ("2 replicates on the CPUs of 2 nodes, 3 windows each;"
+                                                       " t over the 2 nodes")
 
 
 def test_base_pair_id_strips_only_its_own_suffix() -> None:
