@@ -12,7 +12,7 @@ fi
 # Only on the lent machine ($OUT is set there alone), and the repository there is moved aside, not deleted.
 if [ -f .sent/commit ] && [ -n "${OUT:-}" ] \
     && [ "$(git rev-parse HEAD 2>/dev/null)" != "$(git hash-object -t commit .sent/commit)" ]; then
-  { [ ! -e .git ] || mv .git "$(mktemp -d)/stale.git"; } && git init -q && printf '/.sent/\n/.whl/\n/.whl-*/\n/.probe/\n' >> .git/info/exclude && git add -A
+  { [ ! -e .git ] || mv .git "$(mktemp -d)/stale.git"; } && git init -q && cat .sent/exclude >> .git/info/exclude && git add -A
   sent_tree=$(git write-tree)
   if [ "$sent_tree" = "$(sed -n 's/^tree //p' .sent/commit | head -n 1)" ]; then
     sent=$(git hash-object -t commit -w .sent/commit) && echo "$sent" > .git/shallow && git update-ref HEAD "$sent" \
