@@ -166,7 +166,7 @@ class NvmlGpu(Gpu):
     def process_ids(self) -> tuple[int, ...] | None:
         """Compute processes on this GPU (NVML; None where the driver does not say)."""
         try:
-            return tuple(int(p.pid) for p in self._call("nvmlDeviceGetComputeProcesses"))
+            return tuple(int(p.pid) for p in self._call("nvmlDeviceGetComputeRunningProcesses"))
         except DeviceError:
             return None
 
