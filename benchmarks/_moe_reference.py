@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from moecluster.agents.workloads.mlp.models import MoEMLP
+from moecluster.workloads.mlp.models import MoEMLP
 
 
 def reference_output(moe: MoEMLP, x: Tensor) -> Tensor:

@@ -33,8 +33,8 @@ import pynvml
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
-from moecluster.agents.devices import GpuInfo
-from moecluster.agents.exporter.task_labels import FileTaskObserver
+from moecluster.devices import GpuInfo
+from moecluster.node.agent.task_labels import FileTaskObserver
 from moecluster.spec.records import TaskResult, TaskSpec
 
 COUNTER_TOL = 0.01
@@ -42,7 +42,7 @@ POWER_TOL = 0.03
 AGENT = """
 import logging, sys
 from pathlib import Path
-from moecluster.agents.exporter.server import AgentConfig, serve
+from moecluster.node.agent.server import AgentConfig, serve
 logging.basicConfig(level=logging.INFO, format="%(asctime)s moecluster-agent %(levelname)s %(message)s")
 serve(AgentConfig(host="127.0.0.1", port=int(sys.argv[1]), device="nvml", node="check",
                   interval_s=float(sys.argv[2]), state_dir=Path(sys.argv[3])))

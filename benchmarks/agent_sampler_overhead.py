@@ -14,8 +14,8 @@ import argparse
 import time
 
 from _common import environment, print_table, write_json
-from moecluster.agents.devices import DeviceSet, FakeDevices, open_devices
-from moecluster.agents.exporter.sampler import PowerSampler
+from moecluster.devices import DeviceSet, FakeDevices, open_devices
+from moecluster.node.agent.sampler import PowerSampler
 
 LIMIT_PCT = 1.0
 

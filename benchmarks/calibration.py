@@ -12,7 +12,7 @@ ratio of inferences/J. A re-measurement has noise of its own: two independent es
 spread fall inside each other's 95 % interval about 83 % of the time, so an interval meant to hold
 a re-run has to cover more than the spread of one process's windows. Figures without an interval
 are counted apart.
-The tool's own `report` computes the figures (`moecluster.orchestrator.aggregate`): what is checked
+The tool's own `report` computes the figures (`moecluster.report.aggregate`): what is checked
 is what is published.
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moecluster.spec.records import TaskSpec
-from moecluster.orchestrator.aggregate import Aggregate, Estimate, aggregate
-from moecluster.orchestrator.store import RunStore
+from moecluster.report.aggregate import Aggregate, Estimate, aggregate
+from moecluster.head.store import RunStore
 
 # what a task measured is the same task in both runs when these agree (run bookkeeping and how long
 # each window ran do not change what is estimated)

@@ -9,7 +9,7 @@ set -uo pipefail
 sweep=$1 run_id=$2 limit_s=$3; shift 3
 . benchmarks/device_env.sh
 runs=benchmarks/results/runs
-mc() { python3 -c 'from moecluster.orchestrator.cli import main; main()' "$@"; }
+mc() { python3 -c 'from moecluster.cli import main; main()' "$@"; }
 nvidia-smi --query-gpu=name,driver_version,power.limit,temperature.gpu,power.draw --format=csv
 if [ -f "$runs/$run_id/results.sqlite" ]; then
   # a resumed run takes its own stored sweep: extra arguments (--set ...) only shape a new run

@@ -15,12 +15,12 @@ import time
 import torch
 
 from _common import environment, print_table, write_json
-from moecluster.agents.devices import open_devices
-from moecluster.agents.meters.energy import Alignment, EnergyMeter
+from moecluster.devices import open_devices
+from moecluster.measure.meters.energy import Alignment, EnergyMeter
 
 from moecluster.spec.records import TaskSpec
-from moecluster.agents.runner import _run_for, _sync, resolve_device, select_gpus
-from moecluster.agents.workloads.base import get_workload, torch_dtype
+from moecluster.measure.runner import _run_for, _sync, resolve_device, select_gpus
+from moecluster.workloads.workload import get_workload, torch_dtype
 from moecluster.spec.mlp.shapes import match_dense, preset
 
 # counter and sampler over the very same span: no edge alignment (the runner aligns; this compares)

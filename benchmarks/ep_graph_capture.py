@@ -23,10 +23,10 @@ from typing import Any
 import torch
 
 from _common import environment, time_call, write_json
-from moecluster.agents.parallel.ep_moe import HOSTSYNC, STATIC, ExpertParallelMoE
-from moecluster.agents.parallel.group import GangContext, free_port, process_group
-from moecluster.agents.workloads.graphs import capture_graph
-from moecluster.agents.workloads.mlp.models import MoEMLP
+from moecluster.workloads.mlp.expert_parallel import HOSTSYNC, STATIC, ExpertParallelMoE
+from moecluster.measure.parallel.group import GangContext, free_port, process_group
+from moecluster.workloads.graphs import capture_graph
+from moecluster.workloads.mlp.models import MoEMLP
 from moecluster.spec.mlp.shapes import MoEShape
 
 XXL = MoEShape(num_experts=32, expert_hidden_dim=4096, expert_num_layers=6, top_k=8)

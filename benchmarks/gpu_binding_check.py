@@ -24,7 +24,7 @@ from typing import Any
 
 PROBE = """
 import json, os, sys
-from moecluster.agents.node.binding import cuda_binding, prefer_pci_order, problems
+from moecluster.node.binding import cuda_binding, prefer_pci_order, problems
 prefer_pci_order()
 import torch
 torch.cuda.init()

@@ -26,12 +26,12 @@ import torch
 
 from _common import environment, print_table, write_json
 from llm_smoke import bandwidth, timed_s
-from moecluster.agents.workloads.llm.build import build_model, transformers_version
-from moecluster.agents.workloads.llm.engine import StaticEngine
-from moecluster.agents.workloads.llm.experts import GROUPED_MM, use_experts
-from moecluster.agents.workloads.llm.forms import DecodeRun, capture_step
+from moecluster.workloads.llm.build import build_model, transformers_version
+from moecluster.workloads.llm.engine import StaticEngine
+from moecluster.workloads.llm.experts import GROUPED_MM, use_experts
+from moecluster.workloads.llm.forms import DecodeRun, capture_step
 from moecluster.spec.llm.presets import preset
-from moecluster.agents.workloads.llm.routing import count_routing
+from moecluster.workloads.llm.routing import count_routing
 from moecluster.spec.llm.shapes import LlmShape
 from moecluster.spec.llm.twins import match_dense
 

@@ -2,7 +2,7 @@
 
 The scaled Mixtral preset at batch 1 (prompt 256), in bf16 with moecluster's grouped_mm experts: the
 first decode step of transformers' `generate` against moecluster's static-cache engine, free and with
-the routing pinned to the reference's (`moecluster/agents/workloads/llm/routing.py`), and per layer the router's
+the routing pinned to the reference's (`moecluster/workloads/llm/routing.py`), and per layer the router's
 input error against the reference's, and the top-k indices and weights each run chose.
 
     . benchmarks/device_env.sh && python3 benchmarks/llm_routing_flips.py > $OUT/routing_flips.txt
@@ -16,14 +16,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from moecluster.agents.workloads.forms import rel_err
-from moecluster.agents.workloads.llm.build import build_model
-from moecluster.agents.workloads.llm.engine import StaticEngine
-from moecluster.agents.workloads.llm.experts import GROUPED_MM, use_experts
-from moecluster.agents.workloads.llm.forms import DecodeRun, Outputs
+from moecluster.workloads.forms import rel_err
+from moecluster.workloads.llm.build import build_model
+from moecluster.workloads.llm.engine import StaticEngine
+from moecluster.workloads.llm.experts import GROUPED_MM, use_experts
+from moecluster.workloads.llm.forms import DecodeRun, Outputs
 from moecluster.spec.llm.presets import preset
-from moecluster.agents.workloads.llm.reference import ReferenceDecode, dynamic_cache
-from moecluster.agents.workloads.llm.routing import pin_routing, record_routing, routers
+from moecluster.workloads.llm.reference import ReferenceDecode, dynamic_cache
+from moecluster.workloads.llm.routing import pin_routing, record_routing, routers
 
 PROMPT, GEN, BATCH = 256, 64, 1
 Seen = tuple[Tensor, Tensor, Tensor]  # a router call's input, its own top-k weights and indices

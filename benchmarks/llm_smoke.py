@@ -27,17 +27,17 @@ import torch
 
 from _common import environment, print_table, write_json
 from moe_kernels import read_bandwidth
-from moecluster.agents.workloads.forms import rel_err
-from moecluster.agents.workloads.llm.build import build_model, transformers_version
-from moecluster.agents.workloads.llm.engine import StaticEngine
-from moecluster.agents.workloads.llm.experts import GATHER, GROUPED_MM, library_experts, use_experts
-from moecluster.agents.workloads.llm.forms import DecodeRun, Outputs, PrefillRun, capture_step, token_agreement
+from moecluster.workloads.forms import rel_err
+from moecluster.workloads.llm.build import build_model, transformers_version
+from moecluster.workloads.llm.engine import StaticEngine
+from moecluster.workloads.llm.experts import GATHER, GROUPED_MM, library_experts, use_experts
+from moecluster.workloads.llm.forms import DecodeRun, Outputs, PrefillRun, capture_step, token_agreement
 from moecluster.spec.llm.presets import preset
-from moecluster.agents.workloads.llm.reference import ReferenceDecode, ReferencePrefill, dynamic_cache
-from moecluster.agents.workloads.llm.routing import count_routing
+from moecluster.workloads.llm.reference import ReferenceDecode, ReferencePrefill, dynamic_cache
+from moecluster.workloads.llm.routing import count_routing
 from moecluster.spec.llm.shapes import LlmShape
 from moecluster.spec.llm.twins import match_dense
-from moecluster.orchestrator.estimate import lookup
+from moecluster.head.estimate import lookup
 
 ROWS: list[dict[str, Any]] = []
 

@@ -6,7 +6,7 @@ of a dense GEMM of aligned shapes (8192^3) in the row's dtype (fp32 without TF32
 `hbm_frac` = ceiling time / measured time for (1), `gemm_frac` the same for (2).
 
 Rows per dtype and batch: the seed's `sorted` (eager, the reference), then `grouped` as a task
-prepares it — every grouped kernel through the forms machinery (`agents.workloads.forms`: tiles
+prepares it — every grouped kernel through the forms machinery (`workloads.forms`: tiles
 of the fused Triton kernel tuned first, then every kernel checked against the first and timed
 eagerly and as a CUDA graph, median of CUDA-event runs): `grouped[grouped_mm]` is the plain
 `torch._grouped_mm` call per layer, `grouped[fused_triton]` the fused kernel, `grouped` the
@@ -30,15 +30,15 @@ import torch
 
 from _common import environment, print_table, time_cuda, write_json
 from _moe_reference import reference_output
-from moecluster.agents.workloads.forms import FormCache, FormOption, choose_form, output_tolerance, rel_err
-from moecluster.agents.workloads.graphs import capture_graph, graph_policy
-from moecluster.agents.workloads.mlp import fused
-from moecluster.agents.workloads.mlp.dense import ADDMM_IN_OUT, F_LINEAR
-from moecluster.agents.workloads.mlp.experts import FUSED
-from moecluster.agents.workloads.mlp.form_options import model_options
-from moecluster.agents.workloads.mlp.models import DenseMLP, MoEMLP
+from moecluster.workloads.forms import FormCache, FormOption, choose_form, output_tolerance, rel_err
+from moecluster.workloads.graphs import capture_graph, graph_policy
+from moecluster.workloads.mlp import fused
+from moecluster.workloads.mlp.dense import ADDMM_IN_OUT, F_LINEAR
+from moecluster.workloads.mlp.experts import FUSED
+from moecluster.workloads.mlp.form_options import model_options
+from moecluster.workloads.mlp.models import DenseMLP, MoEMLP
 from moecluster.spec.mlp.shapes import match_dense, preset
-from moecluster.agents.workloads.timing import time_call_s
+from moecluster.workloads.timing import time_call_s
 
 DEVICE = torch.device("cuda")
 DENSE_FEW_LAYOUTS_FROM_S = 0.3  # a dense call this long tries only its two weight layouts (seconds each)
@@ -163,7 +163,7 @@ def plotted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def model_colors(rows: list[dict[str, Any]]) -> dict[str, str]:
     """One colour per plotted line for every panel: the seed's `sorted`, `grouped` and dense as in the
     report's figures (`report.plots.color`), each other kernel one of the report's spare colours, by name."""
-    from moecluster.orchestrator.report.plots import FALLBACK, color
+    from moecluster.report.plots import FALLBACK, color
 
     fixed = {"moe/sorted": color("sorted"), "moe/grouped": color("grouped"), "dense/total": color("dense")}
     others = sorted({r["model"] for r in plotted(rows)} - set(fixed))

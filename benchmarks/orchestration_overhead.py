@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from _common import print_table, write_json
-from moecluster.orchestrator import schedule
-from moecluster.orchestrator.store import RunStore
-from moecluster.orchestrator.sweep import expand, parse_sweep
+from moecluster.head import schedule
+from moecluster.head.store import RunStore
+from moecluster.head.sweep import expand, parse_sweep
 
 # the fake-GPU cluster is a test double: it lives under tests/
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "orchestrator" / "schedule"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "head" / "schedule"))
 from fakecluster import auth_env, fake_gpu_cluster  # noqa: E402
 
 TARGET_PCT = 5.0

@@ -14,9 +14,9 @@ import argparse
 import torch
 
 from _common import environment, print_table, write_json
-from moecluster.agents.meters.peaks import PeakCache
+from moecluster.measure.meters.peaks import PeakCache
 from moecluster.spec.records import TaskSpec
-from moecluster.agents.runner import run_task
+from moecluster.measure.runner import run_task
 from moecluster.spec.mlp.shapes import match_dense, preset
 
 

@@ -3,7 +3,7 @@
     python benchmarks/served_models.py --preset mixtral-8x7b-8l --num-layers 2 --root /tmp/served \\
         --sweep served.yaml --concurrency 1 8 32 [--device cuda]
 
-Each model is built exactly as the `llm` workload builds it (`agents.workloads.llm.build.build_model`: the
+Each model is built exactly as the `llm` workload builds it (`workloads.llm.build.build_model`: the
 preset's shape, random weights from `--seed`, the twins matched by total and by active parameters under
 today's twin policy), saved in `--dtype` with a byte-level BPE tokenizer of the model's own vocabulary
 trained in-process (`serve.tiny.write_tokenizer`), so `transformers serve` answers chat completions with
@@ -41,8 +41,8 @@ def write_model(shape: LlmShape, path: Path, *, device: str, dtype: str, seed: i
     """Build `shape` with random weights and save it with a tokenizer under `path` (kept where it exists)."""
     import torch
 
-    from moecluster.agents.workloads.llm.build import build_model
-    from moecluster.agents.workloads.serve.tiny import write_tokenizer
+    from moecluster.workloads.llm.build import build_model
+    from moecluster.workloads.serve.tiny import write_tokenizer
 
     if (path / "config.json").exists():
         return

@@ -26,14 +26,14 @@ import torch
 
 from _common import write_json
 from _moe_reference import reference_output
-from moecluster.agents.workloads import forms
-from moecluster.agents.workloads.graphs import capture_graph
-from moecluster.agents.workloads.mlp import fused
-from moecluster.agents.workloads.mlp.experts import FUSED, GROUPED_MM
-from moecluster.agents.workloads.mlp.fused_tiles import TileCache
-from moecluster.agents.workloads.mlp.models import MoEMLP
+from moecluster.workloads import forms
+from moecluster.workloads.graphs import capture_graph
+from moecluster.workloads.mlp import fused
+from moecluster.workloads.mlp.experts import FUSED, GROUPED_MM
+from moecluster.workloads.mlp.fused_tiles import TileCache
+from moecluster.workloads.mlp.models import MoEMLP
 from moecluster.spec.mlp.shapes import preset
-from moecluster.agents.workloads.timing import time_call_s
+from moecluster.workloads.timing import time_call_s
 
 TOLERANCE = {torch.bfloat16: 2e-2, torch.float32: 1e-4}  # against float64; fp32 products exact (ieee)
 T0 = time.perf_counter()

@@ -3,7 +3,7 @@ session's own, so tests neither see nor disturb other runs on the machine (a rea
 submit`, another test session) and a user's own settings do not change what tests see.
 
 What is shared otherwise, and how it is moved here:
-- `/tmp/moecluster-<uid>/` (the running-submit registry of `orchestrator.local_submits`, device
+- `/tmp/moecluster-<uid>/` (the running-submit registry of `head.local_submits`, device
   locks, task labels) and `/tmp/moecluster-idle` follow `tempfile.gettempdir()`; Ray's
   `/tmp/ray` (sessions, the address of "the" local cluster) follows `$TMPDIR` unless
   `$RAY_TMPDIR` is set: so `$TMPDIR` (and `tempfile.tempdir`, which caches it) point here.
@@ -16,18 +16,40 @@ What is shared otherwise, and how it is moved here:
   removed).
 Set before any Ray instance or CLI process starts, which inherit it; pytest's own `tmp_path`
 directories stay where pytest keeps them. The directory is removed when the session ends.
+
+Two test doubles are loaded here under names of their own, so tests in any folder import them:
+the synthetic-results builders (tests/report/aggregate/synthetic.py) as `moecluster_synthetic`, used by
+the aggregate, estimate, report and CLI tests, and the fake-GPU Ray cluster
+(tests/head/schedule/fakecluster.py) as `moecluster_fakecluster`.
 """
 from __future__ import annotations
 
+import importlib.util
 import secrets
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from moecluster.agents.workloads.serve.tiny import TinyModel, write_tiny_models
+from moecluster.workloads.serve.tiny import TinyModel, write_tiny_models
+
+
+
+def _load(name: str, relative: str) -> None:
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / relative)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
+_load("moecluster_synthetic", "report/aggregate/synthetic.py")
+_load("moecluster_fakecluster", "head/schedule/fakecluster.py")
 
 # moecluster's own directories, set to subdirectories of the session's directory
 STATE_DIRS = {"MOECLUSTER_LOCK_DIR": "device-locks", "MOECLUSTER_STATE_DIR": "task-labels",
@@ -60,7 +82,7 @@ def _own_machine_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
 
 @pytest.fixture(scope="session")
 def tiny_served_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[TinyModel, TinyModel]:
-    """The tiny served MoE and dense models (`agents.workloads.serve.tiny`), written once per session:
+    """The tiny served MoE and dense models (`workloads.serve.tiny`), written once per session:
     random weights and a BPE tokenizer trained in-process, nothing downloaded."""
     pytest.importorskip("transformers")
     return write_tiny_models(tmp_path_factory.mktemp("served-models"))

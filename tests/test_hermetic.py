@@ -15,11 +15,11 @@ def places() -> dict[str, str]:
     from ray._common.utils import get_default_ray_temp_dir
     from ray._private.authentication.authentication_token_setup import _get_default_token_path
 
-    from moecluster.agents.exporter.task_labels import default_state_dir
-    from moecluster.agents.meters.idle import IdleCache
-    from moecluster.agents.node.device_lock import default_lock_dir
-    from moecluster.orchestrator.local_submits import default_dir
-    from moecluster.orchestrator.rundir import runs_root
+    from moecluster.node.agent.task_labels import default_state_dir
+    from moecluster.measure.meters.idle import IdleCache
+    from moecluster.node.device_lock import default_lock_dir
+    from moecluster.head.local_submits import default_dir
+    from moecluster.head.rundir import runs_root
 
     return {"submit registry": str(default_dir()), "device locks": str(default_lock_dir()),
             "task labels": str(default_state_dir()), "idle cache": str(IdleCache().directory),

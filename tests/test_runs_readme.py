@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from moecluster.orchestrator.store import RunStore
+from moecluster.head.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "benchmarks" / "results" / "runs"

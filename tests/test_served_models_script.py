@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from moecluster.orchestrator.sweep import expand, load_sweep
+from moecluster.head.sweep import expand, load_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 

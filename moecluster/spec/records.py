@@ -67,14 +67,14 @@ class TaskSpec:
     reverse_order: bool = False
     replicate: int = 1
     replicates: int = 1
-    # workload llm (`agents.workloads.llm`): the transformers family, the phase measured, tokens per
+    # workload llm (`workloads.llm`): the transformers family, the phase measured, tokens per
     # prompt and generated per sequence, and whether transformers' own generate or moecluster's fast path runs
     architecture: str | None = None
     phase: str | None = None
     prompt_len: int = 0
     gen_tokens: int = 0
     path: str | None = None
-    # workload serve (`agents.workloads.serve`): the served model, its server and its load; None otherwise
+    # workload serve (`workloads.serve`): the served model, its server and its load; None otherwise
     serve: ServeSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -391,7 +391,7 @@ class TaskResult:
     world_size: int = 1  # ranks of the gang that measured this task (expert or data parallel)
     phases: tuple[PhaseStat, ...] = ()
     alltoall: tuple[AllToAllPoint, ...] = ()
-    # how the task held its devices against other runs on the node (`agents.node.device_lock`):
+    # how the task held its devices against other runs on the node (`node.device_lock`):
     # "exclusive" (at once), "waited" (for `device_wait_s`, another run had them), "unlocked" (no lock
     # could be taken: another run may have shared them; a warning says why); "" where not recorded
     device_access: str = ""

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # annotations only: the plug-ins import these at run time, this module does not
-    from moecluster.orchestrator.estimate.models import ModelShape
-    from moecluster.orchestrator.sweep.pairs import Plan
-    from moecluster.orchestrator.sweep.schema import ModelEntry, SweepFile
+    from moecluster.head.estimate.models import ModelShape
+    from moecluster.head.sweep.pairs import Plan
+    from moecluster.head.sweep.schema import ModelEntry, SweepFile
     from moecluster.spec.records import TaskSpec
 
 #: What a workload's `inferences_*` figures count: (singular, plural, short), e.g. ("token", "tokens", "tok").

@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from moecluster.orchestrator.sweep.schema import DEFAULT_WORKLOAD
+from moecluster.head.sweep.schema import DEFAULT_WORKLOAD
 
-from .base import WorkloadPlugin
-from .llm.plugin import LlmWorkload
-from .mlp.plugin import MlpWorkload
-from .serve.plugin import ServeWorkload
+from moecluster.workloads.base import WorkloadPlugin
+from moecluster.workloads.llm.plugin import LlmWorkload
+from moecluster.workloads.mlp.plugin import MlpWorkload
+from moecluster.workloads.serve.plugin import ServeWorkload
 
 #: Every workload's plug-in, in the order sweeps and reports list them.
 PLUGINS: tuple[WorkloadPlugin, ...] = (MlpWorkload(), LlmWorkload(), ServeWorkload())

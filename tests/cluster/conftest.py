@@ -20,7 +20,7 @@ def hosts() -> Iterator[NetnsCluster]:
     why = unavailable()
     if why is not None:
         pytest.skip(f"separate hosts need network namespaces: {why}")
-    from moecluster.orchestrator.schedule.raysettings import FAST_FAILURE_DETECTION
+    from moecluster.head.schedule.raysettings import FAST_FAILURE_DETECTION
 
     cluster = NetnsCluster(3, gpus=2, cpus=1, system_config=dict(FAST_FAILURE_DETECTION))
     cluster.worker_env = {i: {"MOECLUSTER_STATE_DIR": str(cluster.root / f"labels-h{i}")} for i in (1, 2)}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from moecluster.orchestrator.schedule.raysettings import HEAD_UNREACHABLE_S
+from moecluster.head.schedule.raysettings import HEAD_UNREACHABLE_S
 from netns import NetnsCluster, unavailable
 from test_faults import (RECOVERY_TARGET_S, assert_stored_once, finish, measuring_pair, noticed_at, report,
                          results, retries, stored_at, submit)

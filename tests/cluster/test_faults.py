@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from moecluster.spec.records import TaskResult
-from moecluster.orchestrator.store import RunStore, StoreDamaged
+from moecluster.head.store import RunStore, StoreDamaged
 from netns import NetnsCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from moecluster.orchestrator.store import RunStore
+from moecluster.head.store import RunStore
 from netns import descendants
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]

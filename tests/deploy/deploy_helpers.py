@@ -23,7 +23,7 @@ def moecluster_cmd() -> list[str]:
     exe = Path(sys.executable).with_name("moecluster")
     if exe.exists():
         return [str(exe)]
-    return [sys.executable, "-c", "from moecluster.orchestrator.cli import main; main()"]
+    return [sys.executable, "-c", "from moecluster.cli import main; main()"]
 
 
 class AgentProcess:

@@ -69,7 +69,7 @@ def test_taken_port_is_one_line_and_exit_1() -> None:
     (["--device", "none", "--state-dir", "{shared}"], "task-label state directory {shared} is writable by its group"),
 ])
 def test_bad_options_are_one_line_and_exit_2(args: list[str], message: str, capsys, tmp_path: Path) -> None:
-    from moecluster.orchestrator.cli import main
+    from moecluster.cli import main
 
     shared = tmp_path / "shared"
     shared.mkdir()

@@ -16,7 +16,7 @@ import click
 import pytest
 import yaml
 
-from moecluster.orchestrator.cli import cli
+from moecluster.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -114,7 +114,7 @@ def _label_values(prom: Prometheus, selector: str, label: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def live(prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    from moecluster.dashboards.export import build_all
+    from moecluster.report.dashboards.export import build_all
 
     tmp = tmp_path_factory.mktemp("live")
     runs, state = tmp / "runs", tmp / "tasks"

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from deploy_helpers import AgentProcess, Prometheus
-from moecluster.agents.devices import FakeDevices
-from moecluster.agents.exporter.task_labels import FileTaskObserver
+from moecluster.devices import FakeDevices
+from moecluster.node.agent.task_labels import FileTaskObserver
 from moecluster.spec.records import TaskResult, TaskSpec
 
 ROOT = Path(__file__).resolve().parents[2]

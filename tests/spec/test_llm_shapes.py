@@ -9,7 +9,7 @@ from moecluster.spec.llm.shapes import FAMILIES, LlmShape, experts_hit_uniform, 
 from moecluster.spec.llm.twins import ALIGNMENTS, match_dense, width_alignment
 from moecluster.spec.mlp.shapes import ShapeError
 from moecluster.spec.twins import MATCH_TOLERANCE
-from moecluster.orchestrator.estimate import KNOWN, from_llm
+from moecluster.head.estimate import KNOWN, from_llm
 
 
 @pytest.mark.parametrize("name, total, active", [
@@ -118,7 +118,7 @@ def test_every_family_has_a_dense_twin_family() -> None:
 def test_without_transformers_an_llm_task_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from moecluster.agents.workloads.llm.build import transformers_module
+    from moecluster.workloads.llm.build import transformers_module
 
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
     needs = r"workload llm needs transformers \(not installed\): pip install 'moecluster\[llm\]'"

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from moecluster.orchestrator.sweep import SweepFile, expand, load_sweep
-from moecluster.orchestrator.sweep.schema import DEFAULT_WORKLOAD, plugin_context
-from moecluster.orchestrator.sweep.size import task_count
+from moecluster.head.sweep import SweepFile, expand, load_sweep
+from moecluster.head.sweep.schema import DEFAULT_WORKLOAD, plugin_context
+from moecluster.head.sweep.size import task_count
 from moecluster.workloads.base import WorkloadPlugin
 from moecluster.workloads.registry import PLUGINS, WORKLOADS, workload
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .shapes import LlmShape
+from moecluster.spec.llm.shapes import LlmShape
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 FILL_CHUNK_TOKENS = 8192  # tokens per forward while a decode's cache is filled with its prompts

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..mlp.shapes import ShapeError
-from .shapes import LlmShape, closest
+from moecluster.spec.mlp.shapes import ShapeError
+from moecluster.spec.llm.shapes import LlmShape, closest
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 
-from ..records import ParamCounts
-from ..mlp.shapes import ShapeError
+from moecluster.spec.records import ParamCounts
+from moecluster.spec.mlp.shapes import ShapeError
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..mlp.shapes import ShapeError
-from ..twins import MATCH_TOLERANCE, fit_width
-from .shapes import LlmShape
+from moecluster.spec.mlp.shapes import ShapeError
+from moecluster.spec.twins import MATCH_TOLERANCE, fit_width
+from moecluster.spec.llm.shapes import LlmShape
 
 ALIGNMENTS = (256, 128, 64, 32, 16, 8, 4, 2, 1)  # tensor-core friendly first
 LOOSE_TOLERANCE = 1e-2  # where no width comes within MATCH_TOLERANCE

@@ -11,15 +11,15 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from ..records import ParamCounts
-from ..twins import MATCH_TOLERANCE, fit_width
+from moecluster.spec.records import ParamCounts
+from moecluster.spec.twins import MATCH_TOLERANCE, fit_width
 
 INPUT_DIM = 784
 OUTPUT_DIM = 10
 ALIGNMENTS = (128, 64, 32, 16, 8, 4, 2, 1)  # tensor-core friendly first
 
 MatchMode = Literal["total", "active", "seed"]
-IMPLS = ("naive", "sorted", "grouped")  # MoE implementations (agents.workloads.mlp.models)
+IMPLS = ("naive", "sorted", "grouped")  # MoE implementations (workloads.mlp.models)
 # the implementations that sync with the host every batch (the seed's code), so no CUDA graph can hold them
 HOST_SYNC = {
     "naive": "naive syncs with the host (mask.any() per expert)",

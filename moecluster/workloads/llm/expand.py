@@ -18,10 +18,10 @@ from moecluster.spec.llm.shapes import LlmShape
 from moecluster.spec.llm.twins import match_dense
 from moecluster.spec.mlp.shapes import ShapeError
 
-from moecluster.orchestrator.sweep.error import SweepError
-from moecluster.orchestrator.sweep.estimate import task_estimate_s
-from moecluster.orchestrator.sweep.pairs import DTYPE_SHORT, PairPlan, Plan
-from moecluster.orchestrator.sweep.schema import SweepFile
+from moecluster.head.sweep.error import SweepError
+from moecluster.head.sweep.estimate import task_estimate_s
+from moecluster.head.sweep.pairs import DTYPE_SHORT, PairPlan, Plan
+from moecluster.head.sweep.schema import SweepFile
 
 
 def llm_pair_id(model: str, point: dict[str, Any], varying: list[str], with_impl: bool = True) -> str:

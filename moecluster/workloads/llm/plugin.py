@@ -1,25 +1,25 @@
 """Transformer LLMs (`workload: llm`), head side: sweep checks, expansion, accounting, labels.
 
-Its node side (models, the fast and reference paths, prefill and decode) is
-`moecluster.agents.workloads.llm`; its report section is `orchestrator.report.llm` over
-`orchestrator.aggregate.llm`'s series (drawn because `series_over_batch` is set).
+Its node side (models, the fast and reference paths, prefill and decode) is the rest of this folder;
+its report section is `report.llm` over
+`report.aggregate.llm`'s series (drawn because `series_over_batch` is set).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from moecluster.orchestrator.estimate.models import ModelShape, from_llm
-from moecluster.orchestrator.sweep.pairs import Plan
-from moecluster.orchestrator.sweep.schema import LLM_AXES, LLM_IMPLS, MLP_MODEL_FIELDS, MLP_ONLY, FieldProblem, \
+from moecluster.head.estimate.models import ModelShape, from_llm
+from moecluster.head.sweep.pairs import Plan
+from moecluster.head.sweep.schema import LLM_AXES, LLM_IMPLS, MLP_MODEL_FIELDS, MLP_ONLY, FieldProblem, \
     ModelEntry, SweepFile
 from moecluster.spec.llm.memory import memory_need
 from moecluster.spec.llm.shapes import LlmShape
 from moecluster.spec.mlp.shapes import ShapeError
 from moecluster.spec.records import TaskSpec
 
-from ..base import ItemNames, gib_text
-from .expand import expand_llm
+from moecluster.workloads.base import ItemNames, gib_text
+from moecluster.workloads.llm.expand import expand_llm
 
 
 class LlmWorkload:

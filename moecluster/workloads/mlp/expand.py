@@ -20,10 +20,10 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from moecluster.orchestrator.sweep.error import SweepError
-from moecluster.orchestrator.sweep.estimate import task_estimate_s
-from moecluster.orchestrator.sweep.pairs import DTYPE_SHORT, PairPlan, Plan
-from moecluster.orchestrator.sweep.schema import AXES, SweepFile
+from moecluster.head.sweep.error import SweepError
+from moecluster.head.sweep.estimate import task_estimate_s
+from moecluster.head.sweep.pairs import DTYPE_SHORT, PairPlan, Plan
+from moecluster.head.sweep.schema import AXES, SweepFile
 from moecluster.spec.mlp.shapes import ShapeError, match_dense
 from moecluster.spec.records import TaskSpec
 

@@ -1,20 +1,20 @@
 """The seed's MLPs (`workload: mlp`, the default), head side: sweep checks, expansion, accounting, labels.
 
-Its node side (models, forms, the measured step) is `moecluster.agents.workloads.mlp`.
+Its node side (models, forms, the measured step) is the rest of this folder (`workload.MlpWorkload`).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from moecluster.orchestrator.estimate.models import ModelShape, from_mlp
-from moecluster.orchestrator.sweep.pairs import Plan
-from moecluster.orchestrator.sweep.schema import AXES, LLM_MODEL_FIELDS, LLM_ONLY, MLP_IMPLS, FieldProblem, \
+from moecluster.head.estimate.models import ModelShape, from_mlp
+from moecluster.head.sweep.pairs import Plan
+from moecluster.head.sweep.schema import AXES, LLM_MODEL_FIELDS, LLM_ONLY, MLP_IMPLS, FieldProblem, \
     ModelEntry, SweepFile
 from moecluster.spec.mlp.shapes import MoEShape
 from moecluster.spec.records import TaskSpec
 
-from ..base import DTYPE_BYTES, ItemNames, gib_text
-from .expand import expand_mlp
+from moecluster.workloads.base import DTYPE_BYTES, ItemNames, gib_text
+from moecluster.workloads.mlp.expand import expand_mlp
 
 
 class MlpWorkload:

@@ -1,1 +1,2 @@
-"""Served models as a workload plug-in (`plugin.ServeWorkload`)."""
+"""Served models: a model behind an OpenAI-compatible server, measured under load (`run`);
+`plugin.ServeWorkload` is the head side."""

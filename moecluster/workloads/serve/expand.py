@@ -15,11 +15,11 @@ from typing import Any
 
 from moecluster.spec.records import Kind, ServeSpec, TaskSpec
 
-from moecluster.orchestrator.sweep.error import SweepError
-from moecluster.orchestrator.sweep.estimate import task_estimate_s
-from moecluster.orchestrator.sweep.pairs import PairPlan, Plan
-from moecluster.orchestrator.sweep.schema import SweepFile
-from moecluster.orchestrator.sweep.serve_schema import ServedModel, ServeSection, prompts_of
+from moecluster.head.sweep.error import SweepError
+from moecluster.head.sweep.estimate import task_estimate_s
+from moecluster.head.sweep.pairs import PairPlan, Plan
+from moecluster.head.sweep.schema import SweepFile
+from moecluster.head.sweep.serve_schema import ServedModel, ServeSection, prompts_of
 
 #: What a server start is estimated at: this share of its `startup_timeout_s`. The head's watchdog fails a
 #: pair at twice its estimate (`estimate.watchdog_s`), so half the bound keeps a server that loads within its

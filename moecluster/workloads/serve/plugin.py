@@ -1,19 +1,19 @@
 """Served models (`workload: serve`), head side: sweep checks, expansion, labels.
 
-Its sweep section is `orchestrator.sweep.serve_schema`, its node side (starting a server, the load,
-the windows) `moecluster.agents.workloads.serve`, its report section `orchestrator.report.serve`.
+Its sweep section is `head.sweep.serve_schema`, its node side (starting a server, the load,
+the windows) the rest of this folder with its engine in `measure.serve`, its report section `report.serve`.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from moecluster.orchestrator.estimate.models import ModelShape
-from moecluster.orchestrator.sweep.pairs import Plan
-from moecluster.orchestrator.sweep.schema import SERVE_AXES, FieldProblem, ModelEntry, SweepFile
+from moecluster.head.estimate.models import ModelShape
+from moecluster.head.sweep.pairs import Plan
+from moecluster.head.sweep.schema import SERVE_AXES, FieldProblem, ModelEntry, SweepFile
 from moecluster.spec.records import TaskSpec
 
-from ..base import ItemNames
-from .expand import expand_serve, serve_task_count, with_log_dir
+from moecluster.workloads.base import ItemNames
+from moecluster.workloads.serve.expand import expand_serve, serve_task_count, with_log_dir
 
 #: The top-level sweep keys a serve sweep takes (its served models, prompts and load are under `serve:`).
 OWN_KEYS = {"name", "workload", "serve", "duration_s", "warmup_s", "repeats", "replicates", "device", "meter",

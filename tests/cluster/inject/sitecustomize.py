@@ -1,7 +1,7 @@
 """A fault for the tests (on PYTHONPATH of one Ray node only): one process on the wrong GPUs.
 
 When `$MOECLUSTER_TEST_STALE_CUDA` names a file that exists, the first Ray worker process of this
-node to load moecluster's GPU check (`moecluster.agents.node.binding`, loaded by every pair task,
+node to load moecluster's GPU check (`moecluster.node.binding`, loaded by every pair task,
 and by nothing else) claims the file (renames it: exactly one process wins) and binds its fake
 CUDA context to every GPU of the node, as a process that initialised CUDA before Ray gave it its
 GPU would. The claim (pid, time) is written to `<file>.claimed`.
@@ -11,7 +11,7 @@ import sys
 import types
 
 _TOKEN = os.environ.get("MOECLUSTER_TEST_STALE_CUDA")
-_TARGET = "moecluster.agents.node.binding"
+_TARGET = "moecluster.node.binding"
 
 
 def _claim(module: types.ModuleType) -> None:

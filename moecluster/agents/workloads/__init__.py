@@ -1,1 +1,0 @@
-"""Workloads: the models a task measures, behind one interface (see `base.Workload`)."""

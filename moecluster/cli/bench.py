@@ -1,0 +1,383 @@
+"""`moecluster bench`: one dense/MoE pair on this machine, without Ray (`--workload llm`: `bench_llm`;
+`--workload serve`: `bench_serve`).
+
+By default every model is measured over 3 windows in counterbalanced order (A B B A ...: drift cancels), and
+the MoE/dense ratios are printed with their 95 % intervals (Welch t on the log scale over the windows, as
+`report` computes them): a single window has no interval and is no result. A figure printed without an
+interval (`--repeats 1`, or a side without the figure) is flagged in one line on stderr.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from dataclasses import replace
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from moecluster.spec.records import TaskResult, TaskSpec
+from moecluster.spec.mlp.shapes import (
+    DTYPE_NAMES,
+    HOST_SYNC,
+    IMPLS,
+    PRESETS,
+    DenseShape,
+    MoEShape,
+    ShapeError,
+    match_dense,
+)
+from moecluster.spec.mlp.shapes import preset as preset_shape
+
+from moecluster.spec.llm.shapes import closest
+
+from moecluster.report.aggregate.pairs import PairRatio, pair_ratio
+from moecluster.report.aggregate.tasks import task_stats
+from moecluster.report import fmt
+
+from moecluster.cli.bench_serve import refuse_serve_options, run_serve_bench, serve_options
+from moecluster.cli.errors import InputError
+from moecluster.head.sweep.bounds import MAX_COUNT, MAX_NAME_CHARS, MAX_SEED, MAX_WINDOW_S, MAX_ZIPF_S
+
+from moecluster.cli.finite import BoundedInt, BoundedText, FiniteFloatRange
+
+# The bounds of a sweep's keys (`sweep.bounds`, which says why), for the same options here.
+COUNT = BoundedInt(min=1, max=MAX_COUNT)
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console that keeps wide tables readable when stdout is not a terminal."""
+    return Console(stderr=stderr, width=None if sys.stdout.isatty() else 150)
+
+
+def _moe_shape(preset: str, overrides: dict[str, int | None]) -> MoEShape:
+    if preset not in PRESETS:
+        raise InputError(f"--preset: unknown preset {preset!r} ({closest(preset, PRESETS)}known: {', '.join(PRESETS)};"
+                         " the llm presets take --workload llm)")
+    base = preset_shape(preset)
+    fields = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return replace(base, **fields)
+    except ShapeError as exc:
+        raise InputError(str(exc)) from None
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pair_specs(moe: MoEShape, dense: DenseShape, *, preset: str | None, impl: str, match: str,
+               **common: Any) -> list[TaskSpec]:
+    """The MoE task and its dense twin, sharing a pair id (dense first, as the A of A B)."""
+    pair = f"{preset or 'custom'}-{impl}-{match}-{common['dtype']}-b{common['batch_size']}"
+    return [
+        TaskSpec(task_id=f"{pair}-dense", pair_id=pair, kind="dense", impl="dense", match=match,
+                 model=dense.as_model(), preset=preset, **common),
+        TaskSpec(task_id=f"{pair}-moe", pair_id=pair, kind="moe", impl=impl, model=moe.as_model(),
+                 preset=preset, **common),
+    ]
+
+
+def _shape_table(moe: MoEShape, match: str) -> Table:
+    p = moe.params()
+    t = Table(title="Shapes and parameters (nothing run)", title_justify="left")
+    for col in ("model", "shape", "total params", "active / token", "vs target", "width alignment"):
+        t.add_column(col, justify="right" if col != "model" else "left")
+    t.add_row("MoE", f"E={moe.num_experts} h={moe.expert_hidden_dim} L={moe.expert_num_layers} k={moe.top_k}",
+              f"{p.total:,}", f"{p.active_per_token:,}", "", f"router {p.router:,}")
+    for mode in ("total", "active", "seed"):
+        d = match_dense(moe, mode)  # type: ignore[arg-type]
+        dp = d.params().total
+        target = p.active_per_token if mode == "active" else p.total
+        mark = " (selected)" if mode == match else ""
+        t.add_row(f"dense/{mode}{mark}", f"w={d.hidden_dim} L={d.num_layers}", f"{dp:,}", f"{dp:,}",
+                  f"{(dp - target) / target:+.3%}", f"{d.alignment()}")
+    return t
+
+
+def _fmt(v: float | None, spec: str = ",.1f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def _result_table(results: list[TaskResult]) -> Table:
+    t = Table(title="moecluster bench", title_justify="left")
+    for col in ("model", "params", "inferences/s", "avg W", "idle W", "J", "inferences/J", "roofline", "energy"):
+        t.add_column(col, justify="left" if col in ("model", "energy") else "right")
+    for r in results:
+        if r.status != "ok":
+            t.add_row(r.spec.label(), "", "[red]failed (below)[/red]", "", "", "", "", "", "")
+            continue
+        joules = [w.energy_j for w in r.windows if w.energy_j is not None]
+        roof = f"{r.roofline.fraction:.1%} ({r.roofline.bound})" if r.roofline else "n/a"
+        energy = r.energy_source or f"unavailable: {escape(r.energy_unavailable_reason or '')}"
+        t.add_row(r.spec.label(), f"{r.params.total:,}" if r.params else "", _fmt(r.inferences_per_s),
+                  _fmt(r.avg_power_w), _fmt(r.idle_power_w), _fmt(sum(joules) / len(joules) if joules else None),
+                  _fmt(r.inferences_per_j, ",.2f"), roof, energy)
+    ratios = bench_ratio(results)
+    if ratios is not None:
+        t.add_section()
+        t.add_row("MoE / dense [95 % CI]", "", fmt.ratio(ratios.inferences_per_s), fmt.ratio(ratios.power_w), "", "",
+                  fmt.ratio(ratios.inferences_per_j), "", "")
+    return t
+
+
+RATIO_NAMES = {"inferences_per_s": "throughput", "power_w": "power", "inferences_per_j": "efficiency"}
+
+
+def bench_ratio(results: list[TaskResult]) -> PairRatio | None:
+    """The MoE/dense ratios of a bench's dense and MoE results with their window intervals (None if one failed)."""
+    dense, moe = results[0], results[1]
+    if not dense.status == moe.status == "ok":
+        return None
+    return pair_ratio(moe.spec.pair_id, task_stats(moe), task_stats(dense))
+
+
+def no_interval_warning(results: list[TaskResult]) -> str | None:
+    """One line naming the ratios printed without an interval and why, else None."""
+    ratios = bench_ratio(results)
+    if ratios is None:
+        return None
+    bare = [name for attr, name in RATIO_NAMES.items() if (e := getattr(ratios, attr)) is not None and not e.has_ci]
+    if not bare:
+        return None
+    windows = min(len(r.windows) for r in results)
+    why = f"{windows} window per model (--repeats {windows})" if windows < 2 else "a side without an interval"
+    return (f"moecluster: warning: MoE/dense {', '.join(bare)} has no 95 % interval ({why}): not a result;"
+            " use --repeats 3 or more")
+
+
+def warn_without_interval(results: list[TaskResult]) -> None:
+    """`no_interval_warning` on stderr, when there is one."""
+    line = no_interval_warning(results)
+    if line is not None:
+        click.echo(line, err=True)
+
+
+def echo_failures(results: list[TaskResult]) -> None:
+    """Each failed task's error in full on stderr, as plain text: a table cell would cut it, and
+    rich would read `moecluster[llm]` in a hint as markup."""
+    for r in results:
+        if r.status != "ok":
+            click.echo(f"moecluster: {r.spec.label()} failed: {r.error or 'no error recorded'}", err=True)
+
+
+def _graph_mode(required: bool, eager: bool, impl: str, device: str) -> bool | None:
+    """`TaskSpec.cuda_graphs` from the flags: None (capture where possible), True, or False;
+    a required graph that cannot be captured is refused here, naming why."""
+    if required and eager:
+        raise InputError("--cuda-graphs and --eager exclude each other")
+    if eager:
+        return False
+    if not required:
+        return None
+    if impl in HOST_SYNC:
+        raise InputError(f"--cuda-graphs is impossible with --impl {impl}: {HOST_SYNC[impl]}"
+                         " (leave it out to capture where possible)")
+    if device != "cuda":
+        raise InputError(f"--cuda-graphs needs --device cuda; device {device} has no CUDA graphs")
+    return True
+
+
+FORM_COLUMNS = ("layout", "kernel", "graph", "candidates", "choice")
+
+
+def _form_table(results: list[TaskResult]) -> Table | None:
+    """How each model ran (its measured fastest form and the candidates' times), if recorded."""
+    if not any(r.form for r in results):
+        return None
+    t = Table(title="Forms (chosen by measurement at prepare)", title_justify="left")
+    for col in ("model", *FORM_COLUMNS):
+        t.add_column(col, justify="left")
+    for r in results:
+        t.add_row(r.spec.label(), *(escape(r.form.get(col, "")) for col in FORM_COLUMNS))  # "[in,out]" is no markup
+    return t
+
+
+@click.command()
+@click.option("--workload", type=click.Choice(["mlp", "llm", "serve"]), default="mlp", show_default=True,
+              help="The seed's MLPs, transformer LLMs (needs transformers: pip install 'moecluster[llm]'), or"
+                   " models behind an OpenAI-compatible server (pip install 'moecluster[serving]'; --url or"
+                   " --command, docs/serving.md).")
+@click.option("--preset", default=None, type=BoundedText(MAX_NAME_CHARS),
+              help="mlp: the seed's MoE configuration (small, medium, large, xxl; default small). llm: an MoE preset"
+                   " (tiny-mixtral, mixtral-8x7b-8l, qwen3-30b-a3b-12l, mixtral-8x7b, ...; default tiny-mixtral)."
+                   " The shape options below override its fields.")
+@click.option("--num-experts", type=COUNT, help="Experts E.")
+@click.option("--expert-hidden-dim", type=COUNT, help="Hidden width of every expert.")
+@click.option("--expert-num-layers", type=COUNT, help="Hidden layers of every expert.")
+@click.option("--top-k", type=COUNT, help="Experts per token (<= E).")
+@click.option("--impl", type=click.Choice([*IMPLS, "library"]), default="grouped", show_default=True,
+              help="MoE implementation (mlp: naive, sorted, grouped; llm: library = transformers' own experts,"
+                   " grouped = moecluster's kernels).")
+@click.option("--match", type=click.Choice(["total", "active", "seed"]), default="total", show_default=True,
+              help="Dense twin sized by total or active parameters (aligned widths), or the seed's exact width.")
+@click.option("--num-layers", type=COUNT, help="llm: decoder layers (overrides the preset's).")
+@click.option("--phase", type=click.Choice(["prefill", "decode"]), default="decode", show_default=True,
+              help="llm: measure the prefill of the prompts, or the decode of --gen-tokens tokens after them.")
+@click.option("--prompt-len", type=COUNT, default=512, show_default=True,
+              help="llm: tokens per prompt.")
+@click.option("--gen-tokens", type=COUNT, default=128, show_default=True,
+              help="llm decode: tokens generated per sequence (one response; no early stop).")
+@click.option("--path", "llm_path", type=click.Choice(["fast", "reference"]), default="fast", show_default=True,
+              help="llm: moecluster's fast path (static KV cache, CUDA graphs) or transformers' generate as is.")
+@click.option("--dtype", type=click.Choice(DTYPE_NAMES), default="float32", show_default=True)
+@click.option("--batch-size", type=COUNT, default=128, show_default=True)
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), default=None, help="Default: cuda if present, else cpu.")
+@click.option("--duration", "duration_s", type=FiniteFloatRange(min=0, min_open=True, max=MAX_WINDOW_S),
+              default=30.0, show_default=True, help="Seconds of each measurement window.")
+@click.option("--warmup", "warmup_s", type=FiniteFloatRange(min=0, max=MAX_WINDOW_S), default=5.0,
+              show_default=True, help="Seconds of warm-up before the first window (at least 3 batches).")
+@click.option("--repeats", type=COUNT, default=3, show_default=True,
+              help="Windows per model, in counterbalanced order (dense MoE MoE dense ...: drift cancels); the ratios'"
+                   " 95 % intervals are over them (one window has none).")
+@click.option("--load", type=click.Choice(["router", "zipf"]), default="router", show_default=True,
+              help="Expert load: the router's own top-k, or a Zipf-skewed assignment.")
+@click.option("--zipf-s", type=FiniteFloatRange(min=0, max=MAX_ZIPF_S), default=1.2, show_default=True,
+              help="Zipf exponent.")
+@click.option("--train-epochs", type=BoundedInt(min=0, max=MAX_COUNT), default=0, show_default=True,
+              help="Train both models on the seed's synthetic task first (the seed uses 15).")
+@click.option("--compile/--no-compile", "compile_", default=False, help="torch.compile the models.")
+@click.option("--cuda-graphs", "cuda_graphs", is_flag=True,
+              help="Require a CUDA graph for both models (fails where one is impossible: naive and sorted sync with"
+                   " the host). Default: capture wherever possible, and record why not where not.")
+@click.option("--eager", is_flag=True, help="Never capture a CUDA graph: launch every kernel eagerly, the seed's way.")
+@click.option("--meter", type=click.Choice(["auto", "nvml", "fake", "none"]), default="auto", show_default=True,
+              help="Energy source: NVML when present, a fake power model, or none.")
+@click.option("--seed", type=BoundedInt(min=0, max=MAX_SEED), default=0, show_default=True,
+              help="Weights, inputs and load are drawn from it.")
+@click.option("--dry-run", is_flag=True, help="Print both models' shapes and parameter counts; run nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result records as JSON instead of a table.")
+@serve_options
+def bench(workload: str, preset: str | None, num_experts: int | None, expert_hidden_dim: int | None,
+          expert_num_layers: int | None, top_k: int | None, impl: str, match: str, num_layers: int | None, phase: str,
+          prompt_len: int, gen_tokens: int, llm_path: str, dtype: str, batch_size: int, device: str | None,
+          duration_s: float, warmup_s: float, repeats: int, load: str, zipf_s: float, train_epochs: int,
+          compile_: bool, cuda_graphs: bool, eager: bool, meter: str, seed: int, dry_run: bool, as_json: bool,
+          **serve: Any) -> None:
+    """Measure one dense/MoE pair on this machine (no Ray): throughput, energy, roofline."""
+    ctx = click.get_current_context()
+    own_bench = OWN_BENCHES.get(workload)  # the MLP's bench is the rest of this body
+    if own_bench is not None:
+        own_bench(ctx, serve=serve, preset=preset,
+                  overrides={"num_experts": num_experts, "top_k": top_k, "num_layers": num_layers},
+             impl=impl, match=match, dtype=dtype, batch_size=batch_size, device=device, phase=phase,
+             prompt_len=prompt_len, gen_tokens=gen_tokens, path=llm_path, required=cuda_graphs, eager=eager,
+             dry_run=dry_run, as_json=as_json, duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
+             meter=meter, seed=seed)
+        return
+    refuse_serve_options(ctx, workload, serve)
+    llm_given = [f"--{name.replace('_', '-')}" for name in ("num_layers", "phase", "prompt_len", "gen_tokens")
+                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+    if ctx.get_parameter_source("llm_path") == click.core.ParameterSource.COMMANDLINE:
+        llm_given.append("--path")
+    if llm_given:
+        raise InputError(f"{llm_given[0]} is an option of --workload llm")
+    if impl == "library":
+        raise InputError("--impl library is an llm implementation (--workload llm); mlp takes naive, sorted, grouped")
+    preset = preset or "small"
+    moe = _moe_shape(preset, {"num_experts": num_experts, "expert_hidden_dim": expert_hidden_dim,
+                              "expert_num_layers": expert_num_layers, "top_k": top_k})
+    overridden = any(v is not None for v in (num_experts, expert_hidden_dim, expert_num_layers, top_k))
+    dense = match_dense(moe, match)  # type: ignore[arg-type]
+    if dry_run:
+        if as_json:
+            click.echo(json.dumps({"moe": {**moe.as_model(), "params": vars(moe.params())},
+                                   "dense": {**dense.as_model(), "match": match, "params": vars(dense.params())}},
+                                  indent=2))
+        else:
+            console().print(_shape_table(moe, match))
+        return
+    device = device or default_device()
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda: no CUDA GPU visible to torch on this machine (use --device cpu)")
+    graphs = _graph_mode(cuda_graphs, eager, impl, device)
+    specs = pair_specs(moe, dense, preset=None if overridden else preset, impl=impl, match=match, dtype=dtype,
+                       batch_size=batch_size, device=device, duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
+                       load=load, zipf_s=zipf_s, train_epochs=train_epochs, compile=compile_,
+                       cuda_graphs=graphs, meter=meter, seed=seed)
+    _check_memory(specs, [dense.params().total, moe.params().total])
+    results = run_pair_alternating(specs, repeats)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        console().print(_result_table(results))
+        forms = _form_table(results)
+        if forms is not None:
+            console().print(forms)
+        echo_failures(results)
+        warn_without_interval(results)
+    if any(r.status != "ok" for r in results):
+        sys.exit(1)
+
+
+def _check_memory(specs: list[TaskSpec], params_total: list[int]) -> None:
+    """InputError naming the memory a task needs when no device could hold it (`sweep.memory`), before
+    anything is built: the node checks only the weights against its GPU."""
+    from moecluster.head.sweep import SweepError
+    from moecluster.head.sweep.memory import check_task_memory
+
+    try:
+        for spec, total in zip(specs, params_total):
+            check_task_memory(spec, total)
+    except SweepError as exc:
+        raise InputError(str(exc)) from None
+
+
+MLP_ONLY_OPTIONS = {"expert_hidden_dim": "--expert-hidden-dim", "expert_num_layers": "--expert-num-layers",
+                    "load": "--load", "zipf_s": "--zipf-s", "train_epochs": "--train-epochs", "compile_": "--compile"}
+
+
+def _llm(ctx: click.Context, *, required: bool, eager: bool, serve: dict[str, Any], **options: Any) -> None:
+    """`bench --workload llm`: refuse the MLP-only and serve options given, then hand over to `bench_llm`."""
+    from moecluster.cli.bench_llm import run_llm_bench
+
+    refuse_serve_options(ctx, "llm", serve)
+    for name, flag in MLP_ONLY_OPTIONS.items():
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            raise InputError(f"{flag} is an option of --workload mlp")
+    if required and eager:
+        raise InputError("--cuda-graphs and --eager exclude each other")
+    graphs = False if eager else (True if required else None)
+    if required and options.get("device") not in (None, "cuda"):
+        raise InputError(f"--cuda-graphs needs --device cuda; device {options['device']} has no CUDA graphs")
+    run_llm_bench(graphs=graphs, **options)
+
+
+def _serve(ctx: click.Context, *, serve: dict[str, Any], device: str | None, duration_s: float, warmup_s: float,
+           repeats: int, meter: str, seed: int, match: str, as_json: bool, **_: Any) -> None:
+    """`bench --workload serve`: one served model or a served pair (`bench_serve`)."""
+    run_serve_bench(ctx, serve, device=device, duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
+                    meter=meter, seed=seed, match=match, as_json=as_json)
+
+
+#: The workloads whose `bench` is a command of its own, by name (`--workload`).
+OWN_BENCHES: dict[str, Callable[..., None]] = {"llm": _llm, "serve": _serve}
+
+
+def run_pair_alternating(specs: list[TaskSpec], repeats: int) -> list[TaskResult]:
+    """Run dense and MoE windows in counterbalanced order (A B B A) so drift cancels; one merged
+    result per model (all windows, one roofline over them), as a scheduled pair does. The device is
+    held against runs of `submit` (and other benches) meanwhile, as a scheduled pair holds it."""
+    from moecluster.node.device_lock import run_holding_devices
+    from moecluster.measure.pair import run_pair
+
+    err = console(stderr=True)
+    with err.status("waiting for the device if another run holds it") as status:
+        def on_window(spec: TaskSpec, r: int) -> None:
+            status.update(f"repeat {r + 1}/{repeats}: {spec.label()} ({spec.duration_s:g} s window)")
+
+        return run_holding_devices(specs, lambda: run_pair(specs, on_window=on_window), node=socket.gethostname(),
+                                   run_id=f"bench-{os.getpid()}")
+
+
+COMMANDS = [bench]

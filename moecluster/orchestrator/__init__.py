@@ -1,1 +1,0 @@
-"""Head side of moecluster: the CLI, sweeps, scheduling on Ray, the result store, aggregation."""
