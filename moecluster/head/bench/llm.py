@@ -2,7 +2,6 @@
 or active parameters (`llm.twins`), both measuring the same phase of the same prompts."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from moecluster.spec.extras import require_workload
@@ -10,22 +9,13 @@ from moecluster.spec.llm.presets import moe_preset
 from moecluster.spec.llm.shapes import LlmShape
 from moecluster.spec.llm.twins import match_dense
 from moecluster.spec.mlp.shapes import ShapeError
-from moecluster.spec.records import TaskResult, TaskSpec
+from moecluster.spec.records import TaskSpec
 
-from moecluster.head.bench.pair import OnWindow, default_device, run_bench
+from moecluster.head.bench.pair import OnWindow, PairBench, default_device, run_bench
 from moecluster.head.errors import InputError
 
 DEFAULT_PRESET = "tiny-mixtral"
 LLM_IMPLS = ("library", "grouped")
-
-
-@dataclass(frozen=True)
-class LlmBench:
-    """The pair's shapes, and its results (none for a dry run)."""
-
-    moe: LlmShape
-    dense: LlmShape
-    results: tuple[TaskResult, ...] = ()
 
 
 def llm_shape(preset: str, overrides: dict[str, int | None]) -> LlmShape:
@@ -94,14 +84,14 @@ def _pair(preset: str | None, overrides: dict[str, int | None], impl: str, match
 
 def bench_llm(*, preset: str | None, overrides: dict[str, int | None], impl: str, match: str, device: str | None,
               phase: str, gen_tokens: int, path: str, required_graphs: bool, eager: bool, dry_run: bool,
-              on_window: OnWindow, **common: Any) -> LlmBench:
+              on_window: OnWindow, **common: Any) -> PairBench[LlmShape, LlmShape]:
     """The LLM pair of `preset` and, unless `dry_run`, its results measured here; `common` holds the other
     `TaskSpec` fields (dtype, batch size, prompt length, windows, ...)."""
     graphs = graph_mode(required_graphs, eager, device)
     moe, dense = _pair(preset, overrides, impl, match)
     require_workload("llm", feature="bench --workload llm")  # before anything runs, a dry run included
     if dry_run:
-        return LlmBench(moe=moe, dense=dense)
+        return PairBench(moe=moe, dense=dense)
     device = device or default_device()
     if graphs and path == "reference":
         raise InputError("--cuda-graphs is impossible with --path reference (transformers' generate runs eagerly)")
@@ -109,4 +99,4 @@ def bench_llm(*, preset: str | None, overrides: dict[str, int | None], impl: str
     specs = llm_pair_specs(moe, dense, preset=plain, impl=impl, match=match, device=device, phase=phase,
                            gen_tokens=gen_tokens if phase == "decode" else 0, path=path, cuda_graphs=graphs, **common)
     check_fits(specs)
-    return LlmBench(moe=moe, dense=dense, results=tuple(run_bench(specs, on_window)))
+    return PairBench(moe=moe, dense=dense, results=tuple(run_bench(specs, on_window)))

@@ -1,27 +1,18 @@
 """`bench` of the seed's MLPs: an MoE from a preset (fields overridable), its dense twin, their tasks."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from moecluster.spec.llm.shapes import closest
 from moecluster.spec.mlp.shapes import HOST_SYNC, PRESETS, DenseShape, MoEShape, ShapeError, match_dense
 from moecluster.spec.mlp.shapes import preset as preset_shape
-from moecluster.spec.records import TaskResult, TaskSpec
+from moecluster.spec.records import TaskSpec
 
-from moecluster.head.bench.pair import OnWindow, default_device, run_bench
+from moecluster.head.bench.pair import OnWindow, PairBench, default_device, run_bench
 from moecluster.head.errors import InputError
 
 DEFAULT_PRESET = "small"
-
-
-@dataclass(frozen=True)
-class MlpBench:
-    """The pair's shapes, and its results (none for a dry run)."""
-
-    moe: MoEShape
-    dense: DenseShape
-    results: tuple[TaskResult, ...] = ()
 
 
 def moe_shape(preset: str, overrides: dict[str, int | None]) -> MoEShape:
@@ -91,7 +82,8 @@ def _cuda_device(device: str | None) -> str:
 
 
 def bench_mlp(*, preset: str | None, overrides: dict[str, int | None], impl: str, match: str, device: str | None,
-              required_graphs: bool, eager: bool, dry_run: bool, on_window: OnWindow, **common: Any) -> MlpBench:
+              required_graphs: bool, eager: bool, dry_run: bool, on_window: OnWindow,
+              **common: Any) -> PairBench[MoEShape, DenseShape]:
     """The MLP pair of `preset` (`overrides`: the MoE's shape fields given) and, unless `dry_run`, its
     results measured here; `common` holds the other `TaskSpec` fields (dtype, batch size, windows, ...)."""
     if impl == "library":
@@ -100,11 +92,11 @@ def bench_mlp(*, preset: str | None, overrides: dict[str, int | None], impl: str
     moe = moe_shape(name, overrides)
     dense = match_dense(moe, match)  # type: ignore[arg-type]
     if dry_run:
-        return MlpBench(moe=moe, dense=dense)
+        return PairBench(moe=moe, dense=dense)
     device = _cuda_device(device)
     graphs = graph_mode(required_graphs, eager, impl, device)
     overridden = any(v is not None for v in overrides.values())
     specs = pair_specs(moe, dense, preset=None if overridden else name, impl=impl, match=match, device=device,
                        cuda_graphs=graphs, **common)
     check_memory(specs, [dense.params().total, moe.params().total])
-    return MlpBench(moe=moe, dense=dense, results=tuple(run_bench(specs, on_window)))
+    return PairBench(moe=moe, dense=dense, results=tuple(run_bench(specs, on_window)))

@@ -1,15 +1,29 @@
-"""Running a bench's tasks on this machine: a pair in counterbalanced windows, one served model alone,
-either holding the devices against other runs as a scheduled pair holds them."""
+"""Running a bench's tasks on this machine (a pair in counterbalanced windows, one served model alone, either
+holding the devices against other runs as a scheduled pair holds them), and what a bench returns (`PairBench`)."""
 from __future__ import annotations
 
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from moecluster.spec.records import TaskResult, TaskSpec
 
 #: `on_window(spec, r)` before window `r` of `spec`; `r` None: all of `spec`'s windows behind one start
 OnWindow = Callable[[TaskSpec, "int | None"], None]
+
+MoeShapeT = TypeVar("MoeShapeT")
+DenseShapeT = TypeVar("DenseShapeT")
+
+
+@dataclass(frozen=True)
+class PairBench(Generic[MoeShapeT, DenseShapeT]):
+    """A bench pair's shapes, and its results (dense first; none for a dry run)."""
+
+    moe: MoeShapeT
+    dense: DenseShapeT
+    results: tuple[TaskResult, ...] = ()
 
 
 def default_device() -> str:
