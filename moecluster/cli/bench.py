@@ -9,11 +9,9 @@ interval (`--repeats 1`, or a side without the figure) is flagged in one line on
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sys
-from dataclasses import replace
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -22,28 +20,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from moecluster.spec.records import TaskResult, TaskSpec
-from moecluster.spec.mlp.shapes import (
-    DTYPE_NAMES,
-    HOST_SYNC,
-    IMPLS,
-    PRESETS,
-    DenseShape,
-    MoEShape,
-    ShapeError,
-    match_dense,
-)
-from moecluster.spec.mlp.shapes import preset as preset_shape
+from moecluster.spec.mlp.shapes import DTYPE_NAMES, IMPLS, MoEShape, match_dense
 
-from moecluster.spec.llm.shapes import closest
-
-from moecluster.report.aggregate.pairs import PairRatio, pair_ratio
-from moecluster.report.aggregate.tasks import task_stats
+from moecluster.report.aggregate.bench import bench_ratio, missing_intervals
 from moecluster.report import fmt
+
+from moecluster.head.bench.mlp import bench_mlp
+from moecluster.head.bench.pair import OnWindow
+from moecluster.head.sweep.bounds import MAX_COUNT, MAX_NAME_CHARS, MAX_SEED, MAX_WINDOW_S, MAX_ZIPF_S
 
 from moecluster.cli.bench_serve import refuse_serve_options, run_serve_bench, serve_options
 from moecluster.cli.errors import InputError
-from moecluster.head.sweep.bounds import MAX_COUNT, MAX_NAME_CHARS, MAX_SEED, MAX_WINDOW_S, MAX_ZIPF_S
-
 from moecluster.cli.finite import BoundedInt, BoundedText, FiniteFloatRange
 
 # The bounds of a sweep's keys (`sweep.bounds`, which says why), for the same options here.
@@ -53,36 +40,6 @@ COUNT = BoundedInt(min=1, max=MAX_COUNT)
 def console(stderr: bool = False) -> Console:
     """A rich console that keeps wide tables readable when stdout is not a terminal."""
     return Console(stderr=stderr, width=None if sys.stdout.isatty() else 150)
-
-
-def _moe_shape(preset: str, overrides: dict[str, int | None]) -> MoEShape:
-    if preset not in PRESETS:
-        raise InputError(f"--preset: unknown preset {preset!r} ({closest(preset, PRESETS)}known: {', '.join(PRESETS)};"
-                         " the llm presets take --workload llm)")
-    base = preset_shape(preset)
-    fields = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return replace(base, **fields)
-    except ShapeError as exc:
-        raise InputError(str(exc)) from None
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def pair_specs(moe: MoEShape, dense: DenseShape, *, preset: str | None, impl: str, match: str,
-               **common: Any) -> list[TaskSpec]:
-    """The MoE task and its dense twin, sharing a pair id (dense first, as the A of A B)."""
-    pair = f"{preset or 'custom'}-{impl}-{match}-{common['dtype']}-b{common['batch_size']}"
-    return [
-        TaskSpec(task_id=f"{pair}-dense", pair_id=pair, kind="dense", impl="dense", match=match,
-                 model=dense.as_model(), preset=preset, **common),
-        TaskSpec(task_id=f"{pair}-moe", pair_id=pair, kind="moe", impl=impl, model=moe.as_model(),
-                 preset=preset, **common),
-    ]
 
 
 def _shape_table(moe: MoEShape, match: str) -> Table:
@@ -106,7 +63,7 @@ def _fmt(v: float | None, spec: str = ",.1f") -> str:
     return "n/a" if v is None else format(v, spec)
 
 
-def _result_table(results: list[TaskResult]) -> Table:
+def _result_table(results: Sequence[TaskResult]) -> Table:
     t = Table(title="moecluster bench", title_justify="left")
     for col in ("model", "params", "inferences/s", "avg W", "idle W", "J", "inferences/J", "roofline", "energy"):
         t.add_column(col, justify="left" if col in ("model", "energy") else "right")
@@ -128,39 +85,25 @@ def _result_table(results: list[TaskResult]) -> Table:
     return t
 
 
-RATIO_NAMES = {"inferences_per_s": "throughput", "power_w": "power", "inferences_per_j": "efficiency"}
-
-
-def bench_ratio(results: list[TaskResult]) -> PairRatio | None:
-    """The MoE/dense ratios of a bench's dense and MoE results with their window intervals (None if one failed)."""
-    dense, moe = results[0], results[1]
-    if not dense.status == moe.status == "ok":
-        return None
-    return pair_ratio(moe.spec.pair_id, task_stats(moe), task_stats(dense))
-
-
-def no_interval_warning(results: list[TaskResult]) -> str | None:
+def no_interval_warning(results: Sequence[TaskResult]) -> str | None:
     """One line naming the ratios printed without an interval and why, else None."""
-    ratios = bench_ratio(results)
-    if ratios is None:
+    missing = missing_intervals(results)
+    if missing is None:
         return None
-    bare = [name for attr, name in RATIO_NAMES.items() if (e := getattr(ratios, attr)) is not None and not e.has_ci]
-    if not bare:
-        return None
-    windows = min(len(r.windows) for r in results)
+    windows = missing.windows
     why = f"{windows} window per model (--repeats {windows})" if windows < 2 else "a side without an interval"
-    return (f"moecluster: warning: MoE/dense {', '.join(bare)} has no 95 % interval ({why}): not a result;"
+    return (f"moecluster: warning: MoE/dense {', '.join(missing.names)} has no 95 % interval ({why}): not a result;"
             " use --repeats 3 or more")
 
 
-def warn_without_interval(results: list[TaskResult]) -> None:
+def warn_without_interval(results: Sequence[TaskResult]) -> None:
     """`no_interval_warning` on stderr, when there is one."""
     line = no_interval_warning(results)
     if line is not None:
         click.echo(line, err=True)
 
 
-def echo_failures(results: list[TaskResult]) -> None:
+def echo_failures(results: Sequence[TaskResult]) -> None:
     """Each failed task's error in full on stderr, as plain text: a table cell would cut it, and
     rich would read `moecluster[llm]` in a hint as markup."""
     for r in results:
@@ -168,27 +111,10 @@ def echo_failures(results: list[TaskResult]) -> None:
             click.echo(f"moecluster: {r.spec.label()} failed: {r.error or 'no error recorded'}", err=True)
 
 
-def _graph_mode(required: bool, eager: bool, impl: str, device: str) -> bool | None:
-    """`TaskSpec.cuda_graphs` from the flags: None (capture where possible), True, or False;
-    a required graph that cannot be captured is refused here, naming why."""
-    if required and eager:
-        raise InputError("--cuda-graphs and --eager exclude each other")
-    if eager:
-        return False
-    if not required:
-        return None
-    if impl in HOST_SYNC:
-        raise InputError(f"--cuda-graphs is impossible with --impl {impl}: {HOST_SYNC[impl]}"
-                         " (leave it out to capture where possible)")
-    if device != "cuda":
-        raise InputError(f"--cuda-graphs needs --device cuda; device {device} has no CUDA graphs")
-    return True
-
-
 FORM_COLUMNS = ("layout", "kernel", "graph", "candidates", "choice")
 
 
-def _form_table(results: list[TaskResult]) -> Table | None:
+def _form_table(results: Sequence[TaskResult]) -> Table | None:
     """How each model ran (its measured fastest form and the candidates' times), if recorded."""
     if not any(r.form for r in results):
         return None
@@ -267,10 +193,10 @@ def bench(workload: str, preset: str | None, num_experts: int | None, expert_hid
     if own_bench is not None:
         own_bench(ctx, serve=serve, preset=preset,
                   overrides={"num_experts": num_experts, "top_k": top_k, "num_layers": num_layers},
-             impl=impl, match=match, dtype=dtype, batch_size=batch_size, device=device, phase=phase,
-             prompt_len=prompt_len, gen_tokens=gen_tokens, path=llm_path, required=cuda_graphs, eager=eager,
-             dry_run=dry_run, as_json=as_json, duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
-             meter=meter, seed=seed)
+                  impl=impl, match=match, dtype=dtype, batch_size=batch_size, device=device, phase=phase,
+                  prompt_len=prompt_len, gen_tokens=gen_tokens, path=llm_path, required_graphs=cuda_graphs,
+                  eager=eager, dry_run=dry_run, as_json=as_json, duration_s=duration_s, warmup_s=warmup_s,
+                  repeats=repeats, meter=meter, seed=seed)
         return
     refuse_serve_options(ctx, workload, serve)
     llm_given = [f"--{name.replace('_', '-')}" for name in ("num_layers", "phase", "prompt_len", "gen_tokens")
@@ -279,14 +205,15 @@ def bench(workload: str, preset: str | None, num_experts: int | None, expert_hid
         llm_given.append("--path")
     if llm_given:
         raise InputError(f"{llm_given[0]} is an option of --workload llm")
-    if impl == "library":
-        raise InputError("--impl library is an llm implementation (--workload llm); mlp takes naive, sorted, grouped")
-    preset = preset or "small"
-    moe = _moe_shape(preset, {"num_experts": num_experts, "expert_hidden_dim": expert_hidden_dim,
-                              "expert_num_layers": expert_num_layers, "top_k": top_k})
-    overridden = any(v is not None for v in (num_experts, expert_hidden_dim, expert_num_layers, top_k))
-    dense = match_dense(moe, match)  # type: ignore[arg-type]
+    with window_status(dry_run) as on_window:
+        done = bench_mlp(preset=preset, overrides={"num_experts": num_experts, "expert_hidden_dim": expert_hidden_dim,
+                                                   "expert_num_layers": expert_num_layers, "top_k": top_k},
+                         impl=impl, match=match, device=device, required_graphs=cuda_graphs, eager=eager,
+                         dry_run=dry_run, on_window=on_window, dtype=dtype, batch_size=batch_size,
+                         duration_s=duration_s, warmup_s=warmup_s, repeats=repeats, load=load, zipf_s=zipf_s,
+                         train_epochs=train_epochs, compile=compile_, meter=meter, seed=seed)
     if dry_run:
+        moe, dense = done.moe, done.dense
         if as_json:
             click.echo(json.dumps({"moe": {**moe.as_model(), "params": vars(moe.params())},
                                    "dense": {**dense.as_model(), "match": match, "params": vars(dense.params())}},
@@ -294,50 +221,44 @@ def bench(workload: str, preset: str | None, num_experts: int | None, expert_hid
         else:
             console().print(_shape_table(moe, match))
         return
-    device = device or default_device()
-    if device == "cuda":
-        import torch
+    print_results(done.results, as_json, [_result_table(done.results), _form_table(done.results)])
 
-        if not torch.cuda.is_available():
-            raise InputError("--device cuda: no CUDA GPU visible to torch on this machine (use --device cpu)")
-    graphs = _graph_mode(cuda_graphs, eager, impl, device)
-    specs = pair_specs(moe, dense, preset=None if overridden else preset, impl=impl, match=match, dtype=dtype,
-                       batch_size=batch_size, device=device, duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
-                       load=load, zipf_s=zipf_s, train_epochs=train_epochs, compile=compile_,
-                       cuda_graphs=graphs, meter=meter, seed=seed)
-    _check_memory(specs, [dense.params().total, moe.params().total])
-    results = run_pair_alternating(specs, repeats)
+
+def print_results(results: Sequence[TaskResult], as_json: bool, tables: Sequence[Any]) -> None:
+    """The results as JSON, or `tables` (None: left out) then each failure and a missing interval on stderr;
+    exit code 1 where a task failed."""
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
     else:
-        console().print(_result_table(results))
-        forms = _form_table(results)
-        if forms is not None:
-            console().print(forms)
+        for table in tables:
+            if table is not None:
+                console().print(table)
         echo_failures(results)
-        warn_without_interval(results)
+        if len(results) == 2:
+            warn_without_interval(results)
     if any(r.status != "ok" for r in results):
         sys.exit(1)
 
 
-def _check_memory(specs: list[TaskSpec], params_total: list[int]) -> None:
-    """InputError naming the memory a task needs when no device could hold it (`sweep.memory`), before
-    anything is built: the node checks only the weights against its GPU."""
-    from moecluster.head.sweep import SweepError
-    from moecluster.head.sweep.memory import check_task_memory
+@contextmanager
+def window_status(dry_run: bool = False) -> Iterator[OnWindow]:
+    """A status line on stderr while a bench runs (none for a dry run), and the `on_window` that updates it."""
+    if dry_run:
+        yield lambda spec, r: None
+        return
+    with console(stderr=True).status("waiting for the device if another run holds it") as status:
+        def on_window(spec: TaskSpec, r: int | None) -> None:
+            status.update(f"measuring {spec.task_id} ({spec.repeats} windows)" if r is None else
+                          f"repeat {r + 1}/{spec.repeats}: {spec.label()} ({spec.duration_s:g} s window)")
 
-    try:
-        for spec, total in zip(specs, params_total):
-            check_task_memory(spec, total)
-    except SweepError as exc:
-        raise InputError(str(exc)) from None
+        yield on_window
 
 
 MLP_ONLY_OPTIONS = {"expert_hidden_dim": "--expert-hidden-dim", "expert_num_layers": "--expert-num-layers",
                     "load": "--load", "zipf_s": "--zipf-s", "train_epochs": "--train-epochs", "compile_": "--compile"}
 
 
-def _llm(ctx: click.Context, *, required: bool, eager: bool, serve: dict[str, Any], **options: Any) -> None:
+def _llm(ctx: click.Context, *, serve: dict[str, Any], **options: Any) -> None:
     """`bench --workload llm`: refuse the MLP-only and serve options given, then hand over to `bench_llm`."""
     from moecluster.cli.bench_llm import run_llm_bench
 
@@ -345,12 +266,7 @@ def _llm(ctx: click.Context, *, required: bool, eager: bool, serve: dict[str, An
     for name, flag in MLP_ONLY_OPTIONS.items():
         if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
             raise InputError(f"{flag} is an option of --workload mlp")
-    if required and eager:
-        raise InputError("--cuda-graphs and --eager exclude each other")
-    graphs = False if eager else (True if required else None)
-    if required and options.get("device") not in (None, "cuda"):
-        raise InputError(f"--cuda-graphs needs --device cuda; device {options['device']} has no CUDA graphs")
-    run_llm_bench(graphs=graphs, **options)
+    run_llm_bench(**options)
 
 
 def _serve(ctx: click.Context, *, serve: dict[str, Any], device: str | None, duration_s: float, warmup_s: float,
@@ -362,22 +278,6 @@ def _serve(ctx: click.Context, *, serve: dict[str, Any], device: str | None, dur
 
 #: The workloads whose `bench` is a command of its own, by name (`--workload`).
 OWN_BENCHES: dict[str, Callable[..., None]] = {"llm": _llm, "serve": _serve}
-
-
-def run_pair_alternating(specs: list[TaskSpec], repeats: int) -> list[TaskResult]:
-    """Run dense and MoE windows in counterbalanced order (A B B A) so drift cancels; one merged
-    result per model (all windows, one roofline over them), as a scheduled pair does. The device is
-    held against runs of `submit` (and other benches) meanwhile, as a scheduled pair holds it."""
-    from moecluster.node.device_lock import run_holding_devices
-    from moecluster.measure.pair import run_pair
-
-    err = console(stderr=True)
-    with err.status("waiting for the device if another run holds it") as status:
-        def on_window(spec: TaskSpec, r: int) -> None:
-            status.update(f"repeat {r + 1}/{repeats}: {spec.label()} ({spec.duration_s:g} s window)")
-
-        return run_holding_devices(specs, lambda: run_pair(specs, on_window=on_window), node=socket.gethostname(),
-                                   run_id=f"bench-{os.getpid()}")
 
 
 COMMANDS = [bench]

@@ -9,58 +9,24 @@ fraction of the roofline (weights and KV cache bytes per token at the device's m
 from __future__ import annotations
 
 import json
-import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
 from rich.markup import escape
 from rich.table import Table
 
-from moecluster.spec.extras import require_workload
 from moecluster.spec.records import TaskResult, TaskSpec
 from moecluster.spec.llm.memory import GIB, memory_need
-from moecluster.spec.llm.presets import moe_preset
 from moecluster.spec.llm.shapes import LlmShape
 from moecluster.spec.llm.twins import match_dense, width_alignment
-from moecluster.spec.mlp.shapes import ShapeError
 
 from moecluster.report import fmt
+from moecluster.report.aggregate.bench import bench_ratio
 
-from moecluster.cli.errors import InputError
+from moecluster.head.bench.llm import bench_llm
 
-DEFAULT_PRESET = "tiny-mixtral"
-LLM_IMPLS = ("library", "grouped")
 FORM_COLUMNS = ("path", "kernel", "graph", "candidates", "choice", "reference", "check")
-
-
-def llm_shape(preset: str, overrides: dict[str, int | None]) -> LlmShape:
-    """The MoE of `preset` with the given fields overridden; InputError naming the culprit."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return moe_preset(preset, **given)
-    except ShapeError as exc:
-        raise InputError(f"--preset {preset}: {exc}" if "preset" in str(exc) else str(exc)) from None
-
-
-def _twin(moe: LlmShape, match: str) -> LlmShape:
-    try:
-        return match_dense(moe, match)
-    except ShapeError as exc:
-        raise InputError(f"--match {match}: {exc}") from None
-
-
-def llm_pair_specs(moe: LlmShape, dense: LlmShape, *, preset: str | None, impl: str, match: str,
-                   **common: Any) -> list[TaskSpec]:
-    """The dense twin and the MoE task, sharing a pair id (dense first, as the A of A B)."""
-    gen = f"-g{common['gen_tokens']}" if common["phase"] == "decode" else ""
-    pair = (f"{preset or 'custom'}-{impl}-{match}-{common['dtype']}-b{common['batch_size']}-{common['phase']}"
-            f"-p{common['prompt_len']}{gen}-{common['path']}")
-    return [
-        TaskSpec(task_id=f"{pair}-dense", pair_id=pair, kind="dense", impl="dense", match=match,
-                 model=dense.as_model(), architecture=dense.architecture, preset=preset, workload="llm", **common),
-        TaskSpec(task_id=f"{pair}-moe", pair_id=pair, kind="moe", impl=impl, model=moe.as_model(),
-                 architecture=moe.architecture, preset=preset, workload="llm", **common),
-    ]
 
 
 def shape_table(moe: LlmShape, match: str, dtype: str, phase: str, batch: int, prompt_len: int,
@@ -98,7 +64,7 @@ def tokens_per_response(spec: TaskSpec) -> int:
     return spec.gen_tokens if spec.phase == "decode" else spec.prompt_len
 
 
-def result_table(results: list[TaskResult]) -> Table:
+def result_table(results: Sequence[TaskResult]) -> Table:
     """Tokens/s, tokens/J, J per token and per response, normalisations and roofline of each side."""
     t = Table(title="moecluster bench (llm)", title_justify="left")
     cols = ("model", "params total / active", "tokens/s", "avg W", "tokens/J", "J/token", "J/response",
@@ -120,8 +86,6 @@ def result_table(results: list[TaskResult]) -> Table:
                   _fmt(per_response / total if per_response is not None and total else None, ".3g"),
                   _fmt(per_token / active if per_token is not None and active else None, ".3g"), roof,
                   r.energy_source or f"unavailable: {escape(r.energy_unavailable_reason or '')}")
-    from moecluster.cli.bench import bench_ratio
-
     ratios = bench_ratio(results)
     if ratios is not None:
         t.add_section()
@@ -130,7 +94,8 @@ def result_table(results: list[TaskResult]) -> Table:
     return t
 
 
-def form_table(results: list[TaskResult]) -> Table:
+def form_table(results: Sequence[TaskResult]) -> Table:
+    """How each model ran: its form chosen at prepare, and the check against transformers."""
     t = Table(title="How each ran (chosen by measurement at prepare, checked against transformers)",
               title_justify="left")
     for col in ("model", *FORM_COLUMNS):
@@ -140,34 +105,16 @@ def form_table(results: list[TaskResult]) -> Table:
     return t
 
 
-def check_fits(specs: list[TaskSpec]) -> None:
-    """InputError with the memory each task needs and the memory there is, before anything is built."""
-    from moecluster.measure.runner import resolve_device
-    from moecluster.workloads.llm.workload import check_device_memory, shape_of
+def run_llm_bench(*, match: str, dtype: str, phase: str, batch_size: int, prompt_len: int, gen_tokens: int,
+                  dry_run: bool, as_json: bool, **options: Any) -> None:
+    """The `bench` command for workload llm (options parsed by `bench`, the MLP's and serve's refused)."""
+    from moecluster.cli.bench import console, print_results, window_status
 
-    try:
-        device = resolve_device(specs[0].device)
-        for spec in specs:
-            check_device_memory(spec, shape_of(spec), device)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-
-
-def run_llm_bench(*, preset: str | None, overrides: dict[str, int | None], impl: str, match: str, dtype: str,
-                  batch_size: int, device: str | None, phase: str, prompt_len: int, gen_tokens: int, path: str,
-                  graphs: bool | None, dry_run: bool, as_json: bool, **common: Any) -> None:
-    """The `bench` command for workload llm (options already parsed and checked by `bench`)."""
-    from moecluster.cli.bench import console, default_device, echo_failures, run_pair_alternating, warn_without_interval
-
-    name = preset or DEFAULT_PRESET
-    moe = llm_shape(name, overrides)
-    if impl not in LLM_IMPLS:
-        raise InputError(f"--impl {impl} is an mlp implementation; --workload llm takes {', '.join(LLM_IMPLS)}")
-    if match not in ("total", "active"):
-        raise InputError(f"--match {match}: llm twins match total or active parameters ('seed' is the MLP seed's)")
-    dense = _twin(moe, match)
-    require_workload("llm", feature="bench --workload llm")  # before anything runs, a dry run included
+    with window_status(dry_run) as on_window:
+        done = bench_llm(match=match, dtype=dtype, phase=phase, batch_size=batch_size, prompt_len=prompt_len,
+                         gen_tokens=gen_tokens, dry_run=dry_run, on_window=on_window, **options)
     if dry_run:
+        moe, dense = done.moe, done.dense
         if as_json:
             click.echo(json.dumps({
                 "moe": {"architecture": moe.architecture, **moe.as_model(), "params": vars(moe.params())},
@@ -176,21 +123,4 @@ def run_llm_bench(*, preset: str | None, overrides: dict[str, int | None], impl:
         else:
             console().print(shape_table(moe, match, dtype, phase, batch_size, prompt_len, gen_tokens))
         return
-    device = device or default_device()
-    if graphs and path == "reference":
-        raise InputError("--cuda-graphs is impossible with --path reference (transformers' generate runs eagerly)")
-    plain = preset if preset and all(v is None for v in overrides.values()) else None
-    specs = llm_pair_specs(moe, dense, preset=plain, impl=impl, match=match, dtype=dtype, batch_size=batch_size,
-                           device=device, phase=phase, prompt_len=prompt_len,
-                           gen_tokens=gen_tokens if phase == "decode" else 0, path=path, cuda_graphs=graphs, **common)
-    check_fits(specs)
-    results = run_pair_alternating(specs, specs[0].repeats)
-    if as_json:
-        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
-    else:
-        console().print(result_table(results))
-        console().print(form_table(results))
-        echo_failures(results)
-        warn_without_interval(results)
-    if any(r.status != "ok" for r in results):
-        sys.exit(1)
+    print_results(done.results, as_json, [result_table(done.results), form_table(done.results)])

@@ -11,19 +11,12 @@ for both sides). The options are added to `bench` by `serve_options`; `bench` ha
 """
 from __future__ import annotations
 
-import json
-import os
-import re
-import socket
-import sys
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from moecluster.workloads.serve.template import template_problem
-from moecluster.spec.records import ServeSpec, TaskResult, TaskSpec
+from moecluster.spec.records import TaskResult
 
 if TYPE_CHECKING:
     from moecluster.report.cells import TableData
@@ -34,7 +27,6 @@ from moecluster.cli.finite import BoundedInt, BoundedText, FiniteFloatRange
 #: bench's own options a serve bench uses; any other given with `--workload serve` is refused
 COMMON = {"workload", "device", "duration_s", "warmup_s", "repeats", "meter", "seed", "as_json", "match"}
 MAX_RATE = 1e6
-URL = re.compile(r"^https?://[^\s/]+(/[^\s]*)?$")
 PARAMS = FiniteFloatRange(min=1, max=1e15)  # a count written as 30.5e9, as in a sweep; taken as a whole number
 
 _OPTIONS: list[Callable[[Any], Any]] = [
@@ -96,139 +88,30 @@ def refuse_serve_options(ctx: click.Context, workload: str, serve: dict[str, Any
         raise InputError(f"{_flag(ctx, given[0])} is an option of --workload serve (not {workload})")
 
 
-def _name(model: str) -> str:
-    """A task name from a model's path or id: its last part, with what an id may not hold replaced."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", Path(model.rstrip("/")).name or model)[:60].lstrip("-.") or "served"
-
-
-def _reach(url: str | None, command: str | None, flags: tuple[str, str]) -> dict[str, Any]:
-    """The `url` or `command` of one served model, exactly one of them, checked as a sweep checks it."""
-    if (url is None) == (command is None):
-        raise InputError(f"give exactly one of {flags[0]} (a running server) or {flags[1]} (a server to start)")
-    if url is not None and not URL.match(url):
-        raise InputError(f"{flags[0]}: {url!r} is not an http(s) URL")
-    if command is not None:
-        problem = template_problem(command)
-        if problem:
-            raise InputError(f"{flags[1]}: {problem}")
-    return {"url": url, "command": command}
-
-
-def _load(serve: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The load's `ServeSpec` fields: closed loop (`--concurrency`) or open loop (`--request-rate`)."""
-    rate = serve["request_rate"]
-    if rate is None:
-        for key, flag in (("burstiness", "--burstiness"), ("max_in_flight", "--max-in-flight")):
-            if serve[key] is not None:
-                raise InputError(f"{flag} is an option of an open-loop load: it needs --request-rate")
-        return {"concurrency": serve["concurrency"] or 1}
-    if serve["concurrency"] is not None:
-        raise InputError("give --concurrency (requests kept in flight) or --request-rate (requests/s arriving),"
-                         " not both")
-    return {"concurrency": 0, "request_rate": rate, "burstiness": serve["burstiness"] or 1.0,
-            "max_in_flight": serve["max_in_flight"], "arrival_seed": seed}
-
-
-def serve_specs(serve: dict[str, Any], *, device: str, duration_s: float, warmup_s: float, repeats: int, meter: str,
-                seed: int, match: str) -> list[TaskSpec]:
-    """The tasks: the served model alone, or the dense comparison then the MoE (dense first, as the A of A B)."""
-    from moecluster.head.sweep.serve_schema import DEFAULT_PROMPTS, MAX_PROMPTS, read_prompt_file
-
-    if serve["serve_model"] is None:
-        raise InputError("--model: required with --workload serve (the model requests name)")
-    served = _reach(serve["serve_url"], serve["serve_command"], ("--url", "--command"))
-    pair = serve["dense_url"] is not None or serve["dense_command"] is not None
-    if not pair and (serve["dense_model"] is not None or serve["dense_params_total"] is not None):
-        raise InputError("--dense-model needs --dense-url or --dense-command")
-    load = _load(serve, seed)
-    try:
-        prompts = read_prompt_file(Path(serve["prompts_file"]), 200) if serve["prompts_file"] else \
-            read_prompt_file(DEFAULT_PROMPTS, MAX_PROMPTS)
-    except ValueError as exc:
-        raise InputError(f"--prompts: {exc}") from None
-    common_serve: dict[str, Any] = dict(
-        max_tokens=serve["max_tokens"] or 256, output=serve["serve_output"] or "natural", prompts=prompts,
-        startup_timeout_s=serve["startup_timeout_s"] or 600.0, **load)
-    moe = serve["serve_model"]
-    load_id = ServeSpec(name="x", model="x", **common_serve).load_id
-    pair_id = f"bench-{_name(moe)}-{load_id}"
-    common: dict[str, Any] = dict(pair_id=pair_id, run_id=f"bench-{os.getpid()}", workload="serve", device=device,
-                                  duration_s=duration_s, warmup_s=warmup_s, repeats=repeats, meter=meter,
-                                  batch_size=load["concurrency"] or load.get("max_in_flight") or 1,
-                                  dtype="bfloat16" if device == "cuda" else "float32")
-    total, active = (None if v is None else round(v) for v in (serve["params_total"], serve["params_active"]))
-    if total is not None and active is not None and active > total:
-        raise InputError(f"--params-active: {active:,} is more than --params-total ({total:,})")
-    counts = {k: v for k, v in (("params_total", total), ("params_active", active or total)) if v is not None}
-    specs = [TaskSpec(task_id=f"{pair_id}-moe" if pair else pair_id, kind="moe", impl="served",
-                      model_name=_name(moe), model=counts,
-                      serve=ServeSpec(name=_name(moe), model=moe, **served, **common_serve), **common)]
-    if pair:
-        dense = serve["dense_model"]
-        if dense is None:
-            raise InputError("--dense-model: required with --dense-url or --dense-command")
-        reach = _reach(serve["dense_url"], serve["dense_command"], ("--dense-url", "--dense-command"))
-        d_total = None if serve["dense_params_total"] is None else round(serve["dense_params_total"])
-        d_counts = {} if d_total is None else {"params_total": d_total, "params_active": d_total}
-        specs.insert(0, TaskSpec(task_id=f"{pair_id}-dense-{match}", kind="dense", impl="dense", match=match,
-                                 model_name=_name(dense), model=d_counts,
-                                 serve=ServeSpec(name=_name(dense), model=dense, **reach, **common_serve), **common))
-    return specs
-
-
 def run_serve_bench(ctx: click.Context, serve: dict[str, Any], **common: Any) -> None:
     """The `bench` command for workload serve (`bench` parsed the options; the serve ones are in `serve`)."""
-    from moecluster.spec.extras import require_workload
+    from moecluster.head.bench.serve import bench_serve
+    from moecluster.report.terminal import FittedTable
 
-    from moecluster.cli.bench import console, echo_failures, warn_without_interval
+    from moecluster.cli.bench import print_results, window_status
 
     foreign = [n for n in _given(ctx, [p.name for p in ctx.command.params if p.name])
                if n not in COMMON and n not in serve]
     if foreign:
         raise InputError(f"{_flag(ctx, foreign[0])} is not an option of --workload serve")
-    if common["match"] == "seed":
-        raise InputError("--match seed: a served dense model matches total or active parameters")
     as_json = common.pop("as_json")
-    specs = serve_specs(serve, device=common.pop("device") or "cpu", **common)
-    require_workload("serve", feature="bench --workload serve")
-    results = _run(specs)
-    if as_json:
-        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
-    else:
-        from moecluster.report.terminal import FittedTable
-
-        for table in result_tables(results):
-            console().print(FittedTable(table))
-        echo_failures(results)
-        if len(results) == 2:
-            warn_without_interval(results)
-    if any(r.status != "ok" for r in results):
-        sys.exit(1)
+    with window_status() as on_window:
+        results = bench_serve(serve, on_window=on_window, **common).results
+    print_results(results, as_json, [] if as_json else [FittedTable(t) for t in result_tables(results)])
 
 
-def _run(specs: list[TaskSpec]) -> list[TaskResult]:
-    """A pair in counterbalanced windows (`bench.run_pair_alternating`); one server, all windows behind one
-    start; either holding the devices against other runs, as a scheduled pair does."""
-    from moecluster.node.device_lock import run_holding_devices
-    from moecluster.measure.runner import run_task
-
-    from moecluster.cli.bench import console, run_pair_alternating
-
-    if len(specs) == 2:
-        return run_pair_alternating(specs, specs[0].repeats)
-    with console(stderr=True).status(f"measuring {specs[0].task_id} ({specs[0].repeats} windows)"):
-        return run_holding_devices(specs, lambda: [run_task(specs[0])], node=socket.gethostname(),
-                                   run_id=specs[0].run_id)
-
-
-def result_tables(results: list[TaskResult]) -> list[TableData]:
+def result_tables(results: Sequence[TaskResult]) -> list[TableData]:
     """The report's serve tables for these results: a pair's comparison, or the one side alone."""
+    from moecluster.report.aggregate.bench import bench_ratio
     from moecluster.report.aggregate.serve import serve_comparisons, serve_side
     from moecluster.report.aggregate.tasks import task_stats
     from moecluster.report.serve import latency_table, normalisations_table, side_tables, \
         throughput_table
-
-    from moecluster.cli.bench import bench_ratio
 
     ok = [r for r in results if r.status == "ok" and r.serve is not None]
     if len(results) == 2:

@@ -9,7 +9,7 @@ import click
 
 from moecluster.cli.errors import InputError
 from moecluster.cli.finite import FiniteFloatRange
-from moecluster.cli.outdir import writable_dir
+from moecluster.report.outdir import writable_dir
 
 
 @click.group("dashboards")

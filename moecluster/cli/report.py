@@ -9,26 +9,19 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import replace
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
 
-from moecluster.spec.extras import require
-from moecluster.report.aggregate import aggregate
-from moecluster.report.export import FORMATS, empty, write
-from moecluster.report.frames import frames
-from moecluster.report.html import write_html
-from moecluster.report.meta import run_meta
+from moecluster.report.aggregate import Aggregate
+from moecluster.report.build import ReportRequest, build_report
+from moecluster.report.export import FORMATS
 from moecluster.report.tables import render
-from moecluster.report.pooled import caveat, difference, identity
-from moecluster.head.rundir import find_run, runs_root
-from moecluster.head.store import RunStore, StoreDamaged
-
-from moecluster.cli.errors import InputError
-from moecluster.cli.outdir import writable_dir
 
 PIPE_WIDTH = 200  # columns of the tables when stdout is not a terminal and COLUMNS is not set
 
@@ -105,73 +98,38 @@ def report(run_ids: tuple[str, ...], runs_dir: Path | None, formats: tuple[str, 
     Several RUN_IDs of one sweep are pooled as replicates: every interval is then over the replicates of
     all of them. Runs whose sweeps or code revisions differ are refused unless --pool-anyway.
     """
-    root = runs_root(runs_dir)
-    run_ids = tuple(dict.fromkeys(run_ids))
-    run_dirs = [find_run(root, r) for r in run_ids]
-    run_id, run_dir = " + ".join(run_ids), run_dirs[0]
-    err = Console(stderr=True)
-    if len(run_dirs) > 1:
-        identities = [identity(r, d) for r, d in zip(run_ids, run_dirs)]
-        differs = difference(identities)
-        if differs and not pool_anyway:
-            raise InputError(f"{differs}: not pooled as replicates (--pool-anyway pools them regardless)")
-        for line in filter(None, [f"pooled although {differs}" if differs else None, caveat(identities)]):
-            err.print(f"[yellow]moecluster: warning: {escape(line)}[/yellow]")
-    if "parquet" in formats:  # optional dependencies, checked before anything is written
-        require("pyarrow", extra="report", feature="--format parquet")
-    if html_dir is not None:
-        require("matplotlib", extra="report", feature="--html (the report's figures)")
-    for option, directory in (("--out", out_dir if formats else None), ("--html", html_dir)):
-        if directory is not None:
-            writable_dir(directory, option)
-    results = []
-    for one, directory in zip(run_ids, run_dirs):
-        try:
-            with RunStore(directory, read_only=True) as store:  # a report never writes the store
-                stored = store.results()
-        except StoreDamaged as exc:
-            raise InputError(f"run {one!r} is damaged: {exc}") from None
-        if not stored:
-            raise InputError(f"run {one!r} has no stored results yet ({directory})")
-        if len(run_dirs) > 1:  # the run each record came from, as given (a copied store may carry another id)
-            stored = [replace(r, spec=replace(r.spec, run_id=one)) for r in stored]
-        results += stored
-    if prometheus_url and not prometheus_url.startswith(("http://", "https://")):
-        raise InputError(f"--prometheus {prometheus_url!r}: expected an http:// or https:// URL")
-    with err.status(f"reading Prometheus at {prometheus_url}" if prometheus_url else "aggregating"):
-        agg = aggregate(results, prometheus_url)
-    if prometheus_url and agg.cluster is None:
-        err.print(f"[yellow]moecluster: warning: cluster-wide energy {escape(agg.cluster_note)}[/yellow]")
-    meta = run_meta(run_dir)
-    if len(run_dirs) > 1:
-        meta["pooled runs"] = ", ".join(f"{r} ({d})" for r, d in zip(run_ids, run_dirs))
-    if not quiet:
+    files = build_report(ReportRequest(run_ids=run_ids, runs_dir=runs_dir, formats=formats, out_dir=out_dir,
+                                       html_dir=html_dir, prometheus_url=prometheus_url, pool_anyway=pool_anyway),
+                         TerminalView(quiet=quiet))
+    for path in files.written:
+        click.echo(f"wrote {path}", err=not quiet)
+    if files.unwritten:
+        click.echo(f"not written, no rows: {', '.join(files.unwritten)}", err=not quiet)
+
+
+class TerminalView:
+    """The report on the terminal: its tables on stdout (none when `quiet`), warnings and a status line on stderr."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.err = Console(stderr=True)
+
+    def warn(self, line: str) -> None:
+        self.err.print(f"[yellow]moecluster: warning: {escape(line)}[/yellow]")
+
+    @contextmanager
+    def aggregating(self, prometheus_url: str | None) -> Iterator[None]:
+        with self.err.status(f"reading Prometheus at {prometheus_url}" if prometheus_url else "aggregating"):
+            yield
+
+    def show(self, agg: Aggregate, run_id: str, meta: dict[str, Any]) -> None:
+        if self.quiet:
+            return
         wide = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
         console = Console(width=None if wide else PIPE_WIDTH)
         for part in render(agg, run_id, meta):
             console.print(part)
             console.print()
-    written: list[Path] = []
-    unwritten: list[str] = []
-    if formats:
-        tables = frames(agg)
-        target = out_dir or run_dir / ("report" if len(run_dirs) == 1 else "report-pooled")
-        export_meta = {"run_id": run_id, **meta, "cluster": agg.cluster_note}
-        for fmt in formats:
-            try:
-                written += write(tables, target, fmt, export_meta)
-            except OSError as exc:
-                raise InputError(f"--out {target}: cannot write: {exc.strerror or exc}") from None
-        unwritten = empty(tables)
-    if html_dir is not None:
-        try:
-            written.append(write_html(agg, run_id, meta, html_dir))
-        except OSError as exc:
-            raise InputError(f"--html {html_dir}: cannot write: {exc.strerror or exc}") from None
-    for path in written:
-        click.echo(f"wrote {path}", err=not quiet)
-    if unwritten:
-        click.echo(f"not written, no rows: {', '.join(unwritten)}", err=not quiet)
 
 
 COMMANDS = [report]

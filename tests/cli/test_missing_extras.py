@@ -95,9 +95,9 @@ def test_a_task_failing_for_the_extra_shows_the_whole_hint(monkeypatch: pytest.M
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     """Where the check passes but the task's own import fails (a node without the extra), the
     error is printed in full: no table cell cuts it and no markup eats `[llm]`."""
-    from moecluster.cli import bench_llm
+    from moecluster.head.bench import llm
 
-    monkeypatch.setattr(bench_llm, "require_workload", lambda workload, feature: None)  # the head has it...
+    monkeypatch.setattr(llm, "require_workload", lambda workload, feature: None)  # the head has it...
     monkeypatch.setitem(sys.modules, "transformers", None)  # ...the process running the task does not
     code, out, err = in_process(capsys, *TINY_LLM)
     assert code == 1

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moecluster.cli.errors import InputError
+from moecluster.head.errors import InputError
 
 
 def writable_dir(path: Path, option: str) -> Path:
