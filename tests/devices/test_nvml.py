@@ -185,3 +185,37 @@ def test_no_gpus_is_an_empty_set(fake_nvml: FakePynvml) -> None:
         assert list(devices.gpus) == []
     assert fake_nvml.shutdowns == 1
 
+
+
+def test_every_nvml_name_the_adapter_uses_exists_in_the_real_binding() -> None:
+    """The fake above answers whatever the adapter asks; the real `pynvml` (nvidia-ml-py, a required
+    dependency) must have each name too. A wrong name passed every CPU test once and failed every served
+    task on a GPU (`nvmlDeviceGetComputeProcesses`; pynvml calls it `nvmlDeviceGetComputeRunningProcesses`)."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    import moecluster.devices.nvml as adapter
+
+    real = importlib.import_module("pynvml")
+    tree = ast.parse(Path(adapter.__file__).read_text())
+
+    def is_binding(node: ast.expr) -> bool:  # `nvml`, `pynvml` or `self._nvml`
+        return (isinstance(node, ast.Name) and node.id in {"nvml", "pynvml"}) or (
+            isinstance(node, ast.Attribute) and node.attr == "_nvml")
+
+    def literal(node: ast.expr) -> str | None:
+        return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and is_binding(node.value):
+            names.add(node.attr)  # nvml.nvmlDeviceGetName, self._nvml.NVML_CLOCK_SM
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "_call":
+            names.add(str(literal(node.args[0])))  # self._call("nvmlDeviceGetPowerUsage")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in {"getattr", "hasattr"} \
+                and is_binding(node.args[0]) and literal(node.args[1]) is not None:
+            names.add(str(literal(node.args[1])))  # getattr(nvml, "NVML_FI_DEV_POWER_INSTANT", None)
+    assert len(names) > 15  # the adapter's calls, constants and errors were read
+    missing = sorted(n for n in names if not hasattr(real, n))
+    assert missing == []
