@@ -54,7 +54,9 @@ def test_a_partitioned_worker_stalls_only_its_own_pair_and_is_named_when_marked_
         pair = measuring_pair(hosts, 1, "slow-detect")
         fault_at = time.time()
         hosts.partition(1)
-        recovered_at = stored_at(tmp_path, "slow-detect", pair, 90)
+        # the bound on noticing is asserted below; storing waits for the rerun's build, form race and windows
+        # behind the other worker's pair in progress (over 90 s once, on 2 cores shared with other tests)
+        recovered_at = stored_at(tmp_path, "slow-detect", pair, 180)
         others_meanwhile = {r.spec.pair_id for r in results(tmp_path, "slow-detect")
                             if r.spec.pair_id != pair and fault_at < r.finished_at}
         time.sleep(max(0.0, fault_at + RAY_DEFAULT_NODE_LOSS_S + 10 - time.time()))
