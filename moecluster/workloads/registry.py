@@ -1,4 +1,5 @@
-"""The registered workloads: name → plug-in. A new workload is one line in `PLUGINS`.
+"""The registered workloads: name → plug-in. A new workload's head side is one line in `PLUGINS` (its node
+side one line in `workload.registry()`, which node code reads instead of this module).
 
 Head code looks a workload up here (`workload(name)`) or iterates `WORKLOADS`; it never tests a name.
 """
