@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Optional, TypeVar
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from moecluster.spec.llm.presets import PRESETS as LLM_PRESETS
 from moecluster.spec.llm.presets import moe_preset
@@ -30,6 +29,8 @@ from moecluster.spec.mlp.shapes import PRESETS, MoEShape, ShapeError
 from moecluster.head.sweep.bounds import MAX_COUNT, MAX_NAME_CHARS, MAX_REPLICATES, MAX_SEED, MAX_WINDOW_S, MAX_ZIPF_S
 from moecluster.head.sweep.shown import clip, shown
 from moecluster.head.sweep.suggest import did_you_mean
+from moecluster.head.sweep.fields import NAME_PATTERN, Axis, Count, FieldProblem, _Strict, _unique
+from moecluster.head.sweep.serve_schema import ServeSection
 
 # The vocabulary of `moecluster bench` (`models.IMPLS`, `workloads.workload.DTYPES`; a test keeps
 # them equal), spelt out here so that loading a sweep does not import torch.
@@ -44,11 +45,8 @@ DType = Literal["float32", "bfloat16", "float16"]
 Match = Literal["total", "active", "seed"]
 Load = Literal["router", "zipf"]
 Strategy = Literal["STRICT_PACK", "PACK", "SPREAD", "STRICT_SPREAD"]
-T = TypeVar("T")
-#: Counts and sizes: positive (or, with `Count0`, non-negative) and at most `bounds.MAX_COUNT`.
-Count = Annotated[int, Field(gt=0, le=MAX_COUNT)]
+#: Counts and sizes may also be zero (`Count`: positive; both at most `bounds.MAX_COUNT`).
 Count0 = Annotated[int, Field(ge=0, le=MAX_COUNT)]
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 #: Independent processes per pair when a sweep does not say: three, so that a plain `submit` gives
 #: intervals over what moves a result between runs (the build, the form chosen, the idle reading, the
 #: GPU where there are several), t with 2 degrees of freedom; one replicate has only its windows' spread.
@@ -67,19 +65,6 @@ MLP_ONLY = ("compile", "load", "zipf_s", "train_epochs")
 MLP_MODEL_FIELDS = ("expert_hidden_dim", "expert_num_layers", "input_dim", "output_dim")
 LLM_MODEL_FIELDS = ("architecture", "vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
                     "intermediate_size", "shared_intermediate_size")
-
-
-class FieldProblem(ValueError):
-    """A cross-field problem that names the key it belongs to (`loc`, relative to the model)."""
-
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
-
-
-class _Strict(BaseModel):
-    # allow_inf_nan=False: `duration_s: .inf` is one line naming the key, not a run that never ends.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class ModelEntry(_Strict):
@@ -195,23 +180,6 @@ class ModelEntry(_Strict):
     def is_plain_preset(self) -> bool:
         """True when the shape is exactly the preset's (no field overridden)."""
         return self.preset is not None and self.shape() == PRESETS[self.preset]
-
-
-def _as_list(value: Any) -> Any:
-    """A scalar becomes a one-value axis; a list stays a list (validated element-wise)."""
-    return value if isinstance(value, list) else [value]
-
-
-#: A grid axis: a scalar or a list in the file, always a list once validated.
-Axis = Annotated[list[T], BeforeValidator(_as_list)]
-
-
-def _unique(value: list[Any]) -> list[Any]:
-    if not value:
-        raise ValueError("empty list: a grid axis needs at least one value")
-    if len(set(value)) != len(value):
-        raise ValueError(f"duplicate values in {value}")
-    return value
 
 
 class LlmGrid(_Strict):
@@ -408,7 +376,3 @@ def _workloads(info: ValidationInfo) -> Mapping[str, Any]:
 def _plugin(info: ValidationInfo) -> Any:
     return _workloads(info)[(info.context or {})["workload"]]
 
-
-from moecluster.head.sweep.serve_schema import ServeSection  # noqa: E402 - it builds on the types above
-
-SweepFile.model_rebuild()

@@ -35,7 +35,7 @@ from pydantic import Field, field_validator, model_validator
 from moecluster.workloads.serve.template import template_problem
 
 from moecluster.head.sweep.bounds import MAX_COUNT, MAX_NAME_CHARS, MAX_SEED
-from moecluster.head.sweep.schema import Axis, Count, FieldProblem, NAME_PATTERN, _Strict, _unique
+from moecluster.head.sweep.fields import NAME_PATTERN, Axis, Count, FieldProblem, _Strict, _unique
 
 MAX_PROMPTS = 10_000
 MAX_PROMPT_CHARS = 100_000
