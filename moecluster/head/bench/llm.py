@@ -13,9 +13,9 @@ from moecluster.spec.records import TaskSpec
 
 from moecluster.head.bench.pair import OnWindow, PairBench, default_device, run_bench
 from moecluster.head.errors import InputError
+from moecluster.head.sweep.schema import LLM_IMPLS
 
 DEFAULT_PRESET = "tiny-mixtral"
-LLM_IMPLS = ("library", "grouped")
 
 
 def llm_shape(preset: str, overrides: dict[str, int | None]) -> LlmShape:
